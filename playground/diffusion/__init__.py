@@ -1,0 +1,33 @@
+"""Diffusion math, pure and model-free: the noise schedule, DDPM/DDIM samplers, guidance.
+
+    from playground.diffusion import NoiseSchedule, ddim_sample
+    x0 = ddim_sample(denoiser, x_T, NoiseSchedule(), steps=50)
+
+A denoiser is any callable ``(x_t, t, cond) -> eps`` with ``t`` a long tensor of shape (N,).
+"""
+
+from playground.diffusion.guidance import GuidedDenoiser, classifier_free_guidance
+from playground.diffusion.samplers import (
+    Step,
+    ddim_sample,
+    ddim_sample_progressive,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_sample_progressive,
+    draw_noise,
+)
+from playground.diffusion.schedule import NoiseSchedule, ScheduleConfig
+
+__all__ = [
+    "GuidedDenoiser",
+    "NoiseSchedule",
+    "ScheduleConfig",
+    "Step",
+    "classifier_free_guidance",
+    "ddim_sample",
+    "ddim_sample_progressive",
+    "ddim_timesteps",
+    "ddpm_sample",
+    "ddpm_sample_progressive",
+    "draw_noise",
+]
