@@ -429,7 +429,7 @@ def _render_chunk(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
 
 
 def render(factors: dict[str, np.ndarray], size: int = IMAGE_SIZE,
-           chunk: int = 250) -> np.ndarray:
+           chunk: int = 64) -> np.ndarray:
     """Render faces from factors. Returns uint8 (N, size, size, 3)."""
     n = validate_factors(factors)
     out = np.empty((n, size, size, 3), dtype=np.uint8)
