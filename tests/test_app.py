@@ -1,0 +1,46 @@
+"""The app answers through gradio_client: valid calls give images, invalid ones a clear error."""
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+@pytest.fixture(scope="module")
+def client():
+    import app
+
+    demo = app.build_app()
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None,
+                        quiet=True)
+    try:
+        yield gradio_client.Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_synthfaces_grid(client):
+    path = client.predict(seed=1, count=4, api_name="/synthfaces_grid")
+    image = np.asarray(Image.open(path))
+    # 4 faces in one row, each 64 px scaled x2 with 2 px padding.
+    assert image.shape[:2] == (2 * (64 + 2) + 4, 4 * 2 * (64 + 2) + 4)
+    same = np.asarray(Image.open(client.predict(seed=1, count=4, api_name="/synthfaces_grid")))
+    assert np.array_equal(image, same)
+
+
+def test_synthfaces_face_follows_the_sliders(client):
+    kwargs = dict(yaw=0, roll=0, light=0, skin=0.3, width=0.5, smile=0.5, mouth_open=0.2,
+                  eye_open=0.7, brow=0.5, hair_color="brown", hair_style="short",
+                  eyeglasses="no", hat="no", facial_hair="none", lipstick="no", background=0.5)
+    plain = np.asarray(Image.open(client.predict(**kwargs, api_name="/synthfaces_face")))
+    assert plain.shape == (256, 256, 3)
+    glasses = np.asarray(Image.open(client.predict(**{**kwargs, "eyeglasses": "yes"},
+                                                   api_name="/synthfaces_face")))
+    assert np.abs(plain.astype(int) - glasses).mean() > 1.0
+
+
+@pytest.mark.parametrize("seed,count", [(-1, 4), (0, 0), (0, 1000)])
+def test_bad_grid_input_gives_a_clear_error_and_the_app_still_answers(client, seed, count):
+    with pytest.raises(Exception, match="(Seed|Number of faces|maximum value|minimum value)"):
+        client.predict(seed=seed, count=count, api_name="/synthfaces_grid")
+    assert client.predict(seed=0, count=1, api_name="/synthfaces_grid")
