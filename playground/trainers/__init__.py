@@ -1,0 +1,14 @@
+"""Trainers, one module per model family, reached through ``python -m playground.train <kind>``.
+
+Each module listed in `TRAINERS` provides:
+    HELP: str                          one line for ``python -m playground.train --help``
+    add_arguments(parser) -> None      its command-line options
+    main(args) -> int                  run it (exit status)
+The shared machinery (run folder, checkpoints and resume, DDP, time budget) is in
+`playground.training`.
+"""
+
+# subcommand → module. Add "autoencoder", "clip", "judge", "ldm" here as they land.
+TRAINERS: dict[str, str] = {
+    "vae": "playground.trainers.vae",
+}

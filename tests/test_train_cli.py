@@ -1,0 +1,257 @@
+"""Training machinery and the β-VAE trainer: tiny runs, exact resume, crash safety, DDP."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from playground import checkpoints
+from playground.checkpoints import load_model
+from playground.train import main
+from playground.training import (DatasetImages, TensorImages, epoch_batches, load_train_state,
+                                 optimizer_from_flat, optimizer_to_flat, read_log)
+from playground.trainers.vae import VAETrainConfig, train_vae
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = dict(batch_size=16, channels=(8, 8, 8, 8), latent_dim=8, eval_size=16, log_every=1,
+            progress=False)
+
+
+class RandomFaces(torch.utils.data.Dataset):
+    """Random uint8 images with the SynthFaces item format."""
+
+    def __init__(self, n, seed=0, expose_images=True):
+        images = np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+        if expose_images:
+            self.images = images
+        self._images = images
+
+    def __len__(self):
+        return len(self._images)
+
+    def __getitem__(self, i):
+        image = torch.from_numpy(self._images[i]).permute(2, 0, 1).float() / 255
+        return {"image": image, "attributes": torch.zeros(2), "index": i}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: as fast, and robust to a busy CPU
+    yield
+    torch.set_num_threads(before)
+
+
+def run(out, resume=False, n=48, **overrides):
+    cfg = VAETrainConfig(out=str(out), **{**TINY, **overrides})
+    return train_vae(cfg, resume=resume, train_set=RandomFaces(n), val_set=RandomFaces(16, seed=1))
+
+
+def weights(folder):
+    return load_model(str(folder)).state_dict()
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_a_tiny_run_writes_a_loadable_model_logs_and_metrics(tmp_path):
+    metrics = run(tmp_path / "run", max_steps=4, beta=2.0)  # 48 images / 16 = 3 steps per epoch
+    files = sorted(os.listdir(tmp_path / "run"))
+    assert files == ["config.json", "log.jsonl", "metrics.json", "model.safetensors",
+                     "train_state.json", "train_state.safetensors"]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved == metrics
+    for key in ("beta", "recon_bce", "kl", "kl_per_dim", "active_dims", "elbo",
+                "train_seconds", "device", "epochs"):
+        assert key in saved
+    assert saved["beta"] == 2.0 and saved["steps"] == 4 and saved["epochs"] == pytest.approx(4 / 3)
+    assert len(saved["kl_per_dim"]) == 8 and saved["kl"] == pytest.approx(sum(saved["kl_per_dim"]))
+    assert saved["elbo"] == pytest.approx(-(saved["recon_bce"] + saved["kl"]))
+    assert saved["active_dims"] == sum(k > 0.01 for k in saved["kl_per_dim"])
+    log = read_log(tmp_path / "run")
+    assert [r["step"] for r in log if r["type"] == "train"] == [1, 2, 3, 4]
+    assert [(r["epoch"], r["step"]) for r in log if r["type"] == "val"] == [(1, 3)]
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 4)
+    model = load_model(str(tmp_path / "run"))
+    assert model.config.beta == 2.0 and not model.training
+
+
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
+    run(tmp_path / "straight", max_steps=7)
+    run(tmp_path / "resumed", max_steps=4)  # stops mid-epoch 2
+    metrics = run(tmp_path / "resumed", resume=True, max_steps=7)
+    assert metrics["steps"] == 7
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
+    # optimizer state too
+    _, opt_a, state_a = load_train_state(tmp_path / "straight")
+    _, opt_b, state_b = load_train_state(tmp_path / "resumed")
+    assert all(torch.equal(opt_a[k], opt_b[k]) for k in opt_a) and opt_a.keys() == opt_b.keys()
+    assert state_a["global_step"] == state_b["global_step"] == 7
+    # the resumed log has each step once
+    steps = [r["step"] for r in read_log(tmp_path / "resumed") if r["type"] == "train"]
+    assert steps == list(range(1, 8))
+
+
+def test_a_crash_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    run(tmp_path / "straight", max_steps=4)
+    run(tmp_path / "run", max_steps=2)
+    real_replace = os.replace
+
+    def crash_on_state(src, dst):
+        if str(dst).endswith("train_state.safetensors"):
+            raise OSError("killed while saving")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoints.os, "replace", crash_on_state)
+    with pytest.raises(OSError, match="killed while saving"):
+        run(tmp_path / "run", resume=True, max_steps=4)
+    monkeypatch.setattr(checkpoints.os, "replace", real_replace)
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+    _, _, state = load_train_state(tmp_path / "run")
+    assert state["global_step"] == 2  # the old checkpoint, whole
+    run(tmp_path / "run", resume=True, max_steps=4)
+    assert_same_weights(tmp_path / "straight", tmp_path / "run")
+
+
+def test_a_run_is_not_overwritten_and_resume_keeps_its_settings(tmp_path):
+    run(tmp_path / "run", max_steps=1)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        run(tmp_path / "run", max_steps=2)
+    with pytest.raises(ValueError, match="beta: checkpoint 4.0, now 10.0"):
+        run(tmp_path / "run", resume=True, max_steps=2, beta=10.0)
+
+
+def test_the_time_budget_stops_training(tmp_path):
+    metrics = run(tmp_path / "run", minutes=0.01, log_every=1000)  # 0.6 s
+    steps = metrics["steps"]
+    assert steps >= 1 and 0.6 <= metrics["train_seconds"] < 10
+    assert load_train_state(tmp_path / "run")[2]["global_step"] == steps
+    # the budget counts the time of earlier sessions: resuming with it spent trains no more
+    assert run(tmp_path / "run", resume=True, minutes=0.01, log_every=1000)["steps"] == steps
+    assert run(tmp_path / "run", resume=True, minutes=0.02, log_every=1000)["steps"] > steps
+
+
+def test_epochs_are_shuffled_reproducibly_and_loaders_give_the_same_batches():
+    a, b = epoch_batches(50, 16, seed=3, epoch=0), epoch_batches(50, 16, seed=3, epoch=0)
+    assert len(a) == 3 and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(torch.cat(a), torch.cat(epoch_batches(50, 16, seed=3, epoch=1)))
+    assert len(set(torch.cat(a).tolist())) == 48  # no image twice in an epoch
+    data = RandomFaces(50)
+    fast = list(TensorImages(data.images, torch.device("cpu")).iterate(a))
+    slow = list(DatasetImages(RandomFaces(50, expose_images=False), torch.device("cpu"),
+                              num_workers=0).iterate(a))
+    assert all(torch.equal(x, y) for x, y in zip(fast, slow))
+    assert fast[0].shape == (16, 3, 64, 64) and fast[0].dtype == torch.float32
+
+
+def test_optimizer_state_round_trips_through_flat_tensors_and_json():
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.9))
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).sum().backward()
+        opt.step()
+    tensors, meta = optimizer_to_flat(opt)
+    meta = json.loads(json.dumps(meta))  # it must survive JSON
+    assert "optimizer.state.0.exp_avg" in tensors
+    fresh = torch.optim.Adam(model.parameters(), lr=0.5)
+    optimizer_from_flat(fresh, tensors, meta)
+    a, b = opt.state_dict(), fresh.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for pid in a["state"]:
+        for key, value in a["state"][pid].items():
+            assert torch.equal(value, b["state"][pid][key])
+
+
+def _synthfaces_available():
+    try:
+        from playground.data.synthfaces import SynthFacesDataset  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_synthfaces = pytest.mark.skipif(not _synthfaces_available(),
+                                      reason="playground.data.synthfaces.SynthFacesDataset not there yet")
+CLI_TINY = ["--train-size", "32", "--eval-size", "16", "--batch-size", "16", "--channels",
+            "8,8,8,8", "--latent-dim", "8", "--no-progress", "--log-every", "1"]
+
+
+@needs_synthfaces
+def test_cli_trains_on_synthfaces_then_resumes(tmp_path, capsys):
+    out = tmp_path / "runs" / "cli-run"
+    assert main(["vae", "--beta", "2", "--max-steps", "2", "--out", str(out), *CLI_TINY]) == 0
+    assert json.loads((out / "train_state.json").read_text())["global_step"] == 2
+    # unset options come from the checkpoint (beta 2, tiny channels, ...)
+    assert main(["vae", "--out", str(out), "--resume", "--max-steps", "3", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["beta"] == 2.0 and metrics["dataset"] == "synthfaces"
+    assert "resuming" in capsys.readouterr().out
+    assert main(["vae", "--out", str(out), "--max-steps", "4", *CLI_TINY]) == 2
+    assert main(["vae", "--out", str(out), "--resume", "--beta", "5", "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a checkpoint" in err and "beta: checkpoint 2.0, now 5.0" in err
+
+
+def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
+    assert main(["vae", "--batch-size", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "batch_size must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["vae", "--dataset", "imagenet"])
+
+
+# ----------------------------------------------------------------------------- DDP
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    run(out, max_steps=4)
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path):
+    """Two processes, each with half of every batch, make the same updates as one process."""
+    run(tmp_path / "single", max_steps=4)
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp")),
+                                nprocs=2, join=True)
+    state = json.loads((tmp_path / "ddp" / "train_state.json").read_text())
+    assert state["world_size"] == 2 and state["global_step"] == 4
+    single, ddp = weights(tmp_path / "single"), weights(tmp_path / "ddp")
+    for k in single:
+        torch.testing.assert_close(ddp[k], single[k], rtol=1e-4, atol=1e-5, msg=k)
+    steps = [r["step"] for r in read_log(tmp_path / "ddp") if r["type"] == "train"]
+    assert steps == [1, 2, 3, 4]  # only rank 0 logs
+
+
+@pytest.mark.slow
+@needs_synthfaces
+def test_torchrun_cli_with_two_processes(tmp_path):
+    out = tmp_path / "runs" / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port", str(_free_port()), "-m", "playground.train", "vae",
+           "--max-steps", "2", "--out", str(out), *CLI_TINY]
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, timeout=300)
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["world_size"] == 2 and state["global_step"] == 2
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
