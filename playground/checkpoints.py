@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import math
 import os
 import re
 import struct
@@ -383,8 +382,3 @@ def list_models(kind: str | None = None) -> list[dict[str, str]]:
             seen.add(name)
             found.append({"name": name, "kind": model_kind, "source": source, "path": str(folder)})
     return found
-
-
-def finite_or_none(x: float) -> float | None:
-    """JSON has no NaN/inf: map them to None (null) for metrics.json."""
-    return x if math.isfinite(x) else None

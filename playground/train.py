@@ -27,8 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help=", ".join(TRAINERS))
     for name, module_name in TRAINERS.items():
         module = importlib.import_module(module_name)
-        sp = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sp = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sp)
         sp.set_defaults(_main=module.main)
     return parser

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,6 +427,41 @@ class Every:
 
     def reset(self) -> None:
         self.last = time.perf_counter()
+
+
+class GracefulStop:
+    """Stop at the next step boundary on request, with a checkpoint instead of lost work.
+
+    Inside ``with GracefulStop() as stop:``, the first SIGINT (Ctrl-C) or SIGTERM (a UI's
+    cancel) sets ``stop.requested``; a second one acts as usual (aborts). `event` (a
+    ``threading.Event``) is a second way to ask, for a run started in a thread. Signal
+    handlers are only installed from the main thread, and restored on exit.
+    """
+
+    def __init__(self, event: Any = None):
+        self.event = event
+        self._requested = False
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self._requested or (self.event is not None and self.event.is_set())
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        self._requested = True
+        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+        print("\nstopping after this step with a checkpoint (signal again to abort)", flush=True)
 
 
 def progress_bar(total: int, initial: int = 0, desc: str = "", enabled: bool = True):

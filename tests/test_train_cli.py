@@ -1,9 +1,11 @@
 """Training machinery and the β-VAE trainer: tiny runs, exact resume, crash safety, DDP."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +54,10 @@ def isolated(tmp_path, monkeypatch):
     torch.set_num_threads(before)
 
 
-def run(out, resume=False, n=48, **overrides):
+def run(out, resume=False, n=48, stop_event=None, **overrides):
     cfg = VAETrainConfig(out=str(out), **{**TINY, **overrides})
-    return train_vae(cfg, resume=resume, train_set=RandomFaces(n), val_set=RandomFaces(16, seed=1))
+    return train_vae(cfg, resume=resume, train_set=RandomFaces(n), val_set=RandomFaces(16, seed=1),
+                     stop_event=stop_event)
 
 
 def weights(folder):
@@ -146,6 +149,26 @@ def test_the_time_budget_stops_training(tmp_path):
     assert run(tmp_path / "run", resume=True, minutes=0.02, log_every=1000)["steps"] > steps
 
 
+def test_a_stop_request_ends_the_run_with_a_checkpoint(tmp_path):
+    event = threading.Event()
+    timer = threading.Timer(0.5, event.set)
+    timer.start()
+    metrics = run(tmp_path / "run", epochs=10_000, log_every=1000, stop_event=event)
+    timer.join()
+    assert 1 <= metrics["steps"] < 10_000 * 3
+    assert load_train_state(tmp_path / "run")[2]["global_step"] == metrics["steps"]
+
+
+def test_ctrl_c_stops_gracefully_once_and_restores_the_handler(tmp_path):
+    handler = signal.getsignal(signal.SIGINT)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    metrics = run(tmp_path / "run", epochs=10_000, log_every=1000)  # no KeyboardInterrupt
+    timer.join()
+    assert metrics["steps"] >= 1 and (tmp_path / "run" / "metrics.json").is_file()
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
 def test_epochs_are_shuffled_reproducibly_and_loaders_give_the_same_batches():
     a, b = epoch_batches(50, 16, seed=3, epoch=0), epoch_batches(50, 16, seed=3, epoch=0)
     assert len(a) == 3 and all(torch.equal(x, y) for x, y in zip(a, b))
@@ -206,6 +229,24 @@ def test_cli_trains_on_synthfaces_then_resumes(tmp_path, capsys):
     assert main(["vae", "--out", str(out), "--resume", "--beta", "5", "--max-steps", "4"]) == 2
     err = capsys.readouterr().err
     assert "already holds a checkpoint" in err and "beta: checkpoint 2.0, now 5.0" in err
+
+
+def test_cli_trains_on_a_celeba_folder_through_a_dataloader(tmp_path, capsys):
+    from tests.test_celeba import write_fake_celeba
+
+    write_fake_celeba(tmp_path / "data")  # 3 train, 2 val images
+    out = tmp_path / "runs" / "celeba"
+    args = ["vae", "--dataset", "celeba", "--max-steps", "2", "--batch-size", "2", "--eval-size",
+            "2", "--num-workers", "1", "--channels", "8,8,8,8", "--latent-dim", "8",
+            "--no-progress", "--out", str(out)]
+    assert main(args) == 2
+    assert "CelebA needs --data-root" in capsys.readouterr().err
+    assert main([*args, "--data-root", str(tmp_path / "data")]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "celeba" and metrics["steps"] == 2 and metrics["n_eval"] == 2
+    assert main(["vae", "--dataset", "celeba", "--data-root", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "runs" / "x")]) == 2
+    assert "nowhere" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):

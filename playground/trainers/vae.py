@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 from playground.checkpoints import read_json, runs_dir, save_model
 from playground.losses import bce_loss, beta_vae_loss, kl_normal
 from playground.models.vae import BetaVAE, VAEConfig
-from playground.training import (TRAIN_STATE_JSON, DistInfo, Every, RunFolder, Stopwatch,
+from playground.training import (TRAIN_STATE_JSON, DistInfo, Every, GracefulStop, RunFolder,
+                                 Stopwatch,
                                  all_reduce_sum, barrier, broadcast_flag, epoch_batches,
                                  image_source, load_train_state, mix_seed, open_dataset,
                                  optimizer_from_flat, progress_bar, save_train_state, shard,
@@ -37,7 +38,7 @@ class VAETrainConfig:
 
     beta: float = 4.0  # KL weight β (1 = plain VAE)
     dataset: str = "synthfaces"  # "synthfaces" (generated here) or "celeba" (your own copy)
-    data_root: str | None = None  # dataset folder (CelebA: the one holding img_align_celeba/)
+    data_root: str | None = None  # CelebA: folder containing celeba/; SynthFaces: cache folder
     epochs: int | None = None  # stop after this many epochs (10 if no minutes/max_steps given)
     minutes: float | None = None  # stop after this much training time, summed over resumes
     max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
@@ -52,6 +53,7 @@ class VAETrainConfig:
     checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
     log_every: int = 20  # a "train" line in log.jsonl every N steps
     num_workers: int = 2  # DataLoader workers when images are read from files (CelebA)
+    threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default: runs/vae-beta<β>-<dataset>)
 
@@ -60,7 +62,7 @@ class VAETrainConfig:
         for name in ("batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "train_size", "eval_size"):
+        for name in ("epochs", "max_steps", "train_size", "eval_size", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -118,7 +120,7 @@ def validation_loss(model: BetaVAE, source, beta: float, info: DistInfo | None =
 
 
 def final_metrics(model: BetaVAE, dataset, *, beta: float, device: str | torch.device = "cpu",
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, num_workers: int = 2) -> dict[str, Any]:
     """Metrics of a trained β-VAE on `dataset` (the validation split) for metrics.json.
 
     Returns ``beta``, ``recon_bce`` and ``kl`` (nats per image), ``kl_per_dim`` (list of D),
@@ -129,7 +131,7 @@ def final_metrics(model: BetaVAE, dataset, *, beta: float, device: str | torch.d
     dataset's factors; they belong in `playground.evaluate` and can be merged in here.
     """
     device = torch.device(device)
-    source = image_source(dataset, device)
+    source = image_source(dataset, device, num_workers)
     recon, kl_dims, n = _posterior_stats(model, source, DistInfo(), seed)
     kl_per_dim = (kl_dims / n).tolist()
     recon_bce, kl = recon.item() / n, float(sum(kl_per_dim))
@@ -167,23 +169,28 @@ def _check_resume_args(cfg: VAETrainConfig, saved: dict[str, Any]) -> None:
                          "); leave them out to keep the checkpoint's values, or use a new --out")
 
 
-def train_vae(cfg: VAETrainConfig, *, resume: bool = False, train_set=None,
-              val_set=None) -> dict[str, Any] | None:
+def train_vae(cfg: VAETrainConfig, *, resume: bool = False, train_set=None, val_set=None,
+              stop_event=None) -> dict[str, Any] | None:
     """Train (or, with `resume`, continue) a β-VAE in ``cfg.out_dir()``.
 
     Runs under torchrun as one DDP process per rank. `train_set` / `val_set` replace the named
     dataset (any Dataset with image items, or an object with ``.images`` uint8 (N, 64, 64, 3)).
+    Ctrl-C / SIGTERM, or setting `stop_event` (a ``threading.Event``), stops the run after the
+    current step with a checkpoint and metrics.json; ``--resume`` continues it.
     Returns:
         the metrics written to metrics.json (on rank 0; None on other ranks).
     """
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     info, device = setup_distributed(cfg.device)
     try:
-        return _train(cfg, info, device, resume, train_set, val_set)
+        with GracefulStop(stop_event) as stop:
+            return _train(cfg, info, device, resume, train_set, val_set, stop)
     finally:
         teardown_distributed(info)
 
 
-def _train(cfg, info, device, resume, train_set, val_set):
+def _train(cfg, info, device, resume, train_set, val_set, stop: GracefulStop):
     out = RunFolder(cfg.out_dir(), is_main=info.is_main)
     has_checkpoint = out.has_checkpoint()
     barrier(info)  # every rank has looked before rank 0 writes anything
@@ -252,11 +259,11 @@ def _train(cfg, info, device, resume, train_set, val_set):
         saver.reset()
 
     def should_stop() -> bool:
+        """Same answer on every rank: step limit, or rank 0's time budget / stop request."""
         if cfg.max_steps is not None and global_step >= cfg.max_steps:
             return True
-        if cfg.minutes is None:
-            return False
-        return broadcast_flag(stopwatch.elapsed() >= cfg.minutes * 60, info, device)
+        out_of_time = cfg.minutes is not None and stopwatch.elapsed() >= cfg.minutes * 60
+        return broadcast_flag(out_of_time or stop.requested, info, device)
 
     # ---------------------------------------------------------------- loop
     step_seconds, session_steps = 0.0, 0
@@ -320,7 +327,8 @@ def _train(cfg, info, device, resume, train_set, val_set):
     if info.is_main:
         if not out.has_checkpoint():  # e.g. limits already reached before the first step
             checkpoint(epoch, start_step)
-        metrics = final_metrics(model, val_set, beta=cfg.beta, device=device, seed=cfg.seed)
+        metrics = final_metrics(model, val_set, beta=cfg.beta, device=device, seed=cfg.seed,
+                                num_workers=cfg.num_workers)
         metrics.update({
             "train_seconds": stopwatch.elapsed(),
             "device": str(device),
@@ -350,7 +358,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=("synthfaces", "celeba"), default=S,
                    help=f"training data (default {d.dataset})")
     p.add_argument("--data-root", dest="data_root", default=S,
-                   help="dataset folder (CelebA: the folder holding img_align_celeba/)")
+                   help="CelebA: the folder that contains celeba/ (required); SynthFaces: its cache folder")
     p.add_argument("--epochs", type=int, default=S,
                    help="total epochs (default 10 unless --minutes or --max-steps is given)")
     p.add_argument("--minutes", type=float, default=S,
@@ -377,6 +385,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"train-loss line in log.jsonl every N steps (default {d.log_every})")
     p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
                    help=f"DataLoader workers for file-based data (default {d.num_workers})")
+    p.add_argument("--threads", type=int, default=S,
+                   help="CPU threads (default: all cores; 1 keeps a busy machine responsive)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S,
                    help="no progress bar")
     p.add_argument("--out", default=S, help="run folder (default runs/vae-beta<β>-<dataset>)")
