@@ -318,12 +318,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     parser.add_argument("--write", action="store_true",
                         help="merge into trained/<name>/metrics.json and save the t-SNE points")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for this run (default: torch's choice; on a busy "
+                             "2-core machine 1 thread encoded 390 img/s vs 280 with 2)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     import playground
     from playground.data.synthfaces import SPLIT_SIZES, SynthFacesDataset
 
-    model = playground.load(args.name, device=args.device)
+    try:
+        model = playground.load(args.name, device=args.device)
+    except (ValueError, FileNotFoundError) as error:  # unknown or malformed model name
+        parser.error(str(error))
     dataset = SynthFacesDataset(args.split, n=min(args.n, SPLIT_SIZES[args.split]))
 
     def progress(fraction, message):
