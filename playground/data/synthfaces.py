@@ -74,7 +74,7 @@ ATTRIBUTE_THRESHOLDS: dict[str, tuple[str, str, float]] = {
 }
 
 IMAGE_SIZE = 64
-RENDERER_VERSION = 1  # bump when the picture changes: it invalidates cached splits
+RENDERER_VERSION = 2  # bump when the picture changes: it invalidates cached splits
 BLOCK = 1000  # faces per independently seeded block (makes every prefix of a split stable)
 SPLIT_SIZES = {"train": 60_000, "val": 5_000, "test": 5_000}
 SPLIT_SEEDS = {"train": 1_000, "val": 1_001, "test": 1_002}
@@ -344,10 +344,10 @@ def _render_chunk(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     # Mouth geometry: centre line bends with `smile`, opening grows with `mouth_open`.
     mouth_x = feat_cx + yaw * 0.03
     mouth_y = head_cy + 0.37
-    mouth_w = 0.17 + 0.04 * smile.clamp_min(0)
+    mouth_w = 0.18 + 0.05 * smile.clamp_min(0)
     u = (xl - mouth_x) / mouth_w
     inside_w = (1.0 - u * u).clamp_min(0.0)
-    centre = mouth_y + smile * 0.09 * (inside_w - 0.5)
+    centre = mouth_y + smile * 0.15 * (inside_w - 0.5)
     taper = torch.sqrt(inside_w)
     gap = (0.004 + 0.05 * mouth_open) * taper
 
@@ -365,7 +365,7 @@ def _render_chunk(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     # Lips and the open mouth (dark, with a row of teeth).
     lip_rgb = torch.where(f["lipstick"].view(B, 1, 1, 1) == 1, _col(_LIPSTICK_RGB),
                           skin_col * torch.tensor([0.78, 0.52, 0.52]).view(1, 3, 1, 1))
-    lip_sd = torch.maximum((yl - centre).abs() - gap - 0.026 * taper, u.abs() - 1.0)
+    lip_sd = torch.maximum((yl - centre).abs() - gap - 0.03 * taper, u.abs() - 1.0)
     _blend(il, lip_rgb * (0.8 + 0.2 * head_shade[:, low_rows])[:, None], _coverage(lip_sd))
     inner_sd = torch.maximum((yl - centre).abs() - gap, u.abs() - 0.97)
     inner = _coverage(inner_sd)
