@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.ui import data_tab
+from playground.ui import data_tab, morph, traverse
 
 TITLE = "VAE & Diffusion Playground"
 
@@ -16,6 +16,8 @@ def build_app() -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\nSee how variational autoencoders and diffusion models work "
                     "on 64×64 faces, and check every claim with a number.")
         data_tab.build()
+        traverse.build(demo)
+        morph.build(demo)
     return demo
 
 

@@ -1,0 +1,225 @@
+"""Shared pieces of the VAE tabs: model choice, face source, upload handling, error mapping.
+
+The tabs stay thin: a handler turns widget values into one `playground.vae_ops` call and the
+result into images. The core raises ValueError; `user_errors` shows it as a `gr.Error`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from playground import vae_ops as ops
+
+SOURCES = ("random", "data", "upload")  # where a face comes from
+MAX_SEED = 2**31 - 1
+DATA_SIZE = 5_000  # faces in the SynthFaces test split ("a face from the data")
+SHOW_SCALE = 4  # one 64 px face is shown at 256 px (nearest neighbour: the pixels stay honest)
+LATEX = [{"left": "$$", "right": "$$", "display": True},
+         {"left": "$", "right": "$", "display": False}]
+UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
+
+
+# ------------------------------------------------------------------------------ errors
+def user_errors(fn):
+    """Decorator for handlers: a ValueError from the core becomes a `gr.Error` with its message.
+
+    (gr.Error is what the browser shows as a toast and what `gradio_client` raises; any other
+    exception is a bug and is left alone.)
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except ValueError as err:
+            raise gr.Error(_first_line_capitalised(str(err))) from err
+
+    return wrapper
+
+
+def _first_line_capitalised(message: str) -> str:
+    message = message.strip() or "invalid input"
+    return message[0].upper() + message[1:]
+
+
+# ------------------------------------------------------------------------------ models
+def model_names() -> list[str]:
+    """The β-VAE models available now (trained/ then runs/)."""
+    return ops.list_vae_models()
+
+
+def no_models_message() -> str:
+    """Markdown shown at the top of a VAE tab when there is no model to use ("" otherwise)."""
+    if model_names():
+        return ""
+    return ("**" + _first_line_capitalised(ops.no_models_hint()) +
+            "** Then press ↻ to refresh the list. The other tabs work without it.")
+
+
+def model_dropdown(label: str = "β-VAE model") -> gr.Dropdown:
+    """Dropdown of the available β-VAEs, vae-beta10 first choice when present.
+
+    Custom values are accepted on purpose: the choice is checked by `vae_ops.get_model`, whose
+    error lists the models that exist (and a run trained after start-up can be typed in).
+    """
+    names = model_names()
+    return gr.Dropdown(names, value=ops.default_model(names), label=label,
+                       allow_custom_value=True, interactive=True, scale=4)
+
+
+def refresh_models(current: str | None):
+    """↻ handler: a new choices list for a model dropdown (keeps `current` if it still exists)."""
+    names = model_names()
+    value = current if current in names else ops.default_model(names)
+    return gr.update(choices=names, value=value)
+
+
+# ------------------------------------------------------------------------------ face source
+@dataclass
+class FacePicker:
+    """The widgets that say where a face comes from: `inputs` feed `load_face`."""
+
+    source: gr.Radio
+    seed: gr.Number
+    index: gr.Number
+    upload: gr.File
+
+    @property
+    def inputs(self) -> list:
+        return [self.source, self.seed, self.index, self.upload]
+
+
+def face_picker(label: str, seed: int = 0, index: int = 0) -> FacePicker:
+    """Radio (random / data / upload) with a seed, a test-split index and an upload box."""
+    source = gr.Radio(list(SOURCES), value="random", label=label,
+                      info="random: a new SynthFaces face from the seed · data: face number "
+                           "`index` of the SynthFaces test split · upload: your picture")
+    with gr.Row():
+        seed_box = gr.Number(seed, precision=0, minimum=0, maximum=MAX_SEED, label="seed",
+                             min_width=80)
+        index_box = gr.Number(index, precision=0, minimum=0, maximum=DATA_SIZE - 1,
+                              label=f"data index (0–{DATA_SIZE - 1})", min_width=80)
+    upload = gr.File(label="upload a picture (centre-cropped, resized to 64×64)",
+                     file_types=UPLOAD_TYPES, type="filepath", height=90)
+    return FacePicker(source, seed_box, index_box, upload)
+
+
+def wire_upload(picker: FacePicker, api_name: str):
+    """Uploading a file selects "upload" as the source; returns the event (for ``.then``)."""
+    return picker.upload.upload(_select_upload, None, picker.source, api_name=api_name,
+                                show_progress="hidden")
+
+
+def _select_upload() -> str:
+    return "upload"
+
+
+def load_face(source: str, seed, index, upload) -> tuple[np.ndarray, str]:
+    """The face a picker describes → (uint8 (64, 64, 3), Markdown note of where it came from).
+
+    Raises ValueError for an unknown source, a bad seed/index, a missing or unreadable upload.
+    """
+    if source == "random":
+        seed = _number(seed, "seed")
+        return ops.random_face(seed), f"random SynthFaces face, seed {seed}"
+    if source == "data":
+        index = _number(index, "data index")
+        return ops.dataset_face(index), f"SynthFaces test face #{index}"
+    if source == "upload":
+        if not upload:
+            raise ValueError("upload a picture first (PNG, JPEG, WebP, …), or choose "
+                             "'random' or 'data'")
+        face, notice = ops.prepare_upload(upload)
+        return face, f"uploaded {Path(str(upload)).name}: {notice}"
+    raise ValueError(f"face source must be one of {list(SOURCES)}, got {source!r}")
+
+
+def _number(value, name: str) -> int:
+    if value is None or value == "":
+        raise ValueError(f"{name} is empty: enter a whole number")
+    return ops.whole_number(value, name)
+
+
+# ------------------------------------------------------------------------------ pictures
+def show(face: np.ndarray, scale: int = SHOW_SCALE) -> np.ndarray:
+    """One uint8 (64, 64, 3) face enlarged for display (nearest neighbour)."""
+    return ops.upscale(np.asarray(face), scale)
+
+
+_FONT = None
+
+
+def _font():
+    """DejaVu Sans from matplotlib's data (it has β), else Pillow's default font."""
+    global _FONT
+    if _FONT is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("matplotlib")
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            try:
+                _FONT = ImageFont.truetype(str(Path(folder, "mpl-data/fonts/ttf/DejaVuSans.ttf")),
+                                           12)
+                break
+            except OSError:
+                continue
+        if _FONT is None:
+            _FONT = ImageFont.load_default()
+    return _FONT
+
+
+def _drawable(text: str) -> str:
+    """Spell out β where the font cannot draw it."""
+    font = _font()
+    if isinstance(font, ImageFont.FreeTypeFont) and "DejaVu" in (font.getname()[0] or ""):
+        return text
+    return text.replace("β", "beta")
+
+
+def labelled_grid(cells: np.ndarray, row_labels: list[str], col_labels: list[str] | None = None,
+                  scale: int = 2, pad: int = 2, label_width: int = 120) -> np.ndarray:
+    """uint8 (R, C, 64, 64, 3) → one picture with a label left of every row (and on top of
+    column when `col_labels` is given)."""
+    body = ops.grid(cells, scale=scale, pad=pad)
+    header = 18 if col_labels else 0
+    canvas = Image.new("RGB", (label_width + body.shape[1], header + body.shape[0]), "white")
+    canvas.paste(Image.fromarray(body), (label_width, header))
+    draw = ImageDraw.Draw(canvas)
+    cell_h, cell_w = cells.shape[2] * scale + pad, cells.shape[3] * scale + pad
+    for i, text in enumerate(row_labels):
+        draw.text((4, header + pad + i * cell_h + cell_h // 2 - 8), _drawable(text),
+                  fill="black", font=_font())
+    for j, text in enumerate(col_labels or []):
+        draw.text((label_width + pad + j * cell_w + 2, 2), _drawable(text), fill="black",
+                  font=_font())
+    return np.asarray(canvas)
+
+
+# ------------------------------------------------------------------------------ files
+_GIF_DIR: Path | None = None
+_GIF_LOCK = threading.Lock()
+KEEP_GIFS = 32  # gradio copies returned files into its cache; older temporaries are removed
+
+
+def save_gif(data: bytes, stem: str) -> str:
+    """Write GIF bytes to a temporary file for a `gr.File` output → its path."""
+    global _GIF_DIR
+    with _GIF_LOCK:
+        if _GIF_DIR is None or not _GIF_DIR.is_dir():
+            _GIF_DIR = Path(tempfile.mkdtemp(prefix="playground-gifs-"))
+        fd, path = tempfile.mkstemp(dir=_GIF_DIR, prefix=f"{stem}-", suffix=".gif")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        old = sorted(_GIF_DIR.glob("*.gif"), key=lambda p: p.stat().st_mtime)[:-KEEP_GIFS]
+        for p in old:
+            p.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,652 @@
+"""What the Traverse and Morph tabs do with a trained β-VAE, as pure functions (no UI).
+
+Shapes: N = images, D = latent dimensions (128 for the shipped models), V = values per
+traversed dimension, T = frames. Images crossing this module's boundary are numpy uint8
+(N, 64, 64, 3) (what the UI shows); latents are numpy float32 (N, D) or (D,).
+
+    model = get_model("vae-beta10")                 # LRU-cached, reloaded when the file changes
+    order, kl = dims_by_kl(model)                   # dims ranked by KL on 512 SynthFaces val faces
+    mu = encode_mean(model, images)                 # (N, D): z = μ, the posterior mean
+    grid = traversal_grid(model, mu[0], order[:8], np.linspace(-3, 3, 9))   # (8, 9, 64, 64, 3)
+    path = interpolate(mu[0], mu[1], steps=8, mode="slerp")                 # (8, D)
+    gif = gif_bytes(decode(model, path), fps=8, pingpong=True)              # bytes
+
+Speed: all torch work here runs on one thread, in chunks of 64 images (`_inference`). On the
+2-core machine with other work running (training), one thread is several times faster than two
+for these small models: a 1-face decode takes ~2 ms against ~8 ms, 8 faces ~13 ms against
+~60 ms, 512 encodes ~0.5 s against ~1.1 s (OpenMP threads wait for a busy core). Under OpenMP
+the thread count belongs to the calling thread, so other threads (other app requests, a
+training thread) are unaffected, and it is restored on exit.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import weakref
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from playground import checkpoints
+from playground.metrics import kl_per_dim
+
+IMAGE_SIZE = 64  # side of every face the models see
+CACHE_SIZE = 4  # models kept loaded (3 shipped βs + one run)
+REFERENCE_SIZE = 512  # SynthFaces val faces used to rank latent dimensions by KL
+CHUNK = 64  # images per forward pass when encoding/decoding a large batch
+INTERPOLATION_MODES = ("lerp", "slerp")
+TEST_SPLIT = "test"  # the split "a face from the data" indexes into
+
+_models: OrderedDict[str, tuple[tuple, torch.nn.Module]] = OrderedDict()
+_models_lock = threading.Lock()
+_kl_cache: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[np.ndarray, np.ndarray]]" = (
+    weakref.WeakKeyDictionary())
+_kl_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------------- models
+def list_vae_models() -> list[str]:
+    """Names of the β-VAE models `get_model` can open (trained/ first, then runs/)."""
+    return [m["name"] for m in checkpoints.list_models(kind="vae")]
+
+
+def default_model(names: list[str], preferred: str = "vae-beta10") -> str | None:
+    """`preferred` if it is in `names`, else the first name, else None (no models)."""
+    if preferred in names:
+        return preferred
+    return names[0] if names else None
+
+
+def model_beta(model: torch.nn.Module) -> float:
+    """The β the model was trained with (from its config)."""
+    return float(model.config.beta)
+
+
+def get_model(name: str) -> torch.nn.Module:
+    """A β-VAE by bare name (e.g. ``"vae-beta4"``), from a small LRU cache.
+
+    The cache is keyed by name and checked against the weights file's modification time and
+    size, so a run that writes a new checkpoint is reloaded on the next call.
+
+    Raises:
+        ValueError: no name, an unsafe name, an unknown name (the message lists the available
+            models) or a model that is not a β-VAE.
+    """
+    if not name:
+        available = list_vae_models()
+        raise ValueError("no β-VAE model chosen: " + (f"pick one of {', '.join(available)}"
+                                                      if available else no_models_hint()))
+    if not isinstance(name, str) or not checkpoints.is_valid_name(name):
+        raise ValueError(f"invalid model name {name!r}: use a name from the list "
+                         f"({', '.join(list_vae_models()) or 'none available'})")
+    # An unknown name raises ModelNotFoundError, a ValueError listing the available models.
+    folder = checkpoints.resolve_model_dir(name, allow_paths=False)
+    weights = folder / checkpoints.WEIGHTS_FILE
+    try:
+        st = weights.stat()
+    except FileNotFoundError:
+        raise ValueError(f"model {name!r} has no weights yet ({weights})") from None
+    stamp = (str(folder), st.st_mtime_ns, st.st_size)
+    with _models_lock:
+        hit = _models.get(name)
+        if hit is not None and hit[0] == stamp:
+            _models.move_to_end(name)
+            return hit[1]
+    kind = checkpoints.read_json(folder / checkpoints.CONFIG_FILE).get("kind")
+    if kind != "vae":
+        raise ValueError(f"model {name!r} is a {kind!r} model, not a β-VAE")
+    model = checkpoints.load_model(name, allow_paths=False)
+    with _models_lock:
+        _models[name] = (stamp, model)
+        _models.move_to_end(name)
+        while len(_models) > CACHE_SIZE:
+            _models.popitem(last=False)
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (tests; after deleting a run)."""
+    with _models_lock:
+        _models.clear()
+
+
+def no_models_hint() -> str:
+    """What to say when there is no β-VAE: where the app looked and how to train one."""
+    return (f"no β-VAE models found in {checkpoints.trained_dir()} or {checkpoints.runs_dir()}. "
+            "Train one with `python -m playground.train vae --beta 4 --minutes 10` "
+            "(it appears as runs/vae-beta4).")
+
+
+# --------------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _inference():
+    """inference_mode on one torch thread (the caller's thread count is restored afterwards)."""
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def _param(model: torch.nn.Module) -> torch.Tensor:
+    return next(model.parameters())
+
+
+def _latent_dim(model: torch.nn.Module) -> int:
+    return int(model.config.latent_dim)
+
+
+def _as_latents(z, d: int, name: str = "z") -> np.ndarray:
+    """float32 (N, d) copy of a numpy array / tensor / list, with clear errors."""
+    if isinstance(z, torch.Tensor):
+        z = z.detach().cpu().numpy()
+    z = np.asarray(z, dtype=np.float32)
+    if z.ndim != 2 or z.shape[1] != d:
+        raise ValueError(f"{name} must have shape (N, {d}), got {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return z
+
+
+def _as_vector(z, name: str) -> np.ndarray:
+    if isinstance(z, torch.Tensor):
+        z = z.detach().cpu().numpy()
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 1 or z.size == 0:
+        raise ValueError(f"{name} must be a latent vector of shape (D,), got {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return z
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """uint8 (N, 64, 64, 3) or float (N, 64, 64, 3) in [0, 1] → float32 (N, 3, 64, 64) in [0, 1].
+
+    A float torch tensor already shaped (N, 3, 64, 64) passes through (as float32).
+    """
+    if isinstance(images, torch.Tensor):
+        if images.dim() == 4 and images.shape[1] == 3 and images.is_floating_point():
+            return images.float()
+        images = images.detach().cpu().numpy()
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        raise ValueError(f"expected a batch of images (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), got "
+                         f"one image {arr.shape}: add a batch axis (images[None])")
+    if arr.ndim != 4 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise ValueError(f"expected images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), "
+                         f"got {arr.shape}")
+    if arr.dtype == np.uint8:
+        x = torch.from_numpy(np.array(arr, copy=True)).float().div_(255.0)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1 or np.isnan(arr).any()):
+            raise ValueError("float images must lie in [0, 1] (uint8 images in 0..255)")
+        x = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+    else:
+        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {arr.dtype}")
+    return x.permute(0, 3, 1, 2).contiguous()  # (N, 3, 64, 64)
+
+
+def tensor_to_images(x: torch.Tensor) -> np.ndarray:
+    """float (N, 3, H, W) in [0, 1] → uint8 (N, H, W, 3) (rounded)."""
+    return (x.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)
+            .permute(0, 2, 3, 1).cpu().numpy())
+
+
+# --------------------------------------------------------------------------------- encode / decode
+def encode_moments(model, images) -> tuple[np.ndarray, np.ndarray]:
+    """q(z | x) = N(μ, diag σ²) for each image → (mu (N, D), logvar (N, D)), float32.
+
+    Args:
+        images: uint8 (N, 64, 64, 3), or float in [0, 1] (same layout or (N, 3, 64, 64) tensor).
+    """
+    p = _param(model)
+    with _inference():  # the uint8 → float conversion too: it is torch work
+        x = images_to_tensor(images)
+        moments = [model.encode(c.to(device=p.device, dtype=p.dtype)) for c in x.split(CHUNK)]
+        if not moments:
+            raise ValueError("no images to encode")
+        mu = torch.cat([m[0] for m in moments]).float().cpu().numpy()  # (N, D)
+        logvar = torch.cat([m[1] for m in moments]).float().cpu().numpy()  # (N, D)
+    return mu, logvar
+
+
+def encode_mean(model, images) -> np.ndarray:
+    """The posterior mean μ(x) of each image → float32 (N, D).
+
+    The sliders start from μ, not from a sample z = μ + σ ⊙ ε: the mean is the face the model
+    is most sure about, and it does not flicker between calls.
+    """
+    return encode_moments(model, images)[0]
+
+
+def decode(model, z) -> np.ndarray:
+    """Mean image of p(x | z) for each latent: z (N, D) → uint8 (N, 64, 64, 3)."""
+    z = _as_latents(z, _latent_dim(model))
+    p = _param(model)
+    if not len(z):
+        return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    with _inference():  # the float → uint8 conversion too: it is torch work
+        z = torch.from_numpy(z).to(device=p.device, dtype=p.dtype)
+        return np.concatenate([tensor_to_images(model.decode(c).float())
+                               for c in z.split(CHUNK)])
+
+
+def reconstruct(model, images) -> np.ndarray:
+    """decode(encode_mean(images)): uint8 (N, 64, 64, 3) → uint8 (N, 64, 64, 3)."""
+    return decode(model, encode_mean(model, images))
+
+
+def prior_latents(n: int, latent_dim: int, seed: int) -> np.ndarray:
+    """n draws z ~ N(0, I) from a CPU `torch.Generator` seeded with `seed` → float32 (n, D).
+
+    The same seed gives the same z for every model with the same D, so models can be compared
+    on identical latents.
+    """
+    n, seed = int(n), int(seed)
+    if not 0 <= n <= 1024:
+        raise ValueError(f"number of samples must be between 0 and 1024, got {n}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be between 0 and 2^63 - 1, got {seed}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, latent_dim, generator=g).numpy()
+
+
+def sample(model, n: int, seed: int) -> np.ndarray:
+    """Random faces: decode `n` prior draws (see `prior_latents`) → uint8 (n, 64, 64, 3)."""
+    return decode(model, prior_latents(n, _latent_dim(model), seed))
+
+
+# --------------------------------------------------------------------------------- KL ranking
+@lru_cache(maxsize=2)
+def reference_images(n: int = REFERENCE_SIZE) -> np.ndarray:
+    """The first `n` faces of the SynthFaces validation split → uint8 (n, 64, 64, 3) (cached).
+
+    Only these faces are rendered (every prefix of a split is stable), not the whole split.
+    """
+    from playground.data import synthfaces as sf
+
+    if not 2 <= n <= sf.SPLIT_SIZES["val"]:
+        raise ValueError(f"reference batch size must be in 2..{sf.SPLIT_SIZES['val']}, got {n}")
+    images = sf.render(sf.generate_factors(n, sf.SPLIT_SEEDS["val"]))
+    images.setflags(write=False)
+    return images
+
+
+def dims_by_kl(model, images=None) -> tuple[np.ndarray, np.ndarray]:
+    """Latent dimensions ranked by how much information they carry.
+
+        KL_d = E_x[ ½ (μ_d² + σ_d² − 1 − log σ_d²) ]      (nats, averaged over the images)
+
+    A dimension with KL ≈ 0 has collapsed to the prior: the decoder ignores it, and moving its
+    slider changes nothing. The higher β, the fewer dimensions stay active.
+
+    Args:
+        model: a β-VAE.
+        images: uint8 (N, 64, 64, 3) faces; None uses the 512-face SynthFaces reference batch
+            (`reference_images`), and the result is cached for this model object.
+    Returns:
+        (order (D,) int64: dimension indices, highest KL first; kl (D,) float64 per dimension).
+    """
+    if images is None:
+        with _kl_lock:
+            hit = _kl_cache.get(model)
+        if hit is not None:
+            return hit
+        result = _rank(model, reference_images(REFERENCE_SIZE))
+        result[0].setflags(write=False)
+        result[1].setflags(write=False)
+        with _kl_lock:
+            _kl_cache[model] = result
+        return result
+    return _rank(model, images)
+
+
+def _rank(model, images) -> tuple[np.ndarray, np.ndarray]:
+    mu, logvar = encode_moments(model, images)
+    kl = kl_per_dim(mu, logvar)  # (D,)
+    order = np.argsort(-kl, kind="stable").astype(np.int64)
+    return order, kl
+
+
+# --------------------------------------------------------------------------------- traversal
+def with_values(z0, dims, values) -> np.ndarray:
+    """Copy of z0 (D,) with ``z[dims[i]] = values[i]`` → float32 (D,)."""
+    z = _as_vector(z0, "z0").astype(np.float32)
+    dims = _check_dims(dims, z.size)
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if len(values) != len(dims):
+        raise ValueError(f"got {len(values)} values for {len(dims)} dimensions")
+    z[dims] = values
+    return z
+
+
+def _check_dims(dims, d: int) -> np.ndarray:
+    dims = np.asarray(dims).reshape(-1)
+    if dims.size and not np.issubdtype(dims.dtype, np.integer):
+        if not np.all(np.equal(np.mod(dims, 1), 0)):
+            raise ValueError(f"latent dimensions must be integers, got {dims.tolist()}")
+    dims = dims.astype(np.int64)
+    if dims.size and (dims.min() < 0 or dims.max() >= d):
+        raise ValueError(f"latent dimensions must be in 0..{d - 1}, got {dims.tolist()}")
+    return dims
+
+
+def traversal_latents(z0, dims, values) -> np.ndarray:
+    """Latents of a traversal: row i sets dimension ``dims[i]`` to each of `values` in turn,
+    every other coordinate stays at z0 → float32 (len(dims), V, D)."""
+    z0 = _as_vector(z0, "z0").astype(np.float32)
+    dims = _check_dims(dims, z0.size)
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if not dims.size or not values.size:
+        raise ValueError("a traversal needs at least one dimension and one value")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("traversal values must be finite")
+    z = np.repeat(z0[None, None], len(dims), 0).repeat(len(values), 1)  # (R, V, D)
+    z[np.arange(len(dims)), :, dims] = values  # row r: z[dims[r]] = v
+    return z
+
+
+def traversal_grid(model, z0, dims, values) -> np.ndarray:
+    """Decode a latent traversal → uint8 (len(dims), V, 64, 64, 3).
+
+    Cell (i, j) is decode(z0 with ``z[dims[i]] = values[j]``), so a row shows what one
+    dimension does while the others hold still.
+
+    Args:
+        z0: (D,) base latent (e.g. the posterior mean of a face).
+        dims: latent dimension indices, one row each.
+        values: (V,) values each dimension takes (e.g. ``np.linspace(-3, 3, 9)``).
+    """
+    z = traversal_latents(z0, dims, values)  # (R, V, D)
+    if z.shape[2] != _latent_dim(model):
+        raise ValueError(f"z0 has {z.shape[2]} dimensions, the model {_latent_dim(model)}")
+    r, v, d = z.shape
+    return decode(model, z.reshape(r * v, d)).reshape(r, v, IMAGE_SIZE, IMAGE_SIZE, 3)
+
+
+# --------------------------------------------------------------------------------- morphing
+def interpolate(z_a, z_b, steps: int = 8, mode: str = "lerp") -> np.ndarray:
+    """A path of `steps` latents from z_a to z_b (both ends included) → float32 (steps, D).
+
+    lerp:  z_t = (1 − t) z_a + t z_b
+    slerp: z_t = sin((1 − t) Ω) / sin Ω · z_a + sin(t Ω) / sin Ω · z_b,  cos Ω = ẑ_a · ẑ_b
+           (rotate along the great circle, with the norm interpolated linearly, so points stay
+           at the typical radius √D of a Gaussian instead of cutting through the low-norm
+           middle). Parallel vectors (Ω ≈ 0) or a zero vector fall back to lerp; antiparallel
+           ones (Ω ≈ π, no unique great circle) raise ValueError.
+
+    With t = i / (steps − 1), i = 0 … steps − 1. The endpoints are exactly z_a and z_b.
+    """
+    a, b = _as_vector(z_a, "z_a"), _as_vector(z_b, "z_b")
+    if a.shape != b.shape:
+        raise ValueError(f"z_a and z_b must have the same shape, got {a.shape} and {b.shape}")
+    if isinstance(steps, float) and not steps.is_integer():
+        raise ValueError(f"steps must be a whole number, got {steps}")
+    steps = int(steps)
+    if not 2 <= steps <= 256:
+        raise ValueError(f"steps must be between 2 and 256, got {steps}")
+    if mode not in INTERPOLATION_MODES:
+        raise ValueError(f"mode must be one of {INTERPOLATION_MODES}, got {mode!r}")
+    t = np.linspace(0.0, 1.0, steps)[:, None]  # (steps, 1)
+    path = (1 - t) * a + t * b  # lerp, (steps, D)
+    if mode == "slerp":
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        if na > 1e-12 and nb > 1e-12:
+            cos = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
+            omega = np.arccos(cos)
+            if np.pi - omega < 1e-6:
+                raise ValueError("slerp between opposite vectors is undefined (every great "
+                                 "circle joins them); use lerp or another pair")
+            if omega > 1e-6:  # otherwise (near-)parallel: lerp is the limit
+                ua, ub = a / na, b / nb
+                direction = (np.sin((1 - t) * omega) * ua + np.sin(t * omega) * ub) / np.sin(omega)
+                path = direction * ((1 - t) * na + t * nb)
+    path[0], path[-1] = a, b  # exact endpoints despite rounding
+    return path.astype(np.float32)
+
+
+def morph(model, image_a, image_b, steps: int = 8, mode: str = "lerp") -> np.ndarray:
+    """Decode the path between two faces' posterior means → uint8 (steps, 64, 64, 3).
+
+    Args:
+        image_a, image_b: uint8 (64, 64, 3) faces.
+    """
+    mu = encode_mean(model, np.stack([_check_face(image_a, "face A"),
+                                      _check_face(image_b, "face B")]))
+    return decode(model, interpolate(mu[0], mu[1], steps, mode))
+
+
+def _check_face(image, name: str) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.shape != (IMAGE_SIZE, IMAGE_SIZE, 3) or arr.dtype != np.uint8:
+        raise ValueError(f"{name} must be a uint8 ({IMAGE_SIZE}, {IMAGE_SIZE}, 3) image, got "
+                         f"{arr.dtype} {arr.shape}")
+    return arr
+
+
+# --------------------------------------------------------------------------------- pictures
+def upscale(images: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of uint8 (..., H, W, 3) by an integer factor."""
+    if scale == 1:
+        return images
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    return images.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+
+def strip(frames: np.ndarray, scale: int = 1, pad: int = 0, pad_value: int = 255) -> np.ndarray:
+    """uint8 (T, H, W, 3) → one row uint8 (H·s + 2p, T·(W·s + p) + p, 3)."""
+    return grid(np.asarray(frames)[None], scale, pad, pad_value)
+
+
+def grid(images: np.ndarray, scale: int = 1, pad: int = 0, pad_value: int = 255) -> np.ndarray:
+    """uint8 (R, C, H, W, 3) → one image uint8 (R·(H·s + p) + p, C·(W·s + p) + p, 3)."""
+    images = np.asarray(images)
+    if images.ndim != 5 or images.shape[-1] != 3:
+        raise ValueError(f"expected images of shape (R, C, H, W, 3), got {images.shape}")
+    images = upscale(images, scale)
+    r, c, h, w, _ = images.shape
+    canvas = np.full((r * (h + pad) + pad, c * (w + pad) + pad, 3), pad_value, np.uint8)
+    for i in range(r):
+        for j in range(c):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[y:y + h, x:x + w] = images[i, j]
+    return canvas
+
+
+def gif_bytes(frames, fps: float = 8, pingpong: bool = False, scale: int = 1,
+              loop: bool = True) -> bytes:
+    """Animated GIF of uint8 frames (T, H, W, 3) → the file's bytes.
+
+    Args:
+        fps: frames per second (0.5 … 50; GIF delays are whole hundredths of a second).
+        pingpong: play forwards then backwards (frames 0 … T−1 … 1), for a morph that loops
+            smoothly: 2T − 2 frames in all.
+        scale: nearest-neighbour enlargement (64 px faces are tiny in a browser).
+        loop: repeat forever.
+    Note: like every GIF writer, Pillow merges a frame identical to the one before it into it
+    (a longer delay), so a sequence with repeated frames decodes to fewer frames.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"frames must be uint8 (T, H, W, 3) with T >= 1, got {frames.dtype} "
+                         f"{frames.shape}")
+    if not 0.5 <= fps <= 50:
+        raise ValueError(f"fps must be between 0.5 and 50, got {fps}")
+    if pingpong and len(frames) > 2:
+        frames = np.concatenate([frames, frames[-2:0:-1]])
+    frames = upscale(frames, int(scale))
+    t, h, w, _ = frames.shape
+    # One palette for all frames (fast octree on the frames stacked into one tall picture):
+    # ~10x faster than Pillow's per-frame median cut, and colours do not flicker.
+    tall = Image.fromarray(frames.reshape(t * h, w, 3)).quantize(
+        256, method=Image.Quantize.FASTOCTREE)
+    pictures = [tall.crop((0, i * h, w, (i + 1) * h)) for i in range(t)]  # P, same palette
+    buf = io.BytesIO()
+    extra = {"loop": 0} if loop else {}
+    pictures[0].save(buf, format="GIF", save_all=True, append_images=pictures[1:],
+                     duration=round(1000 / fps), optimize=False, **extra)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------- start faces
+def random_face(seed: int) -> np.ndarray:
+    """The SynthFaces face of stream `seed` (the first face of ``generate(1, seed)``)
+    → uint8 (64, 64, 3)."""
+    from playground.data import synthfaces as sf
+
+    seed = whole_number(seed, "seed")
+    if not 0 <= seed < 2**31:
+        raise ValueError(f"seed must be between 0 and 2^31 - 1, got {seed}")
+    return sf.render(sf.generate_factors(1, seed))[0]
+
+
+def dataset_face(index: int, split: str = TEST_SPLIT) -> np.ndarray:
+    """Face number `index` of a SynthFaces split → uint8 (64, 64, 3).
+
+    Renders just that face: the same pixels as ``SynthFacesDataset(split).images[index]``
+    without generating (or loading) the whole split.
+    """
+    from playground.data import synthfaces as sf
+
+    if split not in sf.SPLIT_SIZES:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(sf.SPLIT_SIZES)}")
+    index, size = whole_number(index, "index"), sf.SPLIT_SIZES[split]
+    if not 0 <= index < size:
+        raise ValueError(f"data index must be between 0 and {size - 1} (the SynthFaces "
+                         f"{split} split has {size} faces), got {index}")
+    factors = sf.generate_factors(index + 1, sf.SPLIT_SEEDS[split])
+    return sf.render({k: v[index:index + 1] for k, v in factors.items()})[0]
+
+
+def whole_number(value, name: str) -> int:
+    """`value` (an int, or a float/str such as 3.0 from a number box) as an int; ValueError
+    naming `name` for anything else (1.5, NaN, None, "abc")."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if not np.isfinite(number) or not number.is_integer():
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+# --------------------------------------------------------------------------------- uploads
+_MAX_UPLOAD_PIXELS = 40_000_000  # refuse larger pictures (decompression bombs)
+
+
+def prepare_upload(source) -> tuple[np.ndarray, str]:
+    """Any picture → a 64×64 RGB face the models can encode, and a note of what was done.
+
+    Steps: first frame of an animation; EXIF rotation applied; any mode to RGB (transparent
+    areas on white; 16-bit and 32-bit grey scaled to 8 bits); centre crop to a square; resize to
+    64×64 with an antialiasing (Lanczos) filter.
+
+    Args:
+        source: a file path, a PIL image, or a uint8 numpy array (H, W), (H, W, 3) or (H, W, 4).
+    Returns:
+        (uint8 (64, 64, 3), notice such as "cropped 300×200 → 200×200, resized to 64×64").
+    Raises:
+        ValueError: "not an image …" for anything Pillow cannot read as a raster picture
+            (text, HTML, SVG, PDF, a truncated file), or a picture that is too large.
+    """
+    if isinstance(source, np.ndarray):
+        image = _array_to_pil(source)
+    elif isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, (str, Path)):
+        image = _open_image(Path(source))
+    else:
+        raise ValueError(f"not an image: expected a file path, a PIL image or a numpy array, "
+                         f"got {type(source).__name__}")
+    notes = []
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+        notes.append(f"first of {image.n_frames} frames")
+    try:
+        image = ImageOps.exif_transpose(image) or image
+    except Exception:  # a broken EXIF block is no reason to refuse the picture
+        pass
+    rgb, conversion = _to_rgb(image)
+    if conversion:
+        notes.append(conversion)
+    w, h = rgb.size
+    if w < 1 or h < 1:
+        raise ValueError("not an image: it has no pixels")
+    side = min(w, h)
+    if w != h:
+        left, top = (w - side) // 2, (h - side) // 2
+        rgb = rgb.crop((left, top, left + side, top + side))
+        notes.append(f"cropped {w}×{h} → {side}×{side}")
+    if side != IMAGE_SIZE:
+        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+        verb = "resized" if side > IMAGE_SIZE else "enlarged"
+        size_note = f"{w}×{h} " if w == h else ""  # a crop already named the size
+        notes.append(f"{verb} {size_note}to {IMAGE_SIZE}×{IMAGE_SIZE}")
+    if not notes:
+        notes.append(f"already {IMAGE_SIZE}×{IMAGE_SIZE} RGB, used as is")
+    return np.asarray(rgb, dtype=np.uint8).copy(), ", ".join(notes)
+
+
+def _open_image(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise ValueError(f"not an image: no file at {path}")
+    head = path.read_bytes()[:512].lstrip().lower()
+    if head.startswith((b"<?xml", b"<svg", b"<!doctype", b"<html")) or b"<svg" in head:
+        raise ValueError(f"not an image: {path.name} is SVG/HTML/XML text; upload a raster "
+                         "picture (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    try:
+        image = Image.open(path)
+        if image.width * image.height > _MAX_UPLOAD_PIXELS:
+            raise ValueError(f"image too large: {image.width}×{image.height} pixels "
+                             f"(at most {_MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
+        image.load()
+    except ValueError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as e:
+        detail = str(e).replace(str(path), path.name)  # no server paths in the message
+        raise ValueError(f"not an image: Pillow cannot read {path.name} as a picture "
+                         f"(PNG, JPEG, WebP, GIF, BMP, TIFF) — {detail}") from None
+    return image
+
+
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise ValueError(f"not an image: arrays must be uint8 (H, W), (H, W, 3) or (H, W, 4), "
+                         f"got {arr.dtype} {arr.shape}")
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def _to_rgb(image: Image.Image) -> tuple[Image.Image, str]:
+    """Any PIL mode → RGB, and a short note (empty for an RGB picture)."""
+    mode = image.mode
+    if mode == "RGB":
+        return image, ""
+    if mode.startswith("I") or mode == "F":  # 16/32-bit integer or float grey
+        arr = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            top, how = 65535.0, "16-bit grey scaled to 8 bits"
+        elif mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+            top, how = 1.0, "float grey scaled to 8 bits"
+        else:
+            top = 255.0 if (arr.size and np.nanmax(arr) <= 255) else max(np.nanmax(arr), 1.0)
+            how = f"{'32-bit' if mode == 'I' else 'float'} grey scaled to 8 bits"
+        grey = np.clip(np.nan_to_num(arr) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB"), how
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode in ("P", "L", "RGB") and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return (Image.alpha_composite(background, rgba).convert("RGB"),
+                f"{mode} → RGB (transparent areas on white)")
+    return image.convert("RGB"), f"{mode} → RGB"
