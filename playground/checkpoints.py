@@ -174,6 +174,8 @@ _REGISTRY: dict[str, ModelKind] = {}
 # a line here (or call `register_kind` from their own module).
 _BUILTIN_KINDS: dict[str, tuple[str, str, str]] = {
     "vae": ("playground.models.vae", "VAEConfig", "BetaVAE"),
+    "autoencoder": ("playground.models.autoencoder", "AutoencoderConfig", "KLAutoencoder"),
+    "judge": ("playground.models.judge", "JudgeConfig", "Judge"),
 }
 
 

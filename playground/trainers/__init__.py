@@ -8,7 +8,9 @@ The shared machinery (run folder, checkpoints and resume, DDP, time budget) is i
 `playground.training`.
 """
 
-# subcommand → module. Add "autoencoder", "clip", "judge", "ldm" here as they land.
+# subcommand → module. Add "clip" and "ldm" here as they land.
 TRAINERS: dict[str, str] = {
     "vae": "playground.trainers.vae",
+    "autoencoder": "playground.trainers.autoencoder",
+    "judge": "playground.trainers.judge",
 }

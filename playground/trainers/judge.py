@@ -1,0 +1,428 @@
+"""Train the judge: ``python -m playground.train judge [--minutes 15 | --epochs 5]``.
+
+Supervised on SynthFaces, whose factors are known. Loss per batch, summed over factors:
+
+    Σ_continuous (μ_f − y_f)²                                    (y rescaled to [−1, 1])
+  + Σ_categorical cross-entropy(logits_c, y_c)
+  + Σ_continuous ½ (log σ²_f + (y_f − sg[μ_f])² / σ²_f)        (uncertainty heads; sg = stop-gradient)
+
+Same machinery as the other trainers: resumable atomic checkpoints, seeded batch order,
+DDP, time budget, log.jsonl. metrics.json: attribute accuracy on the test split (per
+attribute and mean, with the majority-class baseline), R² of every continuous factor,
+accuracy of every categorical factor, and ``fd_floor`` — FD-judge between the two halves of
+the test split, the value two samples of *real* faces reach (a generator cannot do better).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from playground.checkpoints import runs_dir, save_model
+from playground.data.synthfaces import attributes_from_factors
+from playground.metrics_fd import frechet_distance
+from playground.models.judge import Judge, JudgeConfig, attribute_probabilities
+from playground.trainers.autoencoder import (AMP_MODES, LR_SCHEDULES, add_common_arguments,
+                                             autocast, budget_progress, check_resume_args,
+                                             config_from_args, cosine_lr, int_tuple, json_args,
+                                             open_on_all_ranks)
+from playground.training import (DistInfo, Every, GracefulStop, RunFolder, Stopwatch, barrier,
+                                 broadcast_flag, epoch_batches, image_source, load_train_state,
+                                 open_dataset, optimizer_from_flat, progress_bar,
+                                 save_train_state, setup_distributed, shard, steps_per_epoch,
+                                 teardown_distributed)
+
+HELP = "judge CNN: reads SynthFaces factors/attributes back (FD-judge features, attribute accuracy)"
+
+
+@dataclass
+class JudgeTrainConfig:
+    """One judge training run (saved in train_state.json as "args")."""
+
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # trunk widths, one stride-2 block each
+    feature_dim: int = 128  # penultimate features (FD-judge)
+    data_root: str | None = None  # SynthFaces cache folder
+    epochs: int | None = None  # stop after this many epochs (5 if no minutes/max_steps given)
+    minutes: float | None = None  # stop after this much training time, summed over resumes
+    max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
+    batch_size: int = 128  # global batch, split evenly across DDP processes
+    lr: float = 2e-3  # Adam learning rate (peak of the cosine schedule)
+    lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end of the budget) or "constant"
+    lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
+    weight_decay: float = 0.0  # AdamW weight decay
+    amp: str = "none"  # "bf16": autocast to bfloat16
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
+    seed: int = 0  # initial weights and data order
+    train_size: int | None = None  # use the first N training images (None = the whole split)
+    eval_size: int | None = 1024  # first N validation images for the per-epoch accuracy
+    test_size: int | None = None  # first N test images for metrics.json (None = the whole split)
+    checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
+    log_every: int = 20  # a "train" line in log.jsonl every N steps
+    num_workers: int = 2  # unused (SynthFaces is in memory); kept for the shared options
+    threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
+    progress: bool = True  # tqdm progress bar
+    out: str | None = None  # run folder (default: runs/judge)
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        for name in ("batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "max_steps", "train_size", "eval_size", "test_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if not 0 <= self.lr_min_ratio <= 1:
+            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+        for name, allowed in (("amp", AMP_MODES), ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        self.model_config()
+
+    def model_config(self) -> JudgeConfig:
+        return JudgeConfig(channels=self.channels, feature_dim=self.feature_dim)
+
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else runs_dir() / "judge"
+
+
+FIXED_ON_RESUME = ("channels", "feature_dim", "batch_size", "seed", "train_size")
+
+
+# =========================================================================== targets & loss
+class FactorTargets:
+    """A dataset's factors as tensors: continuous (N, Fc) in [−1, 1], categorical (N, Fk) int64."""
+
+    def __init__(self, factors: dict[str, np.ndarray], config: JudgeConfig, device: torch.device):
+        names = config.continuous_names + config.categorical_names
+        missing = [name for name in names if name not in factors]
+        if missing:
+            raise ValueError(f"the dataset has no factors {missing}: the judge trains on "
+                             "SynthFaces (a dataset with a .factors dict)")
+        n = len(np.asarray(factors[names[0]]))
+        cont = [(np.asarray(factors[name], np.float32) - lo) / (hi - lo) * 2 - 1
+                for name, lo, hi in config.continuous]
+        self.continuous = torch.from_numpy(np.stack(cont, axis=1) if cont
+                                           else np.zeros((n, 0), np.float32)).to(device)
+        cat = [np.asarray(factors[name], np.int64) for name in config.categorical_names]
+        self.categorical = torch.from_numpy(np.stack(cat, axis=1) if cat
+                                            else np.zeros((n, 0), np.int64)).to(device)
+
+    def __len__(self) -> int:
+        return self.continuous.shape[0]
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx.to(self.continuous.device)
+        return self.continuous[idx], self.categorical[idx]
+
+
+def judge_loss(out: dict[str, torch.Tensor], continuous: torch.Tensor, categorical: torch.Tensor,
+               categorical_names: list[str]) -> dict[str, torch.Tensor]:
+    """The judge objective (module docstring), each term summed over factors, averaged over
+    the batch.
+
+    Args:
+        out: `Judge.forward` output; continuous: (N, Fc) targets in [−1, 1];
+        categorical: (N, Fk) int64 class indices, columns in `categorical_names` order.
+    Returns:
+        ``loss``, ``mse``, ``ce``, ``nll`` (scalars).
+    """
+    zero = continuous.new_zeros(())
+    mse = nll = ce = zero
+    if continuous.shape[1]:
+        mean, logvar = out["continuous_mean"].float(), out["continuous_logvar"].float()
+        mse = (mean - continuous).pow(2).sum(dim=1).mean()
+        resid2 = (continuous - mean.detach()).pow(2)
+        nll = (0.5 * (logvar + resid2 * torch.exp(-logvar))).sum(dim=1).mean()
+    for j, name in enumerate(categorical_names):
+        ce = ce + F.cross_entropy(out[name].float(), categorical[:, j])
+    return {"loss": mse + ce + nll, "mse": mse, "ce": ce, "nll": nll}
+
+
+# =========================================================================== evaluation
+@torch.no_grad()
+def predict_all(judge: Judge, source, batch_size: int = 256) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Factor predictions (numpy, `predict_factors` format) and features (N, F) of a whole source."""
+    judge.eval()
+    parts: list[dict[str, torch.Tensor]] = []
+    feats = []
+    for x in source.iterate(torch.split(torch.arange(len(source)), batch_size)):
+        f = judge.features(x)
+        out = judge.heads(f)
+        feats.append(f.double().cpu())
+        parts.append({k: v.cpu() for k, v in judge.factors_from_heads(out).items()})
+    preds = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
+    return preds, torch.cat(feats).numpy()
+
+
+def judge_scores(judge: Judge, source, factors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Accuracy of the judge on images with known factors.
+
+    Returns:
+        ``attribute_acc`` (mean over the 18 attributes), ``attribute_acc_per_attribute``,
+        ``attribute_baseline_acc_per_attribute`` (always guessing the majority class),
+        ``factor_r2`` (continuous factor → R²), ``factor_r2_mean``, ``factor_acc``
+        (categorical factor → accuracy), ``n``, and the features under ``"_features"``.
+    """
+    preds, feats = predict_all(judge, source)
+    n = feats.shape[0]
+    factors = {k: np.asarray(v)[:n] for k, v in factors.items()}
+    truth = attributes_from_factors(factors)
+    probs = attribute_probabilities({k: torch.from_numpy(v) for k, v in preds.items()})
+    acc, base = {}, {}
+    for name, p in probs.items():
+        y = truth[name].astype(bool)
+        acc[name] = float(((p.numpy() > 0.5) == y).mean())
+        base[name] = float(max(y.mean(), 1 - y.mean()))
+    r2 = {}
+    for name in judge.config.continuous_names:
+        y = factors[name].astype(np.float64)
+        ss_res = float(((y - preds[name]) ** 2).sum())
+        ss_tot = float(((y - y.mean()) ** 2).sum())
+        r2[name] = 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    cat_acc = {name: float((preds[name].argmax(axis=1) == factors[name]).mean())
+               for name in judge.config.categorical_names}
+    finite_r2 = [v for v in r2.values() if np.isfinite(v)]
+    return {
+        "attribute_acc": float(np.mean(list(acc.values()))),
+        "attribute_acc_per_attribute": acc,
+        "attribute_baseline_acc_per_attribute": base,
+        "factor_r2": {k: (v if np.isfinite(v) else None) for k, v in r2.items()},
+        "factor_r2_mean": float(np.mean(finite_r2)) if finite_r2 else None,
+        "factor_acc": cat_acc,
+        "n": n,
+        "_features": feats,
+    }
+
+
+# =========================================================================== training
+def train_judge(cfg: JudgeTrainConfig, *, resume: bool = False, train_set=None, val_set=None,
+                test_set=None, stop_event=None) -> dict[str, Any] | None:
+    """Train (or, with `resume`, continue) a `Judge` in ``cfg.out_dir()``.
+
+    Datasets must expose ``.images`` (uint8 (N, 64, 64, 3)) and ``.factors`` (dict of
+    arrays), like `SynthFacesDataset`; given ones replace the SynthFaces splits (a given
+    `val_set` also serves as the test set unless `test_set` is given).
+    Returns:
+        the metrics written to metrics.json (on rank 0; None on other ranks).
+    """
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    info, device = setup_distributed(cfg.device)
+    try:
+        with GracefulStop(stop_event) as stop:
+            return _train(cfg, info, device, resume, train_set, val_set, test_set, stop)
+    finally:
+        teardown_distributed(info)
+
+
+def _train(cfg: JudgeTrainConfig, info: DistInfo, device: torch.device, resume: bool,
+           train_set, val_set, test_set, stop: GracefulStop):
+    out = RunFolder(cfg.out_dir(), is_main=info.is_main)
+    has_checkpoint = out.has_checkpoint()
+    barrier(info)
+    if has_checkpoint and not resume:
+        raise ValueError(f"{out.path} already holds a checkpoint: pass --resume to continue "
+                         "it, or choose another --out")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # ---------------------------------------------------------------- data
+    if test_set is None and val_set is not None:
+        test_set = val_set
+    if train_set is None:
+        train_set = open_on_all_ranks(info, "synthfaces", "train", cfg.train_size, cfg.data_root)
+    if val_set is None:
+        val_set = open_on_all_ranks(info, "synthfaces", "val", cfg.eval_size, cfg.data_root)
+    model_config = cfg.model_config()
+    train_source = image_source(train_set, device, cfg.num_workers)
+    val_source = image_source(val_set, device, cfg.num_workers)
+    targets = FactorTargets(getattr(train_set, "factors", {}), model_config, device)
+    n = len(train_source)
+    if len(targets) != n:
+        raise ValueError(f"the training set has {n} images but {len(targets)} factor rows")
+    if cfg.train_size is not None and n > cfg.train_size:
+        raise ValueError(f"the training set has {n} images, more than train_size={cfg.train_size}")
+    spe = steps_per_epoch(n, cfg.batch_size)
+    batch = min(cfg.batch_size, n)
+    if batch < info.world_size:
+        raise ValueError(f"batch of {batch} images cannot be split over {info.world_size} processes")
+    epochs = cfg.epochs if cfg.epochs is not None else (
+        None if cfg.minutes is not None or cfg.max_steps is not None else 5)
+
+    # ---------------------------------------------------------------- model, optimizer, state
+    torch.manual_seed(cfg.seed)
+    model = Judge(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
+    if resume and has_checkpoint:
+        model_state, opt_tensors, state = load_train_state(out.path)
+        check_resume_args(cfg, state.get("args", {}), FIXED_ON_RESUME)
+        model.load_state_dict(model_state)
+        optimizer_from_flat(optimizer, opt_tensors, state["optimizer"])
+        epoch, start_step = state["epoch"], state["step_in_epoch"]
+        global_step, elapsed = state["global_step"], state["elapsed_seconds"]
+        if state.get("steps_per_epoch") not in (None, spe):
+            raise ValueError(f"the checkpoint has {state['steps_per_epoch']} steps per epoch, "
+                             f"this data {spe}: was the dataset changed?")
+        out.truncate_log(global_step)
+        out.remove_stale_temp_files()
+        if info.is_main:
+            print(f"resuming {out.path} at epoch {epoch + 1}, step {global_step}")
+    elif resume and info.is_main:
+        print(f"nothing to resume in {out.path}: starting a new run")
+    barrier(info)
+    net = model
+    if info.enabled:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    stopwatch = Stopwatch(elapsed)
+    saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
+    args_json = json_args(cfg)
+    cat_names = model_config.categorical_names
+
+    def checkpoint(epoch_: int, step_in_epoch: int) -> None:
+        if not info.is_main:
+            return
+        state = {"epoch": epoch_, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                 "steps_per_epoch": spe, "elapsed_seconds": stopwatch.elapsed(),
+                 "rng": {"seed": cfg.seed, "scheme": "order seeded by (seed, epoch)"},
+                 "world_size": info.world_size, "device": str(device), "args": args_json}
+        save_train_state(out.path, model, optimizer, state)
+        save_model(out.path, model)
+        saver.reset()
+
+    def should_stop() -> bool:
+        if cfg.max_steps is not None and global_step >= cfg.max_steps:
+            return True
+        out_of_time = cfg.minutes is not None and stopwatch.elapsed() >= cfg.minutes * 60
+        return broadcast_flag(out_of_time or stop.requested, info, device)
+
+    # ---------------------------------------------------------------- loop
+    step_seconds, session_steps = 0.0, 0
+    window = torch.zeros(4, device=device)  # running sums of loss, mse, ce, nll
+    window_steps, window_start = 0, time.perf_counter()
+    stopped = should_stop()
+    done = start_step
+    while not stopped and (epochs is None or epoch < epochs):
+        batches = [shard(b, info) for b in epoch_batches(n, cfg.batch_size, cfg.seed, epoch)]
+        desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
+        bar = progress_bar(spe, start_step, desc, enabled=info.is_main and cfg.progress)
+        done = start_step
+        images = train_source.iterate(batches[start_step:])
+        for step_in_epoch, x in enumerate(images, start=start_step):
+            t0 = time.perf_counter()
+            y_cont, y_cat = targets.batch(batches[step_in_epoch])
+            if cfg.lr_schedule == "cosine":
+                progress = budget_progress(cfg, global_step, spe, stopwatch.elapsed(), epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(cfg.lr, progress, cfg.lr_min_ratio)
+            model.train()
+            with autocast(device, cfg.amp):
+                outputs = net(x)
+            losses = judge_loss(outputs, y_cont, y_cat, cat_names)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            global_step += 1
+            done = step_in_epoch + 1
+            window += torch.stack([losses[k].detach() for k in ("loss", "mse", "ce", "nll")])
+            window_steps += 1
+            step_seconds += time.perf_counter() - t0
+            session_steps += 1
+            bar.update(1)
+            if global_step % cfg.log_every == 0:
+                loss, mse, ce, nll = (window / window_steps).tolist()
+                img_s = window_steps * batch / (time.perf_counter() - window_start)
+                out.log({"type": "train", "step": global_step, "epoch": global_step / spe,
+                         "loss": loss, "mse": mse, "ce": ce, "nll": nll, "img_per_s": img_s,
+                         "lr": optimizer.param_groups[0]["lr"], "elapsed": stopwatch.elapsed()})
+                bar.set_postfix(mse=f"{mse:.3f}", ce=f"{ce:.3f}", img_s=f"{img_s:.0f}")
+                window.zero_()
+                window_steps, window_start = 0, time.perf_counter()
+            stopped = should_stop()
+            if stopped:
+                break
+            if saver.due() and done < spe:
+                checkpoint(epoch, done)
+        bar.close()
+        if done < spe:  # stopped mid-epoch
+            checkpoint(epoch, done)
+            break
+        epoch, start_step = epoch + 1, 0
+        if info.is_main:  # a small validation: rank 0 alone
+            val = judge_scores(model, val_source, getattr(val_set, "factors", {}))
+            out.log({"type": "val", "step": global_step, "epoch": epoch,
+                     "attribute_acc": val["attribute_acc"], "factor_r2_mean": val["factor_r2_mean"],
+                     "elapsed": stopwatch.elapsed()})
+            print(f"epoch {epoch}: val attribute accuracy {val['attribute_acc']:.4f}, "
+                  f"mean factor R² {val['factor_r2_mean']:.4f}", flush=True)
+        checkpoint(epoch, 0)
+        stopped = stopped or should_stop()
+
+    # ---------------------------------------------------------------- final metrics
+    metrics = None
+    if info.is_main:
+        if not out.has_checkpoint():
+            checkpoint(epoch, start_step)
+        if test_set is None:
+            test_set = open_dataset("synthfaces", "test", cfg.test_size, cfg.data_root)
+        test = judge_scores(model, image_source(test_set, device, cfg.num_workers),
+                            getattr(test_set, "factors", {}))
+        feats = test.pop("_features")
+        half = feats.shape[0] // 2
+        fd_floor = frechet_distance(feats[:half], feats[half:2 * half]) if half >= 2 else None
+        metrics = {
+            **test,
+            "fd_floor": fd_floor,
+            "fd_floor_n": half,
+            "feature_dim": model_config.feature_dim,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_seconds": stopwatch.elapsed(),
+            "device": str(device),
+            "world_size": info.world_size,
+            "amp": cfg.amp,
+            "epochs": global_step / spe,
+            "steps": global_step,
+            "train_size": n,
+            "batch_size": batch,
+            "lr": cfg.lr,
+            "train_img_per_s": session_steps * batch / step_seconds if step_seconds else None,
+        }
+        save_model(out.path, model, metrics=metrics)
+        print(f"done: {global_step} steps, test attribute accuracy {test['attribute_acc']:.4f}, "
+              f"mean factor R² {test['factor_r2_mean']:.4f}, FD-judge floor {fd_floor} → {out.path}")
+    barrier(info)
+    return metrics
+
+
+# =========================================================================== command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``python -m playground.train judge``. Unset options keep the checkpoint's
+    values on --resume (and the defaults shown otherwise)."""
+    d = JudgeTrainConfig()
+    S = argparse.SUPPRESS
+    p.add_argument("--channels", type=int_tuple, default=S,
+                   help="trunk widths, comma separated (default 32,64,128,256)")
+    p.add_argument("--feature-dim", dest="feature_dim", type=int, default=S,
+                   help=f"penultimate feature size for FD-judge (default {d.feature_dim})")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S,
+                   help=f"AdamW weight decay (default {d.weight_decay:g})")
+    add_common_arguments(p, d, "run folder (default runs/judge)")
+
+
+def main(args: argparse.Namespace) -> int:
+    train_judge(config_from_args(JudgeTrainConfig, args), resume=args.resume)
+    return 0
