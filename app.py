@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.ui import data_tab, morph, traverse
+from playground.ui import latent_map as latent_map_tab
 
 TITLE = "VAE & Diffusion Playground"
 
@@ -18,6 +19,7 @@ def build_app() -> gr.Blocks:
         data_tab.build()
         traverse.build(demo)
         morph.build(demo)
+        latent_map_tab.build(demo)
     return demo
 
 

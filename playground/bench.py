@@ -1,0 +1,468 @@
+"""Benchmarks: the speed budgets of DESIGN.md §8, measured on this machine.
+
+    python -m playground.bench [--json] [--repeats 5] [--model vae-beta10] [--quick]
+                               [--only traverse_decode_ms,morph_ms]
+
+Every row is a median over `--repeats` runs (short operations are timed several times per run).
+The machine may be shared (e.g. trainings in the background), so the load average at the start
+and end, the number of cores and torch's thread count are reported with the numbers. Rows
+that cannot be measured yet (no diffusion model) are null with a note — never a guess.
+
+``--json`` prints one JSON object: one key per row (a number or null), plus ``budget``
+({row: {"max": x} or {"min": x}}), ``ok`` ({row: true/false, or null when not measured}),
+``notes`` ({row: why null / how measured}), ``about`` ({row: what is timed}), ``machine``,
+``model``, ``repeats``, ``quick``.
+
+The β-VAE rows use the model named by --model, else vae-beta10 (or the first β-VAE) from
+trained/, else from runs/. Timing the latent map writes its cache file next to that model
+(what the Latent map tab would do on first use). ``--quick`` (1 repeat, tiny sizes, no process
+pool) is for tests.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+NO_DIFFUSION = "no diffusion model yet"
+
+# row: (budget or None, what is timed)
+ROWS: dict[str, tuple[dict | None, str]] = {
+    "traverse_decode_ms": ({"max": 30}, "one traversal-slider decode: vae_ops.decode of 1 latent"),
+    "traverse_decode_handler_ms": (
+        {"max": 30}, "the Traverse tab's slider handler (decode + 256 px enlargement), called "
+                     "directly"),
+    "traverse_decode_client_ms": (
+        {"max": 30}, "the same slider move through gradio_client (HTTP, queue, PNG encoding)"),
+    "gradio_roundtrip_ms": (None, "a trivial event (the ↻ model list) through gradio_client: "
+                                  "the fixed cost of any call on this machine"),
+    "morph_ms": ({"max": 200}, "8-step lerp morph (encode 2 faces, decode 8) + GIF bytes"),
+    "ddim50_s": ({"max": 1.5}, "DDIM 50 steps, 4 faces"),
+    "ddpm1000_s": ({"max": 20}, "DDPM 1000 steps, 4 faces, streamed"),
+    "ddpm_first_frame_s": ({"max": 1}, "DDPM: time to the first streamed frame"),
+    "prompt_s": ({"max": 3}, "prompt → 4 faces, DDIM 50 with guidance"),
+    "latent_map_s": ({"max": 1}, "Latent map first view from its cache file (the page-load "
+                                 "handler incl. model load, scores and plot JSON; memory caches "
+                                 "cleared)"),
+    "app_start_s": ({"max": 15}, "python app (subprocess): build, launch, load every β-VAE, "
+                                 "then the first answer to /traverse_encode via gradio_client"),
+    "synthfaces_img_s_1proc": (None, "SynthFaces rendering, one process (images/s)"),
+    "synthfaces_img_s": (None, "SynthFaces rendering, one warm process per core (images/s)"),
+    "vae_train_img_s": (None, "β-VAE training steps (the shipped 3M-parameter config, Adam, "
+                              "batch 128; images/s)"),
+    "data_vs_train_ratio": ({"min": 3}, "synthfaces_img_s / vae_train_img_s: can on-the-fly "
+                                        "data keep up with training?"),
+}
+DIFFUSION_ROWS = ("ddim50_s", "ddpm1000_s", "ddpm_first_frame_s", "prompt_s")
+
+
+def _median_time(fn: Callable[[], object], runs: int, inner: int = 1) -> float:
+    """Median seconds of one call of `fn` over `runs` × `inner` calls (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(runs * inner):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ machine
+def machine_info() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cores": os.cpu_count(),
+        "load_avg_start": [round(v, 2) for v in os.getloadavg()],
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu": cpu,
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# ------------------------------------------------------------------------------ β-VAE rows
+def bench_traverse(name: str, runs: int, inner: int) -> dict:
+    """Core decode and the slider handler (no server)."""
+    from playground import vae_ops as ops
+    from playground.ui import traverse
+
+    model = ops.get_model(name)
+    z = ops.encode_mean(model, ops.random_face(0)[None])  # (1, D)
+    core = _median_time(lambda: ops.decode(model, z), runs, inner)
+    state = traverse.encode(name, "random", 0, 0, None)[2]
+    values = [0.5] * traverse.N_SLIDERS
+    handler = _median_time(lambda: traverse.decode(state, *values), runs, inner)
+    return {"traverse_decode_ms": core * 1000, "traverse_decode_handler_ms": handler * 1000}
+
+
+def bench_morph(name: str, runs: int, inner: int) -> dict:
+    from playground import vae_ops as ops
+    from playground.ui import morph
+
+    model = ops.get_model(name)
+    a, b = ops.random_face(1), ops.dataset_face(5)
+
+    def run():
+        frames = ops.morph(model, a, b, 8, "lerp")
+        return ops.gif_bytes(frames, fps=morph.GIF_FPS, pingpong=True, scale=2)
+
+    return {"morph_ms": _median_time(run, runs, inner) * 1000}
+
+
+def bench_latent_map(name: str, runs: int, method: str, n: int) -> tuple[dict, str]:
+    import gradio as gr
+
+    from playground import latent_map as lm
+    from playground import vae_ops as ops
+    from playground.ui import latent_map as tab
+
+    note = f"{lm.METHOD_LABELS[method]}, {n} points, coloured by {tab.DEFAULT_COLOUR}"
+    if lm.latent_map(name, method, n, 0, cached_only=True) is None:
+        _log(f"latent map {method}/{n} of {name} is not cached: computing it once")
+        result = lm.latent_map(name, method, n, 0)
+        note += (f"; the cache was missing: computed once in {result['seconds']:.1f} s"
+                 + (f" ({result['cache_note']})" if result["cache_note"] else
+                    " and written next to the model"))
+    tab._warm_imports()
+    plot = gr.Plot()
+    times = []
+    for _ in range(runs):
+        lm.clear_cache()
+        ops.clear_model_cache()
+        t0 = time.perf_counter()
+        figure, _, notice = tab.show_cached_map(name, method, n, 0, tab.DEFAULT_COLOUR, "")
+        if figure is None:
+            raise RuntimeError(f"the cached map was not used: {notice}")
+        plot.postprocess(figure)  # the plot's JSON, as gradio sends it
+        times.append(time.perf_counter() - t0)
+    return {"latent_map_s": statistics.median(times)}, note
+
+
+def _launch_app():
+    import app
+
+    demo = app.build_app()
+    demo.queue(default_concurrency_limit=2).launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    return demo
+
+
+def bench_client(name: str, runs: int, inner: int) -> dict:
+    """Slider decode through gradio_client against an app in this process."""
+    import gradio_client
+
+    from playground.ui import traverse
+
+    demo = _launch_app()
+    try:
+        client = gradio_client.Client(demo.local_url, verbose=False)
+        client.predict(name, "random", 0, 0, None, api_name="/traverse_encode")
+        values = [0.5] * traverse.N_SLIDERS
+        t = _median_time(lambda: client.predict(*values, api_name="/traverse_decode"),
+                         runs, inner)
+        trivial = _median_time(lambda: client.predict(name, api_name="/traverse_models"),
+                               runs, inner)
+    finally:
+        demo.close()
+    return {"traverse_decode_client_ms": t * 1000, "gradio_roundtrip_ms": trivial * 1000}
+
+
+_APP_CHILD = """
+import sys
+import app
+from playground import vae_ops as ops
+demo = app.build_app()
+demo.queue(default_concurrency_limit=2).launch(prevent_thread_lock=True,
+                                                server_name="127.0.0.1", quiet=True)
+for name in ops.list_vae_models():
+    ops.get_model(name)
+print("URL", demo.local_url, flush=True)
+sys.stdin.read()  # serve until the parent closes stdin
+demo.close()
+"""
+
+
+def bench_app_start(name: str | None, runs: int) -> dict:
+    """Wall time from starting `python` to the first answer, in a fresh process each run."""
+    import gradio_client
+
+    from playground.checkpoints import repo_root
+
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-c", _APP_CHILD], cwd=repo_root(),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            url = None
+            for line in child.stdout:
+                if line.startswith("URL "):
+                    url = line.split()[1]
+                    break
+            if url is None:
+                raise RuntimeError(f"the app did not start (exit code {child.wait(60)})")
+            client = gradio_client.Client(url, verbose=False)
+            if name:
+                client.predict(name, "random", 0, 0, None, api_name="/traverse_encode")
+            else:
+                client.predict(seed=1, count=2, api_name="/synthfaces_grid")
+            times.append(time.perf_counter() - t0)
+        finally:
+            child.stdin.close()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    return {"app_start_s": statistics.median(times)}
+
+
+# ------------------------------------------------------------------------------ data vs training
+def _render(factors: dict) -> int:
+    """Render in a worker process; returns the count (the pictures need not travel back)."""
+    from playground.data import synthfaces as sf
+
+    return len(sf.render(factors))
+
+
+def _warm_up(factors: dict) -> int:
+    """A first full block in a worker (its first renders are slower), then a pause so that
+    every worker of the pool gets one."""
+    count = _render(factors)
+    time.sleep(0.5)
+    return count
+
+
+def bench_synthfaces(runs: int, n: int, parallel: bool) -> tuple[dict, dict]:
+    from playground.data import synthfaces as sf
+
+    factors = sf.generate_factors(n, 12_345)
+    one = n / _median_time(lambda: sf.render(factors), runs)
+    out = {"synthfaces_img_s_1proc": one}
+    notes = {"synthfaces_img_s_1proc": f"{n} faces per run"}
+    if not parallel:
+        notes["synthfaces_img_s"] = "skipped in --quick (needs a pool of processes)"
+        return out, notes
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = os.cpu_count() or 1
+    total = max(n, 1000 * workers)
+    blocks = [{k: v[s:s + 250] for k, v in sf.generate_factors(total, 54_321).items()}
+              for s in range(0, total, 250)]
+    # spawn (as synthfaces does); warm every worker first: imports are not rendering speed
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_warm_up, [blocks[0]] * workers))
+        rates = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            done = sum(pool.map(_render, blocks))
+            rates.append(done / (time.perf_counter() - t0))
+    out["synthfaces_img_s"] = statistics.median(rates)
+    notes["synthfaces_img_s"] = f"{workers} warm processes, {total} faces per run"
+    return out, notes
+
+
+def bench_vae_train(runs: int, steps: int, batch: int) -> dict:
+    """Adam steps of the β-VAE trainer's default model (β = 4) on SynthFaces faces."""
+    import torch
+
+    from playground.data import synthfaces as sf
+    from playground.losses import beta_vae_loss
+    from playground.models.vae import BetaVAE
+    from playground.trainers.vae import VAETrainConfig
+
+    cfg = VAETrainConfig()
+    torch.manual_seed(0)
+    model = BetaVAE(cfg.model_config()).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    images = sf.render(sf.generate_factors(batch, 777))
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous()
+    eps = torch.randn(batch, cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+
+    def step():
+        logits, mu, logvar, _ = model(x, eps=eps)
+        loss = beta_vae_loss(logits, x, mu, logvar, cfg.beta)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    t = _median_time(step, runs, steps)
+    params = sum(p.numel() for p in model.parameters())
+    return {"vae_train_img_s": batch / t, "_params": params}
+
+
+# ------------------------------------------------------------------------------ the run
+def run(repeats: int = 5, quick: bool = False, model: str | None = None,
+        only: set[str] | None = None) -> dict:
+    """Measure every row that can be measured now → the JSON-ready report."""
+    from playground import vae_ops as ops
+
+    started = time.perf_counter()
+    info = machine_info()
+    report: dict = {key: None for key in ROWS}
+    notes: dict[str, str] = {}
+    for key in DIFFUSION_ROWS:
+        notes[key] = NO_DIFFUSION
+    runs = 1 if quick else max(1, int(repeats))
+    inner = 3 if quick else 10  # calls per run for the millisecond rows
+    train_batch, train_steps = (32, 1) if quick else (128, 3)
+    render_n = 64 if quick else 500  # faces per run, one process
+    method, points = ("pca", 100) if quick else ("tsne", 2000)  # the tab's default map
+
+    names = ops.list_vae_models()
+    name = model or ops.default_model(names)
+    if model and model not in names:
+        raise ValueError(f"no β-VAE model named {model!r} (available: "
+                         f"{', '.join(names) or 'none'})")
+    if name is None:
+        hint = ops.no_models_hint()
+        _log(hint)
+    else:
+        from playground.checkpoints import resolve_model_dir
+
+        _log(f"β-VAE rows use {name} ({resolve_model_dir(name)})")
+
+    def wanted(*keys: str) -> bool:
+        return only is None or any(k in only for k in keys)
+
+    def measure(keys: tuple[str, ...], fn: Callable[[], dict | tuple[dict, str | dict]],
+                needs_model: bool = True) -> None:
+        if not wanted(*keys):
+            for key in keys:
+                notes.setdefault(key, "not measured (--only)")
+            return
+        if needs_model and name is None:
+            for key in keys:
+                notes[key] = "no β-VAE model: " + hint
+            return
+        _log(f"measuring {', '.join(keys)}")
+        try:
+            out = fn()
+        except Exception as err:  # a failed row is reported, the others still run
+            for key in keys:
+                notes[key] = f"failed: {type(err).__name__}: {err}"
+            return
+        values, note = out if isinstance(out, tuple) else (out, "")
+        for key in keys:
+            if key in values:
+                report[key] = round(float(values[key]), 3)
+            row_note = note.get(key, "") if isinstance(note, dict) else note
+            if row_note:
+                notes[key] = row_note
+        if "_params" in values:
+            notes["vae_train_img_s"] = (f"{values['_params'] / 1e6:.2f}M parameters, "
+                                        f"batch {train_batch}, {train_steps} steps per run, "
+                                        f"{info['torch_threads']} torch threads")
+
+    measure(("traverse_decode_ms", "traverse_decode_handler_ms"),
+            lambda: bench_traverse(name, runs, inner))
+    measure(("morph_ms",), lambda: bench_morph(name, runs, max(1, inner // 3)))
+    measure(("latent_map_s",), lambda: bench_latent_map(name, runs, method, points))
+    measure(("traverse_decode_client_ms", "gradio_roundtrip_ms"),
+            lambda: bench_client(name, runs, inner))
+    measure(("app_start_s",), lambda: bench_app_start(name, 1 if quick else min(runs, 3)),
+            needs_model=False)
+    measure(("synthfaces_img_s_1proc", "synthfaces_img_s"),
+            lambda: bench_synthfaces(runs, render_n, parallel=not quick), needs_model=False)
+    measure(("vae_train_img_s",), lambda: bench_vae_train(runs, train_steps, train_batch),
+            needs_model=False)
+    if report["synthfaces_img_s"] and report["vae_train_img_s"]:
+        report["data_vs_train_ratio"] = round(report["synthfaces_img_s"] /
+                                              report["vae_train_img_s"], 3)
+    else:
+        notes.setdefault("data_vs_train_ratio", "needs synthfaces_img_s and vae_train_img_s")
+    if report["app_start_s"] is not None and not notes.get("app_start_s"):
+        notes["app_start_s"] = f"median of {1 if quick else min(runs, 3)} fresh processes"
+
+    for key in ROWS:  # a null always says why
+        if report[key] is None:
+            notes.setdefault(key, "not measured")
+    budget = {key: b for key, (b, _) in ROWS.items() if b is not None}
+    ok = {key: meets(report[key], b) for key, b in budget.items()}
+    info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    return {**report, "budget": budget, "ok": ok, "notes": notes,
+            "about": {key: about for key, (_, about) in ROWS.items()}, "machine": info,
+            "model": name, "repeats": runs, "quick": quick,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def meets(value: float | None, budget: dict) -> bool | None:
+    """True/False whether a measured value meets its budget ({"max": x} or {"min": x})."""
+    if value is None:
+        return None
+    if "max" in budget:
+        return value <= budget["max"]
+    return value >= budget["min"]
+
+
+def _table(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"{m['cores']} cores, load average {m['load_avg_start']} at start, "
+             f"{m['torch_threads']} torch threads; model {result['model']}; "
+             f"median of {result['repeats']} runs" + (" (--quick)" if result["quick"] else "")]
+    for key in ROWS:
+        value, budget = result[key], result["budget"].get(key)
+        shown = "—" if value is None else f"{value:g}"
+        limit = "" if budget is None else (f"≤ {budget['max']:g}" if "max" in budget
+                                           else f"≥ {budget['min']:g}")
+        verdict = {True: "ok", False: "OVER", None: ""}[result["ok"].get(key)]
+        note = result["notes"].get(key, "")
+        lines.append(f"{key:28s} {shown:>10s} {limit:>8s} {verdict:4s} {note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per row (median)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 repeat, tiny sizes, no process pool (for tests)")
+    parser.add_argument("--model", help="β-VAE to time (default: vae-beta10 or the first one)")
+    parser.add_argument("--only", help="comma-separated rows to measure (others are null)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    only = None
+    if args.only:
+        only = {k.strip() for k in args.only.split(",") if k.strip()}
+        unknown = only - set(ROWS)
+        if unknown:
+            parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # gradio prints; stdout is for the report
+            result = run(args.repeats, args.quick, args.model, only)
+    except ValueError as err:
+        parser.error(str(err))
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+"""The Latent map: a 2-D picture of where a β-VAE puts faces in its latent space (no UI here).
+
+The first N faces of the SynthFaces test split are encoded to their posterior means μ(x), and
+μ is projected to 2-D with t-SNE, UMAP or PCA (`playground.embed`). Every point can then be
+coloured by any CelebA-named attribute or SynthFaces factor, and a separation score says how
+well the neighbourhood of a point predicts its colour.
+
+    m = latent_map("vae-beta4", method="tsne", n_points=2000, seed=0)
+    m["points"]                       # (N, 2) float32, row i = test face i
+    c = colour_values(m, "Smiling")   # {"kind": "attribute", "values": (N,), ...}
+    separation(m["points"], c["labels"])   # {"knn_acc", "silhouette", "baseline", ...}
+
+Caches, so the first view is instant:
+    memory   the last few maps, keyed by model file, method, N and seed;
+    files    ``<model folder>/latent_map_<method>_<N>.npz`` (``..._seed<S>.npz`` for seed ≠ 0),
+             written after every computation (np.savez, read with allow_pickle=False). It holds
+             the points and μ. It is used when its μ of the first faces matches what the model
+             encodes now (within `CHECK_TOLERANCE`): a functional fingerprint that survives the
+             fp16 copy `playground.ship` makes, and rejects any other model;
+             ``<model folder>/tsne_smiling.npz`` from ``python -m playground.evaluate --write``
+             (t-SNE, no μ), used when its split, seed, size and Smiling labels match and
+             metrics.json's ``eval_weights_sha256`` is the current weights' SHA-256.
+``python -m playground.latent_map NAME [--method tsne umap pca] [--n 2000]`` precomputes the
+files (e.g. before shipping a model).
+
+Text search ranks the faces by CLIP similarity to a query. It needs the CLIP model of the text
+encoder work (``trained/clip``); until it exists, `text_scores` raises a ValueError saying so.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from playground import checkpoints, embed, metrics
+from playground import vae_ops as ops
+from playground.data import synthfaces as sf
+
+METHODS = embed.METHODS  # ("tsne", "umap", "pca")
+METHOD_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+MIN_POINTS, MAX_POINTS = 100, 5000  # faces on a map (the test split has 5,000)
+DEFAULT_POINTS = 2000  # = evaluate's n_tsne, so its tsne_smiling.npz serves the default map
+SPLIT = "test"  # the faces shown are the first N of this split
+KNN_K = 10  # neighbours of the kNN separation score
+FOLDS = 5  # cross-validation folds of the kNN score
+SILHOUETTE_MAX = 2000  # silhouette (O(N²)) on at most this many points, sampled with the seed
+CHECK_FACES = 8  # faces re-encoded to check that a cache file belongs to the model
+CHECK_TOLERANCE = 0.05  # max |Δμ| allowed for those faces (fp16 weights/storage move μ ~1e-3)
+CACHE_FORMAT = 1  # bump when the file layout changes
+MEMORY_CACHE = 6  # maps kept in memory
+RENDER_CHUNK = 250  # faces rendered between progress reports
+TSNE_FILE = "tsne_smiling.npz"  # written by `python -m playground.evaluate --write`
+CLIP_MODEL = "clip"  # the text encoder's model name (trained/clip)
+CLIP_MISSING = "text search needs the CLIP model (not trained yet)"
+TEXT_TOP = 50  # faces highlighted by a text query
+
+Progress = Callable[[float, str], None]
+
+_memory: OrderedDict[tuple, dict] = OrderedDict()
+_memory_lock = threading.Lock()
+_compute_lock = threading.Lock()  # one embedding at a time: the CPU has two cores
+_sha_memo: dict[tuple, str] = {}
+
+
+# --------------------------------------------------------------------------------- inputs
+def check_method(method) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return method
+
+
+def check_points(n_points) -> int:
+    n = ops.whole_number(n_points, "number of points")
+    if not MIN_POINTS <= n <= MAX_POINTS:
+        raise ValueError(f"number of points must be between {MIN_POINTS} and {MAX_POINTS}, "
+                         f"got {n}")
+    return n
+
+
+def check_seed(seed) -> int:
+    seed = ops.whole_number(seed, "seed")
+    if not 0 <= seed < 2**31:
+        raise ValueError(f"seed must be between 0 and 2^31 - 1, got {seed}")
+    return seed
+
+
+def cache_file_name(method: str, n: int, seed: int) -> str:
+    """``latent_map_<method>_<n>.npz`` (seed 0) or ``latent_map_<method>_<n>_seed<seed>.npz``."""
+    return f"latent_map_{method}_{n}" + (f"_seed{seed}" if seed else "") + ".npz"
+
+
+def embed_params(method: str) -> str:
+    """The embedding settings as JSON (stored in a cache file; a change invalidates it)."""
+    params = {"tsne": embed.TSNE_DEFAULTS, "umap": embed.UMAP_DEFAULTS, "pca": {}}[method]
+    return json.dumps(params, sort_keys=True)
+
+
+# --------------------------------------------------------------------------------- the map
+def latent_map(model_name: str, method: str = "tsne", n_points: int = DEFAULT_POINTS,
+               seed: int = 0, progress: Progress | None = None, use_cache: bool = True,
+               write_cache: bool = True, cached_only: bool = False) -> dict | None:
+    """2-D map of μ(x) for the first `n_points` SynthFaces test faces.
+
+    Args:
+        model_name: a β-VAE name (trained/ then runs/), as in `vae_ops.get_model`.
+        method: "tsne", "umap" or "pca".
+        n_points: faces on the map, 100 … 5000 (test faces 0 … n_points − 1).
+        seed: random state of the embedding (t-SNE/UMAP; PCA ignores it in practice).
+        progress: optional ``progress(fraction, message)``, called while computing.
+        use_cache: look in memory and in the model folder first.
+        write_cache: save a computed map next to the model (skipped if the folder is
+            read-only; ``cache_note`` then says so).
+        cached_only: return None instead of computing (e.g. when a page opens).
+    Returns:
+        dict with ``points`` (N, 2) float32; ``mu`` (N, D) float32, or None when the points
+        came from evaluate's tsne_smiling.npz (it stores no μ); ``indices`` (N,) int64, the
+        test-split index of each point; ``factors`` {name: (N,)} and ``attributes``
+        {name: (N,) uint8}; ``model``, ``method``, ``n``, ``seed``; ``source`` ("memory",
+        "file <name>" or "computed"); ``seconds`` (time of this call); ``cache_note``.
+        Arrays are read-only (they may be shared with the cache).
+    Raises:
+        ValueError: unknown model or method, n_points or seed out of range.
+    """
+    t0 = time.perf_counter()
+    method, n, seed = check_method(method), check_points(n_points), check_seed(seed)
+    model = ops.get_model(model_name)  # validates the name (clear errors) and loads it
+    folder = checkpoints.resolve_model_dir(model_name, allow_paths=False)
+    weights = folder / checkpoints.WEIGHTS_FILE
+    st = weights.stat()
+    key = (str(folder), st.st_mtime_ns, st.st_size, method, n, seed)
+
+    if use_cache:
+        hit = _memory_get(key)
+        if hit is not None:
+            return {**hit, "source": "memory", "seconds": time.perf_counter() - t0}
+    factors = sf.generate_factors(n, sf.SPLIT_SEEDS[SPLIT])  # cheap: no rendering
+    attributes = sf.attributes_from_factors(factors)
+    base = {"model": model_name, "method": method, "n": n, "seed": seed,
+            "indices": np.arange(n, dtype=np.int64), "factors": factors,
+            "attributes": attributes, "cache_note": ""}
+
+    found = _from_files(model, folder, method, n, seed, attributes) if use_cache else None
+    if found is None and cached_only:
+        return None
+    if found is None:
+        with _compute_lock:  # a second request for the same map waits, then hits memory
+            hit = _memory_get(key) if use_cache else None
+            if hit is not None:
+                return {**hit, "source": "memory", "seconds": time.perf_counter() - t0}
+            points, mu = _compute(model, factors, method, seed, progress)
+        result = {**base, "points": points, "mu": mu, "source": "computed"}
+        if write_cache:
+            result["cache_note"] = _write_file(folder, result)
+    else:
+        points, mu, source = found
+        result = {**base, "points": points, "mu": mu, "source": f"file {source}"}
+    for value in (result["points"], result["mu"], result["indices"],
+                  *factors.values(), *attributes.values()):
+        if value is not None:
+            value.setflags(write=False)
+    _memory_put(key, result)
+    return {**result, "seconds": time.perf_counter() - t0}
+
+
+def clear_cache() -> None:
+    """Forget the maps held in memory (files stay); tests and benchmarks of the first view."""
+    with _memory_lock:
+        _memory.clear()
+    _sha_memo.clear()
+
+
+def _memory_get(key: tuple) -> dict | None:
+    with _memory_lock:
+        hit = _memory.get(key)
+        if hit is not None:
+            _memory.move_to_end(key)
+        return hit
+
+
+def _memory_put(key: tuple, result: dict) -> None:
+    with _memory_lock:
+        _memory[key] = {k: v for k, v in result.items() if k != "seconds"}
+        _memory.move_to_end(key)
+        while len(_memory) > MEMORY_CACHE:
+            _memory.popitem(last=False)
+
+
+def _compute(model, factors: dict, method: str, seed: int,
+             progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+    """Render the faces, encode them, embed μ → (points (N, 2), mu (N, D))."""
+    report = progress or (lambda fraction, message: None)
+    n = len(next(iter(factors.values())))
+    images = np.empty((n, sf.IMAGE_SIZE, sf.IMAGE_SIZE, 3), np.uint8)
+    for start in range(0, n, RENDER_CHUNK):  # rendering: ~0.5-2 ms a face on one core
+        report(0.3 * start / n, f"rendering test faces {start}–{min(start + RENDER_CHUNK, n)} "
+                                f"of {n}")
+        images[start:start + RENDER_CHUNK] = sf.render(
+            {k: v[start:start + RENDER_CHUNK] for k, v in factors.items()})
+    mus = []
+    for start in range(0, n, 500):
+        report(0.3 + 0.2 * start / n, f"encoding faces {start}–{min(start + 500, n)} of {n}")
+        mus.append(ops.encode_mean(model, images[start:start + 500]))
+    mu = np.concatenate(mus)  # (N, D)
+
+    def embed_progress(fraction: float, message: str) -> None:
+        report(0.5 + 0.5 * fraction, message)
+
+    points = embed.embed(mu, method=method, seed=seed, progress=embed_progress)
+    return points.astype(np.float32), mu.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------- cache files
+def _check_mu(model, factors: dict) -> np.ndarray:
+    """μ of the first CHECK_FACES faces under the model now → (C, D)."""
+    few = {k: v[:CHECK_FACES] for k, v in factors.items()}
+    return ops.encode_mean(model, sf.render(few))
+
+
+def _from_files(model, folder: Path, method: str, n: int, seed: int,
+                attributes: dict) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """(points, mu or None, file name) from a valid cache file in `folder`, else None."""
+    path = folder / cache_file_name(method, n, seed)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta_ok = (int(z["format"]) == CACHE_FORMAT and str(z["method"]) == method
+                           and int(z["n"]) == n and int(z["seed"]) == seed
+                           and str(z["split"]) == SPLIT
+                           and int(z["renderer_version"]) == sf.RENDERER_VERSION
+                           and str(z["embed_params"]) == embed_params(method))
+                points = np.asarray(z["points"], np.float32)
+                mu = np.asarray(z["mu"], np.float32)
+        except (OSError, ValueError, KeyError):  # damaged or foreign file: recompute
+            meta_ok = False
+        if (meta_ok and points.shape == (n, 2) and mu.shape == (n, int(model.config.latent_dim))
+                and np.all(np.isfinite(points))):
+            factors = sf.generate_factors(CHECK_FACES, sf.SPLIT_SEEDS[SPLIT])
+            if np.max(np.abs(_check_mu(model, factors) - mu[:CHECK_FACES])) <= CHECK_TOLERANCE:
+                return points, mu, path.name
+    if method == "tsne":
+        found = _from_evaluate_file(folder, n, seed, attributes)
+        if found is not None:
+            return found, None, TSNE_FILE
+    return None
+
+
+def _from_evaluate_file(folder: Path, n: int, seed: int, attributes: dict) -> np.ndarray | None:
+    """Points of evaluate's tsne_smiling.npz if it is this map of these weights, else None."""
+    path = folder / TSNE_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            points = np.asarray(z["points"], np.float32)
+            labels = np.asarray(z["labels"])
+            ok = str(z["eval_split"]) == SPLIT and int(z["eval_seed"]) == seed
+        recorded = checkpoints.read_json(folder / checkpoints.METRICS_FILE).get(
+            "eval_weights_sha256")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+    if not ok or points.shape != (n, 2) or not np.array_equal(labels, attributes["Smiling"]):
+        return None
+    if recorded is None or recorded != weights_sha256(folder / checkpoints.WEIGHTS_FILE):
+        return None
+    return points
+
+
+def weights_sha256(path: Path) -> str:
+    """SHA-256 of a weights file (memoised by path, modification time and size)."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _sha_memo:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _sha_memo[key] = digest.hexdigest()
+    return _sha_memo[key]
+
+
+def _write_file(folder: Path, result: dict) -> str:
+    """Save a computed map next to the model → a note ("" when written)."""
+    buf = io.BytesIO()
+    np.savez(buf, format=np.array(CACHE_FORMAT), method=np.array(result["method"]),
+             n=np.array(result["n"]), seed=np.array(result["seed"]), split=np.array(SPLIT),
+             renderer_version=np.array(sf.RENDERER_VERSION),
+             embed_params=np.array(embed_params(result["method"])),
+             points=result["points"].astype(np.float32),
+             mu=result["mu"].astype(np.float16))  # half the size; |error| ~ 1e-3 of μ
+    path = folder / cache_file_name(result["method"], result["n"], result["seed"])
+    try:
+        checkpoints.atomic_write_bytes(path, buf.getvalue())
+    except OSError as err:
+        return f"not cached: cannot write {path.name} in {folder} ({err.strerror})"
+    return ""
+
+
+# --------------------------------------------------------------------------------- colours
+def colour_names() -> list[str]:
+    """Everything a map can be coloured by: the CelebA attributes, then the factors."""
+    return list(sf.ATTRIBUTE_NAMES) + list(sf.FACTOR_NAMES)
+
+
+def check_colour(name) -> str:
+    """`name` if a map can be coloured by it, else ValueError listing the choices."""
+    if name not in colour_names():
+        raise ValueError(f"unknown colour {name!r}: choose an attribute "
+                         f"({', '.join(sf.ATTRIBUTE_NAMES)}) or a factor "
+                         f"({', '.join(sf.FACTOR_NAMES)})")
+    return name
+
+
+def colour_values(result: dict, name: str) -> dict:
+    """The values of one attribute or factor for every point of a map.
+
+    Returns:
+        dict with ``name``; ``kind``: "attribute" (0/1, categories ("no", "yes")),
+        "categorical" (a factor's category index, ``categories`` its names) or "continuous"
+        (``values`` float, ``range`` (lo, hi) of the factor); ``values`` (N,); ``labels``
+        (N,) int64 classes for `separation` (a continuous factor is split at its median:
+        ``labels`` = value > median) and ``label_note`` saying how they were made.
+    Raises:
+        ValueError: a name that is neither an attribute nor a factor (the message lists them).
+    """
+    check_colour(name)
+    if name in sf.ATTRIBUTE_NAMES:
+        values = np.asarray(result["attributes"][name])
+        return {"name": name, "kind": "attribute", "values": values, "categories": ("no", "yes"),
+                "range": None, "labels": values.astype(np.int64), "label_note": ""}
+    if name in sf.CATEGORICAL_FACTORS:
+        values = np.asarray(result["factors"][name])
+        return {"name": name, "kind": "categorical", "values": values,
+                "categories": tuple(sf.CATEGORICAL_FACTORS[name]), "range": None,
+                "labels": values.astype(np.int64), "label_note": ""}
+    if name in sf.CONTINUOUS_FACTORS:
+        values = np.asarray(result["factors"][name], np.float32)
+        median = float(np.median(values))
+        return {"name": name, "kind": "continuous", "values": values, "categories": None,
+                "range": sf.CONTINUOUS_FACTORS[name],
+                "labels": (values > median).astype(np.int64),
+                "label_note": f"{name} split at its median {median:.2f}"}
+    raise AssertionError(name)  # check_colour let through a name of neither kind
+
+
+def separation(points, labels, k: int = KNN_K, seed: int = 0) -> dict:
+    """Is the label separated on the map? (playground.metrics on the 2-D points)
+
+    Returns:
+        dict with ``knn_acc`` (cross-validated accuracy of a k-NN classifier, k = 10),
+        ``baseline`` (accuracy of always guessing the most common class), ``silhouette``
+        (mean silhouette of the classes, on at most SILHOUETTE_MAX points sampled with
+        `seed`), ``n``, ``k``, ``folds`` and ``note`` ("" or why a number is None: a label with
+        one class only, or a class too rare for cross-validation).
+    """
+    points = np.asarray(points, np.float32)
+    labels = np.asarray(labels)
+    out = {"knn_acc": None, "silhouette": None, "baseline": None, "n": len(labels), "k": k,
+           "folds": FOLDS, "note": ""}
+    if points.ndim != 2 or len(points) != len(labels):
+        raise ValueError(f"points (N, 2) and labels (N,) must have the same N, got "
+                         f"{points.shape} and {labels.shape}")
+    out["baseline"] = metrics.majority_baseline(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        out["note"] = "every point has the same value: nothing to separate"
+        return out
+    folds = min(FOLDS, int(counts.min()))
+    if folds < 2:
+        out["note"] = "a class has a single point: too rare to score"
+        return out
+    out["folds"] = folds
+    out["knn_acc"] = metrics.knn_accuracy(points, labels, k=min(k, len(labels) // 2),
+                                          folds=folds, seed=seed)
+    if len(points) > SILHOUETTE_MAX:
+        pick = np.random.default_rng(seed).choice(len(points), SILHOUETTE_MAX, replace=False)
+        if len(np.unique(labels[pick])) >= 2:
+            out["silhouette"] = metrics.silhouette(points[pick], labels[pick])
+    else:
+        out["silhouette"] = metrics.silhouette(points, labels)
+    if folds < FOLDS:
+        out["note"] = f"{folds}-fold cross-validation (the rarest class has {counts.min()} points)"
+    return out
+
+
+# --------------------------------------------------------------------------------- text search
+def text_search_available() -> bool:
+    """True when a CLIP model (``clip`` in trained/ or runs/) exists."""
+    try:
+        checkpoints.resolve_model_dir(CLIP_MODEL, allow_paths=False)
+    except ValueError:
+        return False
+    return True
+
+
+_clip_cache: dict = {}  # {"stamp": (folder, mtime, size), "model": ..., "images": {n: (N, E)}}
+
+
+def _load_clip():
+    """The CLIP model: ``encode_text(list[str]) → (T, E)``, ``encode_image(x) → (N, E)``."""
+    model = checkpoints.load_model(CLIP_MODEL, allow_paths=False)
+    if not (hasattr(model, "encode_text") and hasattr(model, "encode_image")):
+        raise ValueError("the CLIP model has no encode_text/encode_image methods: text search "
+                         "expects encode_text(list of str) and encode_image(x (N, 3, 64, 64) in "
+                         "[0, 1]), each returning one embedding per row")
+    return model
+
+
+def _clip_and_stamp():
+    folder = checkpoints.resolve_model_dir(CLIP_MODEL, allow_paths=False)
+    st = (folder / checkpoints.WEIGHTS_FILE).stat()
+    stamp = (str(folder), st.st_mtime_ns, st.st_size)
+    if _clip_cache.get("stamp") != stamp:
+        _clip_cache.clear()
+        _clip_cache.update(stamp=stamp, model=_load_clip(), images={})
+    return _clip_cache["model"], _clip_cache["images"]
+
+
+def text_scores(query: str, n_points: int) -> np.ndarray:
+    """Cosine similarity of the query's CLIP text embedding to each of the first n test faces.
+
+    Returns:
+        (N,) float32 in [−1, 1].
+    Raises:
+        ValueError: CLIP_MISSING while there is no CLIP model; an empty query.
+    """
+    if not text_search_available():
+        raise ValueError(CLIP_MISSING)
+    query = (query or "").strip()
+    if not query:
+        raise ValueError("type a description to search for, e.g. 'a smiling face with glasses'")
+    n = check_points(n_points)
+    import torch
+
+    clip, image_features = _clip_and_stamp()
+    with torch.inference_mode():
+        images = image_features.get(n)
+        if images is None:  # embed the faces once per model and map size
+            faces = sf.render(sf.generate_factors(n, sf.SPLIT_SEEDS[SPLIT]))
+            images = np.concatenate([
+                torch.as_tensor(clip.encode_image(ops.images_to_tensor(faces[s:s + 250])))
+                .float().numpy() for s in range(0, n, 250)])  # (N, E)
+            images /= np.linalg.norm(images, axis=1, keepdims=True) + 1e-12
+            image_features.clear()
+            image_features[n] = images
+        text = torch.as_tensor(clip.encode_text([query])).float().numpy()[0]  # (E,)
+    text /= np.linalg.norm(text) + 1e-12
+    return (images @ text).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m playground.latent_map",
+                                     description="Precompute latent maps next to a model so "
+                                                 "the Latent map tab opens instantly.")
+    parser.add_argument("names", nargs="+", help="β-VAE model names (e.g. vae-beta4)")
+    parser.add_argument("--method", nargs="+", default=["tsne"], choices=METHODS)
+    parser.add_argument("--n", type=int, default=DEFAULT_POINTS,
+                        help=f"points per map ({MIN_POINTS}–{MAX_POINTS})")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    def progress(fraction, message):
+        print(f"  [{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+    for name in args.names:
+        for method in args.method:
+            try:
+                result = latent_map(name, method, args.n, args.seed, progress=progress)
+            except ValueError as err:
+                parser.error(str(err))
+            print(f"{name} {method} {args.n}: {result['source']}, {result['seconds']:.1f} s"
+                  + (f" ({result['cache_note']})" if result["cache_note"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
