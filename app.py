@@ -16,10 +16,10 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nSee how variational autoencoders and diffusion models work "
                     "on 64×64 faces, and check every claim with a number.")
-        data_tab.build()
         traverse.build(demo)
         morph.build(demo)
         latent_map_tab.build(demo)
+        data_tab.build()
     return demo
 
 
