@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: run test test-slow test-all install install-test bench figures clean
+.PHONY: run test test-slow test-all install install-test bench figures train-vaes ship-vaes report clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,26 @@ bench: install
 
 figures: install
 	$(PY) -m playground.data.figures --out assets
+
+# Train the three β-VAEs (MINUTES each; on a 2-core CPU run them side by side, one thread each).
+MINUTES ?= 72
+VAE_BETAS := 1 4 10
+train-vaes: install
+	mkdir -p runs; for b in $(VAE_BETAS); do \
+	  OMP_NUM_THREADS=1 $(PY) -m playground.train vae --beta $$b --minutes $(MINUTES) \
+	    --threads 1 --no-progress --out runs/vae-beta$$b > runs/train-beta$$b.log 2>&1 & \
+	done; wait
+
+# Promote the runs to trained/ (fp16), measure them on the test split, precompute latent maps.
+ship-vaes: install
+	for b in $(VAE_BETAS); do \
+	  $(PY) -m playground.ship runs/vae-beta$$b vae-beta$$b && \
+	  $(PY) -m playground.evaluate vae-beta$$b --write --threads 1 > /dev/null || exit 1; \
+	done
+	$(PY) -m playground.latent_map $(addprefix vae-beta,$(VAE_BETAS)) --method tsne umap pca
+
+report: install
+	$(PY) -m playground.report vae --out assets/report --threads 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache
