@@ -1,4 +1,22 @@
-"""Test-session settings: one torch thread (tiny models run faster that way on 2 busy cores)."""
+"""Test-session settings: one torch thread (tiny models run faster that way on 2 busy cores),
+and the `isolated_run_env` fixture the training tests share."""
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def isolated_run_env(tmp_path, monkeypatch):
+    """Runs, trained models and dataset caches under tmp_path; no torchrun variables; one
+    torch thread (tiny models: as fast, and robust to a busy CPU). Training tests use it with
+    ``pytestmark = pytest.mark.usefixtures("isolated_run_env")``."""
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,17 +22,7 @@ TINY_CLI = ["--channels", "8,8,16", "--batch-size", "16", "--train-size", "64",
             "--log-every", "1"]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(var, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
 
 def tiny_model(seed=0, config=TINY):

@@ -41,17 +41,7 @@ class RandomFaces(torch.utils.data.Dataset):
         return {"image": image, "attributes": torch.zeros(2), "index": i}
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(var, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: as fast, and robust to a busy CPU
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
 
 def run(out, resume=False, n=48, stop_event=None, **overrides):

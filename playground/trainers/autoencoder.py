@@ -15,38 +15,32 @@ After training, ``scale_factor`` = 1 / std(z) over the (sampled) latents of the 
 `scale_sample` training images is stored in config.json, so `KLAutoencoder.encode` hands the
 diffusion model latents of about unit variance. metrics.json holds the test-split PSNR.
 
-The helpers `open_on_all_ranks`, `check_resume_args`, `config_from_args` and `cosine_lr` are
-generic over the trainer's config dataclass (the judge trainer uses them too).
+The loop itself (resume, checkpoints, logging, time budget, stop requests, final save) and the
+generic helpers (`cosine_lr`, `config_from_args`, ...) live in `playground.training`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
-from playground.checkpoints import read_json, runs_dir, save_model
+from playground.checkpoints import runs_dir
 from playground.losses import kl_normal
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder, psnr
-from playground.training import (TRAIN_STATE_JSON, DistInfo, Every, GracefulStop, RunFolder,
-                                 Stopwatch, all_reduce_sum, barrier, broadcast_flag,
-                                 epoch_batches, image_source, load_train_state, mix_seed,
-                                 open_dataset, optimizer_from_flat, progress_bar,
-                                 save_train_state, setup_distributed, shard, steps_per_epoch,
-                                 teardown_distributed)
+from playground.training import (AMP_MODES, LR_SCHEDULES, DistInfo, GracefulStop, TrainLoop,
+                                 add_common_arguments, all_reduce_sum, autocast, config_from_args,
+                                 image_source, int_tuple, mix_seed, open_dataset, run_trainer,
+                                 shard)
+from playground.training import cosine_lr  # noqa: F401  (kept importable from here)
 
 HELP = ("first-stage autoencoder for latent diffusion (64×64 faces ↔ a spatial latent, "
         "e.g. 16×16×4)")
 
 RECON_LOSSES = ("l1", "mse")
-AMP_MODES = ("none", "bf16")
-LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -149,30 +143,6 @@ def autoencoder_loss(recon: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
     return {"loss": rec + kl_weight * kl, "recon": rec, "kl": kl}
 
 
-def cosine_lr(base: float, progress: float, min_ratio: float) -> float:
-    """Cosine decay from `base` (progress 0) to ``min_ratio · base`` (progress ≥ 1)."""
-    p = min(max(progress, 0.0), 1.0)
-    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def budget_progress(cfg, global_step: int, spe: int, elapsed: float, epochs: int | None) -> float:
-    """How far along the run is, 0…1: the largest fraction of any limit it has (steps, epochs,
-    minutes), so the schedule ends when the first limit is reached."""
-    fractions = [0.0]
-    if cfg.max_steps is not None:
-        fractions.append(global_step / cfg.max_steps)
-    if epochs is not None:
-        fractions.append(global_step / (epochs * spe))
-    if cfg.minutes is not None:
-        fractions.append(elapsed / (cfg.minutes * 60))
-    return max(fractions)
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16 autocast context (a no-op for amp="none")."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
-
-
 # =========================================================================== evaluation
 @torch.no_grad()
 def reconstruction_stats(model: KLAutoencoder, source, info: DistInfo | None = None,
@@ -244,48 +214,6 @@ def set_scale_factor(model: KLAutoencoder, source, n: int, seed: int = 0) -> dic
     return stats
 
 
-# =========================================================================== generic helpers
-def open_on_all_ranks(info: DistInfo, name: str, split: str, n: int | None, root: str | None):
-    """Open a dataset on rank 0 first (it may build a cache), then on the other ranks."""
-    dataset = open_dataset(name, split, n, root) if info.is_main else None
-    barrier(info)
-    return dataset if info.is_main else open_dataset(name, split, n, root)
-
-
-def check_resume_args(cfg, saved: dict[str, Any], fixed: tuple[str, ...]) -> None:
-    """Refuse to resume when a setting in `fixed` differs from the checkpoint's."""
-    current = dataclasses.asdict(cfg)
-    diffs = []
-    for key in fixed:
-        if key not in saved:
-            continue
-        old = tuple(saved[key]) if isinstance(saved[key], list) else saved[key]
-        if old != current[key]:
-            diffs.append(f"{key}: checkpoint {old!r}, now {current[key]!r}")
-    if diffs:
-        raise ValueError("cannot resume with different settings (" + "; ".join(diffs) +
-                         "); leave them out to keep the checkpoint's values, or use a new --out")
-
-
-def config_from_args(config_cls, args: argparse.Namespace):
-    """Options given on the command line, over the checkpoint's args when resuming."""
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    given = {k: v for k, v in vars(args).items() if k in known}
-    cfg = config_cls(**given)
-    if getattr(args, "resume", False):
-        state_file = cfg.out_dir() / TRAIN_STATE_JSON
-        if state_file.is_file():
-            saved = dict(read_json(state_file).get("args", {}))
-            saved = {k: v for k, v in saved.items() if k in known}
-            cfg = config_cls(**{**saved, **given, "out": str(cfg.out_dir())})
-    return cfg
-
-
-def json_args(cfg) -> dict[str, Any]:
-    """The config as JSON-able args (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
-
 # =========================================================================== training
 def train_autoencoder(cfg: AutoencoderTrainConfig, *, resume: bool = False, train_set=None,
                       val_set=None, test_set=None, stop_event=None) -> dict[str, Any] | None:
@@ -298,167 +226,53 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, *, resume: bool = False, trai
     Returns:
         the metrics written to metrics.json (on rank 0; None on other ranks).
     """
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    info, device = setup_distributed(cfg.device)
-    try:
-        with GracefulStop(stop_event) as stop:
-            return _train(cfg, info, device, resume, train_set, val_set, test_set, stop)
-    finally:
-        teardown_distributed(info)
+    return run_trainer(cfg, stop_event, lambda info, device, stop: _train(
+        cfg, info, device, resume, train_set, val_set, test_set, stop))
 
 
 def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, resume: bool,
            train_set, val_set, test_set, stop: GracefulStop):
-    out = RunFolder(cfg.out_dir(), is_main=info.is_main)
-    has_checkpoint = out.has_checkpoint()
-    barrier(info)
-    if has_checkpoint and not resume:
-        raise ValueError(f"{out.path} already holds a checkpoint: pass --resume to continue "
-                         "it, or choose another --out")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    # ---------------------------------------------------------------- data
+    loop = TrainLoop(cfg, info, device, stop, resume)
     if test_set is None and val_set is not None:
         test_set = val_set
-    if train_set is None:
-        train_set = open_on_all_ranks(info, cfg.dataset, "train", cfg.train_size, cfg.data_root)
-    if val_set is None:
-        val_set = open_on_all_ranks(info, cfg.dataset, "val", cfg.eval_size, cfg.data_root)
-    train_source = image_source(train_set, device, cfg.num_workers)
-    val_source = image_source(val_set, device, cfg.num_workers)
-    n = len(train_source)
-    if cfg.train_size is not None and n > cfg.train_size:
-        raise ValueError(f"the training set has {n} images, more than train_size={cfg.train_size}")
-    spe = steps_per_epoch(n, cfg.batch_size)
-    batch = min(cfg.batch_size, n)
-    if batch < info.world_size:
-        raise ValueError(f"batch of {batch} images cannot be split over {info.world_size} processes")
-    epochs = cfg.epochs if cfg.epochs is not None else (
-        None if cfg.minutes is not None or cfg.max_steps is not None else 10)
+    train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, cfg.dataset)
+    loop.set_data(len(train_source), default_epochs=10)
 
-    # ---------------------------------------------------------------- model, optimizer, state
-    torch.manual_seed(cfg.seed)
-    model = KLAutoencoder(cfg.model_config()).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
-    if resume and has_checkpoint:
-        model_state, opt_tensors, state = load_train_state(out.path)
-        check_resume_args(cfg, state.get("args", {}), FIXED_ON_RESUME)
-        model.load_state_dict(model_state)
-        optimizer_from_flat(optimizer, opt_tensors, state["optimizer"])
-        epoch, start_step = state["epoch"], state["step_in_epoch"]
-        global_step, elapsed = state["global_step"], state["elapsed_seconds"]
-        if state.get("steps_per_epoch") not in (None, spe):
-            raise ValueError(f"the checkpoint has {state['steps_per_epoch']} steps per epoch, "
-                             f"this data {spe}: was the dataset changed?")
-        out.truncate_log(global_step)
-        out.remove_stale_temp_files()
-        if info.is_main:
-            print(f"resuming {out.path} at epoch {epoch + 1}, step {global_step}")
-    elif resume and info.is_main:
-        print(f"nothing to resume in {out.path}: starting a new run")
-    barrier(info)
-    net = model
-    if info.enabled:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    def build():
+        model = KLAutoencoder(cfg.model_config()).to(device)
+        return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
-    stopwatch = Stopwatch(elapsed)
-    saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
-    args_json = json_args(cfg)
+    model, net = loop.setup_model(build, FIXED_ON_RESUME)
     latent_shape = model.config.latent_shape
+    # every checkpoint's model is loadable: with a scale factor measured on a few images
+    loop.before_save_model = lambda: set_scale_factor(model, train_source, 256, cfg.seed)
 
-    def checkpoint(epoch_: int, step_in_epoch: int, scale_images: int = 256) -> None:
-        """Train state + a loadable model (with a scale factor measured on a few images)."""
-        if not info.is_main:
-            return
-        state = {"epoch": epoch_, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                 "steps_per_epoch": spe, "elapsed_seconds": stopwatch.elapsed(),
-                 "rng": {"seed": cfg.seed, "scheme": "order and noise seeded by (seed, epoch, step)"},
-                 "world_size": info.world_size, "device": str(device), "args": args_json}
-        save_train_state(out.path, model, optimizer, state)
-        set_scale_factor(model, train_source, scale_images, cfg.seed)
-        save_model(out.path, model)
-        saver.reset()
+    def step(x, idx, epoch, step_in_epoch):
+        g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
+        eps = shard(torch.randn((loop.batch, *latent_shape), generator=g), info).to(device)
+        with autocast(device, cfg.amp):
+            recon, mean, logvar = net(x, eps=eps)
+        losses = autoencoder_loss(recon, x, mean, logvar, cfg.kl_weight, cfg.recon_loss)
+        with torch.no_grad():
+            batch_psnr = psnr(recon.detach().float().clamp(0, 1), x).mean()
+        return losses["loss"], torch.stack([losses["loss"].detach(), losses["recon"].detach(),
+                                            losses["kl"].detach(), batch_psnr])
 
-    def should_stop() -> bool:
-        if cfg.max_steps is not None and global_step >= cfg.max_steps:
-            return True
-        out_of_time = cfg.minutes is not None and stopwatch.elapsed() >= cfg.minutes * 60
-        return broadcast_flag(out_of_time or stop.requested, info, device)
-
-    # ---------------------------------------------------------------- loop
-    step_seconds, session_steps = 0.0, 0
-    window = torch.zeros(4, device=device)  # running sums of loss, recon, kl, batch PSNR
-    window_steps, window_start = 0, time.perf_counter()
-    stopped = should_stop()
-    done = start_step
-    while not stopped and (epochs is None or epoch < epochs):
-        batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch)
-        desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
-        bar = progress_bar(spe, start_step, desc, enabled=info.is_main and cfg.progress)
-        done = start_step
-        images = train_source.iterate(shard(b, info) for b in batches[start_step:])
-        for step_in_epoch, x in enumerate(images, start=start_step):
-            t0 = time.perf_counter()
-            g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
-            eps = shard(torch.randn((batch, *latent_shape), generator=g), info).to(device)
-            if cfg.lr_schedule == "cosine":
-                progress = budget_progress(cfg, global_step, spe, stopwatch.elapsed(), epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(cfg.lr, progress, cfg.lr_min_ratio)
-            model.train()
-            with autocast(device, cfg.amp):
-                recon, mean, logvar = net(x, eps=eps)
-            losses = autoencoder_loss(recon, x, mean, logvar, cfg.kl_weight, cfg.recon_loss)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            global_step += 1
-            done = step_in_epoch + 1
-            with torch.no_grad():
-                batch_psnr = psnr(recon.detach().float().clamp(0, 1), x).mean()
-            window += torch.stack([losses["loss"].detach(), losses["recon"].detach(),
-                                   losses["kl"].detach(), batch_psnr])
-            window_steps += 1
-            step_seconds += time.perf_counter() - t0
-            session_steps += 1
-            bar.update(1)
-            if global_step % cfg.log_every == 0:
-                loss, rec, kl, p = (window / window_steps).tolist()
-                img_s = window_steps * batch / (time.perf_counter() - window_start)
-                out.log({"type": "train", "step": global_step, "epoch": global_step / spe,
-                         "loss": loss, "recon": rec, "kl": kl, "psnr": p, "img_per_s": img_s,
-                         "lr": optimizer.param_groups[0]["lr"], "elapsed": stopwatch.elapsed()})
-                bar.set_postfix(recon=f"{rec:.4f}", psnr=f"{p:.1f}", img_s=f"{img_s:.0f}")
-                window.zero_()
-                window_steps, window_start = 0, time.perf_counter()
-            stopped = should_stop()
-            if stopped:
-                break
-            if saver.due() and done < spe:
-                checkpoint(epoch, done)
-        bar.close()
-        if done < spe:  # stopped mid-epoch
-            checkpoint(epoch, done)
-            break
+    def validate(epoch):
         val = reconstruction_stats(model, val_source, info, amp=cfg.amp)
-        epoch, start_step = epoch + 1, 0
-        out.log({"type": "val", "step": global_step, "epoch": epoch, "psnr": val["psnr"],
-                 "mse": val["mse"], "l1": val["l1"], "kl": val["kl"],
-                 "elapsed": stopwatch.elapsed()})
+        loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch,
+                      "psnr": val["psnr"], "mse": val["mse"], "l1": val["l1"], "kl": val["kl"],
+                      "elapsed": loop.elapsed()})
         if info.is_main:
             print(f"epoch {epoch}: val PSNR {val['psnr']:.2f} dB, L1 {val['l1']:.4f}, "
                   f"KL {val['kl']:.3g} nats/element", flush=True)
-        checkpoint(epoch, 0)
-        stopped = stopped or should_stop()
 
-    # ---------------------------------------------------------------- final metrics
-    metrics = None
-    if info.is_main:
-        if not out.has_checkpoint():  # e.g. limits already reached before the first step
-            checkpoint(epoch, start_step)
+    loop.run(train_source, step, ("loss", "recon", "kl", "psnr"), validate=validate, log_lr=True,
+             postfix=lambda m, img_s: dict(recon=f"{m['recon']:.4f}", psnr=f"{m['psnr']:.1f}",
+                                           img_s=f"{img_s:.0f}"))
+
+    def final():
+        nonlocal test_set
         if test_set is None:
             test_set = open_dataset(cfg.dataset, "test", cfg.test_size, cfg.data_root)
         test_source = image_source(test_set, device, cfg.num_workers)
@@ -478,75 +292,16 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
             "latent_channel_std": latents["channel_std"],
             "latent_shape": list(latent_shape),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "train_seconds": stopwatch.elapsed(),
-            "device": str(device),
-            "world_size": info.world_size,
-            "amp": cfg.amp,
-            "epochs": global_step / spe,
-            "steps": global_step,
-            "dataset": cfg.dataset,
-            "train_size": n,
-            "batch_size": batch,
-            "lr": cfg.lr,
-            "train_img_per_s": session_steps * batch / step_seconds if step_seconds else None,
+            **loop.run_metrics(),
         }
-        save_model(out.path, model, metrics=metrics)
-        print(f"done: {global_step} steps, test PSNR {test['psnr']:.2f} dB, "
-              f"scale factor {latents['scale_factor']:.4g}, latent {latent_shape} → {out.path}")
-    barrier(info)
-    return metrics
+        return metrics, (f"done: {loop.global_step} steps, test PSNR {test['psnr']:.2f} dB, "
+                         f"scale factor {latents['scale_factor']:.4g}, latent {latent_shape} "
+                         f"→ {loop.out.path}")
+
+    return loop.finish(final)
 
 
 # =========================================================================== command line
-def int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str) -> None:
-    """Options every trainer shares: budget, batch, optimiser, device, data sizes, logging."""
-    S = argparse.SUPPRESS
-    p.add_argument("--data-root", dest="data_root", default=S,
-                   help="CelebA: the folder that contains celeba/ (required); SynthFaces: its cache folder")
-    p.add_argument("--epochs", type=int, default=S,
-                   help="total epochs (default 10 unless --minutes or --max-steps is given)")
-    p.add_argument("--minutes", type=float, default=S,
-                   help="training-time budget in minutes, summed over resumed sessions")
-    p.add_argument("--max-steps", dest="max_steps", type=int, default=S,
-                   help="stop after this many optimizer steps in total")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=S,
-                   help=f"global batch size, split over DDP processes (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default {d.lr:g})")
-    p.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S,
-                   help=f"cosine decay over the budget, or constant (default {d.lr_schedule})")
-    p.add_argument("--amp", choices=AMP_MODES, default=S,
-                   help=f"bf16 autocast: ~1.8x faster on CPUs with avx512_bf16 (default {d.amp})")
-    p.add_argument("--device", default=S,
-                   help="cpu, cuda, cuda:N, or auto = CUDA if available (default cpu)")
-    p.add_argument("--seed", type=int, default=S, help=f"random seed (default {d.seed})")
-    p.add_argument("--train-size", dest="train_size", type=int, default=S,
-                   help="use only the first N training images")
-    p.add_argument("--eval-size", dest="eval_size", type=int, default=S,
-                   help=f"validation images for the per-epoch validation (default {d.eval_size})")
-    p.add_argument("--test-size", dest="test_size", type=int, default=S,
-                   help="test images for metrics.json (default: the whole test split)")
-    p.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float, default=S,
-                   help=f"checkpoint at least this often (default {d.checkpoint_minutes:g})")
-    p.add_argument("--log-every", dest="log_every", type=int, default=S,
-                   help=f"train-loss line in log.jsonl every N steps (default {d.log_every})")
-    p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
-                   help=f"DataLoader workers for file-based data (default {d.num_workers})")
-    p.add_argument("--threads", type=int, default=S,
-                   help="CPU threads (default: all cores; 1 keeps a busy machine responsive)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=S,
-                   help="no progress bar")
-    p.add_argument("--out", default=S, help=out_help)
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``python -m playground.train autoencoder``. Unset options keep the
     checkpoint's values on --resume (and the defaults shown otherwise)."""

@@ -15,7 +15,6 @@ the test split, the value two samples of *real* faces reach (a generator cannot 
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
-from playground.checkpoints import runs_dir, save_model
+from playground.checkpoints import runs_dir
 from playground.data.synthfaces import attributes_from_factors
 from playground.metrics_fd import frechet_distance
 from playground.models.judge import Judge, JudgeConfig, attribute_probabilities
-from playground.trainers.autoencoder import (AMP_MODES, LR_SCHEDULES, add_common_arguments,
-                                             autocast, budget_progress, check_resume_args,
-                                             config_from_args, cosine_lr, int_tuple, json_args,
-                                             open_on_all_ranks)
-from playground.training import (DistInfo, Every, GracefulStop, RunFolder, Stopwatch, barrier,
-                                 broadcast_flag, epoch_batches, image_source, load_train_state,
-                                 open_dataset, optimizer_from_flat, progress_bar,
-                                 save_train_state, setup_distributed, shard, steps_per_epoch,
-                                 teardown_distributed)
+from playground.training import (AMP_MODES, LR_SCHEDULES, DistInfo, GracefulStop, TrainLoop,
+                                 add_common_arguments, autocast, config_from_args, image_source,
+                                 int_tuple, open_dataset, run_trainer)
 
 HELP = "judge CNN: reads SynthFaces factors/attributes back (FD-judge features, attribute accuracy)"
 
@@ -218,165 +210,52 @@ def train_judge(cfg: JudgeTrainConfig, *, resume: bool = False, train_set=None, 
     Returns:
         the metrics written to metrics.json (on rank 0; None on other ranks).
     """
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    info, device = setup_distributed(cfg.device)
-    try:
-        with GracefulStop(stop_event) as stop:
-            return _train(cfg, info, device, resume, train_set, val_set, test_set, stop)
-    finally:
-        teardown_distributed(info)
+    return run_trainer(cfg, stop_event, lambda info, device, stop: _train(
+        cfg, info, device, resume, train_set, val_set, test_set, stop))
 
 
 def _train(cfg: JudgeTrainConfig, info: DistInfo, device: torch.device, resume: bool,
            train_set, val_set, test_set, stop: GracefulStop):
-    out = RunFolder(cfg.out_dir(), is_main=info.is_main)
-    has_checkpoint = out.has_checkpoint()
-    barrier(info)
-    if has_checkpoint and not resume:
-        raise ValueError(f"{out.path} already holds a checkpoint: pass --resume to continue "
-                         "it, or choose another --out")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    # ---------------------------------------------------------------- data
+    loop = TrainLoop(cfg, info, device, stop, resume, rng_scheme="order seeded by (seed, epoch)")
     if test_set is None and val_set is not None:
         test_set = val_set
-    if train_set is None:
-        train_set = open_on_all_ranks(info, "synthfaces", "train", cfg.train_size, cfg.data_root)
-    if val_set is None:
-        val_set = open_on_all_ranks(info, "synthfaces", "val", cfg.eval_size, cfg.data_root)
+    train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, "synthfaces")
     model_config = cfg.model_config()
-    train_source = image_source(train_set, device, cfg.num_workers)
-    val_source = image_source(val_set, device, cfg.num_workers)
     targets = FactorTargets(getattr(train_set, "factors", {}), model_config, device)
     n = len(train_source)
     if len(targets) != n:
         raise ValueError(f"the training set has {n} images but {len(targets)} factor rows")
-    if cfg.train_size is not None and n > cfg.train_size:
-        raise ValueError(f"the training set has {n} images, more than train_size={cfg.train_size}")
-    spe = steps_per_epoch(n, cfg.batch_size)
-    batch = min(cfg.batch_size, n)
-    if batch < info.world_size:
-        raise ValueError(f"batch of {batch} images cannot be split over {info.world_size} processes")
-    epochs = cfg.epochs if cfg.epochs is not None else (
-        None if cfg.minutes is not None or cfg.max_steps is not None else 5)
+    loop.set_data(n, default_epochs=5)
 
-    # ---------------------------------------------------------------- model, optimizer, state
-    torch.manual_seed(cfg.seed)
-    model = Judge(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
-    if resume and has_checkpoint:
-        model_state, opt_tensors, state = load_train_state(out.path)
-        check_resume_args(cfg, state.get("args", {}), FIXED_ON_RESUME)
-        model.load_state_dict(model_state)
-        optimizer_from_flat(optimizer, opt_tensors, state["optimizer"])
-        epoch, start_step = state["epoch"], state["step_in_epoch"]
-        global_step, elapsed = state["global_step"], state["elapsed_seconds"]
-        if state.get("steps_per_epoch") not in (None, spe):
-            raise ValueError(f"the checkpoint has {state['steps_per_epoch']} steps per epoch, "
-                             f"this data {spe}: was the dataset changed?")
-        out.truncate_log(global_step)
-        out.remove_stale_temp_files()
-        if info.is_main:
-            print(f"resuming {out.path} at epoch {epoch + 1}, step {global_step}")
-    elif resume and info.is_main:
-        print(f"nothing to resume in {out.path}: starting a new run")
-    barrier(info)
-    net = model
-    if info.enabled:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    def build():
+        model = Judge(model_config).to(device)
+        return model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    stopwatch = Stopwatch(elapsed)
-    saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
-    args_json = json_args(cfg)
+    model, net = loop.setup_model(build, FIXED_ON_RESUME)
     cat_names = model_config.categorical_names
 
-    def checkpoint(epoch_: int, step_in_epoch: int) -> None:
-        if not info.is_main:
-            return
-        state = {"epoch": epoch_, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                 "steps_per_epoch": spe, "elapsed_seconds": stopwatch.elapsed(),
-                 "rng": {"seed": cfg.seed, "scheme": "order seeded by (seed, epoch)"},
-                 "world_size": info.world_size, "device": str(device), "args": args_json}
-        save_train_state(out.path, model, optimizer, state)
-        save_model(out.path, model)
-        saver.reset()
+    def step(x, idx, epoch, step_in_epoch):
+        y_cont, y_cat = targets.batch(idx)
+        with autocast(device, cfg.amp):
+            outputs = net(x)
+        losses = judge_loss(outputs, y_cont, y_cat, cat_names)
+        return losses["loss"], torch.stack([losses[k].detach() for k in ("loss", "mse", "ce", "nll")])
 
-    def should_stop() -> bool:
-        if cfg.max_steps is not None and global_step >= cfg.max_steps:
-            return True
-        out_of_time = cfg.minutes is not None and stopwatch.elapsed() >= cfg.minutes * 60
-        return broadcast_flag(out_of_time or stop.requested, info, device)
-
-    # ---------------------------------------------------------------- loop
-    step_seconds, session_steps = 0.0, 0
-    window = torch.zeros(4, device=device)  # running sums of loss, mse, ce, nll
-    window_steps, window_start = 0, time.perf_counter()
-    stopped = should_stop()
-    done = start_step
-    while not stopped and (epochs is None or epoch < epochs):
-        batches = [shard(b, info) for b in epoch_batches(n, cfg.batch_size, cfg.seed, epoch)]
-        desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
-        bar = progress_bar(spe, start_step, desc, enabled=info.is_main and cfg.progress)
-        done = start_step
-        images = train_source.iterate(batches[start_step:])
-        for step_in_epoch, x in enumerate(images, start=start_step):
-            t0 = time.perf_counter()
-            y_cont, y_cat = targets.batch(batches[step_in_epoch])
-            if cfg.lr_schedule == "cosine":
-                progress = budget_progress(cfg, global_step, spe, stopwatch.elapsed(), epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(cfg.lr, progress, cfg.lr_min_ratio)
-            model.train()
-            with autocast(device, cfg.amp):
-                outputs = net(x)
-            losses = judge_loss(outputs, y_cont, y_cat, cat_names)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            global_step += 1
-            done = step_in_epoch + 1
-            window += torch.stack([losses[k].detach() for k in ("loss", "mse", "ce", "nll")])
-            window_steps += 1
-            step_seconds += time.perf_counter() - t0
-            session_steps += 1
-            bar.update(1)
-            if global_step % cfg.log_every == 0:
-                loss, mse, ce, nll = (window / window_steps).tolist()
-                img_s = window_steps * batch / (time.perf_counter() - window_start)
-                out.log({"type": "train", "step": global_step, "epoch": global_step / spe,
-                         "loss": loss, "mse": mse, "ce": ce, "nll": nll, "img_per_s": img_s,
-                         "lr": optimizer.param_groups[0]["lr"], "elapsed": stopwatch.elapsed()})
-                bar.set_postfix(mse=f"{mse:.3f}", ce=f"{ce:.3f}", img_s=f"{img_s:.0f}")
-                window.zero_()
-                window_steps, window_start = 0, time.perf_counter()
-            stopped = should_stop()
-            if stopped:
-                break
-            if saver.due() and done < spe:
-                checkpoint(epoch, done)
-        bar.close()
-        if done < spe:  # stopped mid-epoch
-            checkpoint(epoch, done)
-            break
-        epoch, start_step = epoch + 1, 0
+    def validate(epoch):
         if info.is_main:  # a small validation: rank 0 alone
             val = judge_scores(model, val_source, getattr(val_set, "factors", {}))
-            out.log({"type": "val", "step": global_step, "epoch": epoch,
-                     "attribute_acc": val["attribute_acc"], "factor_r2_mean": val["factor_r2_mean"],
-                     "elapsed": stopwatch.elapsed()})
+            loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch,
+                          "attribute_acc": val["attribute_acc"],
+                          "factor_r2_mean": val["factor_r2_mean"], "elapsed": loop.elapsed()})
             print(f"epoch {epoch}: val attribute accuracy {val['attribute_acc']:.4f}, "
                   f"mean factor R² {val['factor_r2_mean']:.4f}", flush=True)
-        checkpoint(epoch, 0)
-        stopped = stopped or should_stop()
 
-    # ---------------------------------------------------------------- final metrics
-    metrics = None
-    if info.is_main:
-        if not out.has_checkpoint():
-            checkpoint(epoch, start_step)
+    loop.run(train_source, step, ("loss", "mse", "ce", "nll"), validate=validate, log_lr=True,
+             postfix=lambda m, img_s: dict(mse=f"{m['mse']:.3f}", ce=f"{m['ce']:.3f}",
+                                           img_s=f"{img_s:.0f}"))
+
+    def final():
+        nonlocal test_set
         if test_set is None:
             test_set = open_dataset("synthfaces", "test", cfg.test_size, cfg.data_root)
         test = judge_scores(model, image_source(test_set, device, cfg.num_workers),
@@ -390,22 +269,13 @@ def _train(cfg: JudgeTrainConfig, info: DistInfo, device: torch.device, resume: 
             "fd_floor_n": half,
             "feature_dim": model_config.feature_dim,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "train_seconds": stopwatch.elapsed(),
-            "device": str(device),
-            "world_size": info.world_size,
-            "amp": cfg.amp,
-            "epochs": global_step / spe,
-            "steps": global_step,
-            "train_size": n,
-            "batch_size": batch,
-            "lr": cfg.lr,
-            "train_img_per_s": session_steps * batch / step_seconds if step_seconds else None,
+            **loop.run_metrics(),
         }
-        save_model(out.path, model, metrics=metrics)
-        print(f"done: {global_step} steps, test attribute accuracy {test['attribute_acc']:.4f}, "
-              f"mean factor R² {test['factor_r2_mean']:.4f}, FD-judge floor {fd_floor} → {out.path}")
-    barrier(info)
-    return metrics
+        return metrics, (f"done: {loop.global_step} steps, test attribute accuracy "
+                         f"{test['attribute_acc']:.4f}, mean factor R² {test['factor_r2_mean']:.4f}, "
+                         f"FD-judge floor {fd_floor} → {loop.out.path}")
+
+    return loop.finish(final)
 
 
 # =========================================================================== command line

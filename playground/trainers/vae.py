@@ -8,24 +8,18 @@ run would have done, and a DDP run the same updates as one process with the same
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
-from playground.checkpoints import read_json, runs_dir, save_model
+from playground.checkpoints import runs_dir
 from playground.losses import bce_loss, beta_vae_loss, kl_normal
 from playground.models.vae import BetaVAE, VAEConfig
-from playground.training import (TRAIN_STATE_JSON, DistInfo, Every, GracefulStop, RunFolder,
-                                 Stopwatch,
-                                 all_reduce_sum, barrier, broadcast_flag, epoch_batches,
-                                 image_source, load_train_state, mix_seed, open_dataset,
-                                 optimizer_from_flat, progress_bar, save_train_state, shard,
-                                 setup_distributed, steps_per_epoch, teardown_distributed)
+from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments,
+                                 all_reduce_sum, config_from_args, image_source, int_tuple,
+                                 mix_seed, run_trainer, shard)
 
 HELP = "β-VAE on 64×64 faces (conv encoder → 128-d Gaussian z → deconv decoder)"
 
@@ -148,27 +142,6 @@ def final_metrics(model: BetaVAE, dataset, *, beta: float, device: str | torch.d
 
 
 # =========================================================================== training
-def _open_on_all_ranks(info: DistInfo, name: str, split: str, n: int | None, root: str | None):
-    """Open a dataset on rank 0 first (it may build a cache), then on the other ranks."""
-    dataset = open_dataset(name, split, n, root) if info.is_main else None
-    barrier(info)
-    return dataset if info.is_main else open_dataset(name, split, n, root)
-
-
-def _check_resume_args(cfg: VAETrainConfig, saved: dict[str, Any]) -> None:
-    current = dataclasses.asdict(cfg)
-    diffs = []
-    for key in FIXED_ON_RESUME:
-        if key not in saved:
-            continue
-        old = tuple(saved[key]) if isinstance(saved[key], list) else saved[key]
-        if old != current[key]:
-            diffs.append(f"{key}: checkpoint {old!r}, now {current[key]!r}")
-    if diffs:
-        raise ValueError("cannot resume with different settings (" + "; ".join(diffs) +
-                         "); leave them out to keep the checkpoint's values, or use a new --out")
-
-
 def train_vae(cfg: VAETrainConfig, *, resume: bool = False, train_set=None, val_set=None,
               stop_event=None) -> dict[str, Any] | None:
     """Train (or, with `resume`, continue) a β-VAE in ``cfg.out_dir()``.
@@ -180,172 +153,49 @@ def train_vae(cfg: VAETrainConfig, *, resume: bool = False, train_set=None, val_
     Returns:
         the metrics written to metrics.json (on rank 0; None on other ranks).
     """
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    info, device = setup_distributed(cfg.device)
-    try:
-        with GracefulStop(stop_event) as stop:
-            return _train(cfg, info, device, resume, train_set, val_set, stop)
-    finally:
-        teardown_distributed(info)
+    return run_trainer(cfg, stop_event, lambda info, device, stop: _train(
+        cfg, info, device, resume, train_set, val_set, stop))
 
 
 def _train(cfg, info, device, resume, train_set, val_set, stop: GracefulStop):
-    out = RunFolder(cfg.out_dir(), is_main=info.is_main)
-    has_checkpoint = out.has_checkpoint()
-    barrier(info)  # every rank has looked before rank 0 writes anything
-    if has_checkpoint and not resume:
-        raise ValueError(f"{out.path} already holds a checkpoint: pass --resume to continue "
-                         "it, or choose another --out")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    loop = TrainLoop(cfg, info, device, stop, resume)
+    train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, cfg.dataset)
+    loop.set_data(len(train_source), default_epochs=10)
 
-    # ---------------------------------------------------------------- data
-    if train_set is None:
-        train_set = _open_on_all_ranks(info, cfg.dataset, "train", cfg.train_size, cfg.data_root)
-    if val_set is None:
-        val_set = _open_on_all_ranks(info, cfg.dataset, "val", cfg.eval_size, cfg.data_root)
-    train_source = image_source(train_set, device, cfg.num_workers)
-    val_source = image_source(val_set, device, cfg.num_workers)
-    n = len(train_source)
-    if cfg.train_size is not None and n > cfg.train_size:
-        raise ValueError(f"the training set has {n} images, more than train_size={cfg.train_size}")
-    spe = steps_per_epoch(n, cfg.batch_size)
-    batch = min(cfg.batch_size, n)
-    if batch < info.world_size:
-        raise ValueError(f"batch of {batch} images cannot be split over {info.world_size} processes")
-    epochs = cfg.epochs if cfg.epochs is not None else (
-        None if cfg.minutes is not None or cfg.max_steps is not None else 10)
+    def build():
+        model = BetaVAE(cfg.model_config()).to(device)
+        return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
-    # ---------------------------------------------------------------- model, optimizer, state
-    torch.manual_seed(cfg.seed)
-    model = BetaVAE(cfg.model_config()).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
-    if resume and has_checkpoint:
-        model_state, opt_tensors, state = load_train_state(out.path)
-        _check_resume_args(cfg, state.get("args", {}))
-        model.load_state_dict(model_state)
-        optimizer_from_flat(optimizer, opt_tensors, state["optimizer"])
-        epoch, start_step = state["epoch"], state["step_in_epoch"]
-        global_step, elapsed = state["global_step"], state["elapsed_seconds"]
-        if state.get("steps_per_epoch") not in (None, spe):
-            raise ValueError(f"the checkpoint has {state['steps_per_epoch']} steps per epoch, "
-                             f"this data {spe}: was the dataset changed?")
-        out.truncate_log(global_step)
-        out.remove_stale_temp_files()
-        if info.is_main:
-            print(f"resuming {out.path} at epoch {epoch + 1}, step {global_step}")
-    elif resume and info.is_main:
-        print(f"nothing to resume in {out.path}: starting a new run")
-    barrier(info)  # all ranks have read the checkpoint before it is overwritten
-    net = model
-    if info.enabled:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model, net = loop.setup_model(build, FIXED_ON_RESUME)
 
-    stopwatch = Stopwatch(elapsed)
-    saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
-    args_json = {**dataclasses.asdict(cfg), "channels": list(cfg.channels)}
+    def step(x, idx, epoch, step_in_epoch):
+        g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
+        eps = shard(torch.randn(loop.batch, cfg.latent_dim, generator=g), info).to(device)
+        logits, mu, logvar, _ = net(x, eps=eps)
+        losses = beta_vae_loss(logits, x, mu, logvar, cfg.beta)
+        return losses["loss"], torch.stack([losses["loss"], losses["recon"], losses["kl"]]).detach()
 
-    def checkpoint(epoch_: int, step_in_epoch: int) -> None:
-        if not info.is_main:
-            return
-        state = {"epoch": epoch_, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                 "steps_per_epoch": spe, "elapsed_seconds": stopwatch.elapsed(),
-                 "rng": {"seed": cfg.seed, "scheme": "order and noise seeded by (seed, epoch, step)"},
-                 "world_size": info.world_size, "device": str(device), "args": args_json}
-        save_train_state(out.path, model, optimizer, state)
-        save_model(out.path, model)
-        saver.reset()
-
-    def should_stop() -> bool:
-        """Same answer on every rank: step limit, or rank 0's time budget / stop request."""
-        if cfg.max_steps is not None and global_step >= cfg.max_steps:
-            return True
-        out_of_time = cfg.minutes is not None and stopwatch.elapsed() >= cfg.minutes * 60
-        return broadcast_flag(out_of_time or stop.requested, info, device)
-
-    # ---------------------------------------------------------------- loop
-    step_seconds, session_steps = 0.0, 0
-    window = torch.zeros(3, device=device)  # running sums of loss, recon, kl
-    window_steps, window_start = 0, time.perf_counter()
-    stopped = should_stop()
-    while not stopped and (epochs is None or epoch < epochs):
-        batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch)
-        desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
-        bar = progress_bar(spe, start_step, desc, enabled=info.is_main and cfg.progress)
-        done = start_step
-        images = train_source.iterate(shard(b, info) for b in batches[start_step:])
-        for step_in_epoch, x in enumerate(images, start=start_step):
-            t0 = time.perf_counter()
-            g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
-            eps = shard(torch.randn(batch, cfg.latent_dim, generator=g), info).to(device)
-            model.train()
-            logits, mu, logvar, _ = net(x, eps=eps)
-            losses = beta_vae_loss(logits, x, mu, logvar, cfg.beta)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            global_step += 1
-            done = step_in_epoch + 1
-            window += torch.stack([losses["loss"], losses["recon"], losses["kl"]]).detach()
-            window_steps += 1
-            step_seconds += time.perf_counter() - t0
-            session_steps += 1
-            bar.update(1)
-            if global_step % cfg.log_every == 0:
-                loss, recon, kl = (window / window_steps).tolist()
-                img_s = window_steps * batch / (time.perf_counter() - window_start)
-                out.log({"type": "train", "step": global_step, "epoch": global_step / spe,
-                         "loss": loss, "recon": recon, "kl": kl, "img_per_s": img_s,
-                         "elapsed": stopwatch.elapsed()})
-                bar.set_postfix(loss=f"{loss:.1f}", recon=f"{recon:.1f}", kl=f"{kl:.1f}",
-                                img_s=f"{img_s:.0f}")
-                window.zero_()
-                window_steps, window_start = 0, time.perf_counter()
-            stopped = should_stop()
-            if stopped:
-                break
-            if saver.due() and done < spe:
-                checkpoint(epoch, done)
-        bar.close()
-        if done < spe:  # stopped mid-epoch
-            checkpoint(epoch, done)
-            break
+    def validate(epoch):
         val = validation_loss(model, val_source, cfg.beta, info, cfg.seed)
-        epoch, start_step = epoch + 1, 0
-        out.log({"type": "val", "step": global_step, "epoch": epoch, **val,
-                 "elapsed": stopwatch.elapsed()})
+        loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch, **val,
+                      "elapsed": loop.elapsed()})
         if info.is_main:
             print(f"epoch {epoch}: val loss {val['loss']:.2f}  recon {val['recon']:.2f}  "
                   f"kl {val['kl']:.2f} nats/image", flush=True)
-        checkpoint(epoch, 0)
-        stopped = stopped or should_stop()
 
-    # ---------------------------------------------------------------- final metrics
-    metrics = None
-    if info.is_main:
-        if not out.has_checkpoint():  # e.g. limits already reached before the first step
-            checkpoint(epoch, start_step)
+    loop.run(train_source, step, ("loss", "recon", "kl"), validate=validate, log_lr=False,
+             postfix=lambda m, img_s: dict(loss=f"{m['loss']:.1f}", recon=f"{m['recon']:.1f}",
+                                           kl=f"{m['kl']:.1f}", img_s=f"{img_s:.0f}"))
+
+    def final():
         metrics = final_metrics(model, val_set, beta=cfg.beta, device=device, seed=cfg.seed,
                                 num_workers=cfg.num_workers)
-        metrics.update({
-            "train_seconds": stopwatch.elapsed(),
-            "device": str(device),
-            "world_size": info.world_size,
-            "epochs": global_step / spe,
-            "steps": global_step,
-            "dataset": cfg.dataset,
-            "train_size": n,
-            "batch_size": batch,
-            "lr": cfg.lr,
-            "train_img_per_s": session_steps * batch / step_seconds if step_seconds else None,
-        })
-        save_model(out.path, model, metrics=metrics)
-        print(f"done: {global_step} steps, recon {metrics['recon_bce']:.2f}, "
-              f"kl {metrics['kl']:.2f} nats/image, {metrics['active_dims']} active dims → {out.path}")
-    barrier(info)
-    return metrics
+        metrics.update(loop.run_metrics())
+        return metrics, (f"done: {loop.global_step} steps, recon {metrics['recon_bce']:.2f}, "
+                         f"kl {metrics['kl']:.2f} nats/image, {metrics['active_dims']} active dims"
+                         f" → {loop.out.path}")
+
+    return loop.finish(final)
 
 
 # =========================================================================== command line
@@ -357,64 +207,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=float, default=S, help=f"KL weight β, 1 = plain VAE (default {d.beta:g})")
     p.add_argument("--dataset", choices=("synthfaces", "celeba"), default=S,
                    help=f"training data (default {d.dataset})")
-    p.add_argument("--data-root", dest="data_root", default=S,
-                   help="CelebA: the folder that contains celeba/ (required); SynthFaces: its cache folder")
-    p.add_argument("--epochs", type=int, default=S,
-                   help="total epochs (default 10 unless --minutes or --max-steps is given)")
-    p.add_argument("--minutes", type=float, default=S,
-                   help="training-time budget in minutes, summed over resumed sessions")
-    p.add_argument("--max-steps", dest="max_steps", type=int, default=S,
-                   help="stop after this many optimizer steps in total")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=S,
-                   help=f"global batch size, split over DDP processes (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default {d.lr:g})")
-    p.add_argument("--device", default=S,
-                   help="cpu, cuda, cuda:N, or auto = CUDA if available (default cpu)")
-    p.add_argument("--seed", type=int, default=S, help=f"random seed (default {d.seed})")
-    p.add_argument("--train-size", dest="train_size", type=int, default=S,
-                   help="use only the first N training images")
-    p.add_argument("--eval-size", dest="eval_size", type=int, default=S,
-                   help=f"validation images for the val loss and metrics (default {d.eval_size})")
     p.add_argument("--latent-dim", dest="latent_dim", type=int, default=S,
                    help=f"size of z (default {d.latent_dim})")
-    p.add_argument("--channels", type=_int_tuple, default=S,
+    p.add_argument("--channels", type=int_tuple, default=S,
                    help="encoder widths, comma separated (default 32,64,128,256)")
-    p.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float, default=S,
-                   help=f"checkpoint at least this often (default {d.checkpoint_minutes:g})")
-    p.add_argument("--log-every", dest="log_every", type=int, default=S,
-                   help=f"train-loss line in log.jsonl every N steps (default {d.log_every})")
-    p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
-                   help=f"DataLoader workers for file-based data (default {d.num_workers})")
-    p.add_argument("--threads", type=int, default=S,
-                   help="CPU threads (default: all cores; 1 keeps a busy machine responsive)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=S,
-                   help="no progress bar")
-    p.add_argument("--out", default=S, help="run folder (default runs/vae-beta<β>-<dataset>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
-
-
-def _int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def config_from_args(args: argparse.Namespace) -> VAETrainConfig:
-    """Options given on the command line, over the checkpoint's args when resuming."""
-    known = {f.name for f in dataclasses.fields(VAETrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in known}
-    cfg = VAETrainConfig(**given)
-    if args.resume:
-        state_file = cfg.out_dir() / TRAIN_STATE_JSON
-        if state_file.is_file():
-            saved = dict(read_json(state_file).get("args", {}))
-            saved = {k: v for k, v in saved.items() if k in known}
-            cfg = VAETrainConfig(**{**saved, **given, "out": str(cfg.out_dir())})
-    return cfg
+    add_common_arguments(p, d, "run folder (default runs/vae-beta<β>-<dataset>)",
+                         eval_help="the val loss and metrics", schedule_and_amp=False,
+                         test_size=False)
 
 
 def main(args: argparse.Namespace) -> int:
-    train_vae(config_from_args(args), resume=args.resume)
+    train_vae(config_from_args(VAETrainConfig, args), resume=args.resume)
     return 0
