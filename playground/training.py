@@ -809,8 +809,10 @@ class TrainLoop:
                 break
             self.epoch, self.start_step = epoch + 1, 0
             validate(self.epoch)
-            self.checkpoint(self.epoch, 0)
+            # Decide before saving, so a run that stops here records elapsed >= its budget
+            # (else a resume with the same budget would find a little time left).
             stopped = stopped or self.should_stop()
+            self.checkpoint(self.epoch, 0)
 
     # ---------------------------------------------------------------- final metrics
     def run_metrics(self) -> dict[str, Any]:
