@@ -59,7 +59,8 @@ def build() -> None:
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 count = gr.Slider(1, MAX_GRID, value=32, step=1, label="Number of faces")
                 button = gr.Button("Generate", variant="primary")
-            grid = gr.Image(label="Random SynthFaces", type="numpy", format="png")
+            grid = gr.Image(label="Random SynthFaces", type="numpy", format="png",
+                            elem_id="synthfaces-grid")
         button.click(random_grid, [seed, count], grid, api_name="synthfaces_grid")
 
         gr.Markdown("#### Build a face, one factor at a time")

@@ -153,7 +153,8 @@ def build(demo: gr.Blocks | None = None) -> None:
                     original = gr.Image(label="face x", type="numpy", format="png",
                                         interactive=False, height=256)
                     decoded = gr.Image(label="decoder(z) — follows the sliders", type="numpy",
-                                       format="png", interactive=False, height=256)
+                                       format="png", interactive=False, height=256,
+                                       elem_id="traverse-decoded")
                 sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.05,
                                      label=f"slider {i + 1}") for i in range(N_SLIDERS)]
             with gr.Column(scale=4):
