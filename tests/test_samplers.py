@@ -298,7 +298,7 @@ def test_sampling_runs_without_grad(schedule, x_T):
 def test_same_seed_same_samples_on_cpu_and_gpu(schedule):
     denoiser = gaussian_denoiser(schedule)
     x_cpu = draw_noise((2, 4, 8, 8), seeded(0))
-    x_gpu = draw_noise((2, 4, 8, 8), seeded(0), device="cuda")
+    x_gpu = draw_noise((2, 4, 8, 8), seeded(0), device=torch.device("cuda"))
     torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=0, atol=0)
     a = ddim_sample(denoiser, x_cpu, schedule, steps=20, eta=1.0, generator=seeded(1))
     b = ddim_sample(denoiser, x_gpu, schedule, steps=20, eta=1.0, generator=seeded(1))
