@@ -34,7 +34,7 @@ from torch import nn
 from playground.data.synthfaces import (ATTRIBUTE_NAMES, ATTRIBUTE_THRESHOLDS,
                                         CATEGORICAL_FACTORS, CONTINUOUS_FACTORS)
 from playground.metrics_fd import frechet_distance
-from playground.models.autoencoder import check_images
+from playground.models.checks import check_images
 
 
 def _default_continuous() -> tuple[tuple[str, float, float], ...]:

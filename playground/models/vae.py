@@ -17,6 +17,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from playground.models.checks import check_images
+
 
 @dataclass
 class VAEConfig:
@@ -93,24 +95,6 @@ class BetaVAE(nn.Module):
         )
 
     # ----------------------------------------------------------------------------- checks
-    def _check_images(self, x: torch.Tensor) -> None:
-        cfg = self.config
-        shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a torch.Tensor of images, got {type(x).__name__}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != shape:
-            raise ValueError(f"expected images of shape (N, {', '.join(map(str, shape))}), "
-                             f"got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"expected float images in [0, 1], got dtype {x.dtype} "
-                             "(divide uint8 images by 255)")
-        if x.numel():
-            lo, hi = torch.aminmax(x.detach())
-            if lo < 0 or hi > 1:  # also false for NaN, so check NaN explicitly below
-                raise ValueError(f"expected images in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
-            if torch.isnan(lo) or torch.isnan(hi):
-                raise ValueError("images contain NaN")
-
     def _check_latents(self, z: torch.Tensor) -> None:
         d = self.config.latent_dim
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != d:
@@ -120,7 +104,7 @@ class BetaVAE(nn.Module):
     # ----------------------------------------------------------------------------- model
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x): images (N, 3, 64, 64) in [0, 1] → (mu, logvar), each (N, latent_dim)."""
-        self._check_images(x)
+        check_images(x, self.config.in_channels, self.config.image_size)
         h = self.encoder(x * 2 - 1).flatten(1)  # centre the input; (N, C·s·s)
         mu, logvar = self.to_moments(h).chunk(2, dim=1)  # (N, D), (N, D)
         return mu, logvar
