@@ -23,9 +23,30 @@ def build_app() -> gr.Blocks:
     return demo
 
 
+QUEUE_SIZE = 64  # waiting events at most (a class of 30, two each); more are told "busy"
+MAX_FILE_SIZE = "5mb"  # larger uploads are refused (413) before any handler runs
+
+
+def queue_kwargs() -> dict:
+    """`Blocks.queue` settings of the served app (tests and benchmarks use the same)."""
+    return {"default_concurrency_limit": 2, "max_size": QUEUE_SIZE}
+
+
+def launch_kwargs(**overrides) -> dict:
+    """`Blocks.launch` settings of the served app; `overrides` add or replace keys (tests:
+    ``prevent_thread_lock=True``, a free port). No /monitoring dashboard (by default Gradio
+    serves its event summary to anyone); cross-site writes refused (playground.ui.guard)."""
+    from starlette.middleware import Middleware
+
+    from playground.ui.guard import CrossOriginWriteGuard
+
+    return {"max_file_size": MAX_FILE_SIZE, "enable_monitoring": False,
+            "app_kwargs": {"middleware": [Middleware(CrossOriginWriteGuard)]}, **overrides}
+
+
 def main() -> None:
     demo = build_app()
-    demo.queue(default_concurrency_limit=2).launch(max_file_size="5mb")
+    demo.queue(**queue_kwargs()).launch(**launch_kwargs())
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME_LENGTH = 100  # characters; longer names are refused (file systems stop at 255 bytes)
 
 
 class ModelNotFoundError(FileNotFoundError, ValueError):
@@ -58,8 +59,10 @@ def runs_dir() -> Path:
 
 
 def is_valid_name(name: object) -> bool:
-    """True for a safe bare model name (letters, digits, ``.``, ``_``, ``-``; no ``..``)."""
-    return isinstance(name, str) and bool(NAME_PATTERN.match(name)) and ".." not in name
+    """True for a safe bare model name (letters, digits, ``.``, ``_``, ``-``; no ``..``; at
+    most `MAX_NAME_LENGTH` characters)."""
+    return (isinstance(name, str) and len(name) <= MAX_NAME_LENGTH
+            and bool(NAME_PATTERN.match(name)) and ".." not in name)
 
 
 # --------------------------------------------------------------------------- atomic files

@@ -46,8 +46,13 @@ def user_errors(fn):
     return wrapper
 
 
+MAX_ERROR_CHARS = 500  # a message echoing a huge input (a 1 MB name) is cut to this length
+
+
 def _first_line_capitalised(message: str) -> str:
     message = message.strip() or "invalid input"
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS - 1] + "…"
     return message[0].upper() + message[1:]
 
 
