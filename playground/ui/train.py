@@ -1,0 +1,266 @@
+"""The Train tab: train a small β-VAE at any β and watch it learn.
+
+Events (api_name): train_start and train_resume (stream the status, the loss curve and the
+sample grid until the session ends; both share the queue slot ``concurrency_id="train"`` with
+``concurrency_limit=1``, so one run trains at a time and other starts wait in the queue),
+train_cancel (graceful stop with a checkpoint), train_status (one look at a run), train_pick
+(choose an earlier run), train_runs (↻ the list of runs started here).
+
+The work is in `playground.train_jobs` (the background job, checks, policy, samples); the
+handlers here turn widget values into one call there and its snapshots into pictures.
+"""
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+import numpy as np
+
+from playground import train_jobs as tj
+from playground.ui import common
+
+SAMPLE_ROWS = ["val face x", "dec(μ(x))", "dec(z), z~N(0,I)"]  # rows of the sample grid
+GRID_SCALE, GRID_PAD, GRID_LABELS = 2, 2, 130  # each face at 128 px, 2 px apart, labels at left
+TRAIN_QUEUE = "train"  # the concurrency_id shared by Start and Resume
+
+EXPLAIN = r"""
+### Training a β-VAE: what the curves show
+Each step takes a batch of faces $x$, encodes them to $\mu(x), \sigma(x)$, draws
+$z = \mu + \sigma \odot \varepsilon$ with $\varepsilon \sim \mathcal N(0, I)$, decodes $z$ and
+takes an Adam step downhill on the **β-VAE loss** (nats per image):
+$$\mathcal L_\beta(x) = \underbrace{-\,\mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big]}_{\text{reconstruction (BCE)}} \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,\mathcal N(0, I)\big)}_{\text{KL}}$$
+
+The reconstruction term falls fast as the decoder learns what a face is. The KL term is the
+price of the information $z$ carries: it first rises as the encoder starts to use $z$, then
+settles at a level set by β, so a larger β keeps fewer nats, blurrier reconstructions and
+more face-like random samples. The bottom row of the grid decodes the **same** random
+$z$ after every checkpoint: watch blobs turn into faces.
+"""
+
+HOW = """
+**One run trains at a time** for everyone using this app: if another run is training, your
+Start waits in the queue (the status shows your place) and begins when that run ends.
+**Cancel** stops after the current step and saves a checkpoint; **Resume** continues it for the
+minutes set above. A run is saved under `runs/<name>`; once it has a checkpoint, press **↻**
+beside the model list in Traverse, Morph or Latent map and pick it there.
+
+The latent diffusion model (Denoise and Prompt tabs) takes hours, not minutes: train it on
+the command line with `python -m playground.train ldm` (see the README).
+"""
+
+
+# ------------------------------------------------------------------------------ errors
+def _message(err: Exception) -> str:
+    text = str(err).strip() or "invalid input"
+    return text[0].upper() + text[1:]
+
+
+def _streaming_errors(fn):
+    """`common.user_errors` for generator handlers: a ValueError becomes a `gr.Error`."""
+    @functools.wraps(fn)
+    def wrapper(*args):
+        try:
+            yield from fn(*args)
+        except gr.Error:
+            raise
+        except ValueError as err:
+            raise gr.Error(_message(err)) from err
+
+    return wrapper
+
+
+# ------------------------------------------------------------------------------ views
+def _minutes(seconds: float) -> str:
+    """Seconds as m:ss."""
+    seconds = max(0.0, float(seconds))
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def status_text(snap: tj.RunSnapshot) -> str:
+    """Markdown: the run's state, where it trains, how far it is and its latest losses."""
+    state = snap.train_state or {}
+    args = state.get("args", {})
+    beta = args.get("beta", (snap.request or {}).get("request", {}).get("beta"))
+    budget = f" of {_minutes(snap.budget_minutes * 60)}" if snap.budget_minutes else ""
+    b = "β" if beta is None else f"{float(beta):g}"
+    lines = [f"**{snap.name}** (β = {b}) — **{snap.state}**"]
+    if snap.device:
+        lines.append(f"device: {snap.device}")
+    trains = [r for r in snap.records if r.get("type") == "train"]
+    vals = [r for r in snap.records if r.get("type") == "val"]
+    if trains:
+        last = trains[-1]
+        lines.append(f"step {last['step']} · epoch {last['epoch']:.2f} · "
+                     f"time {_minutes(last.get('elapsed', 0))}{budget} · "
+                     f"{last.get('img_per_s', 0):.0f} faces/s · train loss {last['loss']:.1f} "
+                     f"= recon {last['recon']:.1f} + {b} × KL {last['kl']:.2f} "
+                     "(nats/face)")
+    elif snap.active:
+        lines.append("preparing the data and the model (the first point comes after a few "
+                     "steps)")
+    if vals:
+        last = vals[-1]
+        lines.append(f"after epoch {last['epoch']}: val loss {last['loss']:.1f} "
+                     f"(recon {last['recon']:.1f}, KL {last['kl']:.2f})")
+    if snap.state == "stopping":
+        lines.append("stopping after this step, then saving a checkpoint …")
+    elif snap.state == "failed":
+        lines.append(f"the session failed: `{snap.error}`"
+                     + (" — the last checkpoint is kept; Resume tries again"
+                        if snap.resumable else ""))
+    elif snap.state in ("stopped", "interrupted"):
+        lines.append(f"stopped at step {snap.step} after {_minutes(snap.elapsed_seconds)} "
+                     "with a checkpoint: **Resume** continues it")
+    elif snap.state == "finished":
+        m = snap.metrics or {}
+        summary = (f": val recon {m['recon_bce']:.1f}, KL {m['kl']:.2f} nats/face, "
+                   f"{m['active_dims']} active dimensions" if "recon_bce" in m else "")
+        lines.append(f"finished {snap.step} steps in {_minutes(snap.elapsed_seconds)}"
+                     f"{summary}. Press ↻ beside the model list in Traverse, Morph or Latent map "
+                     f"and pick **{snap.name}** (Resume trains it longer)")
+    elif snap.state == "new":
+        lines.append("stopped before its first checkpoint: Start it again (same name)")
+    return "  \n".join(lines)
+
+
+def curve_figure(snap: tj.RunSnapshot):
+    """Plotly: reconstruction (left) and KL (right) per face against the step, train and val."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    series = tj.curve_series(snap.records)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "reconstruction −log p(x|z) (BCE, nats/face)", "KL(q(z|x) ‖ N(0, I)) (nats/face)"))
+    styles = {"train": dict(mode="lines", line=dict(color="#1f77b4")),
+              "val": dict(mode="lines+markers", line=dict(color="#d62728"))}
+    for kind, s in series.items():
+        for col, key in ((1, "recon"), (2, "kl")):
+            fig.add_trace(go.Scatter(x=s["step"], y=s[key], name=kind, legendgroup=kind,
+                                     showlegend=col == 1, **styles[kind]), row=1, col=col)
+    fig.update_xaxes(title_text="optimizer step")
+    title = f"{snap.name}: loss = recon + β·KL"
+    if not series["train"]["step"]:
+        title += " — waiting for the first points"
+    fig.update_layout(title=title, height=330, margin=dict(l=50, r=10, t=70, b=40),
+                      legend=dict(orientation="h", y=1.18, x=1, xanchor="right"))
+    return fig
+
+
+def sample_grid(name: str) -> np.ndarray | None:
+    """The run's sample grid (None before its first checkpoint): 3 labelled rows of faces."""
+    cells = tj.sample_cells(name)
+    if cells is None:
+        return None
+    return common.labelled_grid(cells, SAMPLE_ROWS, scale=GRID_SCALE, pad=GRID_PAD,
+                                label_width=GRID_LABELS)
+
+
+def _runs_update(name: str | None):
+    runs = tj.app_runs()
+    return gr.update(choices=runs, value=name if name in runs else None)
+
+
+def _view(snap: tj.RunSnapshot) -> tuple:
+    """(name, runs dropdown, status, loss curve, sample grid) for the tab's outputs."""
+    return (snap.name, _runs_update(snap.name), status_text(snap), curve_figure(snap),
+            sample_grid(snap.name))
+
+
+# ------------------------------------------------------------------------------ handlers
+@_streaming_errors
+def start(name, beta, minutes, train_size, batch_size, seed):
+    """Widgets in → a stream of views of the new run until its session ends."""
+    request = tj.TrainRequest(name=name or "", beta=beta, minutes=minutes,
+                              train_size=train_size, batch_size=batch_size, seed=seed)
+    run = tj.JOBS.start(request)
+    for snap in tj.JOBS.follow(run):
+        yield _view(snap)
+
+
+@_streaming_errors
+def resume(name, minutes):
+    """Run name and more minutes in → a stream of views until the session ends."""
+    run = tj.JOBS.resume(name, minutes)
+    for snap in tj.JOBS.follow(run):
+        yield _view(snap)
+
+
+@common.user_errors
+def cancel(name):
+    """Run name in → status (the run stops after its step; Start/Resume's stream shows the end)."""
+    tj.JOBS.cancel(name)
+    return status_text(tj.JOBS.snapshot(name))
+
+
+@common.user_errors
+def show(name):
+    """Run name in → its view now (any run in runs/, e.g. after a page reload)."""
+    return _view(tj.JOBS.snapshot(tj.check_name(name)))
+
+
+def refresh_runs(current):
+    """↻: the runs started here, newest first (keeps `current` if it is still there)."""
+    return _runs_update(current)
+
+
+# ------------------------------------------------------------------------------ layout
+def build(demo: gr.Blocks | None = None) -> None:
+    """Add the tab to the enclosing Blocks."""
+    policy = tj.training_policy()
+    request = tj.TrainRequest()
+    with gr.Tab("Train"):
+        if policy.note:
+            gr.Markdown(f"**{policy.note}**")
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown(f"Trains on **{policy.device_label}**, at most "
+                            f"**{policy.max_minutes:g} minutes** per session.")
+                with gr.Row():
+                    runs = gr.Dropdown(tj.app_runs(), value=None, label="earlier runs",
+                                       interactive=True, scale=4)
+                    refresh = gr.Button("↻", scale=0, min_width=40)
+                name = gr.Textbox("", label="run name (saved as runs/<name>)",
+                                  placeholder="empty: my-vae-beta<β>", max_length=64)
+                with gr.Row():
+                    beta = gr.Number(request.beta, minimum=0, maximum=tj.MAX_BETA, label="β",
+                                     min_width=80)
+                    minutes = gr.Number(request.minutes, minimum=tj.MIN_MINUTES,
+                                        maximum=policy.max_minutes, min_width=80,
+                                        label=f"minutes (≤ {policy.max_minutes:g})")
+                with gr.Row():
+                    train_size = gr.Number(min(request.train_size, policy.max_train_size),
+                                           precision=0, minimum=tj.MIN_TRAIN_SIZE,
+                                           maximum=policy.max_train_size, min_width=80,
+                                           label=f"train size (faces, ≤ {policy.max_train_size})")
+                    batch_size = gr.Number(request.batch_size, precision=0,
+                                           minimum=tj.BATCH_RANGE[0], maximum=tj.BATCH_RANGE[1],
+                                           label="batch size", min_width=80)
+                    seed = gr.Number(request.seed, precision=0, minimum=0, maximum=tj.MAX_SEED,
+                                     label="seed", min_width=80)
+                with gr.Row():
+                    start_button = gr.Button("Start", variant="primary",
+                                             interactive=policy.enabled)
+                    cancel_button = gr.Button("Cancel", variant="stop",
+                                              interactive=policy.enabled)
+                    resume_button = gr.Button("Resume", interactive=policy.enabled)
+                    status_button = gr.Button("Status")
+                status = gr.Markdown(elem_id="train-status")
+                gr.Markdown(HOW)
+            with gr.Column(scale=5):
+                curve = gr.Plot(label="loss curve (log.jsonl)")
+                grid = gr.Image(label="latest checkpoint: validation faces, reconstructions, "
+                                      "random faces", type="numpy", format="png",
+                                interactive=False, elem_id="train-grid")
+            with gr.Column(scale=3):
+                gr.Markdown(EXPLAIN, latex_delimiters=common.LATEX)
+
+        view = [name, runs, status, curve, grid]
+        start_button.click(start, [name, beta, minutes, train_size, batch_size, seed], view,
+                           api_name="train_start", concurrency_limit=1,
+                           concurrency_id=TRAIN_QUEUE)
+        resume_button.click(resume, [name, minutes], view, api_name="train_resume",
+                            concurrency_limit=1, concurrency_id=TRAIN_QUEUE)
+        cancel_button.click(cancel, name, status, api_name="train_cancel")
+        status_button.click(show, name, view, api_name="train_status")
+        runs.input(show, runs, view, api_name="train_pick")
+        refresh.click(refresh_runs, runs, runs, api_name="train_runs")
