@@ -8,6 +8,7 @@ import gradio as gr
 
 from playground.ui import data_tab, morph, traverse
 from playground.ui import latent_map as latent_map_tab
+from playground.ui import train as train_tab
 
 TITLE = "VAE & Diffusion Playground"
 
@@ -19,6 +20,7 @@ def build_app() -> gr.Blocks:
         traverse.build(demo)
         morph.build(demo)
         latent_map_tab.build(demo)
+        train_tab.build(demo)
         data_tab.build()
     return demo
 
