@@ -179,6 +179,7 @@ _BUILTIN_KINDS: dict[str, tuple[str, str, str]] = {
     "vae": ("playground.models.vae", "VAEConfig", "BetaVAE"),
     "autoencoder": ("playground.models.autoencoder", "AutoencoderConfig", "KLAutoencoder"),
     "judge": ("playground.models.judge", "JudgeConfig", "Judge"),
+    "unet": ("playground.models.unet", "UNetConfig", "LatentUNet"),
 }
 
 

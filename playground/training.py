@@ -370,18 +370,21 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
 
 
 def save_train_state(folder: str | os.PathLike, model: nn.Module,
-                     optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+                     optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                     extra: dict[str, torch.Tensor] | None = None) -> None:
     """Write everything needed to resume: ``train_state.safetensors`` then ``train_state.json``.
 
     The safetensors file holds the model (``model.*``) and optimizer (``optimizer.*``) tensors
     and, in its metadata, the JSON `state` (epoch, step, elapsed, args ...) plus the
     optimizer's non-tensor parts, so that one atomic file is one consistent checkpoint.
+    `extra` tensors (e.g. EMA weights) are stored as ``extra.<name>`` (see `load_train_extra`).
     train_state.json repeats the JSON part for people and UIs.
     """
     folder = Path(folder)
     opt_tensors, opt_meta = optimizer_to_flat(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update(opt_tensors)
+    tensors.update({f"extra.{k}": v for k, v in (extra or {}).items()})
     full = {"format": STATE_FORMAT, **state, "optimizer": opt_meta}
     text = json.dumps(full, allow_nan=False)
     save_safetensors(folder / TRAIN_STATE_TENSORS, tensors, metadata={"train_state": text})
@@ -410,6 +413,13 @@ def load_train_state(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     opt_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
     return model_state, opt_tensors, state
+
+
+def load_train_extra(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The `extra` tensors of a checkpoint written by `save_train_state` (names without the
+    ``extra.`` prefix; {} if it has none)."""
+    tensors, _ = read_safetensors(Path(folder) / TRAIN_STATE_TENSORS)
+    return {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
 
 
 # =========================================================================== time
@@ -647,6 +657,13 @@ class TrainLoop:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.before_save_model: Callable[[], None] | None = None  # e.g. measure a scale factor
+        # Optional hooks (e.g. EMA weights): called after every optimizer step; extra tensors
+        # to keep in the train state (read back into `resumed_extra` by `setup_model`); the
+        # module that model.safetensors holds (default: the trained model itself).
+        self.after_step: Callable[[], None] | None = None
+        self.extra_state: Callable[[], dict[str, torch.Tensor]] | None = None
+        self.model_to_save: Callable[[], nn.Module] | None = None
+        self.resumed_extra: dict[str, torch.Tensor] = {}
 
     # ---------------------------------------------------------------- data
     def open_data(self, train_set, val_set, dataset: str):
@@ -690,6 +707,7 @@ class TrainLoop:
             check_resume_args(cfg, state.get("args", {}), fixed_on_resume)
             self.model.load_state_dict(model_state)
             optimizer_from_flat(self.optimizer, opt_tensors, state["optimizer"])
+            self.resumed_extra = load_train_extra(out.path)
             self.epoch, self.start_step = state["epoch"], state["step_in_epoch"]
             self.global_step, elapsed = state["global_step"], state["elapsed_seconds"]
             if state.get("steps_per_epoch") not in (None, self.spe):
@@ -724,11 +742,16 @@ class TrainLoop:
                  "rng": {"seed": self.cfg.seed, "scheme": self.rng_scheme},
                  "world_size": self.info.world_size, "device": str(self.device),
                  "args": self.args_json}
-        save_train_state(self.out.path, self.model, self.optimizer, state)
+        extra = self.extra_state() if self.extra_state is not None else None
+        save_train_state(self.out.path, self.model, self.optimizer, state, extra)
         if self.before_save_model is not None:
             self.before_save_model()
-        save_model(self.out.path, self.model)
+        save_model(self.out.path, self.saved_model())
         self.saver.reset()
+
+    def saved_model(self) -> nn.Module:
+        """What model.safetensors holds: ``model_to_save()`` if set, else the trained model."""
+        return self.model_to_save() if self.model_to_save is not None else self.model
 
     def should_stop(self) -> bool:
         """Same answer on every rank: step limit, or rank 0's time budget / stop request."""
@@ -779,6 +802,8 @@ class TrainLoop:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if self.after_step is not None:
+                    self.after_step()
                 self.global_step += 1
                 done = step_in_epoch + 1
                 window += stats
@@ -843,7 +868,7 @@ class TrainLoop:
             if not self.out.has_checkpoint():  # e.g. limits already reached before the first step
                 self.checkpoint(self.epoch, self.start_step)
             metrics, summary = final()
-            save_model(self.out.path, self.model, metrics=metrics)
+            save_model(self.out.path, self.saved_model(), metrics=metrics)
             print(summary)
         barrier(self.info)
         return metrics

@@ -13,4 +13,5 @@ TRAINERS: dict[str, str] = {
     "vae": "playground.trainers.vae",
     "autoencoder": "playground.trainers.autoencoder",
     "judge": "playground.trainers.judge",
+    "ldm": "playground.trainers.ldm",
 }

@@ -1,0 +1,121 @@
+"""The LDM trainer with a tiny autoencoder and a tiny real CLIP: CLI run, exact resume, EMA
+weights in the saved model, pixel space."""
+import json
+
+import pytest
+import torch
+
+from playground.checkpoints import load_config, load_model, save_model
+from playground.data.synthfaces import SynthFacesDataset
+from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
+from playground.models.clip import CLIPConfig, TextImageCLIP
+from playground.models.unet import LatentUNet
+from playground.train import main
+from playground.trainers.ldm import LDMTrainConfig, encode_prompts, train_ldm
+from playground.training import load_train_extra, load_train_state, read_log
+
+pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
+
+TINY_CLIP = CLIPConfig(embed_dim=16, patch_size=16, vision_width=16, vision_layers=1,
+                       vision_head_width=8, text_width=16, text_heads=2, text_layers=1)
+TINY_AE = AutoencoderConfig(latent_size=8, channels=(8, 8, 8, 8))  # 4×8×8 latents
+TINY = dict(channels=(8, 16), attention_levels=(1,), head_dim=8, batch_size=8, eval_size=8,
+            log_every=1, progress=False, lr_schedule="constant")
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return SynthFacesDataset("train", n=16), SynthFacesDataset("val", n=8)
+
+
+def tiny_models():
+    torch.manual_seed(0)
+    return KLAutoencoder(TINY_AE).eval(), TextImageCLIP(TINY_CLIP).eval()
+
+
+def run(out, faces, resume=False, **overrides):
+    ae, clip = tiny_models()
+    cfg = LDMTrainConfig(out=str(out), autoencoder="ae-tiny", clip="clip-tiny",
+                         **{**TINY, **overrides})
+    return train_ldm(cfg, resume=resume, train_set=faces[0], val_set=faces[1],
+                     autoencoder=ae, text_encoder=clip)
+
+
+def test_encode_prompts_trims_padding_and_masks():
+    _, clip = tiny_models()
+    context, mask = encode_prompts(clip, ["a smiling face", ""], torch.device("cpu"))
+    full, full_mask = encode_prompts(clip, ["a smiling face", ""], torch.device("cpu"), trim=False)
+    assert full.shape == (2, 77, 16) and context.shape[0] == 2 and context.shape[1] < 77
+    assert mask.dtype == torch.bool and mask[0].sum() > mask[1].sum() >= 1
+    torch.testing.assert_close(context, full[:, :context.shape[1]])
+    assert not full_mask[:, context.shape[1]:].any()
+
+
+def test_cli_trains_writes_a_loadable_ema_model_and_metrics(tmp_path, faces):
+    ae, clip = tiny_models()
+    trained = tmp_path / "trained"
+    save_model(trained / "ae-tiny", ae)
+    save_model(trained / "clip-tiny", clip)
+    out = tmp_path / "runs" / "ldm-tiny"
+    # small SynthFaces splits through --train-size / --eval-size
+    argv = ["ldm", "--autoencoder", str(trained / "ae-tiny"), "--clip", "clip-tiny",
+            "--channels", "8,16", "--attention-levels", "1", "--head-dim", "8",
+            "--batch-size", "8", "--train-size", "16", "--eval-size", "8", "--max-steps", "3",
+            "--log-every", "1", "--no-progress", "--amp", "bf16", "--threads", "1",
+            "--out", str(out)]
+    assert main(argv) == 0
+    model = load_model(str(out))
+    assert isinstance(model, LatentUNet)
+    cfg = load_config(str(out))
+    # a path inside trained/ is recorded as its bare name, so a loader finds it by name
+    assert cfg.autoencoder == "ae-tiny" and cfg.text_encoder == "clip-tiny"
+    assert cfg.schedule.num_timesteps == 1000 and cfg.context_dim == 16
+    assert cfg.sample_shape == (4, 8, 8) and cfg.space == "latent"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["ema_updates"] == 3
+    for key in ("train_loss", "val_loss", "val_loss_raw", "train_img_per_s", "parameters",
+                "epochs"):
+        assert metrics[key] is not None and metrics[key] > 0, key
+    assert metrics["parameters"] == sum(p.numel() for p in model.parameters())
+    # the saved model holds the EMA weights, not the raw ones
+    raw, _, _ = load_train_state(out)
+    extra = load_train_extra(out)
+    saved = model.state_dict()
+    for k, v in saved.items():
+        torch.testing.assert_close(v, extra[f"ema.{k}"].float(), rtol=0, atol=0)
+    assert any(not torch.equal(saved[k], raw[k]) for k in saved)
+    lines = [r for r in read_log(out) if r["type"] == "train"]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    assert all(0 <= r["dropped"] <= 1 for r in lines)
+
+
+def test_resume_is_exact_including_ema(tmp_path, faces):
+    run(tmp_path / "straight", faces, max_steps=4)  # 16 images / 8 = 2 steps per epoch
+    run(tmp_path / "resumed", faces, max_steps=2)
+    metrics = run(tmp_path / "resumed", faces, resume=True, max_steps=4)
+    assert metrics["steps"] == 4 and metrics["ema_updates"] == 4
+    a, b = load_model(str(tmp_path / "straight")), load_model(str(tmp_path / "resumed"))
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    ra, rb = load_train_state(tmp_path / "straight")[0], load_train_state(tmp_path / "resumed")[0]
+    assert all(torch.equal(ra[k], rb[k]) for k in ra)
+    with pytest.raises(ValueError, match="cond_drop"):
+        run(tmp_path / "resumed", faces, resume=True, max_steps=5, cond_drop=0.5)
+
+
+def test_condition_dropping_uses_the_empty_prompt(tmp_path, faces):
+    metrics = run(tmp_path / "dropall", faces, max_steps=2, cond_drop=0.99)
+    lines = [r for r in read_log(tmp_path / "dropall") if r["type"] == "train"]
+    assert all(r["dropped"] > 0.5 for r in lines) and metrics["cond_drop"] == 0.99
+
+
+def test_pixel_space_run(tmp_path, faces):
+    _, clip = tiny_models()
+    cfg = LDMTrainConfig(out=str(tmp_path / "pixel"), space="pixel", clip="clip-tiny",
+                         **{**TINY, "batch_size": 4, "eval_size": 4, "max_steps": 2})
+    metrics = train_ldm(cfg, train_set=faces[0], val_set=SynthFacesDataset("val", n=4),
+                        text_encoder=clip)
+    assert metrics["steps"] == 2 and metrics["sample_shape"] == [3, 64, 64]
+    model = load_model(str(tmp_path / "pixel"))
+    assert model.config.space == "pixel" and model.config.autoencoder == ""
+    assert -1.01 < metrics["data_mean"] < 1.01
