@@ -1,0 +1,229 @@
+"""The LDM evaluation (playground.evaluate_ldm) on tiny real models saved to a temporary trained/:
+each part writes its keys, merging keeps the others, FD of a set against itself is 0, the same
+seed gives the same numbers, and the targets follow from the numbers."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from playground import evaluate_ldm as ev
+from playground.checkpoints import load_model, save_model, trained_dir
+from playground.data.captions import caption_from_attributes
+from playground.diffusion import ScheduleConfig
+from playground.ldm_ops import load_pipeline, named_attributes
+from playground.metrics_fd import gaussian_stats
+from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
+from playground.models.clip import CLIPConfig, TextImageCLIP
+from playground.models.judge import Judge, JudgeConfig, judge_features
+from playground.models.unet import LatentUNet, UNetConfig
+from playground.models.vae import BetaVAE, VAEConfig
+
+pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
+
+TINY_CLIP = CLIPConfig(embed_dim=16, patch_size=16, vision_width=16, vision_layers=1,
+                       vision_head_width=8, text_width=16, text_heads=2, text_layers=1)
+TINY_AE = AutoencoderConfig(latent_size=8, channels=(8, 8, 8, 8))  # 4×8×8 latents
+TINY_UNET = UNetConfig(sample_size=8, channels=(8, 16), attention_levels=(1,), head_dim=8,
+                       context_dim=16, autoencoder="ae-tiny", text_encoder="clip-tiny",
+                       schedule=ScheduleConfig(num_timesteps=100))
+TINY_JUDGE = JudgeConfig(channels=(8, 8, 16, 16), feature_dim=16)
+TINY_VAE = dict(latent_dim=8, channels=(8, 8, 16, 16))
+# Small but complete: both samplers, guidance on and off, two prompts (one with 3 targets).
+SMALL = dict(samples=6, guidance_samples=3, batch_size=8, table_steps=(2, 4), fast_steps=4,
+             guidance_scales=(0.0, 1.0, 7.5), reference_n=24, grid_seeds=2,
+             grid_prompts=ev.GRID_PROMPTS[:2], progress=False,
+             guidance_prompts=(ev.GUIDANCE_PROMPTS[0], ev.GUIDANCE_PROMPTS[5]))
+
+
+def _jitter(model, seed, scale=0.1):
+    """Random weights everywhere (the zero-initialised output layers too), so the text and the
+    timestep change the prediction as in a trained model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return model
+
+
+@pytest.fixture
+def tiny_trained():
+    """trained/{ldm, ae-tiny, clip-tiny, judge, vae-beta1, vae-beta4, vae-beta10}: tiny models."""
+    root = trained_dir()
+    torch.manual_seed(0)
+    save_model(root / "ae-tiny", KLAutoencoder(TINY_AE))
+    save_model(root / "clip-tiny", TextImageCLIP(TINY_CLIP))
+    save_model(root / "ldm", _jitter(LatentUNet(TINY_UNET), 1))
+    save_model(root / "judge", _jitter(Judge(TINY_JUDGE), 2, 0.05))
+    for beta in (1.0, 4.0, 10.0):
+        save_model(root / f"vae-beta{beta:g}", BetaVAE(VAEConfig(beta=beta, **TINY_VAE)))
+    return root
+
+
+def small_config(tmp_path, **overrides):
+    return ev.EvalConfig(**{**SMALL, "grid_path": str(tmp_path / "grid.png"), **overrides})
+
+
+def numbers(result):
+    """The sample-dependent numbers of a result (wall times left out)."""
+    return {
+        "fd": [r["fd"] for r in result.get("ddim_table", [])],
+        "acc": [r["accuracy"] for r in result.get("guidance_sweep", [])],
+        "div": [r["diversity"] for r in result.get("guidance_sweep", [])],
+        "vae": result.get("fd_by_model"),
+    }
+
+
+# ----------------------------------------------------------------------------- prompts
+def test_sweep_prompts_are_training_captions_and_agree_with_the_prompt_parser():
+    for p in ev.GUIDANCE_PROMPTS:
+        captions = {caption_from_attributes(p.attributes, seed) for seed in range(400)}
+        assert p.prompt in captions, p.prompt  # the text encoder was trained on this very text
+        assert named_attributes(p.prompt).items() <= p.attributes.items(), p.prompt
+    assert len({p.prompt for p in ev.GUIDANCE_PROMPTS}) == len(ev.GUIDANCE_PROMPTS)
+
+
+# ----------------------------------------------------------------------------- numbers
+def test_fd_of_a_set_against_itself_is_zero_and_the_reference_is_cached(tiny_trained):
+    judge = Judge(TINY_JUDGE).eval()
+    ref = ev.reference_stats(judge, "test", 24)
+    assert ev.reference_stats(judge, "test", 24) is ref  # computed once
+    from playground.data.synthfaces import SynthFacesDataset
+
+    feats = judge_features(judge, SynthFacesDataset("test", n=24).images)
+    assert ev.fd_to_reference(feats, ref) == pytest.approx(0.0, abs=1e-8)
+    assert ev.fd_to_reference(feats + 1.0, ref) == pytest.approx(16.0, rel=1e-6)  # ‖Δμ‖² = 16·1²
+    assert ev.mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])) == \
+        pytest.approx((5 + 0 + 5) / 3)
+
+
+def test_targets_are_computed_from_the_numbers():
+    def rows(ddim_fd, ddpm_fd, full_fd, fast_s, full_s):
+        out = [{"sampler": "DDIM", "eta": 0.0, "steps": s, "method": "ddim", "fd": f,
+                "seconds": fast_s * s / 50} for s, f in zip((10, 50), ddim_fd)]
+        out += [{"sampler": "DDPM", "eta": 1.0, "steps": s, "method": "ddim", "fd": f,
+                 "seconds": fast_s * s / 50} for s, f in zip((10, 50), ddpm_fd)]
+        return out + [{"sampler": "DDPM", "eta": 1.0, "steps": 1000, "method": "ddpm",
+                       "fd": full_fd, "seconds": full_s}]
+
+    good = ev.table1_targets(rows((5.0, 2.0), (9.0, 3.0), 1.8, 1.0, 19.0))
+    assert good["ddim_beats_ddpm"]["met"] and good["ddim50_fd_within_20pct_of_ddpm1000"]["met"]
+    assert good["ddpm1000_over_ddim50_time"]["ratio"] == pytest.approx(19.0)
+    assert good["ddpm1000_over_ddim50_time"]["met"]
+    bad = ev.table1_targets(rows((5.0, 4.0), (9.0, 3.0), 1.8, 1.0, 17.0))
+    assert not bad["ddim_beats_ddpm"]["met"] and bad["ddim_beats_ddpm"]["per_steps"]["10"]["ddim_better"]
+    assert bad["ddim50_fd_within_20pct_of_ddpm1000"]["ratio"] == pytest.approx(4.0 / 1.8)
+    assert not bad["ddim50_fd_within_20pct_of_ddpm1000"]["met"]
+    assert not bad["ddpm1000_over_ddim50_time"]["met"]
+
+    sweep = [{"w": w, "accuracy": a, "diversity": d} for w, a, d in
+             ((0.0, 0.3, 9.0), (1.0, 0.5, 8.0), (3.0, 0.8, 7.0), (7.5, 0.95, 6.0), (10.0, 0.96, 5.0))]
+    g = ev.guidance_targets(sweep)
+    assert g["accuracy_at_7.5"]["met"] and g["accuracy_rising_1_to_7.5"]["met"]
+    assert g["accuracy_rising_1_to_7.5"]["monotone"] and g["diversity_falling"]["met"]
+    sweep[3] = {"w": 7.5, "accuracy": 0.45, "diversity": 8.5}
+    g = ev.guidance_targets(sweep)
+    assert not g["accuracy_at_7.5"]["met"] and not g["accuracy_rising_1_to_7.5"]["met"]
+    assert not g["diversity_falling"]["met"] and g["diversity_falling"]["last_below_first"]
+
+
+def test_auto_counts_fit_the_budget_and_given_counts_are_kept():
+    cost = ev.StepCost(batch_size=100, overhead=0.5, per_step=0.3)  # 3 ms per sample and step
+    cfg = ev.EvalConfig(minutes=25)
+    n, k = ev.choose_counts(ev.PARTS, cfg, cost, cost, 1000)
+    shares = sum(ev.BUDGET_SHARES.values())
+    assert ev.estimate_seconds("table1", cfg, n, k, cost, cost, 1000) <= 25 * 60 * 0.6 / shares
+    assert ev.estimate_seconds("table1", cfg, n + 10, k, cost, cost, 1000) > 25 * 60 * 0.6 / shares
+    assert ev.estimate_seconds("guidance", cfg, n, k, cost, cost, 1000) <= 25 * 60 * 0.33 / shares
+    assert 20 <= n < ev.MAX_SAMPLES and n % 10 == 0 and k >= 4
+    fast = ev.StepCost(batch_size=100, overhead=0.0, per_step=1e-6)
+    assert ev.choose_counts(ev.PARTS, cfg, fast, fast, 1000) == (1000, 1000 // 12)
+    given = dataclasses.replace(cfg, samples=7, guidance_samples=5)
+    assert ev.choose_counts(ev.PARTS, given, cost, cost, 1000) == (7, 5)
+
+
+# ----------------------------------------------------------------------------- the parts
+def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path):
+    folder = tiny_trained / "ldm"
+    (folder / "metrics.json").write_text(json.dumps(
+        {"train_loss": 0.1, "samples": {"other": 1}, "targets": {"other": True}}))
+    pipe = load_pipeline("ldm")
+    judge = load_model("judge")
+    cfg = small_config(tmp_path)
+
+    first = ev.evaluate(pipe, judge, ["table1", "guidance", "vae"], cfg)
+    ev.merge_into_metrics(folder, first)
+    table = first["ddim_table"]
+    assert [(r["sampler"], r["steps"], r["method"]) for r in table] == [
+        ("DDIM", 2, "ddim"), ("DDIM", 4, "ddim"), ("DDPM", 2, "ddim"), ("DDPM", 4, "ddim"),
+        ("DDPM", 100, "ddpm")]
+    assert all(r["n"] == 6 and r["fd"] >= 0 and r["seconds"] > 0 for r in table)
+    assert table[0]["eta"] == 0.0 and table[2]["eta"] == 1.0
+    assert first["targets"]["ddim_table"] == ev.table1_targets(table, 4)
+    assert first["targets"]["guidance_sweep"] == ev.guidance_targets(first["guidance_sweep"])
+    assert [r["w"] for r in first["guidance_sweep"]] == [0.0, 1.0, 7.5]
+    per_prompt = first["guidance_per_prompt"]
+    assert [p["targets"] for p in per_prompt] == [{"Smiling": 1},
+                                                  {"No_Beard": 0, "Mustache": 0, "Goatee": 0}]
+    for j, row in enumerate(first["guidance_sweep"]):
+        assert row["accuracy"] == pytest.approx(np.mean([p["accuracy"][j] for p in per_prompt]))
+        assert row["diversity"] > 0 and row["n"] == 6
+    # text matters in the tiny model: guided samples differ from unguided ones
+    assert per_prompt[0]["diversity"][0] != per_prompt[0]["diversity"][2]
+    # the LDM row of the VAE table is the table's DDIM-4 set (same x_T, same samples)
+    assert first["fd_by_model"]["ldm"] == table[1]["fd"]
+    assert set(first["fd_by_model"]) == {"vae-beta1", "vae-beta4", "vae-beta10", "ldm"}
+    assert first["samples"]["ddim_table"]["n"] == 6 and "note" in first["samples"]["ddim_table"]
+    assert first["samples"]["guidance_sweep"]["per_prompt_per_w"] == 3
+
+    # the VAE table alone, in a "new process" (no shared cache), gives the same numbers, and
+    # its merge keeps the other parts' keys
+    ev._REFERENCE_CACHE.clear()
+    second = ev.evaluate(pipe, judge, ["vae"], cfg)
+    assert second["fd_by_model"] == pytest.approx(first["fd_by_model"], rel=1e-6, abs=1e-9)
+    merged = ev.merge_into_metrics(folder, second)
+    assert merged["train_loss"] == 0.1 and merged["ddim_table"] == json.loads(json.dumps(table))
+    assert merged["samples"]["other"] == 1 and merged["targets"]["other"] is True
+    assert {"ddim_table", "guidance_sweep", "vae_vs_ldm"} <= set(merged["samples"])
+    assert {"ddim_table", "guidance_sweep"} <= set(merged["targets"])
+
+    # same seed, same numbers; another seed, other numbers
+    again = ev.evaluate(pipe, judge, ["table1", "guidance"], cfg)
+    assert numbers(again)["fd"] == pytest.approx(numbers(first)["fd"], rel=1e-6)
+    assert numbers(again)["acc"] == numbers(first)["acc"]
+    assert numbers(again)["div"] == pytest.approx(numbers(first)["div"], rel=1e-6)
+    other = ev.evaluate(pipe, judge, ["table1"], dataclasses.replace(cfg, seed=1))
+    assert numbers(other)["fd"] != pytest.approx(numbers(first)["fd"], rel=1e-6)
+
+
+def test_cli_pixel_and_grid_parts(tiny_trained, tmp_path, capsys):
+    folder = tiny_trained / "ldm"
+    (folder / "metrics.json").write_text(json.dumps({"ddim_table": [{"kept": True}]}))
+    grid = tmp_path / "grid.png"
+    assert ev.main(["ldm", "--judge", "judge", "--only", "pixel", "grid", "--write",
+                    "--grid-out", str(grid), "--pixel-batch-size", "2", "--pixel-steps", "1",
+                    "--batch-size", "8", "--no-progress", "--threads", "1"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["ddim_table"] == [{"kept": True}]  # other keys survive
+    pv = metrics["pixel_vs_latent"]
+    assert pv["pixel_shape"] == [3, 64, 64] and pv["latent_shape"] == [4, 8, 8]
+    assert pv["latent_img_s"] > 0 and pv["pixel_img_s"] > 0
+    assert pv["ratio"] == pytest.approx(pv["latent_img_s"] / pv["pixel_img_s"])
+    assert metrics["targets"]["pixel_vs_latent"]["met"] == (pv["ratio"] >= ev.PIXEL_CLAIM)
+    assert pv["context_shape"][1] == 16 and 3 <= pv["context_shape"][0] <= 77
+    image = Image.open(grid)
+    assert image.size[1] > len(ev.GRID_PROMPTS) * 128  # one 2×-scaled row of faces per prompt
+    assert metrics["prompt_grid"]["prompts"] == list(ev.GRID_PROMPTS)
+    assert metrics["prompt_grid"]["columns"] == 8 and printed["prompt_grid"] == metrics["prompt_grid"]
+    assert set(metrics["samples"]) == {"pixel_vs_latent", "prompt_grid"}
+
+
+def test_cli_refuses_unknown_models(tiny_trained, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ev.main(["no-such-ldm", "--judge", "judge", "--only", "grid"])
+    assert exc.value.code == 2 and "no-such-ldm" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ev.main(["ldm", "--judge", "judge", "--samples", "1"])
