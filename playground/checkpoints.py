@@ -180,6 +180,7 @@ _BUILTIN_KINDS: dict[str, tuple[str, str, str]] = {
     "autoencoder": ("playground.models.autoencoder", "AutoencoderConfig", "KLAutoencoder"),
     "judge": ("playground.models.judge", "JudgeConfig", "Judge"),
     "unet": ("playground.models.unet", "UNetConfig", "LatentUNet"),
+    "clip": ("playground.models.clip", "CLIPConfig", "TextImageCLIP"),
 }
 
 
@@ -357,6 +358,41 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
                          f"model described by its config.json:\n{e}") from None
     model.checkpoint_dir = folder
     return model.to(device).eval()
+
+
+def model_problem(folder: str | os.PathLike) -> str | None:
+    """Why the model folder cannot be loaded, from a cheap look at its files; None if it looks
+    whole. Checks that config.json is JSON with a ``kind`` and that model.safetensors exists
+    and is exactly as long as its header says (a copy that stopped early is caught without
+    reading the weights). Used to mark broken models unavailable instead of failing later."""
+    folder = Path(folder)
+    try:
+        config = read_json(folder / CONFIG_FILE)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        return f"unreadable {CONFIG_FILE} ({e})".replace(str(folder) + os.sep, "")
+    if not isinstance(config, dict) or not isinstance(config.get("kind"), str):
+        return f"{CONFIG_FILE} has no \"kind\""
+    weights = folder / WEIGHTS_FILE
+    try:
+        size = weights.stat().st_size
+        with open(weights, "rb") as f:
+            head = f.read(8)
+            (header_len,) = struct.unpack("<Q", head)
+            if 8 + header_len > size:
+                return f"{WEIGHTS_FILE} is truncated (its header is cut)"
+            header = json.loads(f.read(header_len))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except FileNotFoundError:
+        return f"no {WEIGHTS_FILE}"
+    except (OSError, struct.error, ValueError, TypeError, KeyError, IndexError,
+            AttributeError) as e:
+        return f"{WEIGHTS_FILE} is not a safetensors file ({type(e).__name__})"
+    expected = 8 + header_len + max(ends, default=0)
+    if size < expected:
+        return f"{WEIGHTS_FILE} is truncated ({size:,} of {expected:,} bytes)"
+    if size > expected:
+        return f"{WEIGHTS_FILE} has {size - expected:,} unexpected trailing bytes"
+    return None
 
 
 def list_models(kind: str | None = None) -> list[dict[str, str]]:

@@ -13,5 +13,6 @@ TRAINERS: dict[str, str] = {
     "vae": "playground.trainers.vae",
     "autoencoder": "playground.trainers.autoencoder",
     "judge": "playground.trainers.judge",
+    "clip": "playground.trainers.clip",
     "ldm": "playground.trainers.ldm",
 }

@@ -1,0 +1,315 @@
+"""A small CLIP for 64×64 faces, built from open_clip's own classes (model, tokenizer).
+
+Latent diffusion conditions its U-Net on the *per-token* states of a frozen text encoder
+(Rombach et al. 2022); this module trains its own, since pretrained CLIP weights cannot be
+downloaded here. `TextImageCLIP` wraps an ``open_clip.model.CLIP`` (a ViT image tower and a
+causal text transformer) with open_clip's BPE ``SimpleTokenizer``, and adds what the rest of
+the playground needs:
+
+- `tokenize` / `truncated` — token ids (B, L) and which prompts were cut at the context length;
+- `encode_text_tokens` — the text transformer's output for every token, (B, L, D): the
+  cross-attention context of the U-Net (Q from the latents, K/V from these);
+- `text_mask` — (B, L) True for real tokens (start, words, end), False for padding;
+- `encode_text` / `encode_image` — L2-normalised embeddings (B, E) in the shared space, for
+  zero-shot attribute checks and the latent map's text search;
+- `unknown_words` — words of a prompt whose tokens never occurred in the training captions
+  (the model has no idea what they mean).
+
+`load_pretrained_clip` loads a real pretrained open_clip model by name where its weights can be
+had (e.g. on a machine with internet), behind the same interface, and fails with one clear
+error offline.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from playground.models.checks import check_images
+
+PAD_ID = 0  # open_clip's SimpleTokenizer pads with 0
+
+
+@dataclass
+class CLIPConfig:
+    """Architecture of a `TextImageCLIP`; saved as ``config.json``."""
+
+    kind: ClassVar[str] = "clip"  # registry key in config.json (not a field)
+
+    embed_dim: int = 128  # size of the shared image–text embedding
+    image_size: int = 64  # input height = width
+    patch_size: int = 8  # ViT patch side: 64 / 8 = 8×8 = 64 patches
+    vision_width: int = 128  # ViT width
+    vision_layers: int = 3  # ViT transformer blocks
+    vision_head_width: int = 32  # ViT attention head size (heads = width / head_width)
+    context_length: int = 77  # tokens per prompt, start and end tokens included (CLIP's 77)
+    vocab_size: int = 49408  # open_clip's BPE vocabulary
+    text_width: int = 128  # text transformer width = D of the per-token states
+    text_heads: int = 4  # text attention heads
+    text_layers: int = 4  # text transformer blocks
+    image_mean: tuple[float, ...] = (0.5, 0.5, 0.5)  # per-channel normalisation of [0, 1] input
+    image_std: tuple[float, ...] = (0.25, 0.25, 0.25)  # (about the SynthFaces pixel spread)
+    # token ids seen in the training captions (filled by the trainer; empty = unknown)
+    known_tokens: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        self.image_mean = tuple(float(v) for v in self.image_mean)
+        self.image_std = tuple(float(v) for v in self.image_std)
+        self.known_tokens = tuple(sorted({int(t) for t in self.known_tokens}))
+        for name in ("embed_dim", "patch_size", "vision_width", "vision_layers",
+                     "vision_head_width", "text_width", "text_heads", "text_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size "
+                             f"{self.patch_size}")
+        if self.vision_width % self.vision_head_width:
+            raise ValueError(f"vision_width {self.vision_width} is not a multiple of "
+                             f"vision_head_width {self.vision_head_width}")
+        if self.text_width % self.text_heads:
+            raise ValueError(f"text_width {self.text_width} is not a multiple of text_heads "
+                             f"{self.text_heads}")
+        if self.context_length < 3:
+            raise ValueError(f"context_length must be >= 3 (start, a word, end), got "
+                             f"{self.context_length}")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            raise ValueError("image_mean / image_std need 3 values, std > 0")
+
+
+def _tokenizer(context_length: int):
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
+
+
+class _TokenizerMixin:
+    """Tokenizer-side helpers shared by our CLIP and the pretrained adapter."""
+
+    context_length: int
+    known_tokens: frozenset[int]
+
+    def _get_tokenizer(self):
+        tok = getattr(self, "_tok", None)
+        if tok is None:
+            tok = _tokenizer(self.context_length)
+            object.__setattr__(self, "_tok", tok)  # not an nn.Module attribute
+        return tok
+
+    def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Token ids (B, L) int64: start token, BPE tokens, end token, zero padding; a prompt
+        longer than the context is cut (its last kept token becomes the end token)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [_check_text(t) for t in texts]
+        return self._get_tokenizer()(list(texts)).long()
+
+    def token_count(self, text: str) -> int:
+        """Tokens `text` needs, start and end tokens included."""
+        return len(self._get_tokenizer().encode(_check_text(text))) + 2
+
+    def truncated(self, texts: str | Sequence[str]) -> list[bool]:
+        """For each text, whether `tokenize` cuts it at the context length."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return [self.token_count(t) > self.context_length for t in texts]
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of `text` with a token never seen in training (empty when nothing is known
+        about the training vocabulary)."""
+        if not self.known_tokens:
+            return []
+        tok = self._get_tokenizer()
+        unknown = []
+        for word in re.findall(r"[^\W_]+", _check_text(text).lower()):
+            if any(t not in self.known_tokens for t in tok.encode(word)):
+                unknown.append(word)
+        return unknown
+
+    @staticmethod
+    def text_mask(tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) bool, True where a token is real (start, text, end), False for padding."""
+        return tokens != PAD_ID
+
+
+def _check_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"a prompt must be a string, got {type(text).__name__}")
+    return text
+
+
+class TextImageCLIP(_TokenizerMixin, nn.Module):
+    """open_clip's CLIP (ViT image tower + causal text transformer) for 64×64 faces."""
+
+    def __init__(self, config: CLIPConfig | None = None):
+        super().__init__()
+        from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+        self.config = cfg = config or CLIPConfig()
+        vision = CLIPVisionCfg(layers=cfg.vision_layers, width=cfg.vision_width,
+                               head_width=cfg.vision_head_width, patch_size=cfg.patch_size,
+                               image_size=cfg.image_size)
+        text = CLIPTextCfg(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
+                           width=cfg.text_width, heads=cfg.text_heads, layers=cfg.text_layers)
+        self.clip = CLIP(embed_dim=cfg.embed_dim, vision_cfg=vision, text_cfg=text)
+        self.register_buffer("image_mean", torch.tensor(cfg.image_mean).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("image_std", torch.tensor(cfg.image_std).view(1, 3, 1, 1),
+                             persistent=False)
+
+    # --------------------------------------------------------------- interface properties
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
+
+    @property
+    def known_tokens(self) -> frozenset[int]:
+        return frozenset(self.config.known_tokens)
+
+    @property
+    def text_width(self) -> int:
+        return self.config.text_width
+
+    def _as_tokens(self, texts_or_tokens) -> torch.Tensor:
+        if isinstance(texts_or_tokens, torch.Tensor):
+            tokens = texts_or_tokens
+        else:
+            tokens = self.tokenize(texts_or_tokens)
+        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.context_length:
+            raise ValueError(f"expected tokens (B, L ≤ {self.context_length}), got "
+                             f"{tuple(tokens.shape)}")
+        return tokens.to(self.clip.token_embedding.weight.device)
+
+    # --------------------------------------------------------------- text
+    @staticmethod
+    def trim_tokens(tokens: torch.Tensor) -> torch.Tensor:
+        """Drop the padding columns after the longest prompt of the batch: (B, L) → (B, L').
+
+        Exact for everything here: the text transformer is causal, so a token's state never
+        depends on the padding after it, and the padding is masked out of cross-attention."""
+        longest = int((tokens != PAD_ID).sum(dim=1).max().item()) if tokens.numel() else 1
+        return tokens[:, :max(longest, 1)]
+
+    def encode_text_tokens(self, tokens) -> torch.Tensor:
+        """Per-token text states: (B, L) ids (or a list of prompts) → (B, L, D) after the
+        final LayerNorm (what the pooled embedding is read from, at the end token).
+        L may be shorter than the context length (see `trim_tokens`)."""
+        clip = self.clip
+        tokens = self._as_tokens(tokens)
+        length = tokens.shape[1]
+        cast_dtype = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(tokens).to(cast_dtype)  # (B, L, D)
+        x = x + clip.positional_embedding[:length].to(cast_dtype)
+        mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
+        x = clip.transformer(x, attn_mask=mask)  # causal: token i sees tokens ≤ i
+        return clip.ln_final(x)
+
+    def encode_text(self, texts_or_tokens, normalize: bool = True) -> torch.Tensor:
+        """Prompts (list of str) or token ids (B, L) → embeddings (B, E), L2-normalised.
+
+        The state at the end token (the largest id, as open_clip's "argmax" pooling), projected
+        into the shared space; computed on the trimmed tokens (the same numbers, fewer FLOPs)."""
+        tokens = self.trim_tokens(self._as_tokens(texts_or_tokens))
+        states = self.encode_text_tokens(tokens)  # (B, L', D)
+        pooled = states[torch.arange(states.shape[0], device=states.device), tokens.argmax(dim=-1)]
+        proj = self.clip.text_projection
+        pooled = proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    # --------------------------------------------------------------- image
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Images (B, 3, 64, 64) in [0, 1] → embeddings (B, E), L2-normalised."""
+        check_images(images, 3, self.config.image_size)
+        x = (images.to(self.image_mean.device).float() - self.image_mean) / self.image_std
+        return self.clip.encode_image(x, normalize=normalize)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor):
+        """(image features (B, E), text features (B, E), logit scale) — both normalised,
+        what open_clip's ClipLoss takes."""
+        return (self.encode_image(images), self.encode_text(tokens),
+                self.clip.logit_scale.exp())
+
+    @torch.no_grad()
+    def zero_shot_scores(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """Cosine similarity of each image (B, 3, 64, 64) with each prompt: (B, P)."""
+        return self.encode_image(images) @ self.encode_text(list(prompts)).T
+
+
+# =========================================================================== pretrained
+class PretrainedCLIPAdapter(_TokenizerMixin, nn.Module):
+    """A pretrained open_clip model behind `TextImageCLIP`'s interface (no known-token list:
+    `unknown_words` returns nothing). Images are resized from 64×64 to the model's size."""
+
+    def __init__(self, model: nn.Module, image_mean: Sequence[float], image_std: Sequence[float],
+                 image_size: int, context_length: int, known_tokens: frozenset[int] = frozenset()):
+        super().__init__()
+        self.clip = model
+        self.image_size = int(image_size)
+        self.context_length = int(context_length)
+        self.known_tokens = frozenset(known_tokens)
+        self.register_buffer("image_mean", torch.tensor(list(image_mean)).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("image_std", torch.tensor(list(image_std)).view(1, 3, 1, 1),
+                             persistent=False)
+
+    @property
+    def text_width(self) -> int:
+        return int(self.clip.ln_final.normalized_shape[0])
+
+    _as_tokens = TextImageCLIP._as_tokens
+    trim_tokens = staticmethod(TextImageCLIP.trim_tokens)
+    encode_text_tokens = TextImageCLIP.encode_text_tokens
+    encode_text = TextImageCLIP.encode_text
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] → embeddings (B, E)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (B, 3, H, W), got {tuple(images.shape)}")
+        x = images.to(self.image_mean.device).float()
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic",
+                              align_corners=False).clamp(0, 1)
+        return self.clip.encode_image((x - self.image_mean) / self.image_std, normalize=normalize)
+
+
+class PretrainedUnavailableError(RuntimeError):
+    """A pretrained open_clip model's weights could not be loaded (e.g. offline)."""
+
+
+def load_pretrained_clip(model_name: str, pretrained: str, device: str | torch.device = "cpu",
+                         cache_dir: str | None = None) -> PretrainedCLIPAdapter:
+    """A pretrained open_clip model (e.g. ``("ViT-B-32", "laion2b_s34b_b79k")``) with the
+    `TextImageCLIP` interface.
+
+    Raises:
+        ValueError: unknown model name or pretrained tag.
+        PretrainedUnavailableError: the weights could not be downloaded or read (offline,
+            blocked hub, corrupt cache) — with what to do about it.
+    """
+    import open_clip
+
+    if model_name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {model_name!r}; see open_clip.list_models()")
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained not in tags:
+        raise ValueError(f"open_clip has no pretrained weights {pretrained!r} for {model_name}; "
+                         f"known: {', '.join(tags) or 'none'}")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained, device=device, cache_dir=cache_dir)
+    except Exception as e:  # network errors come in many types (requests, hf_hub, OSError …)
+        raise PretrainedUnavailableError(
+            f"could not load the pretrained open_clip model {model_name} ({pretrained}): "
+            f"{type(e).__name__}: {e}. Its weights are downloaded from the internet on first "
+            "use; this machine seems to be offline. Use the playground's own CLIP "
+            "(trained/clip, or `python -m playground.train clip`) or copy the weights into "
+            "the open_clip cache folder (cache_dir).") from e
+    model.eval()
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+    std = getattr(model.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+    return PretrainedCLIPAdapter(model, mean, std, size, model.context_length).to(device)

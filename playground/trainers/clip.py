@@ -1,0 +1,326 @@
+"""Train the playground's CLIP: ``python -m playground.train clip [--minutes 20 | --epochs 3]``.
+
+Contrastive image–caption training (Radford et al. 2021) on SynthFaces with open_clip's own
+pieces: the `TextImageCLIP` model (open_clip's CLIP class), its BPE tokenizer and its
+`ClipLoss`. Each image i is paired with a caption drawn from its attributes and factors; the
+caption changes every epoch (`captions_for_dataset(..., seed=epoch)`), so the model sees many
+phrasings of the same face. Per batch of B pairs, with s = exp(logit_scale):
+
+    logits = s · f_img · f_txtᵀ  (B × B),   L = ½ [CE(logits, diag) + CE(logitsᵀ, diag)]
+
+Under DDP each process contrasts its own share of the batch (no feature gather).
+
+Afterwards the model is frozen and used by latent diffusion as its text encoder. metrics.json
+holds the zero-shot attribute accuracy on the test split — for each attribute, is an image
+closer to "a photo of a person smiling" than to "… not smiling"? — per attribute and mean, with
+the majority-class baseline, and image→caption retrieval accuracy within groups of 100.
+The token ids of the training captions are stored in the config (``known_tokens``), so the
+app can say which words of a prompt the model has never seen.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from playground.checkpoints import runs_dir
+from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset, zero_shot_prompts
+from playground.models.clip import CLIPConfig, TextImageCLIP
+from playground.training import (AMP_MODES, LR_SCHEDULES, DistInfo, GracefulStop, TrainLoop,
+                                 add_common_arguments, autocast, config_from_args, image_source,
+                                 open_dataset, run_trainer)
+
+HELP = "small CLIP (open_clip classes) on SynthFaces captions: the text encoder of latent diffusion"
+
+MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature so logits stay ≤ 100
+
+
+@dataclass
+class CLIPTrainConfig:
+    """One CLIP training run (saved in train_state.json as "args")."""
+
+    embed_dim: int = 128  # shared embedding size
+    patch_size: int = 8  # ViT patch side (64 / 8 = 8×8 patches)
+    vision_width: int = 128  # ViT width
+    vision_layers: int = 3  # ViT blocks
+    text_width: int = 128  # text transformer width (= the U-Net's context dim)
+    text_layers: int = 4  # text transformer blocks
+    text_heads: int = 4  # text attention heads
+    context_length: int = 77  # tokens per prompt (SynthFaces captions need ≤ ~65)
+    data_root: str | None = None  # SynthFaces cache folder
+    epochs: int | None = None  # stop after this many epochs (3 if no minutes/max_steps given)
+    minutes: float | None = None  # stop after this much training time, summed over resumes
+    max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
+    batch_size: int = 128  # global batch: B pairs contrasted against each other
+    lr: float = 1e-3  # AdamW learning rate (peak of the cosine schedule)
+    lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end) or "constant"
+    lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
+    weight_decay: float = 0.05  # AdamW weight decay
+    amp: str = "none"  # "bf16": autocast to bfloat16
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
+    seed: int = 0  # initial weights, data order, captions
+    train_size: int | None = None  # use the first N training images (None = the whole split)
+    eval_size: int | None = 1000  # first N validation images for the per-epoch zero-shot check
+    test_size: int | None = None  # first N test images for metrics.json (None = the whole split)
+    checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
+    log_every: int = 20  # a "train" line in log.jsonl every N steps
+    num_workers: int = 2  # unused (SynthFaces is in memory); kept for the shared options
+    threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
+    progress: bool = True  # tqdm progress bar
+    out: str | None = None  # run folder (default: runs/clip)
+
+    def __post_init__(self):
+        for name in ("batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("a contrastive batch needs at least 2 pairs")
+        for name in ("epochs", "max_steps", "train_size", "eval_size", "test_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if not 0 <= self.lr_min_ratio <= 1:
+            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+        for name, allowed in (("amp", AMP_MODES), ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        self.model_config()
+
+    def model_config(self, known_tokens: tuple[int, ...] = ()) -> CLIPConfig:
+        return CLIPConfig(embed_dim=self.embed_dim, patch_size=self.patch_size,
+                          vision_width=self.vision_width, vision_layers=self.vision_layers,
+                          text_width=self.text_width, text_layers=self.text_layers,
+                          text_heads=self.text_heads, context_length=self.context_length,
+                          known_tokens=known_tokens)
+
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else runs_dir() / "clip"
+
+
+FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "text_width",
+                   "text_layers", "text_heads", "context_length", "batch_size", "seed",
+                   "train_size")
+
+
+# =========================================================================== captions
+class CaptionTokens:
+    """The token ids of every training image's caption for one epoch at a time: (N, L)."""
+
+    def __init__(self, dataset, model: TextImageCLIP, seed: int):
+        attributes = getattr(dataset, "attributes", None)
+        if not attributes:
+            raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
+                             "(and .factors for SynthFaces)")
+        self.attributes, self.factors = attributes, getattr(dataset, "factors", None)
+        self.model, self.seed = model, seed
+        self.epoch, self.tokens = None, None
+
+    def for_epoch(self, epoch: int) -> torch.Tensor:
+        if self.epoch != epoch:
+            captions = captions_for_dataset(self.attributes, self.factors,
+                                            seed=self.seed * 100_003 + epoch)
+            self.tokens, self.epoch = self.model.tokenize(captions), epoch
+        return self.tokens
+
+
+def caption_vocabulary(dataset, model: TextImageCLIP, seeds: tuple[int, ...] = (0, 1, 2),
+                       n: int = 20_000) -> tuple[int, ...]:
+    """Token ids used by the captions of the first `n` faces under a few caption seeds."""
+    attrs = {k: np.asarray(v)[:n] for k, v in dataset.attributes.items()}
+    factors = ({k: np.asarray(v)[:n] for k, v in dataset.factors.items()}
+               if getattr(dataset, "factors", None) else None)
+    seen: set[int] = set()
+    for seed in seeds:
+        tokens = model.tokenize(captions_for_dataset(attrs, factors, seed=seed))
+        seen.update(torch.unique(tokens).tolist())
+    seen.discard(0)
+    return tuple(sorted(seen))
+
+
+# =========================================================================== evaluation
+@torch.no_grad()
+def image_embeddings(model: TextImageCLIP, source, batch_size: int = 250) -> torch.Tensor:
+    """Normalised image embeddings (N, E) of a whole image source."""
+    model.eval()
+    parts = [model.encode_image(x).float().cpu()
+             for x in source.iterate(torch.split(torch.arange(len(source)), batch_size))]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: TextImageCLIP, image_features: torch.Tensor,
+                       attributes: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per attribute: predict "present" when an image is closer to the positive prompt than
+    to the negative one (`zero_shot_prompts`), compare with the truth.
+
+    Args:
+        image_features: (N, E) normalised; attributes: name → (≥ N,) 0/1 arrays.
+    Returns:
+        ``zero_shot_acc`` (mean), ``zero_shot_acc_per_attribute``, ``zero_shot_baseline``
+        (majority-class accuracy, mean) and ``…_per_attribute``.
+    """
+    model.eval()
+    n = image_features.shape[0]
+    names = [a for a in ATTRIBUTE_PHRASES if a in attributes]
+    if not names:
+        raise ValueError("no attribute with zero-shot phrases in this dataset")
+    prompts = [p for a in names for p in zero_shot_prompts(a)]
+    text = model.encode_text(prompts).float().cpu()  # (2A, E)
+    sims = image_features @ text.T  # (N, 2A)
+    acc, base = {}, {}
+    for j, name in enumerate(names):
+        pred = (sims[:, 2 * j] > sims[:, 2 * j + 1]).numpy()
+        y = np.asarray(attributes[name])[:n].astype(bool)
+        acc[name] = float((pred == y).mean())
+        base[name] = float(max(y.mean(), 1 - y.mean()))
+    return {"zero_shot_acc": float(np.mean(list(acc.values()))),
+            "zero_shot_acc_per_attribute": acc,
+            "zero_shot_baseline": float(np.mean(list(base.values()))),
+            "zero_shot_baseline_per_attribute": base}
+
+
+@torch.no_grad()
+def retrieval_accuracy(model: TextImageCLIP, image_features: torch.Tensor, captions: list[str],
+                       group: int = 100) -> float:
+    """Image → caption top-1 accuracy within consecutive groups of `group` pairs (chance
+    1 / group): is each image's own caption the closest of the group's captions?"""
+    model.eval()
+    hits, total = 0, 0
+    for s in range(0, len(captions) - group + 1, group):
+        text = model.encode_text(captions[s:s + group]).float().cpu()
+        sims = image_features[s:s + group] @ text.T
+        hits += int((sims.argmax(dim=1) == torch.arange(group)).sum())
+        total += group
+    return hits / total if total else float("nan")
+
+
+# =========================================================================== training
+def train_clip(cfg: CLIPTrainConfig, *, resume: bool = False, train_set=None, val_set=None,
+               test_set=None, stop_event=None) -> dict[str, Any] | None:
+    """Train (or, with `resume`, continue) a `TextImageCLIP` in ``cfg.out_dir()``.
+
+    Datasets need ``.images`` (uint8 (N, 64, 64, 3)), ``.attributes`` and (SynthFaces)
+    ``.factors``; given ones replace the SynthFaces splits (a given `val_set` also serves as
+    the test set unless `test_set` is given).
+    Returns:
+        the metrics written to metrics.json (on rank 0; None on other ranks).
+    """
+    return run_trainer(cfg, stop_event, lambda info, device, stop: _train(
+        cfg, info, device, resume, train_set, val_set, test_set, stop))
+
+
+def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: bool,
+           train_set, val_set, test_set, stop: GracefulStop):
+    import open_clip
+
+    loop = TrainLoop(cfg, info, device, stop, resume,
+                     rng_scheme="order seeded by (seed, epoch); captions by (seed, epoch, index)")
+    if test_set is None and val_set is not None:
+        test_set = val_set
+    train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, "synthfaces")
+    loop.set_data(len(train_source), default_epochs=3)
+    vocabulary: tuple[int, ...] = ()
+
+    def build():
+        nonlocal vocabulary
+        model = TextImageCLIP(cfg.model_config()).to(device)
+        vocabulary = caption_vocabulary(train_set, model)
+        model.config.known_tokens = vocabulary
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+        rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+        return model, opt
+
+    model, net = loop.setup_model(build, FIXED_ON_RESUME)
+    captions = CaptionTokens(train_set, model, cfg.seed)
+    loss_fn = open_clip.ClipLoss()
+
+    def step(x, idx, epoch, step_in_epoch):
+        tokens = model.trim_tokens(captions.for_epoch(epoch)[idx.cpu()]).to(device)
+        with torch.no_grad():
+            model.clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        with autocast(device, cfg.amp):
+            img, txt, scale = net(x, tokens)
+        loss = loss_fn(img.float(), txt.float(), scale.float())
+        with torch.no_grad():
+            logits = img.float() @ txt.float().T
+            acc = (logits.argmax(dim=1) == torch.arange(len(x), device=logits.device)).float().mean()
+        return loss, torch.stack([loss.detach(), acc, scale.detach().float()])
+
+    def validate(epoch):
+        if info.is_main:
+            feats = image_embeddings(model, val_source)
+            val = zero_shot_accuracy(model, feats, getattr(val_set, "attributes", {}))
+            loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch,
+                          "zero_shot_acc": val["zero_shot_acc"], "elapsed": loop.elapsed()})
+            print(f"epoch {epoch}: val zero-shot attribute accuracy {val['zero_shot_acc']:.4f} "
+                  f"(majority baseline {val['zero_shot_baseline']:.4f})", flush=True)
+
+    loop.run(train_source, step, ("loss", "batch_acc", "logit_scale"), validate=validate,
+             log_lr=True, postfix=lambda m, img_s: dict(loss=f"{m['loss']:.3f}",
+                                                        acc=f"{m['batch_acc']:.2f}",
+                                                        img_s=f"{img_s:.0f}"))
+
+    def final():
+        nonlocal test_set
+        if test_set is None:
+            test_set = open_dataset("synthfaces", "test", cfg.test_size, cfg.data_root)
+        feats = image_embeddings(model, image_source(test_set, device, cfg.num_workers))
+        attrs = getattr(test_set, "attributes", {})
+        zs = zero_shot_accuracy(model, feats, attrs)
+        test_captions = captions_for_dataset(attrs, getattr(test_set, "factors", None), seed=0)
+        group = min(100, len(test_captions))
+        metrics = {
+            **zs,
+            "retrieval_top1": retrieval_accuracy(model, feats, test_captions, group),
+            "retrieval_group": group,
+            "n_test": int(feats.shape[0]),
+            "vocabulary_tokens": len(model.config.known_tokens),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **loop.run_metrics(),
+        }
+        return metrics, (f"done: {loop.global_step} steps, test zero-shot attribute accuracy "
+                         f"{zs['zero_shot_acc']:.4f} (baseline {zs['zero_shot_baseline']:.4f}), "
+                         f"retrieval top-1 {metrics['retrieval_top1']:.3f} of {group} "
+                         f"→ {loop.out.path}")
+
+    return loop.finish(final)
+
+
+# =========================================================================== command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``python -m playground.train clip``. Unset options keep the checkpoint's
+    values on --resume (and the defaults shown otherwise)."""
+    d = CLIPTrainConfig()
+    S = argparse.SUPPRESS
+    for flag, name, help_text in (
+            ("--embed-dim", "embed_dim", "shared embedding size"),
+            ("--patch-size", "patch_size", "ViT patch side"),
+            ("--vision-width", "vision_width", "ViT width"),
+            ("--vision-layers", "vision_layers", "ViT blocks"),
+            ("--text-width", "text_width", "text transformer width"),
+            ("--text-layers", "text_layers", "text transformer blocks"),
+            ("--text-heads", "text_heads", "text attention heads"),
+            ("--context-length", "context_length", "tokens per prompt")):
+        p.add_argument(flag, dest=name, type=int, default=S,
+                       help=f"{help_text} (default {getattr(d, name)})")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S,
+                   help=f"AdamW weight decay (default {d.weight_decay:g})")
+    add_common_arguments(p, d, "run folder (default runs/clip)",
+                         eval_help="the per-epoch zero-shot check")
+
+
+def main(args: argparse.Namespace) -> int:
+    train_clip(config_from_args(CLIPTrainConfig, args), resume=args.resume)
+    return 0
