@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from playground import checkpoints
 from playground import vae_ops as ops
 
 SOURCES = ("random", "data", "upload")  # where a face comes from
@@ -58,16 +59,52 @@ def _first_line_capitalised(message: str) -> str:
 
 # ------------------------------------------------------------------------------ models
 def model_names() -> list[str]:
-    """The β-VAE models available now (trained/ then runs/)."""
-    return ops.list_vae_models()
+    """The β-VAE models available now (trained/ then runs/), less those whose files are
+    broken (see `unavailable_models`)."""
+    return [m["name"] for m in checkpoints.list_models(kind="vae")
+            if checkpoints.model_problem(m["path"]) is None]
+
+
+def unavailable_models() -> list[tuple[str, str]]:
+    """Model folders in trained/ and runs/ that a β-VAE tab cannot load → [(name, why)].
+
+    A folder counts when its config.json says kind "vae" or cannot be read at all (then its
+    kind is unknown); `checkpoints.model_problem` says what is wrong (missing or truncated
+    weights, corrupt config.json).
+    """
+    broken, seen = [], set()
+    for root in (checkpoints.trained_dir(), checkpoints.runs_dir()):
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            name = folder.name
+            if (name in seen or not checkpoints.is_valid_name(name)
+                    or not (folder / checkpoints.CONFIG_FILE).is_file()):
+                continue
+            seen.add(name)  # a runs/ folder of the same name is shadowed
+            try:
+                kind = checkpoints.read_json(folder / checkpoints.CONFIG_FILE).get("kind")
+            except (ValueError, OSError, AttributeError):
+                kind = None
+            problem = checkpoints.model_problem(folder) if kind in ("vae", None) else None
+            if problem:
+                broken.append((name, problem))
+    return sorted(broken)
 
 
 def no_models_message() -> str:
-    """Markdown shown at the top of a VAE tab when there is no model to use ("" otherwise)."""
-    if model_names():
-        return ""
-    return ("**" + _first_line_capitalised(ops.no_models_hint()) +
-            "** Then press ↻ to refresh the list. The other tabs work without it.")
+    """Markdown shown at the top of a VAE tab: that there is no model to use, and which model
+    folders are unavailable (broken files); "" when all is well."""
+    parts = []
+    if not model_names():
+        parts.append("**" + _first_line_capitalised(ops.no_models_hint()) +
+                     "** Then press ↻ to refresh the list. The other tabs work without it.")
+    broken = unavailable_models()
+    if broken:
+        parts.append("**Unavailable** (their files cannot be loaded): " +
+                     "; ".join(f"`{name}` — {why}" for name, why in broken) +
+                     ". Retrain or re-ship them; the other models work.")
+    return "\n\n".join(parts)
 
 
 def model_dropdown(label: str = "β-VAE model") -> gr.Dropdown:
