@@ -581,8 +581,9 @@ def sample_cells(name: str, settings: JobSettings | None = None) -> np.ndarray |
     settings = settings or SETTINGS
     folder = run_folder(name)
     stamp = _stamp(folder / checkpoints.WEIGHTS_FILE)
-    if stamp is None or not (folder / checkpoints.CONFIG_FILE).is_file():
-        return None
+    config = _read_json(folder / checkpoints.CONFIG_FILE)
+    if stamp is None or config is None or config.get("kind") != "vae":
+        return None  # no checkpoint yet, or not a β-VAE (e.g. a command-line autoencoder run)
     key = (stamp, settings.samples, settings.sample_seed)
     with _samples_lock:
         hit = _samples_cache.get(str(folder))

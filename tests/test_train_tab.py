@@ -19,7 +19,7 @@ TINY = dict(latent_dim=8, channels=(8, 16), eval_size=16, log_every=1, cpu_threa
             poll_seconds=0.05, samples=8, wait_seconds=30)
 CPU = tj.Policy(True, "cpu", "cpu (test)", tj.CPU_MAX_MINUTES, tj.MAX_TRAIN_SIZE, None, "")
 GRID_SHAPE = (3 * (64 * train.GRID_SCALE + train.GRID_PAD) + train.GRID_PAD,
-              train.GRID_LABELS + 8 * (64 * train.GRID_SCALE + train.GRID_PAD) + train.GRID_PAD, 3)
+              8 * (64 * train.GRID_SCALE + train.GRID_PAD) + train.GRID_PAD, 3)
 
 
 def _settings(monkeypatch, max_steps=4, **kw):
@@ -198,6 +198,9 @@ def test_start_handler_streams_status_curve_and_sample_grid(jobs):
     records = [r for r in read_log(checkpoints.runs_dir() / name) if r["type"] == "train"]
     assert list(fig.data[1].y) == [r["kl"] for r in records]
     assert grid.shape == GRID_SHAPE
+    first_face = ops.upscale(ops.reference_images(8)[0], train.GRID_SCALE)  # top-left cell
+    assert np.array_equal(grid[train.GRID_PAD:train.GRID_PAD + 128,
+                               train.GRID_PAD:train.GRID_PAD + 128], first_face)
     again = train.show(name)
     assert again[2] == status and np.array_equal(again[4], grid)
     assert train.refresh_runs(None)["choices"] == [name]
@@ -275,3 +278,15 @@ def test_app_start_cancel_resume_and_the_queue(client, jobs, monkeypatch):
     second_start = checkpoints.read_json(runs_dir / "app-d" / tj.APP_MARKER)["sessions"][0]["started"]
     assert second_start >= first_end - 0.01
     assert client.predict(None, api_name="/train_runs")["choices"][0][0] == "app-d"
+
+
+@pytest.mark.usefixtures("isolated_run_env")
+def test_status_of_a_run_that_is_not_a_vae_shows_no_samples(jobs):
+    from tests.test_vae_ops import save_tiny_vae
+
+    folder = checkpoints.runs_dir() / "not-a-vae"
+    save_tiny_vae(folder)
+    config = checkpoints.read_json(folder / checkpoints.CONFIG_FILE)
+    checkpoints.atomic_write_json(folder / checkpoints.CONFIG_FILE, {**config, "kind": "judge"})
+    name, runs, status, fig, grid = train.show("not-a-vae")
+    assert grid is None and "**new**" in status and runs["choices"] == []

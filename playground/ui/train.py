@@ -17,10 +17,12 @@ import gradio as gr
 import numpy as np
 
 from playground import train_jobs as tj
+from playground import vae_ops as ops
 from playground.ui import common
 
-SAMPLE_ROWS = ["val face x", "dec(μ(x))", "dec(z), z~N(0,I)"]  # rows of the sample grid
-GRID_SCALE, GRID_PAD, GRID_LABELS = 2, 2, 130  # each face at 128 px, 2 px apart, labels at left
+GRID_SCALE, GRID_PAD = 2, 2  # each face of the sample grid at 128 px, 2 px apart
+GRID_LABEL = ("**Latest checkpoint.** Rows: validation faces $x$ · reconstructions "
+              "dec(μ(x)) · random faces dec(z), the same $z \\sim \\mathcal N(0, I)$ each time")
 TRAIN_QUEUE = "train"  # the concurrency_id shared by Start and Resume
 
 EXPLAIN = r"""
@@ -28,7 +30,7 @@ EXPLAIN = r"""
 Each step takes a batch of faces $x$, encodes them to $\mu(x), \sigma(x)$, draws
 $z = \mu + \sigma \odot \varepsilon$ with $\varepsilon \sim \mathcal N(0, I)$, decodes $z$ and
 takes an Adam step downhill on the **β-VAE loss** (nats per image):
-$$\mathcal L_\beta(x) = \underbrace{-\,\mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big]}_{\text{reconstruction (BCE)}} \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,\mathcal N(0, I)\big)}_{\text{KL}}$$
+$$\begin{aligned} \mathcal L_\beta(x) &= \text{recon} + \beta\,\text{KL} \\ \text{recon} &= -\log p(x\mid z) \;\;\text{(BCE)} \\ \text{KL} &= \mathrm{KL}\big(q(z\mid x)\,\|\,\mathcal N(0, I)\big) \end{aligned}$$
 
 The reconstruction term falls fast as the decoder learns what a face is. The KL term is the
 price of the information $z$ carries: it first rises as the encoder starts to use $z$, then
@@ -130,7 +132,7 @@ def curve_figure(snap: tj.RunSnapshot):
 
     series = tj.curve_series(snap.records)
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "reconstruction −log p(x|z) (BCE, nats/face)", "KL(q(z|x) ‖ N(0, I)) (nats/face)"))
+        "recon = −log p(x|z) (nats/face)", "KL(q(z|x) ‖ N(0, I)) (nats/face)"))
     styles = {"train": dict(mode="lines", line=dict(color="#1f77b4")),
               "val": dict(mode="lines+markers", line=dict(color="#d62728"))}
     for kind, s in series.items():
@@ -141,18 +143,18 @@ def curve_figure(snap: tj.RunSnapshot):
     title = f"{snap.name}: loss = recon + β·KL"
     if not series["train"]["step"]:
         title += " — waiting for the first points"
-    fig.update_layout(title=title, height=330, margin=dict(l=50, r=10, t=70, b=40),
-                      legend=dict(orientation="h", y=1.18, x=1, xanchor="right"))
+    fig.update_layout(title=title, height=340, margin=dict(l=50, r=10, t=70, b=40),
+                      legend=dict(orientation="h", y=-0.25, x=0.5, xanchor="center"))
     return fig
 
 
 def sample_grid(name: str) -> np.ndarray | None:
-    """The run's sample grid (None before its first checkpoint): 3 labelled rows of faces."""
+    """The run's sample grid (None before its first checkpoint): 3 rows of faces (see
+    `GRID_LABEL`), uint8 (3·130 + 2, S·130 + 2, 3)."""
     cells = tj.sample_cells(name)
     if cells is None:
         return None
-    return common.labelled_grid(cells, SAMPLE_ROWS, scale=GRID_SCALE, pad=GRID_PAD,
-                                label_width=GRID_LABELS)
+    return ops.grid(cells, scale=GRID_SCALE, pad=GRID_PAD)
 
 
 def _runs_update(name: str | None):
@@ -220,7 +222,8 @@ def build(demo: gr.Blocks | None = None) -> None:
                                        interactive=True, scale=4)
                     refresh = gr.Button("↻", scale=0, min_width=40)
                 name = gr.Textbox("", label="run name (saved as runs/<name>)",
-                                  placeholder="empty: my-vae-beta<β>", max_length=64)
+                                  placeholder="empty: my-vae-beta<β>", max_length=64,
+                                  elem_id="train-name")
                 with gr.Row():
                     beta = gr.Number(request.beta, minimum=0, maximum=tj.MAX_BETA, label="β",
                                      min_width=80)
@@ -239,18 +242,18 @@ def build(demo: gr.Blocks | None = None) -> None:
                                      label="seed", min_width=80)
                 with gr.Row():
                     start_button = gr.Button("Start", variant="primary",
-                                             interactive=policy.enabled)
+                                             interactive=policy.enabled, min_width=60)
                     cancel_button = gr.Button("Cancel", variant="stop",
-                                              interactive=policy.enabled)
-                    resume_button = gr.Button("Resume", interactive=policy.enabled)
-                    status_button = gr.Button("Status")
+                                              interactive=policy.enabled, min_width=60)
+                    resume_button = gr.Button("Resume", interactive=policy.enabled, min_width=60)
+                    status_button = gr.Button("Status", min_width=60)
                 status = gr.Markdown(elem_id="train-status")
                 gr.Markdown(HOW)
             with gr.Column(scale=5):
                 curve = gr.Plot(label="loss curve (log.jsonl)")
-                grid = gr.Image(label="latest checkpoint: validation faces, reconstructions, "
-                                      "random faces", type="numpy", format="png",
-                                interactive=False, elem_id="train-grid")
+                gr.Markdown(GRID_LABEL, latex_delimiters=common.LATEX)
+                grid = gr.Image(label="sample grid", show_label=False, type="numpy",
+                                format="png", interactive=False, elem_id="train-grid")
             with gr.Column(scale=3):
                 gr.Markdown(EXPLAIN, latex_delimiters=common.LATEX)
 
