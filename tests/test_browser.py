@@ -109,3 +109,26 @@ def test_synthfaces_grid_button_draws_faces(page):
     image = page.locator("#synthfaces-grid img").first
     image.wait_for(timeout=20_000)
     assert image.get_attribute("src")
+
+
+def test_train_tab_runs_a_tiny_vae_and_shows_its_curve_and_samples(page, shots, tmp_path,
+                                                                   monkeypatch):
+    from playground import train_jobs as tj
+
+    # A tiny model and 4 steps (the server runs in this process), in a runs/ of its own.
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(tj, "SETTINGS", tj.JobSettings(
+        latent_dim=8, channels=(8, 16), eval_size=16, log_every=1, max_steps=4, cpu_threads=1,
+        poll_seconds=0.1))
+    _open_tab(page, "Train")
+    page.locator("#train-name textarea, #train-name input").first.fill("browser-run")
+    page.locator("#train-start").click()
+    page.wait_for_function("""() => {
+        const s = document.querySelector("#train-status");
+        return s && s.innerText.includes("finished");
+    }""", timeout=60_000)
+    assert "browser-run" in page.locator("#train-status").inner_text()
+    page.locator("#train-grid img").first.wait_for(timeout=20_000)
+    assert page.locator(".js-plotly-plot").count() >= 1  # the loss curve
+    page.screenshot(path=str(shots / "tab_train_run.png"), full_page=True)
+    assert (tmp_path / "runs" / "browser-run" / "metrics.json").is_file()

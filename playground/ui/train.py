@@ -241,7 +241,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                     seed = gr.Number(request.seed, precision=0, minimum=0, maximum=tj.MAX_SEED,
                                      label="seed", min_width=80)
                 with gr.Row():
-                    start_button = gr.Button("Start", variant="primary",
+                    start_button = gr.Button("Start", variant="primary", elem_id="train-start",
                                              interactive=policy.enabled, min_width=60)
                     cancel_button = gr.Button("Cancel", variant="stop",
                                               interactive=policy.enabled, min_width=60)
