@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.ui import data_tab, morph, traverse
+from playground.ui import data_tab, denoise, morph, prompt, traverse
 from playground.ui import latent_map as latent_map_tab
 from playground.ui import train as train_tab
 
@@ -19,6 +19,8 @@ def build_app() -> gr.Blocks:
                     "on 64×64 faces, and check every claim with a number.")
         traverse.build(demo)
         morph.build(demo)
+        denoise.build(demo)
+        prompt.build(demo)
         latent_map_tab.build(demo)
         train_tab.build(demo)
         data_tab.build()

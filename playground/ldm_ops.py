@@ -517,9 +517,10 @@ def unit_to_images(x: torch.Tensor) -> np.ndarray:
 
 def check_timestep(t, schedule: NoiseSchedule) -> int:
     """t as an int in [0, T − 1]."""
-    t = _whole(t, "t")
+    t = _whole(t, "the timestep t")
     if not 0 <= t < schedule.num_timesteps:
-        raise ValueError(f"t must be between 0 and {schedule.num_timesteps - 1}, got {t}")
+        raise ValueError(f"the timestep t must be between 0 and {schedule.num_timesteps - 1}, "
+                         f"got {t}")
     return t
 
 

@@ -308,7 +308,7 @@ def test_noised_images_follow_the_closed_form():
     assert np.abs(ldm_ops.noised_images(face, 0, 1, schedule)["x_t"].astype(int) - face).mean() < 3
     late = ldm_ops.noised_images(face, 999, 1, schedule)
     assert np.abs(late["x_t"].astype(int) - late["noise"]).mean() < 3
-    with pytest.raises(ValueError, match="t must be between 0 and 999"):
+    with pytest.raises(ValueError, match="timestep t must be between 0 and 999"):
         ldm_ops.noised_images(face, 1000, 1, schedule)
 
 

@@ -1,0 +1,237 @@
+"""The Denoise and Prompt tabs through gradio_client against the launched app, on a tiny
+latent-diffusion pipeline (T = 20) and a tiny judge saved in a tmp folder; and without any
+diffusion model (the forward process still works, the rest says "not trained yet")."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from playground import ldm_ops
+from playground import vae_ops as ops
+from playground.ui import denoise, prompt
+from tests.test_ldm_ops import TINY_T, save_tiny_pipeline
+
+gradio_client = pytest.importorskip("gradio_client")
+
+SHOWN = 256  # a 64 px face shown at 4×
+
+
+def _image(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _launch():
+    import app
+
+    demo = app.build_app()
+    demo.queue(**app.queue_kwargs()).launch(**app.launch_kwargs(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True))
+    return demo
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion")
+    save_tiny_pipeline(root / "trained", judge=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PLAYGROUND_TRAINED", str(root / "trained"))
+    mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
+    ldm_ops.clear_cache()
+    demo = _launch()
+    try:
+        yield gradio_client.Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+        mp.undo()
+        ldm_ops.clear_cache()
+
+
+# ------------------------------------------------------------------------------ Denoise
+def _forward(client, t=5, model="ldm", source="random", seed=0, index=0, noise_seed=0):
+    return client.predict(model, source, seed, index, None, t, noise_seed,
+                          api_name="/denoise_forward")
+
+
+def test_forward_process_pictures_plot_and_notice(client):
+    x0, eps, x_t, z_t, z_dec, plot, notice = _forward(client, t=TINY_T - 1)
+    for path in (x0, eps, x_t, z_t, z_dec):
+        assert _image(path).shape == (SHOWN, SHOWN, 3)
+    assert f"t = {TINY_T - 1}" in notice and "Schedule of **ldm**" in notice
+    assert plot is not None
+    # what the core computes for the same face, t and noise seed (shown 4× larger)
+    face = ops.random_face(0)
+    expected = ldm_ops.noised_images(face[None], TINY_T - 1, 0, ldm_ops.get_pipeline().schedule)
+    assert np.array_equal(_image(x0)[::4, ::4], face)
+    assert np.array_equal(_image(x_t)[::4, ::4], expected["x_t"][0])
+    assert np.array_equal(_image(eps)[::4, ::4], expected["noise"][0])
+
+
+def test_forward_without_a_model_uses_the_default_schedule(client):
+    out = _forward(client, t=999, model=None, source="data", index=3)
+    assert "Default schedule" in out[6] and "t = 999" in out[6]
+    assert _image(out[2]).shape == (SHOWN, SHOWN, 3)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(t=TINY_T), f"between 0 and {TINY_T - 1}"),
+    (dict(noise_seed=-1), "minimum|noise seed must be between"),
+    (dict(model="nope"), "No model named 'nope'"),
+    (dict(source="data", index=9999), "maximum|between 0 and 4999"),
+])
+def test_bad_forward_input_gives_a_clear_error_and_the_app_still_answers(client, kwargs, message):
+    with pytest.raises(Exception, match=message):
+        _forward(client, **kwargs)
+    assert _image(_forward(client)[2]).shape == (SHOWN, SHOWN, 3)
+
+
+def _run(client, api, prompt="a smiling man", guidance=3.0, faces=2, seed=0, steps=10, eta=0.0,
+         model="ldm"):
+    return client.predict(model, prompt, guidance, faces, seed, steps, eta, api_name=api)
+
+
+def _grid_shape(faces: int) -> tuple:
+    # 3 rows (latent x_t, decoded x_t, decoded x̂_0) of 128 px faces with 2 px gaps; 100 px labels
+    return (3 * 130 + 2, 100 + faces * 130 + 2, 3)
+
+
+def test_ddim_streams_to_the_sample_with_time_and_gif(client):
+    ddim, info, _, _, plot, gif, _ = _run(client, "/denoise_ddim", faces=3, steps=10)
+    assert _image(ddim).shape == _grid_shape(3)
+    assert "DDIM, 10 steps, η = 0" in info and "s of sampling for 3 face(s)" in info
+    assert gif.endswith(".gif") and Image.open(gif).n_frames >= 2
+    # the last row of the final frame is the pipeline's sample for the same seed
+    pipe = ldm_ops.get_pipeline("ldm")
+    expected = ldm_ops.unit_to_images(pipe.sample(["a smiling man"] * 3, guidance=3.0,
+                                                  steps=10, seed=0))
+    picture = _image(ddim)
+    top, left = 2 + 2 * 130, 100 + 2
+    for i in range(3):
+        cell = picture[top:top + 128:2, left + i * 130:left + i * 130 + 128:2]
+        assert np.array_equal(cell, expected[i])
+
+
+def test_ddpm_and_both(client):
+    _, _, ddpm, info, _, _, gif = _run(client, "/denoise_ddpm", faces=1)
+    assert _image(ddpm).shape == _grid_shape(1)
+    assert f"DDPM, {TINY_T} steps" in info and gif.endswith(".gif")
+    ddim, ddim_info, ddpm2, ddpm_info, _, ddim_gif, ddpm_gif = _run(client, "/denoise_run",
+                                                                     faces=1, guidance=1.0)
+    assert "DDIM" in ddim_info and "DDPM" in ddpm_info and "guidance doubles" not in ddpm_info
+    assert ddim_gif.endswith(".gif") and ddpm_gif.endswith(".gif")
+    assert not np.array_equal(_image(ddim), _image(ddpm2))  # different paths, same x_T
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(steps=5), "minimum|DDIM steps must be between 10 and 100"),
+    (dict(eta=2.0), "maximum|η must be between 0 and 1"),
+    (dict(guidance=16.0), "maximum|guidance scale must be between 0 and 15"),
+    (dict(faces=5), "maximum|number of faces must be between 1 and 4"),
+    (dict(prompt="x" * 100_000), "100,000 characters long|maximum"),
+    (dict(model="nope"), "No model named 'nope'"),
+])
+def test_bad_run_input_gives_a_clear_error_and_the_app_still_answers(client, kwargs, message):
+    with pytest.raises(Exception, match=message):
+        _run(client, "/denoise_ddim", **kwargs)
+    assert _image(_forward(client)[2]).shape == (SHOWN, SHOWN, 3)  # the app still answers
+
+
+# ------------------------------------------------------------------------------ Prompt
+def _generate(client, text="a smiling woman with blond hair", negative="", guidance=7.5,
+              steps=10, seed=3, randomize=False, faces=4, model="ldm"):
+    return client.predict(model, text, negative, guidance, steps, seed, randomize, faces,
+                          api_name="/prompt_generate")
+
+
+def test_generate_grid_seed_and_determinism(client):
+    grid, notice, seed = _generate(client)
+    image = _image(grid)
+    assert image.shape == (3 + 195, 3 + 4 * 195, 3)  # 4 faces at 3× with 3 px gaps
+    assert seed == 3 and "**Seed 3**" in notice and "Blond_Hair" in notice
+    assert np.array_equal(_image(_generate(client)[0]), image)
+    pipe = ldm_ops.get_pipeline("ldm")
+    first = ldm_ops.unit_to_images(pipe.sample(["a smiling woman with blond hair"] * 4,
+                                               guidance=7.5, steps=10, seed=3))[0]
+    assert np.array_equal(image[3:3 + 192:3, 3:3 + 192:3], first)
+
+
+def test_randomise_draws_and_shows_a_new_seed(client):
+    grid, notice, seed = _generate(client, randomize=True, faces=2)
+    assert isinstance(seed, (int, float)) and f"**Seed {int(seed)}**" in notice
+    again, _, _ = _generate(client, seed=int(seed), faces=2)
+    assert np.array_equal(_image(again), _image(grid))
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("", "Empty prompt: unconditional faces"),
+    ("a dragon", "names no attribute the model knows"),
+    ("a smiling dragon", "never saw in training.*“dragon”"),
+    ("a smiling man with glasses " * 5, "The prompt was cut"),
+])
+def test_prompt_notices(client, text, expected):
+    _, notice, _ = _generate(client, text=text, faces=1)
+    assert __import__("re").search(expected, notice), notice
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(text="x" * 100_000), "100,000 characters long|maximum"),
+    (dict(guidance=-1.0), "minimum|guidance scale must be between 0 and 15"),
+    (dict(steps=500), "maximum|steps must be between 10 and 100"),
+    (dict(faces=0), "minimum|number of faces must be between 1 and 8"),
+    (dict(seed=-5), "minimum|seed must be between"),
+])
+def test_bad_prompt_input_gives_a_clear_error_and_the_app_still_answers(client, kwargs, message):
+    with pytest.raises(Exception, match=message):
+        _generate(client, **kwargs)
+    assert _image(_generate(client, faces=1)[0]).shape == (198, 198, 3)
+
+
+def test_guidance_sweep_rows_and_table(client):
+    grid, table = client.predict("ldm", "a smiling man", "", 10, 1, 2, api_name="/prompt_sweep")
+    # 4 rows (w = 1, 3, 7.5, 12) of 2 faces at 2×, 70 px labels
+    assert _image(grid).shape == (4 * 130 + 2, 70 + 2 * 130 + 2, 3)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "|---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:5]] == ["1", "3", "7.5", "12"]
+    for row in rows[1:5]:
+        accuracy, diversity = (float(c) for c in row.split("|")[2:4])
+        assert 0 <= accuracy <= 1 and diversity >= 0
+    assert "Smiling" in table
+
+
+def test_sweep_without_a_judge_says_so(client, monkeypatch):
+    monkeypatch.setattr(ldm_ops, "get_judge", lambda name="judge": None)
+    *_, (grid, table) = list(prompt.sweep("ldm", "a smiling man", "", 10, 0, 2))
+    assert "No judge model" in table and "| 1 | – | – |" in table
+
+
+def test_random_seed_button(client):
+    assert 0 <= client.predict(api_name="/prompt_random_seed") <= 2**31 - 1
+
+
+def test_refresh_lists_the_pipeline(client):
+    assert client.predict("gone", api_name="/denoise_models")["value"] == "ldm"
+    assert client.predict("ldm", api_name="/prompt_models")["value"] == "ldm"
+
+
+# ------------------------------------------------------------------------------ no model
+def test_without_a_diffusion_model(tmp_path):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
+    mp.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    ldm_ops.clear_cache()
+    try:
+        assert "Model not trained yet" in denoise.no_pipeline_message()
+        demo = _launch()
+        try:
+            c = gradio_client.Client(demo.local_url, verbose=False)
+            out = c.predict(None, "random", 0, 0, None, 100, 0, api_name="/denoise_forward")
+            assert _image(out[2]).shape == (SHOWN, SHOWN, 3)
+            with pytest.raises(Exception, match="not trained yet"):
+                c.predict(None, "", 1.0, 1, 0, 10, 0.0, api_name="/denoise_ddim")
+            with pytest.raises(Exception, match="not trained yet"):
+                c.predict(None, "a man", "", 7.5, 10, 0, False, 1, api_name="/prompt_generate")
+            with pytest.raises(Exception, match="not trained yet"):
+                c.predict("ldm", "a man", "", 10, 0, 2, api_name="/prompt_sweep")
+        finally:
+            demo.close()
+    finally:
+        mp.undo()
+        ldm_ops.clear_cache()
