@@ -2,10 +2,10 @@
 
     jobs = TrainJobs()
     name = jobs.start(TrainRequest(name="my-vae", beta=4, minutes=3))   # returns at once
-    for snap in jobs.follow(name):        # a RunSnapshot whenever log.jsonl / the checkpoint changes
-        print(snap.state, snap.records[-1:] )
-    jobs.cancel(name)                     # graceful: stops after the current step, with a checkpoint
-    jobs.resume(name, minutes=2)          # continues from the checkpoint for 2 more minutes
+    for snap in jobs.follow(name):      # a RunSnapshot whenever the log / checkpoint changes
+        print(snap.state, snap.records[-1:])
+    jobs.cancel(name)                   # graceful: stops after this step, with a checkpoint
+    jobs.resume(name, minutes=2)        # continues from the checkpoint for 2 more minutes
 
 The training itself is `playground.trainers.vae.train_vae` (the same code as
 ``python -m playground.train vae``), so a run folder ``runs/<name>/`` written here is an ordinary
@@ -14,7 +14,7 @@ what a shared app needs around it:
 
 - a `Policy` for this machine: the device (CUDA when ``torch.cuda.is_available()``, else the
   CPU, chosen explicitly and shown to the user), a cap on the minutes (10 on a CPU), and on a
-  public Hugging Face Space without a GPU a tighter cap (or none at all: ``PLAYGROUND_TRAINING=off``);
+  public Hugging Face Space without a GPU a tighter cap (``PLAYGROUND_TRAINING=off``: none);
 - request checks with clear ``ValueError``s (names via `checkpoints.is_valid_name`; never a
   name of a shipped model in trained/, nor a folder the command-line trainers use);
 - one run at a time (a second `start` while one trains is refused; the app's queue makes
@@ -37,10 +37,10 @@ import numpy as np
 from playground import checkpoints
 
 APP_MARKER = "app_run.json"  # written into every run folder this module creates
-TRAIN_STATE_JSON = "train_state.json"  # = playground.training.TRAIN_STATE_JSON (not imported: torch-free import)
+TRAIN_STATE_JSON = "train_state.json"  # = playground.training.TRAIN_STATE_JSON (no torch import)
 LOG_FILE = "log.jsonl"
 
-CPU_MAX_MINUTES = 10.0  # a CPU run is a demo: at ~100 faces/s that is ~60k faces, one pass of the data
+CPU_MAX_MINUTES = 10.0  # a CPU run is a demo: at ~100 faces/s, ~60k faces (one pass of the data)
 GPU_MAX_MINUTES = 30.0  # a GPU trains ~50x faster; 30 min approaches the shipped models
 SPACE_MAX_MINUTES = 2.0  # a public CPU Space is shared by every visitor: keep runs short
 SPACE_MAX_TRAIN_SIZE = 5_000  # faces rendered on the fly (the 60k split would take ~1 min to build)
@@ -78,7 +78,8 @@ class JobSettings:
     eval_size: int = 256  # validation faces for the per-epoch val loss and metrics.json
     log_every: int = 5  # a point on the loss curve every 5 steps (~3 s on a CPU)
     checkpoint_minutes: float = 1.0  # also checkpoint (and refresh the sample grid) every minute
-    cpu_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))  # leave a core for the app
+    # torch threads of a CPU run: all cores but one, which stays free for the app's requests
+    cpu_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
     max_steps: int | None = None  # optimizer steps per session (tests), None = only the minutes
     samples: int = 8  # faces per row of the sample grid
     sample_seed: int = 0  # the same random z after every epoch: watch them turn into faces
@@ -95,7 +96,7 @@ class Policy:
 
     enabled: bool  # False: the Train tab explains why and starts nothing
     device: str  # "cuda" or "cpu", decided here from torch.cuda.is_available()
-    device_label: str  # for people: "cuda (NVIDIA H100 ...)" or "cpu (1 training thread of 2 cores)"
+    device_label: str  # for people: "cuda (NVIDIA H100 …)", "cpu (1 training thread of 2 cores)"
     max_minutes: float  # cap on a session's minutes
     max_train_size: int  # cap on the training faces
     max_runs: int | None  # cap on app runs kept (None = no cap)
@@ -284,7 +285,7 @@ class RunSnapshot:
     name: str
     state: str  # training | stopping | stopped | finished | failed | interrupted | new
     error: str  # the failure message (state "failed")
-    records: list[dict]  # log.jsonl: {"type": "train" | "val", "step", "epoch", "loss", "recon", "kl", ...}
+    records: list[dict]  # log.jsonl lines: {"type": "train" | "val", "step", "loss", "kl", ...}
     train_state: dict | None  # train_state.json: epoch, global_step, elapsed_seconds, args
     metrics: dict | None  # metrics.json (written when a session ends)
     request: dict | None  # what app_run.json recorded (the first request, and its sessions)

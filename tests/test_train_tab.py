@@ -275,7 +275,8 @@ def test_app_start_cancel_resume_and_the_queue(client, jobs, monkeypatch):
     assert "**finished**" in second.result(timeout=60)[2]
     runs_dir = checkpoints.runs_dir()
     first_end = (runs_dir / "app-c" / checkpoints.METRICS_FILE).stat().st_mtime
-    second_start = checkpoints.read_json(runs_dir / "app-d" / tj.APP_MARKER)["sessions"][0]["started"]
+    marker = checkpoints.read_json(runs_dir / "app-d" / tj.APP_MARKER)
+    second_start = marker["sessions"][0]["started"]
     assert second_start >= first_end - 0.01
     assert client.predict(None, api_name="/train_runs")["choices"][0][0] == "app-d"
 

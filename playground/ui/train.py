@@ -189,7 +189,7 @@ def resume(name, minutes):
 
 @common.user_errors
 def cancel(name):
-    """Run name in → status (the run stops after its step; Start/Resume's stream shows the end)."""
+    """Run name in → status (it stops after this step; the Start/Resume stream shows the end)."""
     tj.JOBS.cancel(name)
     return status_text(tj.JOBS.snapshot(name))
 
@@ -212,7 +212,7 @@ def build(demo: gr.Blocks | None = None) -> None:
     request = tj.TrainRequest()
     with gr.Tab("Train"):
         if policy.note:
-            gr.Markdown(f"**{policy.note}**")
+            gr.Markdown(f"⚠️ {policy.note}", elem_id="train-policy")
         with gr.Row():
             with gr.Column(scale=3):
                 gr.Markdown(f"Trains on **{policy.device_label}**, at most "
