@@ -133,10 +133,13 @@ def test_auto_counts_fit_the_budget_and_given_counts_are_kept():
     cost = ev.StepCost(batch_size=100, overhead=0.5, per_step=0.3)  # 3 ms per sample and step
     cfg = ev.EvalConfig(minutes=25)
     n, k = ev.choose_counts(ev.PARTS, cfg, cost, cost, 1000)
-    shares = sum(ev.BUDGET_SHARES.values())
-    assert ev.estimate_seconds("table1", cfg, n, k, cost, cost, 1000) <= 25 * 60 * 0.6 / shares
-    assert ev.estimate_seconds("table1", cfg, n + 10, k, cost, cost, 1000) > 25 * 60 * 0.6 / shares
-    assert ev.estimate_seconds("guidance", cfg, n, k, cost, cost, 1000) <= 25 * 60 * 0.33 / shares
+    shares = ev.BUDGET_SHARES
+    table_budget = 25 * 60 * (shares["table1"] + shares["vae"]) / sum(shares.values())
+    assert ev.estimate_seconds("table1", cfg, n, k, cost, cost, 1000) <= table_budget
+    assert ev.estimate_seconds("table1", cfg, n + 10, k, cost, cost, 1000) > table_budget
+    guidance_budget = 25 * 60 * shares["guidance"] / sum(shares.values())
+    assert ev.estimate_seconds("guidance", cfg, n, k, cost, cost, 1000) <= guidance_budget
+    assert ev.estimate_seconds("guidance", cfg, n, k + 1, cost, cost, 1000) > guidance_budget
     assert 20 <= n < ev.MAX_SAMPLES and n % 10 == 0 and k >= 4
     fast = ev.StepCost(batch_size=100, overhead=0.0, per_step=1e-6)
     assert ev.choose_counts(ev.PARTS, cfg, fast, fast, 1000) == (1000, 1000 // 12)
@@ -159,7 +162,8 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     assert [(r["sampler"], r["steps"], r["method"]) for r in table] == [
         ("DDIM", 2, "ddim"), ("DDIM", 4, "ddim"), ("DDPM", 2, "ddim"), ("DDPM", 4, "ddim"),
         ("DDPM", 100, "ddpm")]
-    assert all(r["n"] == 6 and r["fd"] >= 0 and r["seconds"] > 0 for r in table)
+    assert all(r["n"] == 6 and r["fd"] >= 0 and r["seconds"] > 0 and r["cpu_seconds"] > 0
+               for r in table)
     assert table[0]["eta"] == 0.0 and table[2]["eta"] == 1.0
     assert first["targets"]["ddim_table"] == ev.table1_targets(table, 4)
     assert first["targets"]["guidance_sweep"] == ev.guidance_targets(first["guidance_sweep"])
