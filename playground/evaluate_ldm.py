@@ -742,6 +742,11 @@ def main(argv: list[str] | None = None) -> int:
                      pixel_batch_size=args.pixel_batch_size, pixel_steps=args.pixel_steps,
                      amp=args.amp, grid_path=args.grid_out, progress=not args.no_progress)
     result = evaluate(pipeline, judge, args.only, cfg, judge_name=args.judge, ldm_name=args.ldm)
+    from playground.evaluate import weights_fingerprint
+
+    sha = weights_fingerprint(folder)  # ties each part's numbers to the U-Net weights they came from
+    for entry in result["samples"].values():
+        entry["ldm_weights_sha256"] = sha
     print(json.dumps(result, indent=2))
     if args.write:
         merge_into_metrics(folder, result)

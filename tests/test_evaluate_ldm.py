@@ -223,6 +223,7 @@ def test_cli_pixel_and_grid_parts(tiny_trained, tmp_path, capsys):
     assert metrics["prompt_grid"]["prompts"] == list(ev.GRID_PROMPTS)
     assert metrics["prompt_grid"]["columns"] == 8 and printed["prompt_grid"] == metrics["prompt_grid"]
     assert set(metrics["samples"]) == {"pixel_vs_latent", "prompt_grid"}
+    assert len(metrics["samples"]["prompt_grid"]["ldm_weights_sha256"]) == 64
 
 
 def test_cli_refuses_unknown_models(tiny_trained, capsys):
