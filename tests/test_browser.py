@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from playground import ldm_ops
 from playground import vae_ops as ops
+from tests.test_ldm_ops import save_tiny_pipeline
 from tests.test_vae_ops import save_tiny_vae
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -30,11 +32,14 @@ def app_url(tmp_path_factory):
         root = tmp_path_factory.mktemp("models")
         for beta in (1.0, 4.0, 10.0):
             save_tiny_vae(root / "trained" / f"vae-beta{beta:g}", beta=beta, seed=int(beta))
+        # a tiny latent-diffusion pipeline (T = 1000, like the shipped one) and judge
+        save_tiny_pipeline(root / "trained", judge=True, num_timesteps=1000)
         (root / "runs").mkdir()
         mp.setenv("PLAYGROUND_TRAINED", str(root / "trained"))
         mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
         mp.setattr(ops, "REFERENCE_SIZE", 64)
     ops.clear_model_cache()
+    ldm_ops.clear_cache()
     import app
 
     demo = app.build_app()
@@ -46,6 +51,7 @@ def app_url(tmp_path_factory):
         demo.close()
         mp.undo()
         ops.clear_model_cache()
+        ldm_ops.clear_cache()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +88,8 @@ def _decoded_src(page):
 
 def test_every_tab_opens_and_is_screenshotted(page, shots):
     names = [t.inner_text().strip() for t in page.get_by_role("tab").all()]
-    assert names[:3] == ["Traverse", "Morph", "Latent map"] and "SynthFaces" in names
+    assert names[:5] == ["Traverse", "Morph", "Denoise", "Prompt", "Latent map"]
+    assert "SynthFaces" in names
     for name in names:
         _open_tab(page, name)
         assert page.get_by_role("tabpanel").first.is_visible()
@@ -101,6 +108,44 @@ def test_moving_a_traversal_slider_changes_the_face(page):
         return img && img.getAttribute("src") !== src;
     }""", arg=before, timeout=20_000)
     assert _decoded_src(page) != before
+
+
+def _src_changes(page, selector, before, timeout=30_000):
+    page.wait_for_function("""([sel, src]) => {
+        const img = document.querySelector(sel);
+        return img && img.getAttribute("src") && img.getAttribute("src") !== src;
+    }""", arg=[selector, before], timeout=timeout)
+
+
+def test_denoise_forward_slider_and_ddim_run(page, shots):
+    _open_tab(page, "Denoise")
+    x_t = page.locator("#denoise-xt img").first
+    x_t.wait_for(timeout=30_000)  # the page draws the forward process on load
+    before = x_t.get_attribute("src")
+    page.locator("#denoise-t input[type=range]").first.fill("900")  # a live .input event
+    _src_changes(page, "#denoise-xt img", before)
+    page.locator("#run-ddim").click()
+    page.wait_for_function("""() => {
+        const s = document.querySelector("#denoise-ddim-info");
+        return s && s.innerText.includes("s of sampling");
+    }""", timeout=60_000)
+    assert page.locator("#denoise-ddim img").first.get_attribute("src")
+    assert "DDIM, 50 steps" in page.locator("#denoise-ddim-info").inner_text()
+    page.screenshot(path=str(shots / "tab_denoise_run.png"), full_page=True)
+
+
+def test_prompt_generate_shows_faces_and_the_seed(page, shots):
+    _open_tab(page, "Prompt")
+    page.locator("#prompt-text textarea").first.fill("a smiling man with glasses")
+    page.locator("#prompt-generate").click()
+    page.locator("#prompt-grid img").first.wait_for(timeout=60_000)
+    page.wait_for_function("""() => {
+        const s = document.querySelector("#prompt-notice");
+        return s && s.innerText.includes("Seed");
+    }""", timeout=30_000)
+    notice = page.locator("#prompt-notice").inner_text()
+    assert "Smiling" in notice and "Eyeglasses" in notice
+    page.screenshot(path=str(shots / "tab_prompt_run.png"), full_page=True)
 
 
 def test_synthfaces_grid_button_draws_faces(page):

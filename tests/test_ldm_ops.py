@@ -49,10 +49,11 @@ def tiny_models(seed: int = 0, num_timesteps: int = TINY_T):
     return autoencoder, clip, unet
 
 
-def save_tiny_pipeline(trained, name: str = "ldm", seed: int = 0, judge: bool = False):
-    """Save a tiny autoencoder, CLIP and U-Net (called `name`) under `trained` (and a tiny
-    judge with `judge`); returns the U-Net folder."""
-    autoencoder, clip, unet = tiny_models(seed)
+def save_tiny_pipeline(trained, name: str = "ldm", seed: int = 0, judge: bool = False,
+                       num_timesteps: int = TINY_T):
+    """Save a tiny autoencoder, CLIP and U-Net (called `name`, with a schedule of
+    `num_timesteps`) under `trained` (and a tiny judge with `judge`); returns the U-Net folder."""
+    autoencoder, clip, unet = tiny_models(seed, num_timesteps)
     checkpoints.save_model(trained / "autoencoder", autoencoder)
     checkpoints.save_model(trained / "clip", clip)
     if judge:

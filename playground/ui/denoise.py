@@ -219,9 +219,9 @@ def _check_run(model_name, prompt, guidance, n_faces, seed, steps, eta):
 
 
 def _frame(pipe: ldm_ops.LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tensor,
-           final: bool) -> np.ndarray:
-    """One picture of a step: rows x_t (latent channels), decoded x_t, decoded x̂_0 (pixel
-    space: x_t, x̂_0); a column per face."""
+           final: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One step as (labelled picture at 2×, unlabelled GIF frame at 1×): rows x_t (latent
+    channels), decoded x_t, decoded x̂_0 (pixel space: x_t, x̂_0); a column per face."""
     n = x_t.shape[0]
     decoded = ldm_ops.unit_to_images(pipe.decode(torch.cat([x_t, x0_pred])))
     if pipe.space == "latent":
@@ -231,7 +231,9 @@ def _frame(pipe: ldm_ops.LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tens
         rows, labels = [decoded[:n], decoded[n:]], list(PIXEL_ROW_LABELS)
     if final:
         labels[-1] = "sample x_0"
-    return common.labelled_grid(np.stack(rows), labels, scale=2, pad=2, label_width=100)
+    cells = np.stack(rows)  # (rows, N, 64, 64, 3)
+    return (common.labelled_grid(cells, labels, scale=2, pad=2, label_width=100),
+            ops.grid(cells, scale=1, pad=2))
 
 
 def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
@@ -261,8 +263,8 @@ def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
         final = step.index == steps - 1
         start = time.perf_counter()
         with ldm_ops.inference():
-            picture = _frame(pipe, step.x_t, step.x0_pred, final)
-        frames.append(picture)
+            picture, gif_frame = _frame(pipe, step.x_t, step.x0_pred, final)
+        frames.append(gif_frame)
         drawing += time.perf_counter() - start
         now = time.perf_counter()
         if final or now - last_sent >= FRAME_INTERVAL:
@@ -271,13 +273,14 @@ def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
                     f"{sampling:.2f} s so far")
             yield picture, info, schedule_figure(pipe.schedule, {label.split(",")[0]: step.t},
                                                  marks), None
-    gif = common.save_gif(ops.gif_bytes(np.stack(frames), fps=GIF_FPS), f"{sampler}-{seed}")
+    gif = common.save_gif(ops.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
+                          f"{sampler}-{seed}")
     what = "unconditional" if not prompt.strip() else f"“{prompt}”, w = {guidance:g}"
     info = (f"**{label}**: {sampling:.2f} s of sampling for {n_faces} face(s) "
             f"({1000 * sampling / steps:.1f} ms per step, {calls} U-Net evaluations of the "
             f"batch{' (guidance doubles the batch)' if calls > steps else ''}) + "
             f"{drawing:.2f} s drawing {len(frames)} frames. Seed {seed} ({what}).")
-    yield frames[-1], info, schedule_figure(pipe.schedule, {label.split(",")[0]: 0}, marks), gif
+    yield picture, info, schedule_figure(pipe.schedule, {label.split(",")[0]: 0}, marks), gif
 
 
 def _run(samplers, model_name, prompt, guidance, n_faces, seed, steps, eta):
@@ -380,19 +383,19 @@ def build(demo: gr.Blocks | None = None) -> None:
                     with gr.Column():
                         ddim_image = gr.Image(label="DDIM", type="numpy", format="png",
                                               interactive=False, elem_id="denoise-ddim")
-                        ddim_info = gr.Markdown()
+                        ddim_info = gr.Markdown(elem_id="denoise-ddim-info")
                         ddim_gif = gr.File(label="DDIM GIF", interactive=False)
                     with gr.Column():
                         ddpm_image = gr.Image(label="DDPM", type="numpy", format="png",
                                               interactive=False, elem_id="denoise-ddpm")
-                        ddpm_info = gr.Markdown()
+                        ddpm_info = gr.Markdown(elem_id="denoise-ddpm-info")
                         ddpm_gif = gr.File(label="DDPM GIF", interactive=False)
                 reverse_plot = gr.Plot(label="where the sampler is: ᾱ_t and SNR(t)")
 
         refresh.click(refresh_pipelines, model, model, api_name="denoise_models")
         forward_in = [model, *picker.inputs, t, noise_seed]
         forward_out = [x0, eps, x_t, z_t, z_dec, forward_plot, forward_notice]
-        triggers = [forward_button.click, t.release, model.change]
+        triggers = [forward_button.click, t.input, model.change]
         if demo is not None:
             triggers.insert(0, demo.load)
         gr.on(triggers, forward, forward_in, forward_out, api_name="denoise_forward",

@@ -187,14 +187,14 @@ def build(demo: gr.Blocks | None = None) -> None:
                     seed = gr.Number(0, precision=0, minimum=0, maximum=common.MAX_SEED,
                                      label="seed", min_width=100)
                     randomize = gr.Checkbox(False, label="new random seed each time")
-                    dice = gr.Button("🎲", scale=0, min_width=40)
+                    dice = gr.Button("New seed", scale=0, min_width=90)
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="prompt-generate")
                     sweep_button = gr.Button("Guidance sweep (w = 1, 3, 7.5, 12)")
             with gr.Column(scale=4):
                 grid = gr.Image(label="samples", type="numpy", format="png", interactive=False,
                                 elem_id="prompt-grid")
-                notice = gr.Markdown()
+                notice = gr.Markdown(elem_id="prompt-notice")
             with gr.Column(scale=3):
                 gr.Markdown(EXPLAIN, latex_delimiters=common.LATEX)
         with gr.Row():
