@@ -494,7 +494,11 @@ def evaluate_vae_vs_ldm(pipeline, judge, reference, n: int, cfg: EvalConfig,
     rows.append({"model": ldm_name, "kind": "ldm", "fd": fd, "n": n,
                  "sampler": f"DDIM-{cfg.fast_steps} (η=0), prompt \"\" at w=1"})
     print(f"  {ldm_name:<12} FD-judge {fd:9.4f}", file=sys.stderr)
-    return {"vae_vs_ldm": rows, "fd_by_model": {r["model"]: r["fd"] for r in rows}}
+    vae_fds = [r["fd"] for r in rows if r["kind"] == "vae"]
+    check = {"ldm_fd": fd, "best_vae_fd": min(vae_fds) if vae_fds else None,
+             "met": all(fd < v for v in vae_fds) if vae_fds else None}  # sharper than every VAE
+    return {"vae_vs_ldm": rows, "fd_by_model": {r["model"]: r["fd"] for r in rows},
+            "targets": {"vae_vs_ldm": {"ldm_below_every_vae": check}}}
 
 
 def unet_config_for(config, shape: Sequence[int]):

@@ -179,6 +179,9 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     # the LDM row of the VAE table is the table's DDIM-4 set (same x_T, same samples)
     assert first["fd_by_model"]["ldm"] == table[1]["fd"]
     assert set(first["fd_by_model"]) == {"vae-beta1", "vae-beta4", "vae-beta10", "ldm"}
+    vae_check = first["targets"]["vae_vs_ldm"]["ldm_below_every_vae"]
+    vae_fds = [v for name, v in first["fd_by_model"].items() if name != "ldm"]
+    assert vae_check["met"] == all(first["fd_by_model"]["ldm"] < v for v in vae_fds)
     assert first["samples"]["ddim_table"]["n"] == 6 and "note" in first["samples"]["ddim_table"]
     assert first["samples"]["guidance_sweep"]["per_prompt_per_w"] == 3
 
@@ -191,7 +194,7 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     assert merged["train_loss"] == 0.1 and merged["ddim_table"] == json.loads(json.dumps(table))
     assert merged["samples"]["other"] == 1 and merged["targets"]["other"] is True
     assert {"ddim_table", "guidance_sweep", "vae_vs_ldm"} <= set(merged["samples"])
-    assert {"ddim_table", "guidance_sweep"} <= set(merged["targets"])
+    assert {"ddim_table", "guidance_sweep", "vae_vs_ldm"} <= set(merged["targets"])
 
     # same seed, same numbers; another seed, other numbers
     again = ev.evaluate(pipe, judge, ["table1", "guidance"], cfg)
