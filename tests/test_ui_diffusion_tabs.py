@@ -71,6 +71,15 @@ def test_forward_without_a_model_uses_the_default_schedule(client):
     assert _image(out[2]).shape == (SHOWN, SHOWN, 3)
 
 
+def test_an_upload_is_noised(client, tmp_path):
+    path = tmp_path / "me.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), np.uint8)).save(path)
+    out = client.predict("ldm", 0, 0, gradio_client.handle_file(str(path)), 3, 0,
+                         api_name="/denoise_forward_upload")
+    assert _image(out[0]).shape == (SHOWN, SHOWN, 3)
+    assert "uploaded me.png: cropped 120×90 → 90×90, resized to 64×64" in out[6]
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(t=TINY_T), f"between 0 and {TINY_T - 1}"),
     (dict(noise_seed=-1), "minimum|noise seed must be between"),

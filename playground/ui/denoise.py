@@ -101,13 +101,14 @@ def pipeline_names() -> list[str]:
     return ldm_ops.list_pipelines()
 
 
-def no_pipeline_message() -> str:
+def no_pipeline_message(until: str = "Until then this tab shows the forward process only."
+                        ) -> str:
     """Markdown notice for the top of a diffusion tab ("" when a model exists)."""
     if pipeline_names():
         return ""
     hint = ldm_ops.no_pipeline_hint()
     return ("**Model not trained yet.** " + hint[0].upper() + hint[1:] +
-            ". Then press ↻. Until then this tab shows the forward process only.")
+            ". Then press ↻. " + until)
 
 
 def pipeline_dropdown(label: str = "diffusion model (U-Net)") -> gr.Dropdown:

@@ -165,7 +165,7 @@ def _random_seed() -> int:
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks (nothing runs on page load)."""
     with gr.Tab("Prompt"):
-        message = no_pipeline_message()
+        message = no_pipeline_message("The other tabs work without it.")
         gr.Markdown(message, visible=bool(message))
         with gr.Row():
             with gr.Column(scale=3):
