@@ -1,0 +1,85 @@
+"""The load test, short: 4 sessions × 2 s × 2 batches on tiny models, every tab in the mix, no
+errors, and a full queue answers "busy" at once (a queue of 4 here; the app's own size is
+checked to be finite). The full run is ``python -m playground.loadtest --users 20 --seconds 60``
+(figures in RELIABILITY.md)."""
+import pytest
+
+from playground import loadtest
+from tests.test_vae_ops import save_tiny_vae
+
+pytest.importorskip("gradio_client")
+
+# every endpoint of the β-VAE tabs and the SynthFaces tab must be exercised
+VAE_ENDPOINTS = {"/traverse_models", "/traverse_encode", "/traverse_encode_upload",
+                 "/traverse_decode", "/traverse_grid", "/morph", "/compare_betas",
+                 "/morph_models", "/latent_map", "/latent_map_point", "/latent_map_models",
+                 "/synthfaces_grid", "/synthfaces_face"}
+DIFFUSION_ENDPOINTS = {"/denoise_forward", "/denoise_ddim", "/prompt_generate"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("load")
+    for beta in (1.0, 10.0):
+        save_tiny_vae(root / "trained" / f"vae-beta{beta:g}", beta=beta, seed=int(beta))
+    diffusion = True
+    try:
+        from tests.test_ldm_ops import save_tiny_pipeline
+
+        save_tiny_pipeline(root / "trained")
+    except Exception as err:  # the diffusion stack is still being built
+        diffusion = f"no tiny pipeline: {err}"
+    mp = pytest.MonkeyPatch()  # the app's child process inherits these
+    mp.setenv("PLAYGROUND_TRAINED", str(root / "trained"))
+    mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
+    mp.setenv("PLAYGROUND_CACHE", str(root / "cache"))
+    mp.setenv("OMP_NUM_THREADS", "1")
+    try:
+        result = loadtest.run(users=4, seconds=2, quick=True, max_size=4)
+    finally:
+        mp.undo()
+    result["_diffusion"] = diffusion
+    return result
+
+
+def test_every_tab_is_in_the_mix_and_nothing_fails(report):
+    assert not report["warmup"]["failed"], report["warmup"]["failed"]
+    exercised = set(report["endpoints"])
+    assert VAE_ENDPOINTS <= exercised, VAE_ENDPOINTS - exercised
+    if report["_diffusion"] is True:
+        assert DIFFUSION_ENDPOINTS <= exercised, (DIFFUSION_ENDPOINTS - exercised,
+                                                  report["warmup"]["skipped"])
+    for batch in report["batches"]:
+        assert batch["errors"] == 0, {k: v.get("first_error") for k, v in
+                                      batch["endpoints"].items() if v["errors"]}
+        assert batch["busy"] == 0  # 4 users never fill a queue of 4
+        assert batch["requests"] >= 4  # every session got answers
+        for name, row in batch["endpoints"].items():
+            assert row["count"] >= 1 and 0 < row["p50_ms"] <= row["p95_ms"] <= row["max_ms"]
+    assert report["errors"] == 0 and all(report["targets"].values()), report["targets"]
+
+
+def test_memory_is_measured_before_and_after_two_identical_batches(report):
+    rss = report["rss_mb"]
+    assert set(rss) >= {"start", "after_warmup", "after_batch1", "after_batch2"}
+    assert all(100 < v < 20_000 for v in rss.values())  # a python with torch and gradio
+    assert report["rss_growth_mb"] == round(rss["after_batch2"] - rss["after_batch1"], 1)
+    assert report["targets"]["rss_growth_mb"] is (report["rss_growth_mb"] < 100)
+    assert report["cache_mb"]["after_batch2"] >= report["cache_mb"]["after_warmup"]
+
+
+def test_a_full_queue_answers_busy_quickly_and_the_rest_finish(report):
+    busy = report["busy_check"]
+    assert busy["max_size"] == 4 and busy["sent"] == 4 + 32
+    assert busy["busy"] > 0, busy
+    assert "Queue is full" in busy["busy_message"]
+    assert busy["busy_answer_s"] < 2.0, busy
+    assert busy["accepted"] + busy["busy"] == busy["sent"] and not busy["other_status"]
+    assert busy["accepted_finished"] == busy["accepted"]  # no accepted call hangs
+    assert busy["next_call_s"] < 30
+
+
+def test_the_app_queue_is_bounded():
+    import app
+
+    assert app.queue_kwargs()["max_size"] == app.QUEUE_SIZE and 20 <= app.QUEUE_SIZE <= 256
