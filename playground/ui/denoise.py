@@ -39,8 +39,8 @@ FORWARD_EXPLAIN = r"""
 ### The forward process: noise in closed form
 Diffusion destroys a picture in $T = 1000$ small steps $q(x_t\mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I)$.
 Gaussians compose, so any step can be reached in one jump:
-$$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad \varepsilon\sim\mathcal N(0, I),\qquad \bar\alpha_t=\prod_{s\le t}(1-\beta_s),$$
-$$\mathrm{SNR}(t) = \frac{\bar\alpha_t}{1-\bar\alpha_t}.$$
+$$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad \varepsilon\sim\mathcal N(0, I),$$
+$$\bar\alpha_t=\prod_{s\le t}(1-\beta_s),\qquad \mathrm{SNR}(t) = \frac{\bar\alpha_t}{1-\bar\alpha_t}.$$
 Move $t$: the face fades into static with the *same* $\varepsilon$ (the noise seed). The plot
 shows how much signal is left — where the SNR crosses 1, signal and noise weigh the same. The
 network is trained to guess $\varepsilon$ from $x_t$ at every $t$. **Latent** diffusion noises
@@ -343,11 +343,12 @@ def build(demo: gr.Blocks | None = None) -> None:
             with gr.Column(scale=4):
                 with gr.Row():
                     x0 = gr.Image(label="x_0", type="numpy", format="png", interactive=False,
-                                  height=200)
+                                  height=200, min_width=120)
                     eps = gr.Image(label="ε", type="numpy", format="png", interactive=False,
-                                   height=200)
+                                   height=200, min_width=120)
                     x_t = gr.Image(label="x_t (pixels)", type="numpy", format="png",
-                                   interactive=False, height=200, elem_id="denoise-xt")
+                                   interactive=False, height=200, min_width=120,
+                                   elem_id="denoise-xt")
                 with gr.Row():
                     z_t = gr.Image(label="z_t: the noised latent (4 channels)", type="numpy",
                                    format="png", interactive=False, height=200)
