@@ -386,9 +386,10 @@ def load_pipeline(name: str = DEFAULT_PIPELINE, device: str | torch.device = "cp
     if expected_context is not None and width is not None and int(width) != int(expected_context):
         raise ValueError(f"U-Net {name!r} expects text states of width {expected_context}, but "
                          f"its text encoder gives {width}")
-    if autoencoder is not None and tuple(autoencoder.latent_shape) != tuple(unet.config.sample_shape):
+    latent_shape = tuple(autoencoder.latent_shape) if autoencoder is not None else None
+    if latent_shape is not None and latent_shape != tuple(unet.config.sample_shape):
         raise ValueError(f"U-Net {name!r} works on x_t of shape {unet.config.sample_shape}, but "
-                         f"its autoencoder's latents are {tuple(autoencoder.latent_shape)}")
+                         f"its autoencoder's latents are {latent_shape}")
     names = {key: folder.name for key, folder in dirs.items()}
     return LatentDiffusion(unet=unet, autoencoder=autoencoder, clip=clip,
                            schedule=NoiseSchedule(unet.config.schedule), name=str(name),

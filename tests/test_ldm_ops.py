@@ -95,7 +95,8 @@ def test_load_pipeline_reads_the_component_names_and_schedule(pipe, trained):
     # the same weights give the same pipeline object from the cache; new weights reload it
     assert ldm_ops.get_pipeline("ldm") is pipe
     direct = ldm_ops.load_pipeline(trained / "ldm")
-    assert torch.equal(direct.sample(PROMPTS, steps=3, seed=1), pipe.sample(PROMPTS, steps=3, seed=1))
+    assert torch.equal(direct.sample(PROMPTS, steps=3, seed=1),
+                       pipe.sample(PROMPTS, steps=3, seed=1))
 
 
 def test_changed_weights_are_reloaded(tmp_path, monkeypatch):
@@ -161,11 +162,13 @@ def test_guidance_zero_is_the_empty_prompt_and_guidance_changes_faces(pipe):
                           atol=1e-5)
     w1 = pipe.sample(PROMPTS, guidance=1.0, steps=5, seed=3)
     w5 = pipe.sample(PROMPTS, guidance=5.0, steps=5, seed=3)
-    assert not torch.allclose(w1, w5, atol=1e-3) and not torch.allclose(w1, unconditional, atol=1e-3)
+    assert not torch.allclose(w1, w5, atol=1e-3)
+    assert not torch.allclose(w1, unconditional, atol=1e-3)
     # a negative prompt replaces ∅: it matters with w ≠ 1, not with w = 1
     negative = pipe.sample(PROMPTS, guidance=5.0, steps=5, seed=3, negative_prompt="a hat")
     assert not torch.allclose(negative, w5, atol=1e-3)
-    assert torch.equal(pipe.sample(PROMPTS, guidance=1.0, steps=5, seed=3, negative_prompt="a hat"), w1)
+    same = pipe.sample(PROMPTS, guidance=1.0, steps=5, seed=3, negative_prompt="a hat")
+    assert torch.equal(same, w1)
 
 
 def test_progressive_yields_every_kth_step_and_ends_with_the_sample(pipe):
