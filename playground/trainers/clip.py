@@ -48,6 +48,7 @@ class CLIPTrainConfig:
     patch_size: int = 8  # ViT patch side (64 / 8 = 8×8 patches)
     vision_width: int = 128  # ViT width
     vision_layers: int = 3  # ViT blocks
+    vision_head_width: int = 32  # ViT attention head size
     text_width: int = 128  # text transformer width (= the U-Net's context dim)
     text_layers: int = 4  # text transformer blocks
     text_heads: int = 4  # text attention heads
@@ -99,6 +100,7 @@ class CLIPTrainConfig:
     def model_config(self, known_tokens: tuple[int, ...] = ()) -> CLIPConfig:
         return CLIPConfig(embed_dim=self.embed_dim, patch_size=self.patch_size,
                           vision_width=self.vision_width, vision_layers=self.vision_layers,
+                          vision_head_width=self.vision_head_width,
                           text_width=self.text_width, text_layers=self.text_layers,
                           text_heads=self.text_heads, context_length=self.context_length,
                           known_tokens=known_tokens)
@@ -107,7 +109,8 @@ class CLIPTrainConfig:
         return Path(self.out) if self.out else runs_dir() / "clip"
 
 
-FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "text_width",
+FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
+                   "text_width",
                    "text_layers", "text_heads", "context_length", "batch_size", "seed",
                    "train_size")
 
@@ -309,6 +312,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             ("--patch-size", "patch_size", "ViT patch side"),
             ("--vision-width", "vision_width", "ViT width"),
             ("--vision-layers", "vision_layers", "ViT blocks"),
+            ("--vision-head-width", "vision_head_width", "ViT attention head size"),
             ("--text-width", "text_width", "text transformer width"),
             ("--text-layers", "text_layers", "text transformer blocks"),
             ("--text-heads", "text_heads", "text attention heads"),

@@ -1,0 +1,177 @@
+"""The playground CLIP (open_clip classes) and its trainer, on tiny models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from playground.checkpoints import load_model, save_model
+from playground.data.synthfaces import SynthFacesDataset
+from playground.models.clip import (CLIPConfig, PretrainedCLIPAdapter, PretrainedUnavailableError,
+                                    TextImageCLIP, load_pretrained_clip)
+from playground.trainers.clip import (CLIPTrainConfig, caption_vocabulary, retrieval_accuracy,
+                                      train_clip, zero_shot_accuracy)
+
+TINY = dict(embed_dim=8, patch_size=16, vision_width=16, vision_layers=1, vision_head_width=8,
+            context_length=24, text_width=16, text_heads=2, text_layers=1)
+
+
+def tiny_clip(seed: int = 0, **overrides) -> TextImageCLIP:
+    torch.manual_seed(seed)
+    return TextImageCLIP(CLIPConfig(**{**TINY, **overrides})).eval()
+
+
+def test_tokenize_mask_and_truncation():
+    model = tiny_clip()
+    tokens = model.tokenize(["a smiling person", ""])
+    assert tokens.shape == (2, 24) and tokens.dtype == torch.int64
+    mask = model.text_mask(tokens)
+    assert mask[0].sum() == model.token_count("a smiling person") == 5  # start, 3 words, end
+    assert mask[1].sum() == 2  # the empty prompt: start and end tokens only
+    assert model.truncated(["word " * 30, "a face"]) == [True, False]
+    long = model.tokenize(["word " * 30])
+    assert model.text_mask(long).all()  # cut to the context, still ending in the end token
+    assert long[0, -1] == long.max()
+    with pytest.raises(ValueError, match="string"):
+        model.tokenize([None])
+
+
+def test_text_embedding_matches_open_clip_and_trimming_is_exact():
+    model = tiny_clip()
+    tokens = model.tokenize(["a smiling woman with blond hair", "a man", ""])
+    with torch.no_grad():
+        ours = model.encode_text(tokens)
+        reference = model.clip.encode_text(tokens, normalize=True)  # open_clip, full context
+        full = model.encode_text_tokens(tokens)
+        trimmed_tokens = model.trim_tokens(tokens)
+        trimmed = model.encode_text_tokens(trimmed_tokens)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    assert full.shape == (3, 24, 16)
+    assert trimmed_tokens.shape[1] == model.token_count("a smiling woman with blond hair")
+    torch.testing.assert_close(trimmed, full[:, :trimmed.shape[1]], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.norm(dim=-1), torch.ones(3))
+    # different prompts, different states (the context carries the words)
+    assert (full[0] - full[1]).abs().max() > 1e-3
+
+
+def test_encode_image_shapes_and_checks():
+    model = tiny_clip()
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        f = model.encode_image(x)
+        img, txt, scale = model(x, model.tokenize(["a", "b", "c"]))
+    assert f.shape == (3, 8)
+    torch.testing.assert_close(f.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(img, f)
+    assert txt.shape == (3, 8) and scale.item() > 0
+    with pytest.raises(ValueError):
+        model.encode_image(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError):
+        model.encode_image(torch.rand(1, 3, 64, 64) * 3)
+
+
+def test_save_load_round_trip_keeps_weights_and_vocabulary(tmp_path):
+    model = tiny_clip(seed=3, known_tokens=(320, 9200, 49406))
+    save_model(tmp_path / "clip", model)
+    loaded = load_model(tmp_path / "clip")
+    assert isinstance(loaded, TextImageCLIP)
+    assert loaded.config == model.config
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_image(x), model.encode_image(x), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.encode_text(["a smiling face"]),
+                                   model.encode_text(["a smiling face"]), rtol=0, atol=0)
+
+
+def test_unknown_words():
+    model = tiny_clip()
+    assert model.unknown_words("a purple dragon") == []  # no vocabulary recorded: no claims
+    known = set(model.tokenize(["a smiling person with glasses"])[0].tolist())
+    model = tiny_clip(known_tokens=tuple(known))
+    assert model.unknown_words("A smiling person") == []
+    assert model.unknown_words("a smiling dragon 🐉") == ["dragon"]
+
+
+def test_pretrained_loader_errors_are_clear(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="unknown open_clip model"):
+        load_pretrained_clip("no-such-model", "openai")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        load_pretrained_clip("RN50", "no-such-tag")
+    # offline: the hub refuses at once; we turn whatever it raises into one clear error
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import open_clip
+
+    def offline(*args, **kwargs):  # what create_model_and_transforms does with no network
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
+    with pytest.raises(PretrainedUnavailableError, match="offline") as info:
+        load_pretrained_clip("RN50", "openai", cache_dir=str(tmp_path))
+    assert "trained/clip" in str(info.value)
+
+
+def test_pretrained_adapter_gives_the_same_interface():
+    inner = tiny_clip(seed=1).clip  # any open_clip CLIP
+    adapter = PretrainedCLIPAdapter(inner, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 64, 24).eval()
+    ours = tiny_clip(seed=1)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(adapter.encode_image(x), ours.encode_image(x))
+        torch.testing.assert_close(adapter.encode_text(["a face"]), ours.encode_text(["a face"]))
+        assert adapter.encode_text_tokens(adapter.tokenize(["a face"])).shape == (1, 24, 16)
+        assert adapter.encode_image(torch.rand(1, 3, 32, 32)).shape == (1, 8)  # resized
+    assert adapter.text_width == 16
+
+
+@pytest.fixture(scope="module")
+def small_sets():
+    return SynthFacesDataset("train", n=96), SynthFacesDataset("val", n=64)
+
+
+def test_zero_shot_accuracy_and_baseline(small_sets):
+    model = tiny_clip()
+    _, val = small_sets
+    feats = model.encode_image(torch.from_numpy(val.images).permute(0, 3, 1, 2).float() / 255)
+    scores = zero_shot_accuracy(model, feats.detach(), val.attributes)
+    y = val.attributes["Smiling"].astype(bool)
+    assert scores["zero_shot_baseline_per_attribute"]["Smiling"] == pytest.approx(
+        max(y.mean(), 1 - y.mean()))
+    assert 0 <= scores["zero_shot_acc"] <= 1
+    assert set(scores["zero_shot_acc_per_attribute"]) >= {"Smiling", "Eyeglasses", "Bald"}
+    # retrieval: an "oracle" whose image features are its caption features scores 1
+    captions = [f"caption number {i}" for i in range(10)]
+    oracle = model.encode_text(captions).detach()
+    assert retrieval_accuracy(model, oracle, captions, group=10) == 1.0
+
+
+def test_train_clip_tiny_run_writes_a_loadable_model(tmp_path, small_sets):
+    train, val = small_sets
+    cfg = CLIPTrainConfig(**TINY,
+                          batch_size=32, max_steps=3, threads=1, progress=False,
+                          out=str(tmp_path / "run"))
+    metrics = train_clip(cfg, train_set=train, val_set=val)
+    assert metrics["steps"] == 3 and 0 <= metrics["zero_shot_acc"] <= 1
+    assert metrics["vocabulary_tokens"] > 20
+    model = load_model(tmp_path / "run")
+    assert isinstance(model, TextImageCLIP)
+    assert model.unknown_words("a smiling person with glasses") == []
+    assert model.unknown_words("a smiling astronaut") == ["astronaut"]
+    assert len(model.config.known_tokens) == metrics["vocabulary_tokens"]
+    assert set(model.config.known_tokens) == set(caption_vocabulary(train, model))
+
+
+def test_train_clip_resume_is_exact(tmp_path, small_sets):
+    train, val = small_sets
+    base = TINY
+    common = dict(batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
+                  lr_schedule="constant")  # a cosine over 2 vs 4 steps would differ
+    full = CLIPTrainConfig(**base, **common, max_steps=4, out=str(tmp_path / "full"))
+    train_clip(full, train_set=train, val_set=val)
+    half = CLIPTrainConfig(**base, **common, max_steps=2, out=str(tmp_path / "half"))
+    train_clip(half, train_set=train, val_set=val)
+    rest = CLIPTrainConfig(**base, **common, max_steps=4, out=str(tmp_path / "half"))
+    train_clip(rest, resume=True, train_set=train, val_set=val)
+    a, b = load_model(tmp_path / "full"), load_model(tmp_path / "half")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    assert not np.isclose(0, sum(float(p.abs().sum()) for p in a.parameters()))
