@@ -1,7 +1,14 @@
-"""Benchmarks: the speed budgets of DESIGN.md §8, measured on this machine.
+"""Benchmarks: the speed budgets of DESIGN.md §8, and side-by-side comparisons, measured on
+this machine.
 
     python -m playground.bench [--json] [--repeats 5] [--model vae-beta10] [--quick]
-                               [--only traverse_decode_ms,morph_ms]
+                               [--only traverse_decode_ms,morph_ms] [--diffusion-model ldm]
+
+Side by side (each pair measured in the same run, alternately): every tab's handler against
+the core calls it makes (UI overhead, ≤ 1.3); scikit-learn t-SNE against UMAP (and openTSNE
+when installed) on the same latents; SynthFaces rendering against β-VAE training
+(data_vs_train_ratio ≥ 3); our DDIM / DDPM loops against diffusers' schedulers driving the same
+U-Net (≤ 1.0; "diffusers not installed" when it is absent: it is a test-only dependency).
 
 Every row is a median over `--repeats` runs (short operations are timed several times per run).
 The machine may be shared (e.g. trainings in the background), so the load average at the start
@@ -14,7 +21,8 @@ that cannot be measured yet (no diffusion model) are null with a note — never 
 ``model``, ``repeats``, ``quick``.
 
 The β-VAE rows use the model named by --model, else vae-beta10 (or the first β-VAE) from
-trained/, else from runs/. Timing the latent map writes its cache file next to that model
+trained/, else from runs/; the diffusion rows the U-Net named by --diffusion-model, else ldm
+(or the first U-Net). Timing the latent map writes its cache file next to that model
 (what the Latent map tab would do on first use). ``--quick`` (1 repeat, tiny sizes, no process
 pool) is for tests.
 """
@@ -31,6 +39,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 NO_DIFFUSION = "no diffusion model yet"
 
@@ -60,8 +70,52 @@ ROWS: dict[str, tuple[dict | None, str]] = {
                               "batch 128; images/s)"),
     "data_vs_train_ratio": ({"min": 3}, "synthfaces_img_s / vae_train_img_s: can on-the-fly "
                                         "data keep up with training?"),
+    # UI overhead: a tab's handler, called directly, over the core calls it makes (same inputs,
+    # called alternately); what is left is the adapter: pictures, plots, GIF files, notices
+    "traverse_overhead_ratio": (
+        {"max": 1.3}, "Traverse slider handler / vae_ops.decode of the same latent"),
+    "traverse_encode_overhead_ratio": (
+        {"max": 1.3}, "Traverse encode handler (face, decoding, sliders, KL bar chart) / its core "
+                      "calls (render, KL ranking, encode, decode)"),
+    "morph_overhead_ratio": (
+        {"max": 1.3}, "Morph handler / its core calls (two faces, vae_ops.morph, GIF bytes)"),
+    "latent_map_overhead_ratio": (
+        {"max": 1.3}, "Latent map handler (from the memory cache) / its core calls (map, colour "
+                      "values, separation scores)"),
+    "synthfaces_overhead_ratio": (
+        {"max": 1.3}, "SynthFaces grid handler / synthfaces.generate of the same faces"),
+    "denoise_overhead_ratio": (
+        {"max": 1.3}, "Denoise DDIM handler, streamed (4 faces) / the sampler with the same "
+                      "frames decoded"),
+    "prompt_overhead_ratio": (
+        {"max": 1.3}, "Prompt handler (4 faces, w = 7.5) / LatentDiffusion.sample"),
+    # 2-D embeddings of the same latents
+    "tsne_s": (None, "scikit-learn t-SNE (perplexity 30, PCA init, 1 thread) of μ of the "
+                     "first N SynthFaces test faces"),
+    "umap_s": (None, "umap-learn UMAP (15 neighbours, 1 thread; numba compiled beforehand) of "
+                     "the same μ"),
+    "opentsne_s": (None, "openTSNE (perplexity 30, PCA init, 1 thread) of the same μ, when "
+                         "installed"),
+    "umap_vs_tsne_ratio": (None, "umap_s / tsne_s (< 1: UMAP is faster)"),
+    # our samplers vs diffusers' schedulers driving the same U-Net
+    "ours_ddim50_s": (None, "playground.diffusion.ddim_sample, 50 steps, 4 faces, the "
+                            "pipeline's U-Net with a prompt (w = 1)"),
+    "diffusers_ddim50_s": (None, "diffusers DDIMScheduler (trailing spacing, same betas) "
+                                 "driving the same U-Net, same x_T and prompt"),
+    "ddim_vs_diffusers_ratio": ({"max": 1.0}, "ours_ddim50_s / diffusers_ddim50_s"),
+    "ours_ddpm_s": (None, "playground.diffusion.ddpm_sample over all T steps, 4 faces"),
+    "diffusers_ddpm_s": (None, "diffusers DDPMScheduler (fixed_small) over all T steps, same "
+                               "U-Net, x_T, prompt and noise generator"),
+    "ddpm_vs_diffusers_ratio": ({"max": 1.0}, "ours_ddpm_s / diffusers_ddpm_s"),
 }
 DIFFUSION_ROWS = ("ddim50_s", "ddpm1000_s", "ddpm_first_frame_s", "prompt_s")
+# rows that need a diffusion model (a U-Net in trained/ or runs/)
+PIPELINE_ROWS = DIFFUSION_ROWS + (
+    "denoise_overhead_ratio", "prompt_overhead_ratio", "ours_ddim50_s", "diffusers_ddim50_s",
+    "ddim_vs_diffusers_ratio", "ours_ddpm_s", "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio")
+NO_DIFFUSERS = "diffusers not installed (a test-only dependency: pip install -r requirements-test.txt)"
+NO_OPENTSNE = "openTSNE not installed (optional: pip install openTSNE)"
+PROMPT = "a smiling woman with blond hair"  # the Prompt tab's example prompt
 
 
 def _median_time(fn: Callable[[], object], runs: int, inner: int = 1) -> float:
@@ -167,8 +221,8 @@ def _launch_app():
     import app
 
     demo = app.build_app()
-    demo.queue(default_concurrency_limit=2).launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    demo.queue(**app.queue_kwargs()).launch(**app.launch_kwargs(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True))
     return demo
 
 
@@ -197,8 +251,8 @@ import sys
 import app
 from playground import vae_ops as ops
 demo = app.build_app()
-demo.queue(default_concurrency_limit=2).launch(prevent_thread_lock=True,
-                                                server_name="127.0.0.1", quiet=True)
+demo.queue(**app.queue_kwargs()).launch(**app.launch_kwargs(
+    prevent_thread_lock=True, server_name="127.0.0.1", quiet=True))
 for name in ops.list_vae_models():
     ops.get_model(name)
 print("URL", demo.local_url, flush=True)
@@ -317,23 +371,274 @@ def bench_vae_train(runs: int, steps: int, batch: int) -> dict:
     return {"vae_train_img_s": batch / t, "_params": params}
 
 
+# ------------------------------------------------------------------------------ UI overhead
+def _paired(handler: Callable[[], object], bare: Callable[[], object], runs: int,
+            inner: int = 1) -> tuple[float, float]:
+    """Median seconds of `handler()` and of `bare()`, called alternately after one warm-up
+    each, so that a change in the machine's load hits both alike."""
+    handler()
+    bare()
+    th, tb = [], []
+    for _ in range(runs * inner):
+        t0 = time.perf_counter()
+        handler()
+        th.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bare()
+        tb.append(time.perf_counter() - t0)
+    return statistics.median(th), statistics.median(tb)
+
+
+def _ratio(values: dict, notes: dict, key: str, handler_s: float, bare_s: float) -> None:
+    values[key] = handler_s / bare_s
+    notes[key] = f"handler {handler_s * 1000:.1f} ms / core {bare_s * 1000:.1f} ms"
+
+
+def bench_vae_overhead(name: str, runs: int, inner: int, method: str,
+                       points: int) -> tuple[dict, dict]:
+    """UI overhead of the β-VAE tabs and the SynthFaces tab (see ROWS)."""
+    from playground import latent_map as lm
+    from playground import vae_ops as ops
+    from playground.data import synthfaces as sf
+    from playground.ui import data_tab, morph, traverse
+    from playground.ui import latent_map as tab
+
+    values, notes = {}, {}
+    model = ops.get_model(name)
+    state = traverse.encode(name, "random", 0, 0, None)[2]
+    sliders = [0.5] * traverse.N_SLIDERS
+    z = ops.with_values(state["z"], state["dims"], sliders[:len(state["dims"])])
+    _ratio(values, notes, "traverse_overhead_ratio",
+           *_paired(lambda: traverse.decode(state, *sliders),
+                    lambda: ops.decode(model, z[None]), runs, inner))
+
+    def encode_core():
+        face = ops.random_face(3)
+        ops.dims_by_kl(model)
+        mu = ops.encode_mean(model, face[None])[0]
+        ops.decode(model, mu[None])
+
+    _ratio(values, notes, "traverse_encode_overhead_ratio",
+           *_paired(lambda: traverse.encode(name, "random", 3, 0, None), encode_core,
+                    runs, max(1, inner // 3)))
+
+    def morph_core():
+        frames = ops.morph(model, ops.random_face(1), ops.random_face(2), 8, "lerp")
+        ops.gif_bytes(frames, fps=morph.GIF_FPS, pingpong=True, scale=2)
+
+    _ratio(values, notes, "morph_overhead_ratio",
+           *_paired(lambda: morph.morph(name, "random", 1, 0, None, "random", 2, 0, None, 8,
+                                        "lerp"), morph_core, runs, max(1, inner // 3)))
+
+    if lm.latent_map(name, method, points, 0, cached_only=True) is None:
+        lm.latent_map(name, method, points, 0)  # computed once, then served from memory
+
+    def map_core():
+        result = lm.latent_map(name, method, points, 0, cached_only=True)
+        colour = lm.colour_values(result, tab.DEFAULT_COLOUR)
+        lm.separation(result["points"], colour["labels"], seed=result["seed"])
+
+    _ratio(values, notes, "latent_map_overhead_ratio",
+           *_paired(lambda: tab.show_cached_map(name, method, points, 0, tab.DEFAULT_COLOUR, ""),
+                    map_core, runs))
+    notes["latent_map_overhead_ratio"] += f" ({lm.METHOD_LABELS[method]}, {points} points)"
+    _ratio(values, notes, "synthfaces_overhead_ratio",
+           *_paired(lambda: data_tab.random_grid(0, 32), lambda: sf.generate(32, 0), runs))
+    return values, notes
+
+
+def bench_diffusion(pipe_name: str, runs: int) -> tuple[dict, dict]:
+    """The diffusion budgets (DDIM 50, DDPM streamed, prompt) and the Denoise / Prompt tabs'
+    UI overhead, on the pipeline of U-Net `pipe_name`."""
+    import math
+
+    import torch
+
+    from playground import ldm_ops
+    from playground.ui import denoise
+    from playground.ui import prompt as prompt_tab
+
+    pipe = ldm_ops.get_pipeline(pipe_name)
+    T = pipe.num_timesteps
+    S = min(50, T)
+    values, notes = {}, {}
+    about = f"{pipe_name} (T = {T})"
+    ddim = f"DDIM {S} steps" + ("" if S == 50 else f" (T = {T} < 50)")
+
+    def sample(prompts, guidance):
+        with ldm_ops.inference():
+            return pipe.sample(prompts, guidance=guidance, steps=S, seed=0)
+
+    values["ddim50_s"] = _median_time(lambda: sample([""] * 4, 1.0), runs)
+    notes["ddim50_s"] = f"{about}, {ddim}, unconditional (one U-Net pass per step)"
+
+    handler_s, bare_s = _paired(
+        lambda: prompt_tab.generate(pipe_name, PROMPT, "", 7.5, S, 0, False, 4),
+        lambda: sample([PROMPT] * 4, 7.5), runs)
+    values["prompt_s"] = handler_s
+    notes["prompt_s"] = f"{about}: the Prompt tab's handler, “{PROMPT}”, w = 7.5, {ddim}"
+    _ratio(values, notes, "prompt_overhead_ratio", handler_s, bare_s)
+
+    every = max(1, math.ceil(S / denoise.DDIM_FRAMES))
+
+    def denoise_core():
+        chain = pipe.sample_progressive([""] * 4, guidance=1.0, sampler="ddim", steps=S,
+                                        seed=0, yield_every=every, decode=False)
+        while True:
+            with ldm_ops.inference():
+                item = next(chain, None)
+                if item is None:
+                    break
+                pipe.decode(torch.cat([item[0].x_t, item[0].x0_pred]))
+
+    _ratio(values, notes, "denoise_overhead_ratio",
+           *_paired(lambda: list(denoise.run_ddim(pipe_name, "", 1.0, 4, 0, S, 0.0)),
+                    denoise_core, runs))
+
+    firsts, totals = [], []
+    for _ in range(max(1, min(runs, 2))):  # DDPM is long: at most two runs
+        t0 = time.perf_counter()
+        stream = denoise.run_ddpm(pipe_name, "", 1.0, 4, 0, S, 0.0)
+        next(stream)
+        firsts.append(time.perf_counter() - t0)
+        for _ in stream:
+            pass
+        totals.append(time.perf_counter() - t0)
+    values["ddpm_first_frame_s"] = statistics.median(firsts)
+    values["ddpm1000_s"] = statistics.median(totals)
+    notes["ddpm1000_s"] = notes["ddpm_first_frame_s"] = (
+        f"{about}: the Denoise tab's DDPM handler over all {T} steps, 4 faces, streamed "
+        f"(a frame every {denoise.DDPM_EVERY} steps), {len(totals)} run(s)")
+    return values, notes
+
+
+# ------------------------------------------------------------------------------ embeddings
+def bench_embeddings(name: str, n: int, seed: int = 0) -> tuple[dict, dict]:
+    """t-SNE vs UMAP (vs openTSNE) on μ of the first `n` SynthFaces test faces, one run each,
+    with the kNN separation of Smiling on each map for context."""
+    from playground import embed
+    from playground import latent_map as lm
+    from playground import vae_ops as ops
+    from playground.data import synthfaces as sf
+
+    model = ops.get_model(name)
+    factors = sf.generate_factors(n, sf.SPLIT_SEEDS[lm.SPLIT])
+    mu = ops.encode_mean(model, sf.render(factors))  # (n, D)
+    smiling = sf.attributes_from_factors(factors)["Smiling"]
+    values, notes = {}, {}
+
+    def timed(key, fn):
+        t0 = time.perf_counter()
+        points = fn()
+        values[key] = time.perf_counter() - t0
+        knn = lm.separation(points, smiling, seed=seed)["knn_acc"]
+        notes[key] = (f"{n} points of dimension {mu.shape[1]} ({name}); Smiling kNN accuracy "
+                      f"on the map {knn:.3f}" if knn is not None else f"{n} points")
+
+    timed("tsne_s", lambda: embed.embed(mu, "tsne", seed))
+    t0 = time.perf_counter()
+    embed.embed(mu[:64], "umap", seed, n_neighbors=5)  # numba compiles on the first call
+    compile_s = time.perf_counter() - t0
+    timed("umap_s", lambda: embed.embed(mu, "umap", seed))
+    notes["umap_s"] += f"; first call (numba compilation) {compile_s:.1f} s, not counted"
+    try:
+        from openTSNE import TSNE as OpenTSNE
+    except ImportError:
+        notes["opentsne_s"] = NO_OPENTSNE
+    else:
+        timed("opentsne_s", lambda: np.asarray(OpenTSNE(
+            n_components=2, perplexity=30, initialization="pca", n_jobs=1,
+            random_state=seed).fit(mu)))
+    values["umap_vs_tsne_ratio"] = values["umap_s"] / values["tsne_s"]
+    return values, notes
+
+
+# ------------------------------------------------------------------------------ vs diffusers
+def bench_vs_diffusers(pipe_name: str, runs: int) -> tuple[dict, dict]:
+    """Our DDIM / DDPM loops vs diffusers' schedulers, both driving the pipeline's U-Net on the
+    same x_T, prompt and (DDPM) noise generator; the final samples are compared too."""
+    try:
+        import diffusers
+    except ImportError:
+        return {}, {key: NO_DIFFUSERS for key in (
+            "ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_ratio", "ours_ddpm_s",
+            "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio")}
+    import torch
+
+    from playground import ldm_ops
+    from playground.diffusion import ddim_sample, ddpm_sample
+
+    pipe = ldm_ops.get_pipeline(pipe_name)
+    schedule, unet = pipe.schedule, pipe.unet
+    T = schedule.num_timesteps
+    S = min(50, T)
+    cond = pipe.encode_prompts([PROMPT] * 4)
+    context, mask = cond
+    x_T, _ = pipe.initial_noise(4, 0)
+    denoiser = pipe.unet_denoiser()
+    betas = schedule.betas.float().numpy()
+    ddim = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=betas,
+                                   clip_sample=False, set_alpha_to_one=True, steps_offset=0,
+                                   timestep_spacing="trailing", prediction_type="epsilon")
+    ddpm = diffusers.DDPMScheduler(num_train_timesteps=T, trained_betas=betas,
+                                   variance_type="fixed_small", clip_sample=False,
+                                   prediction_type="epsilon")
+
+    def theirs(scheduler, steps, generator=None):
+        scheduler.set_timesteps(steps)
+        x = x_T
+        for t in scheduler.timesteps:
+            eps = unet(x, torch.full((x.shape[0],), int(t), dtype=torch.long), context, mask)
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+        return x
+
+    runs_ = {"ddim": (lambda: ddim_sample(denoiser, x_T, schedule, steps=S, cond=cond),
+                      lambda: theirs(ddim, S)),
+             "ddpm": (lambda: ddpm_sample(denoiser, x_T, schedule, cond=cond,
+                                          generator=torch.Generator().manual_seed(1)),
+                      lambda: theirs(ddpm, T, torch.Generator().manual_seed(1)))}
+    values, notes = {}, {}
+    for kind, (ours_fn, theirs_fn) in runs_.items():
+        with ldm_ops.inference():
+            gap = float((ours_fn() - theirs_fn()).abs().max())
+            ours_s, theirs_s = _paired(ours_fn, theirs_fn, max(1, min(runs, 3)))
+        prefix = "ddim50" if kind == "ddim" else "ddpm"
+        values[f"ours_{prefix}_s"], values[f"diffusers_{prefix}_s"] = ours_s, theirs_s
+        values[f"{kind}_vs_diffusers_ratio"] = ours_s / theirs_s
+        steps = S if kind == "ddim" else T
+        notes[f"{kind}_vs_diffusers_ratio"] = (
+            f"{pipe_name}, {steps} steps, 4 faces; max |x_0 ours − diffusers| = {gap:.1e} "
+            "(diffusers keeps ᾱ in float32); diffusers " + diffusers.__version__)
+    return values, notes
+
+
 # ------------------------------------------------------------------------------ the run
 def run(repeats: int = 5, quick: bool = False, model: str | None = None,
-        only: set[str] | None = None) -> dict:
+        only: set[str] | None = None, diffusion_model: str | None = None) -> dict:
     """Measure every row that can be measured now → the JSON-ready report."""
+    from playground import ldm_ops
     from playground import vae_ops as ops
 
     started = time.perf_counter()
     info = machine_info()
     report: dict = {key: None for key in ROWS}
     notes: dict[str, str] = {}
-    for key in DIFFUSION_ROWS:
-        notes[key] = NO_DIFFUSION
+    pipelines = ldm_ops.list_pipelines()
+    pipe_name = diffusion_model or ldm_ops.default_pipeline(pipelines)
+    if diffusion_model and diffusion_model not in pipelines:
+        raise ValueError(f"no diffusion model named {diffusion_model!r} (available: "
+                         f"{', '.join(pipelines) or 'none'})")
+    if pipe_name is None:
+        for key in PIPELINE_ROWS:
+            notes[key] = NO_DIFFUSION
+    else:
+        _log(f"diffusion rows use {pipe_name}")
     runs = 1 if quick else max(1, int(repeats))
     inner = 3 if quick else 10  # calls per run for the millisecond rows
     train_batch, train_steps = (32, 1) if quick else (128, 3)
     render_n = 64 if quick else 500  # faces per run, one process
     method, points = ("pca", 100) if quick else ("tsne", 2000)  # the tab's default map
+    embed_points = 300 if quick else 5000  # t-SNE vs UMAP
 
     names = ops.list_vae_models()
     name = model or ops.default_model(names)
@@ -352,7 +657,9 @@ def run(repeats: int = 5, quick: bool = False, model: str | None = None,
         return only is None or any(k in only for k in keys)
 
     def measure(keys: tuple[str, ...], fn: Callable[[], dict | tuple[dict, str | dict]],
-                needs_model: bool = True) -> None:
+                needs_model: bool = True, needs_pipeline: bool = False) -> None:
+        if needs_pipeline and pipe_name is None:
+            return  # noted above
         if not wanted(*keys):
             for key in keys:
                 notes.setdefault(key, "not measured (--only)")
@@ -392,6 +699,17 @@ def run(repeats: int = 5, quick: bool = False, model: str | None = None,
             lambda: bench_synthfaces(runs, render_n, parallel=not quick), needs_model=False)
     measure(("vae_train_img_s",), lambda: bench_vae_train(runs, train_steps, train_batch),
             needs_model=False)
+    measure(("traverse_overhead_ratio", "traverse_encode_overhead_ratio", "morph_overhead_ratio",
+             "latent_map_overhead_ratio", "synthfaces_overhead_ratio"),
+            lambda: bench_vae_overhead(name, runs, inner, method, points))
+    measure(("tsne_s", "umap_s", "opentsne_s", "umap_vs_tsne_ratio"),
+            lambda: bench_embeddings(name, embed_points))
+    measure(DIFFUSION_ROWS + ("denoise_overhead_ratio", "prompt_overhead_ratio"),
+            lambda: bench_diffusion(pipe_name, runs), needs_model=False, needs_pipeline=True)
+    measure(("ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_ratio", "ours_ddpm_s",
+             "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio"),
+            lambda: bench_vs_diffusers(pipe_name, runs), needs_model=False,
+            needs_pipeline=True)
     if report["synthfaces_img_s"] and report["vae_train_img_s"]:
         report["data_vs_train_ratio"] = round(report["synthfaces_img_s"] /
                                               report["vae_train_img_s"], 3)
@@ -408,7 +726,7 @@ def run(repeats: int = 5, quick: bool = False, model: str | None = None,
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     return {**report, "budget": budget, "ok": ok, "notes": notes,
             "about": {key: about for key, (_, about) in ROWS.items()}, "machine": info,
-            "model": name, "repeats": runs, "quick": quick,
+            "model": name, "diffusion_model": pipe_name, "repeats": runs, "quick": quick,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -446,6 +764,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="1 repeat, tiny sizes, no process pool (for tests)")
     parser.add_argument("--model", help="β-VAE to time (default: vae-beta10 or the first one)")
     parser.add_argument("--only", help="comma-separated rows to measure (others are null)")
+    parser.add_argument("--diffusion-model", dest="diffusion_model",
+                        help="U-Net for the diffusion rows (default: ldm or the first one)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -457,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # gradio prints; stdout is for the report
-            result = run(args.repeats, args.quick, args.model, only)
+            result = run(args.repeats, args.quick, args.model, only, args.diffusion_model)
     except ValueError as err:
         parser.error(str(err))
     print(json.dumps(result, indent=2) if args.json else _table(result))

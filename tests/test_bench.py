@@ -1,6 +1,7 @@
 """The benchmark CLI: `python -m playground.bench --quick --json` on a tiny β-VAE."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,11 @@ from playground import vae_ops as ops
 from tests.test_vae_ops import save_tiny_vae
 
 FAST_ROWS = "traverse_decode_ms,traverse_decode_handler_ms,morph_ms,latent_map_s," \
-            "synthfaces_img_s_1proc,vae_train_img_s"
+            "synthfaces_img_s_1proc,vae_train_img_s,traverse_overhead_ratio"
+OVERHEAD_ROWS = {"traverse_overhead_ratio", "traverse_encode_overhead_ratio",
+                 "morph_overhead_ratio", "latent_map_overhead_ratio", "synthfaces_overhead_ratio"}
+DIFFUSERS_ROWS = {"ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_ratio",
+                  "ours_ddpm_s", "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio"}
 
 
 @pytest.fixture
@@ -32,7 +37,7 @@ def _bench(env, *args, check=True):
     return out
 
 
-def _check_report(report: dict, measured: set[str]) -> None:
+def _check_report(report: dict, measured: set[str], pipeline: bool = False) -> None:
     """Every row is there; a number is positive, a null has a note; `ok` follows the budget."""
     for key in bench.ROWS:
         assert key in report, key
@@ -46,8 +51,12 @@ def _check_report(report: dict, measured: set[str]) -> None:
             expected = (None if value is None else
                         value <= budget["max"] if "max" in budget else value >= budget["min"])
             assert report["ok"][key] is expected, key
-    for key in bench.DIFFUSION_ROWS:
-        assert report[key] is None and report["notes"][key] == "no diffusion model yet"
+    if not pipeline:
+        for key in bench.PIPELINE_ROWS:
+            assert report[key] is None and report["notes"][key] == "no diffusion model yet"
+    for key in OVERHEAD_ROWS & measured:
+        handler, core = (float(v) for v in re.findall(r"([\d.]+) ms", report["notes"][key]))
+        assert report[key] == pytest.approx(handler / core, rel=0.1, abs=0.06), key
     machine = report["machine"]
     assert machine["cores"] >= 1 and len(machine["load_avg_start"]) == 3
     assert machine["torch_threads"] >= 1 and report["quick"] is True and report["repeats"] == 1
@@ -56,7 +65,7 @@ def _check_report(report: dict, measured: set[str]) -> None:
 def test_quick_json_has_every_row_with_numbers_or_notes(model_env, tmp_path):
     out = _bench(model_env, "--json", "--only", FAST_ROWS)
     report = json.loads(out.stdout)  # stdout holds only the JSON object
-    _check_report(report, set(FAST_ROWS.split(",")))
+    _check_report(report, set(FAST_ROWS.split(",")) | OVERHEAD_ROWS)
     assert report["model"] == "vae-beta10"
     assert report["notes"]["traverse_decode_client_ms"] == "not measured (--only)"
     assert "2.96M parameters" in report["notes"]["vae_train_img_s"]  # the real config
@@ -67,9 +76,14 @@ def test_quick_json_has_every_row_with_numbers_or_notes(model_env, tmp_path):
 @pytest.mark.slow
 def test_quick_json_measures_every_row_that_exists_today(model_env):
     report = json.loads(_bench(model_env, "--json").stdout)
-    measured = set(bench.ROWS) - set(bench.DIFFUSION_ROWS) - {"synthfaces_img_s",
-                                                              "data_vs_train_ratio"}
+    measured = set(bench.ROWS) - set(bench.PIPELINE_ROWS) - {"synthfaces_img_s",
+                                                             "data_vs_train_ratio"}
+    if report["notes"]["opentsne_s"] == bench.NO_OPENTSNE:
+        measured.discard("opentsne_s")
     _check_report(report, measured)
+    assert report["umap_vs_tsne_ratio"] == pytest.approx(
+        report["umap_s"] / report["tsne_s"], rel=0.02)
+    assert "300 points" in report["notes"]["tsne_s"] and "kNN" in report["notes"]["umap_s"]
     assert report["app_start_s"] > 1  # a fresh python with torch and gradio
 
 
@@ -101,6 +115,39 @@ def test_bad_arguments_are_refused_clearly(model_env, args, message):
     import re
 
     assert re.search(message, out.stderr), out.stderr[-500:]
+
+
+@pytest.fixture
+def pipeline_env(model_env, tmp_path):
+    from tests.test_ldm_ops import save_tiny_pipeline
+
+    save_tiny_pipeline(tmp_path / "trained")
+    return model_env
+
+
+def test_quick_json_measures_the_diffusion_rows_on_a_tiny_pipeline(pipeline_env):
+    """Budgets, the Denoise / Prompt overhead and ours vs diffusers, on a tiny U-Net (T = 20)."""
+    pytest.importorskip("diffusers")
+    report = json.loads(_bench(pipeline_env, "--json", "--only",
+                               "ddim50_s,ours_ddim50_s").stdout)
+    measured = set(bench.PIPELINE_ROWS)
+    _check_report(report, measured, pipeline=True)
+    assert report["diffusion_model"] == "ldm"
+    for kind, prefix in (("ddim", "ddim50"), ("ddpm", "ddpm")):
+        ratio = report[f"ours_{prefix}_s"] / report[f"diffusers_{prefix}_s"]
+        assert report[f"{kind}_vs_diffusers_ratio"] == pytest.approx(ratio, rel=0.02, abs=0.002)
+        gap = float(re.search(r"max \|x_0 ours − diffusers\| = ([\d.e+-]+)",
+                              report["notes"][f"{kind}_vs_diffusers_ratio"]).group(1))
+        assert gap < 1e-3  # the same computation is timed on both sides
+    assert report["ddpm_first_frame_s"] < report["ddpm1000_s"]
+    assert "20 steps" in report["notes"]["ddpm1000_s"]
+
+
+def test_without_diffusers_the_rows_say_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers → ImportError
+    values, notes = bench.bench_vs_diffusers("ldm", 1)
+    assert values == {} and set(notes) == DIFFUSERS_ROWS
+    assert all(n == bench.NO_DIFFUSERS and "not installed" in n for n in notes.values())
 
 
 def teardown_module():
