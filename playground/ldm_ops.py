@@ -59,6 +59,19 @@ _judges: dict[str, tuple[tuple, nn.Module]] = {}
 _cache_lock = threading.Lock()
 
 
+def pad_condition(cond: Condition, length: int) -> Condition:
+    """(context (B, L, D), mask (B, L)) zero-padded to `length` tokens; the padding is masked
+    out (False), so the U-Net's output does not change."""
+    context, mask = cond
+    extra = length - context.shape[1]
+    if extra < 0:
+        raise ValueError(f"cannot pad a condition of {context.shape[1]} tokens to {length}")
+    if extra == 0:
+        return context, mask
+    return (torch.nn.functional.pad(context, (0, 0, 0, extra)),
+            torch.nn.functional.pad(mask, (0, extra), value=False))
+
+
 # ============================================================================ the pipeline
 @dataclass
 class LatentDiffusion:
@@ -97,10 +110,15 @@ class LatentDiffusion:
     # ------------------------------------------------------------------ text
     def encode_prompts(self, prompts: Sequence[str]) -> Condition:
         """Prompts → the U-Net's context: (context (B, L, D) float32, mask (B, L) bool),
-        on the U-Net's device. The empty prompt "" is the null (unconditional) condition."""
+        on the U-Net's device. The empty prompt "" is the null (unconditional) condition.
+
+        L is the longest prompt's token count, not the full context length: the text
+        encoder is causal and the U-Net masks padding, so the cut columns change nothing but
+        the cost (`pad_condition` brings two conditions to one length)."""
         prompts = check_prompts(prompts)
         with torch.no_grad():
-            tokens = self.clip.tokenize(prompts)  # (B, L)
+            tokens = self.clip.tokenize(prompts)  # (B, context_length)
+            tokens = tokens[:, :max(int(self.clip.text_mask(tokens).sum(dim=1).max()), 1)]
             context = self.clip.encode_text_tokens(tokens)  # (B, L, D)
             mask = self.clip.text_mask(tokens)  # (B, L)
         device = self.device
@@ -141,7 +159,13 @@ class LatentDiffusion:
                 return base(x_t, t, (null[0].expand(n, -1, -1), null[1].expand(n, -1)))
 
             return unconditional
-        return classifier_free_guidance(base, w, null)
+
+        def guided(x_t, t, cond):  # ∅ and c padded to one token length, then one 2N pass
+            length = max(cond[0].shape[1], null[0].shape[1])
+            return classifier_free_guidance(base, w, pad_condition(null, length))(
+                x_t, t, pad_condition(cond, length))
+
+        return guided
 
     # ------------------------------------------------------------------ noise, decode
     def initial_noise(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:

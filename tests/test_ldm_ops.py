@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from playground import checkpoints, ldm_ops
+from playground.ldm_ops import pad_condition
 from playground.data import captions
 from playground.data import synthfaces as sf
 from playground.diffusion import (NoiseSchedule, ScheduleConfig, classifier_free_guidance,
@@ -151,9 +152,25 @@ def test_guidance_one_is_the_conditional_model(pipe):
     expected = pipe.decode(plain)
     assert torch.equal(pipe.sample(PROMPTS, guidance=1.0, steps=5, seed=3), expected)
     # the general CFG formula at w = 1 is the same up to rounding
-    guided = classifier_free_guidance(pipe.unet_denoiser(), 1.0, pipe.encode_prompts([""]))
+    null = pad_condition(pipe.encode_prompts([""]), cond[0].shape[1])
+    guided = classifier_free_guidance(pipe.unet_denoiser(), 1.0, null)
     assert torch.allclose(pipe.decode(ddim_sample(guided, x_T, pipe.schedule, steps=5, cond=cond)),
                           expected, atol=1e-4)
+
+
+def test_prompts_are_trimmed_and_padding_changes_nothing(pipe):
+    context, mask = pipe.encode_prompts(PROMPTS)
+    assert mask[:, -1].any() and mask.all(dim=0)[0]  # cut right after the longest prompt
+    assert context.shape[1] == max(pipe.clip.token_count(p) for p in PROMPTS)
+    padded = pad_condition((context, mask), context.shape[1] + 7)
+    assert padded[0].shape[1] == context.shape[1] + 7 and not padded[1][:, -7:].any()
+    x_t, t = torch.randn(2, *pipe.sample_shape), torch.tensor([10, 500])
+    eps = pipe.unet_denoiser()
+    with torch.no_grad():
+        torch.testing.assert_close(eps(x_t, t, padded), eps(x_t, t, (context, mask)),
+                                   atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="cannot pad"):
+        pad_condition((context, mask), 1)
 
 
 def test_guidance_zero_is_the_empty_prompt_and_guidance_changes_faces(pipe):
