@@ -6,6 +6,7 @@ result into images. The core raises ValueError; `user_errors` shows it as a `gr.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import tempfile
 import threading
@@ -35,6 +36,18 @@ def user_errors(fn):
     (gr.Error is what the browser shows as a toast and what `gradio_client` raises; any other
     exception is a bug and is left alone.)
     """
+    if inspect.isgeneratorfunction(fn):  # a streaming handler: errors come while iterating
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except ValueError as err:
+                raise gr.Error(_first_line_capitalised(str(err))) from err
+
+        return stream
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -42,9 +55,15 @@ def user_errors(fn):
         except gr.Error:
             raise
         except ValueError as err:
-            raise gr.Error(_first_line_capitalised(str(err))) from err
+            raise gr.Error(error_message(err)) from err
 
     return wrapper
+
+
+def error_message(err: Exception) -> str:
+    """What the user sees for a core ValueError: its message, capitalised, cut to
+    `MAX_ERROR_CHARS` (a message may echo a huge input)."""
+    return _first_line_capitalised(str(err))
 
 
 MAX_ERROR_CHARS = 500  # a message echoing a huge input (a 1 MB name) is cut to this length
