@@ -107,12 +107,16 @@ ROWS: dict[str, tuple[dict | None, str]] = {
     "diffusers_ddpm_s": (None, "diffusers DDPMScheduler (fixed_small) over all T steps, same "
                                "U-Net, x_T, prompt and noise generator"),
     "ddpm_vs_diffusers_ratio": ({"max": 1.0}, "ours_ddpm_s / diffusers_ddpm_s"),
+    "ddim_loop_vs_diffusers_ratio": (None, "the same two DDIM loops with a free denoiser "
+                                           "(ε = 0): the samplers' own cost per step"),
+    "ddpm_loop_vs_diffusers_ratio": (None, "the same two DDPM loops with a free denoiser"),
 }
 DIFFUSION_ROWS = ("ddim50_s", "ddpm1000_s", "ddpm_first_frame_s", "prompt_s")
 # rows that need a diffusion model (a U-Net in trained/ or runs/)
 PIPELINE_ROWS = DIFFUSION_ROWS + (
     "denoise_overhead_ratio", "prompt_overhead_ratio", "ours_ddim50_s", "diffusers_ddim50_s",
-    "ddim_vs_diffusers_ratio", "ours_ddpm_s", "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio")
+    "ddim_vs_diffusers_ratio", "ours_ddpm_s", "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio",
+    "ddim_loop_vs_diffusers_ratio", "ddpm_loop_vs_diffusers_ratio")
 NO_DIFFUSERS = "diffusers not installed (a test-only dependency: pip install -r requirements-test.txt)"
 NO_OPENTSNE = "openTSNE not installed (optional: pip install openTSNE)"
 PROMPT = "a smiling woman with blond hair"  # the Prompt tab's example prompt
@@ -562,7 +566,8 @@ def bench_vs_diffusers(pipe_name: str, runs: int) -> tuple[dict, dict]:
     except ImportError:
         return {}, {key: NO_DIFFUSERS for key in (
             "ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_ratio", "ours_ddpm_s",
-            "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio")}
+            "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio", "ddim_loop_vs_diffusers_ratio",
+            "ddpm_loop_vs_diffusers_ratio")}
     import torch
 
     from playground import ldm_ops
@@ -584,12 +589,14 @@ def bench_vs_diffusers(pipe_name: str, runs: int) -> tuple[dict, dict]:
                                    variance_type="fixed_small", clip_sample=False,
                                    prediction_type="epsilon")
 
-    def theirs(scheduler, steps, generator=None):
+    def unet_eps(x, t):
+        return unet(x, torch.full((x.shape[0],), int(t), dtype=torch.long), context, mask)
+
+    def theirs(scheduler, steps, generator=None, eps_fn=unet_eps):
         scheduler.set_timesteps(steps)
         x = x_T
         for t in scheduler.timesteps:
-            eps = unet(x, torch.full((x.shape[0],), int(t), dtype=torch.long), context, mask)
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+            x = scheduler.step(eps_fn(x, t), t, x, generator=generator).prev_sample
         return x
 
     runs_ = {"ddim": (lambda: ddim_sample(denoiser, x_T, schedule, steps=S, cond=cond),
@@ -609,12 +616,74 @@ def bench_vs_diffusers(pipe_name: str, runs: int) -> tuple[dict, dict]:
         notes[f"{kind}_vs_diffusers_ratio"] = (
             f"{pipe_name}, {steps} steps, 4 faces; max |x_0 ours − diffusers| = {gap:.1e} "
             "(diffusers keeps ᾱ in float32); diffusers " + diffusers.__version__)
+
+    def free(x, t, cond=None):  # ε = 0 at no cost: what is left is the samplers' own work
+        return torch.zeros_like(x)
+
+    loops = {"ddim": (lambda: ddim_sample(free, x_T, schedule, steps=S),
+                      lambda: theirs(ddim, S, eps_fn=free)),
+             "ddpm": (lambda: ddpm_sample(free, x_T, schedule,
+                                          generator=torch.Generator().manual_seed(1)),
+                      lambda: theirs(ddpm, T, torch.Generator().manual_seed(1), eps_fn=free))}
+    for kind, (ours_fn, theirs_fn) in loops.items():
+        with ldm_ops.inference():
+            ours_s, theirs_s = _paired(ours_fn, theirs_fn, 5 * max(1, min(runs, 3)))
+        steps = S if kind == "ddim" else T
+        values[f"{kind}_loop_vs_diffusers_ratio"] = ours_s / theirs_s
+        notes[f"{kind}_loop_vs_diffusers_ratio"] = (
+            f"{steps} steps: ours {1e6 * ours_s / steps:.0f} µs/step, diffusers "
+            f"{1e6 * theirs_s / steps:.0f} µs/step")
     return values, notes
+
+
+# ------------------------------------------------------------------------------ untrained
+UNTRAINED = "untrained-ldm"  # name of the random-weights pipeline of --untrained-diffusion
+
+
+def save_untrained_pipeline(folder: Path) -> str:
+    """The shipped architectures (the trainers' default configs) with random weights, saved as
+    `UNTRAINED` + its autoencoder and CLIP in `folder` → the U-Net's name. Speed does not
+    depend on the weights, so this times the diffusion rows before a model is trained."""
+    import torch
+
+    from playground import checkpoints
+    from playground.models.autoencoder import KLAutoencoder
+    from playground.models.clip import TextImageCLIP
+    from playground.models.unet import LatentUNet
+    from playground.trainers.autoencoder import AutoencoderTrainConfig
+    from playground.trainers.clip import CLIPTrainConfig
+    from playground.trainers.ldm import LDMTrainConfig
+
+    torch.manual_seed(0)
+    autoencoder = KLAutoencoder(AutoencoderTrainConfig().model_config())
+    clip = TextImageCLIP(CLIPTrainConfig().model_config())
+    unet = LatentUNet(LDMTrainConfig().model_config(
+        clip.config.text_width, autoencoder="untrained-autoencoder",
+        text_encoder="untrained-clip"))
+    checkpoints.save_model(folder / "untrained-autoencoder", autoencoder)
+    checkpoints.save_model(folder / "untrained-clip", clip)
+    checkpoints.save_model(folder / UNTRAINED, unet)
+    return UNTRAINED
+
+
+@contextlib.contextmanager
+def _runs_dir(folder: Path):
+    """Look for runs in `folder` (where `save_untrained_pipeline` wrote) for a while."""
+    before = os.environ.get("PLAYGROUND_RUNS")
+    os.environ["PLAYGROUND_RUNS"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PLAYGROUND_RUNS", None)
+        else:
+            os.environ["PLAYGROUND_RUNS"] = before
 
 
 # ------------------------------------------------------------------------------ the run
 def run(repeats: int = 5, quick: bool = False, model: str | None = None,
-        only: set[str] | None = None, diffusion_model: str | None = None) -> dict:
+        only: set[str] | None = None, diffusion_model: str | None = None,
+        untrained_diffusion: bool = False) -> dict:
     """Measure every row that can be measured now → the JSON-ready report."""
     from playground import ldm_ops
     from playground import vae_ops as ops
@@ -628,11 +697,19 @@ def run(repeats: int = 5, quick: bool = False, model: str | None = None,
     if diffusion_model and diffusion_model not in pipelines:
         raise ValueError(f"no diffusion model named {diffusion_model!r} (available: "
                          f"{', '.join(pipelines) or 'none'})")
+    untrained = None
+    if pipe_name is None and untrained_diffusion:
+        import tempfile
+
+        untrained = Path(tempfile.mkdtemp(prefix="bench-untrained-"))
+        with _runs_dir(untrained):
+            pipe_name = save_untrained_pipeline(untrained)
     if pipe_name is None:
         for key in PIPELINE_ROWS:
             notes[key] = NO_DIFFUSION
     else:
-        _log(f"diffusion rows use {pipe_name}")
+        _log(f"diffusion rows use {pipe_name}" + (" (random weights)" if untrained else ""))
+    pipeline_env = _runs_dir(untrained) if untrained else contextlib.nullcontext()
     runs = 1 if quick else max(1, int(repeats))
     inner = 3 if quick else 10  # calls per run for the millisecond rows
     train_batch, train_steps = (32, 1) if quick else (128, 3)
@@ -704,12 +781,23 @@ def run(repeats: int = 5, quick: bool = False, model: str | None = None,
             lambda: bench_vae_overhead(name, runs, inner, method, points))
     measure(("tsne_s", "umap_s", "opentsne_s", "umap_vs_tsne_ratio"),
             lambda: bench_embeddings(name, embed_points))
-    measure(DIFFUSION_ROWS + ("denoise_overhead_ratio", "prompt_overhead_ratio"),
-            lambda: bench_diffusion(pipe_name, runs), needs_model=False, needs_pipeline=True)
-    measure(("ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_ratio", "ours_ddpm_s",
-             "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio"),
-            lambda: bench_vs_diffusers(pipe_name, runs), needs_model=False,
-            needs_pipeline=True)
+    with pipeline_env:
+        measure(DIFFUSION_ROWS + ("denoise_overhead_ratio", "prompt_overhead_ratio"),
+                lambda: bench_diffusion(pipe_name, runs), needs_model=False,
+                needs_pipeline=True)
+        measure(("ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_ratio",
+                 "ours_ddpm_s", "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio",
+                 "ddim_loop_vs_diffusers_ratio", "ddpm_loop_vs_diffusers_ratio"),
+                lambda: bench_vs_diffusers(pipe_name, runs), needs_model=False,
+                needs_pipeline=True)
+    if untrained:
+        import shutil
+
+        shutil.rmtree(untrained, ignore_errors=True)
+        for key in PIPELINE_ROWS:
+            if report[key] is not None:
+                notes[key] = ("UNTRAINED weights, shipped architectures (speed only): "
+                              + notes.get(key, ""))
     if report["synthfaces_img_s"] and report["vae_train_img_s"]:
         report["data_vs_train_ratio"] = round(report["synthfaces_img_s"] /
                                               report["vae_train_img_s"], 3)
@@ -726,7 +814,8 @@ def run(repeats: int = 5, quick: bool = False, model: str | None = None,
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     return {**report, "budget": budget, "ok": ok, "notes": notes,
             "about": {key: about for key, (_, about) in ROWS.items()}, "machine": info,
-            "model": name, "diffusion_model": pipe_name, "repeats": runs, "quick": quick,
+            "model": name, "diffusion_model": pipe_name, "untrained_diffusion": bool(untrained),
+            "repeats": runs, "quick": quick,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -766,6 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated rows to measure (others are null)")
     parser.add_argument("--diffusion-model", dest="diffusion_model",
                         help="U-Net for the diffusion rows (default: ldm or the first one)")
+    parser.add_argument("--untrained-diffusion", action="store_true",
+                        help="no diffusion model yet: time the shipped architectures with "
+                             "random weights (labelled so in the notes)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -777,7 +869,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # gradio prints; stdout is for the report
-            result = run(args.repeats, args.quick, args.model, only, args.diffusion_model)
+            result = run(args.repeats, args.quick, args.model, only, args.diffusion_model,
+                         args.untrained_diffusion)
     except ValueError as err:
         parser.error(str(err))
     print(json.dumps(result, indent=2) if args.json else _table(result))

@@ -17,7 +17,8 @@ FAST_ROWS = "traverse_decode_ms,traverse_decode_handler_ms,morph_ms,latent_map_s
 OVERHEAD_ROWS = {"traverse_overhead_ratio", "traverse_encode_overhead_ratio",
                  "morph_overhead_ratio", "latent_map_overhead_ratio", "synthfaces_overhead_ratio"}
 DIFFUSERS_ROWS = {"ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_ratio",
-                  "ours_ddpm_s", "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio"}
+                  "ours_ddpm_s", "diffusers_ddpm_s", "ddpm_vs_diffusers_ratio",
+                  "ddim_loop_vs_diffusers_ratio", "ddpm_loop_vs_diffusers_ratio"}
 
 
 @pytest.fixture
@@ -140,6 +141,20 @@ def test_quick_json_measures_the_diffusion_rows_on_a_tiny_pipeline(pipeline_env)
                               report["notes"][f"{kind}_vs_diffusers_ratio"]).group(1))
         assert gap < 1e-3  # the same computation is timed on both sides
     assert report["ddpm_first_frame_s"] < report["ddpm1000_s"]
+    assert "µs/step" in report["notes"]["ddim_loop_vs_diffusers_ratio"]
+
+
+@pytest.mark.slow  # DDPM over 1000 steps of the real-size U-Net: ~30 s
+def test_untrained_diffusion_times_the_shipped_architectures(model_env):
+    """No U-Net trained: --untrained-diffusion builds the trainers' default architectures with
+    random weights and says so in every diffusion note."""
+    pytest.importorskip("diffusers")
+    report = json.loads(_bench(model_env, "--json", "--only", "ddim50_s",
+                               "--untrained-diffusion").stdout)
+    assert report["diffusion_model"] == bench.UNTRAINED and report["untrained_diffusion"]
+    for key in ("ddim50_s", "prompt_s", "ddpm1000_s", "prompt_overhead_ratio"):
+        assert report[key] > 0 and report["notes"][key].startswith("UNTRAINED weights"), key
+    assert "50 steps" in report["notes"]["ddim50_s"]  # the real schedule: T = 1000
     assert "20 steps" in report["notes"]["ddpm1000_s"]
 
 
