@@ -138,6 +138,17 @@ def test_zero_shot_accuracy_and_baseline(small_sets):
         max(y.mean(), 1 - y.mean()))
     assert 0 <= scores["zero_shot_acc"] <= 1
     assert set(scores["zero_shot_acc_per_attribute"]) >= {"Smiling", "Eyeglasses", "Bald"}
+    # an "oracle" whose image features are the prompt of its true Smiling value scores 1
+    from playground.data.captions import zero_shot_prompts
+
+    pos, neg = model.encode_text(list(zero_shot_prompts("Smiling"))).detach()
+    oracle = torch.stack([pos if v else neg for v in y])
+    perfect = zero_shot_accuracy(model, oracle, val.attributes)
+    assert perfect["zero_shot_acc_per_attribute"]["Smiling"] == 1.0
+    assert perfect["zero_shot_auc_per_attribute"]["Smiling"] == 1.0
+    assert perfect["zero_shot_balanced_acc_per_attribute"]["Smiling"] == 1.0
+    flipped = zero_shot_accuracy(model, torch.stack([neg if v else pos for v in y]), val.attributes)
+    assert flipped["zero_shot_auc_per_attribute"]["Smiling"] == 0.0
     # retrieval: an "oracle" whose image features are its caption features scores 1
     captions = [f"caption number {i}" for i in range(10)]
     oracle = model.encode_text(captions).detach()

@@ -170,7 +170,10 @@ def zero_shot_accuracy(model: TextImageCLIP, image_features: torch.Tensor,
         image_features: (N, E) normalised; attributes: name → (≥ N,) 0/1 arrays.
     Returns:
         ``zero_shot_acc`` (mean), ``zero_shot_acc_per_attribute``, ``zero_shot_baseline``
-        (majority-class accuracy, mean) and ``…_per_attribute``.
+        (majority-class accuracy, mean) and ``…_per_attribute``; ``zero_shot_balanced_acc``
+        (mean of the true-positive and true-negative rates) and ``zero_shot_auc`` (ROC AUC of
+        the margin sim(pos) − sim(neg)), each with ``…_per_attribute`` — both 0.5 at chance
+        whatever the attribute's frequency.
     """
     model.eval()
     n = image_features.shape[0]
@@ -180,16 +183,27 @@ def zero_shot_accuracy(model: TextImageCLIP, image_features: torch.Tensor,
     prompts = [p for a in names for p in zero_shot_prompts(a)]
     text = model.encode_text(prompts).float().cpu()  # (2A, E)
     sims = image_features @ text.T  # (N, 2A)
-    acc, base = {}, {}
+    from sklearn.metrics import roc_auc_score
+
+    acc, base, balanced, auc = {}, {}, {}, {}
     for j, name in enumerate(names):
-        pred = (sims[:, 2 * j] > sims[:, 2 * j + 1]).numpy()
+        margin = (sims[:, 2 * j] - sims[:, 2 * j + 1]).numpy()  # > 0: closer to "present"
+        pred = margin > 0
         y = np.asarray(attributes[name])[:n].astype(bool)
         acc[name] = float((pred == y).mean())
         base[name] = float(max(y.mean(), 1 - y.mean()))
+        if 0 < y.sum() < n:
+            balanced[name] = float(0.5 * (pred[y].mean() + (~pred[~y]).mean()))
+            auc[name] = float(roc_auc_score(y, margin))
     return {"zero_shot_acc": float(np.mean(list(acc.values()))),
             "zero_shot_acc_per_attribute": acc,
             "zero_shot_baseline": float(np.mean(list(base.values()))),
-            "zero_shot_baseline_per_attribute": base}
+            "zero_shot_baseline_per_attribute": base,
+            # threshold-free and prior-free views of the same margins (chance: 0.5 each)
+            "zero_shot_balanced_acc": float(np.mean(list(balanced.values()))) if balanced else None,
+            "zero_shot_balanced_acc_per_attribute": balanced,
+            "zero_shot_auc": float(np.mean(list(auc.values()))) if auc else None,
+            "zero_shot_auc_per_attribute": auc}
 
 
 @torch.no_grad()
@@ -205,6 +219,43 @@ def retrieval_accuracy(model: TextImageCLIP, image_features: torch.Tensor, capti
         hits += int((sims.argmax(dim=1) == torch.arange(group)).sum())
         total += group
     return hits / total if total else float("nan")
+
+
+def evaluate_clip(model: TextImageCLIP, test_set, device: torch.device | str = "cpu"
+                  ) -> dict[str, Any]:
+    """Zero-shot attribute scores and image→caption retrieval on a captioned test set."""
+    feats = image_embeddings(model, image_source(test_set, torch.device(device)))
+    attrs = getattr(test_set, "attributes", {})
+    test_captions = captions_for_dataset(attrs, getattr(test_set, "factors", None), seed=0)
+    group = min(100, len(test_captions))
+    return {**zero_shot_accuracy(model, feats, attrs),
+            "retrieval_top1": retrieval_accuracy(model, feats, test_captions, group),
+            "retrieval_group": group,
+            "n_test": int(feats.shape[0]),
+            "vocabulary_tokens": len(model.config.known_tokens)}
+
+
+def main_evaluate(argv: list[str] | None = None) -> int:
+    """``python -m playground.trainers.clip NAME [--write]``: re-measure a CLIP on the test
+    split (and update its metrics.json with --write)."""
+    from playground.checkpoints import (atomic_write_json, load_metrics, load_model,
+                                        resolve_model_dir)
+
+    p = argparse.ArgumentParser(prog="python -m playground.trainers.clip",
+                                description=main_evaluate.__doc__)
+    p.add_argument("name", help="model name (trained/, runs/) or folder")
+    p.add_argument("--test-size", type=int, default=None, help="first N test faces (default all)")
+    p.add_argument("--write", action="store_true", help="merge the scores into its metrics.json")
+    args = p.parse_args(argv)
+    model = load_model(args.name).float().eval()
+    scores = evaluate_clip(model, open_dataset("synthfaces", "test", args.test_size, None))
+    print(f"zero-shot accuracy {scores['zero_shot_acc']:.4f} (majority {scores['zero_shot_baseline']:.4f}), "
+          f"balanced {scores['zero_shot_balanced_acc']:.4f}, AUC {scores['zero_shot_auc']:.4f}, "
+          f"retrieval top-1 {scores['retrieval_top1']:.3f} of {scores['retrieval_group']}")
+    if args.write:
+        folder = resolve_model_dir(args.name)
+        atomic_write_json(folder / "metrics.json", {**load_metrics(args.name), **scores})
+    return 0
 
 
 # =========================================================================== training
@@ -279,17 +330,11 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         nonlocal test_set
         if test_set is None:
             test_set = open_dataset("synthfaces", "test", cfg.test_size, cfg.data_root)
-        feats = image_embeddings(model, image_source(test_set, device, cfg.num_workers))
-        attrs = getattr(test_set, "attributes", {})
-        zs = zero_shot_accuracy(model, feats, attrs)
-        test_captions = captions_for_dataset(attrs, getattr(test_set, "factors", None), seed=0)
-        group = min(100, len(test_captions))
+        scores = evaluate_clip(model, test_set, device)
+        zs = scores
+        group = scores["retrieval_group"]
         metrics = {
-            **zs,
-            "retrieval_top1": retrieval_accuracy(model, feats, test_captions, group),
-            "retrieval_group": group,
-            "n_test": int(feats.shape[0]),
-            "vocabulary_tokens": len(model.config.known_tokens),
+            **scores,
             "parameters": sum(p.numel() for p in model.parameters()),
             **loop.run_metrics(),
         }
@@ -328,3 +373,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     train_clip(config_from_args(CLIPTrainConfig, args), resume=args.resume)
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main_evaluate())
