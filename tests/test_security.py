@@ -494,13 +494,8 @@ def test_emoji_and_non_latin_names_get_a_clean_answer(client, text):
     still_answers(client)
 
 
-ECHOES_HUGE_NAME = pytest.mark.xfail(
-    strict=True, reason="playground/ui/train.py's own error wrapper echoes the whole 1 MB name; "
-                        "it should use common.error_message (cut to 500 characters)")
-
-
 @pytest.mark.parametrize("name", ["../../etc", "/tmp/x", "..", "a/b", "runs/../../x",
-                                  pytest.param(HUGE, marks=ECHOES_HUGE_NAME)],
+                                  HUGE],
                          ids=lambda n: n[:12])
 def test_unsafe_run_names_are_refused_by_the_train_tab(client, world, name):
     """Start / resume / cancel / status with a name that would leave runs/: refused before any

@@ -44,7 +44,7 @@ def user_errors(fn):
             except gr.Error:
                 raise
             except ValueError as err:
-                raise gr.Error(_first_line_capitalised(str(err))) from err
+                raise gr.Error(error_message(err)) from err
 
         return stream
 

@@ -12,7 +12,6 @@ sampler), not the drawing.
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 
@@ -63,22 +62,7 @@ $x_T$ for both — the faces differ because their paths do.
 
 
 # ------------------------------------------------------------------------------ helpers
-def stream_user_errors(fn):
-    """`common.user_errors` for a generator handler: a ValueError raised while it runs becomes
-    a `gr.Error` (the plain decorator only sees the call that creates the generator)."""
-    step = common.user_errors(next)
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        iterator = fn(*args, **kwargs)
-        while True:
-            try:
-                value = step(iterator)
-            except StopIteration:
-                return
-            yield value
-
-    return wrapper
+stream_user_errors = common.user_errors  # handles generator handlers too (kept for imports)
 
 
 def in_range(value, name: str, lo: float, hi: float, whole: bool = False) -> float | int:

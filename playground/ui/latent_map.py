@@ -99,7 +99,7 @@ def _figure(result: dict, colour: dict, highlight: np.ndarray | None, query: str
 
 
 def _scores_markdown(scores: dict, colour: dict, result: dict) -> str:
-    what = colour["name"] + (f" (above / below its median)" if colour["kind"] == "continuous"
+    what = colour["name"] + (" (above / below its median)" if colour["kind"] == "continuous"
                              else "")
     head = f"**How well does the map separate {what}?** ({scores['n']:,} points)  \n"
     if scores["knn_acc"] is None:

@@ -11,7 +11,6 @@ handlers here turn widget values into one call there and its snapshots into pict
 """
 from __future__ import annotations
 
-import functools
 
 import gradio as gr
 import numpy as np
@@ -52,25 +51,6 @@ the command line with `python -m playground.train ldm` (see the README).
 
 
 # ------------------------------------------------------------------------------ errors
-def _message(err: Exception) -> str:
-    text = str(err).strip() or "invalid input"
-    return text[0].upper() + text[1:]
-
-
-def _streaming_errors(fn):
-    """`common.user_errors` for generator handlers: a ValueError becomes a `gr.Error`."""
-    @functools.wraps(fn)
-    def wrapper(*args):
-        try:
-            yield from fn(*args)
-        except gr.Error:
-            raise
-        except ValueError as err:
-            raise gr.Error(_message(err)) from err
-
-    return wrapper
-
-
 # ------------------------------------------------------------------------------ views
 def _minutes(seconds: float) -> str:
     """Seconds as m:ss."""
@@ -169,7 +149,7 @@ def _view(snap: tj.RunSnapshot) -> tuple:
 
 
 # ------------------------------------------------------------------------------ handlers
-@_streaming_errors
+@common.user_errors
 def start(name, beta, minutes, train_size, batch_size, seed):
     """Widgets in → a stream of views of the new run until its session ends."""
     request = tj.TrainRequest(name=name or "", beta=beta, minutes=minutes,
@@ -179,7 +159,7 @@ def start(name, beta, minutes, train_size, batch_size, seed):
         yield _view(snap)
 
 
-@_streaming_errors
+@common.user_errors
 def resume(name, minutes):
     """Run name and more minutes in → a stream of views until the session ends."""
     run = tj.JOBS.resume(name, minutes)
