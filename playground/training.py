@@ -495,6 +495,37 @@ def progress_bar(total: int, initial: int = 0, desc: str = "", enabled: bool = T
 # Generic over a trainer's config dataclass (fields such as seed, batch_size, lr, out, ...).
 AMP_MODES = ("none", "bf16")
 LR_SCHEDULES = ("cosine", "constant")
+OPTIONAL_COUNTS = ("epochs", "max_steps", "train_size", "eval_size", "test_size", "threads")
+
+
+def check_run_options(cfg, *, counts: tuple[str, ...] = ("batch_size", "log_every"),
+                      choices: dict[str, tuple] | None = None) -> None:
+    """Validate the options every trainer config shares (ValueError with the option's name).
+
+    `counts` must be ≥ 1; the optional counts (`OPTIONAL_COUNTS`) ≥ 1 when set; minutes > 0
+    when set; lr > 0; weight_decay ≥ 0, lr_min_ratio in [0, 1], amp and lr_schedule among
+    their modes where the config has them; each of `choices` (field → allowed values) too.
+    """
+    for name in counts:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in OPTIONAL_COUNTS:
+        value = getattr(cfg, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if cfg.minutes is not None and cfg.minutes <= 0:
+        raise ValueError(f"minutes must be > 0, got {cfg.minutes}")
+    if cfg.lr <= 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if getattr(cfg, "weight_decay", 0.0) < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
+    if hasattr(cfg, "lr_min_ratio") and not 0 <= cfg.lr_min_ratio <= 1:
+        raise ValueError(f"lr_min_ratio must be in [0, 1], got {cfg.lr_min_ratio}")
+    allowed_by_name = {"amp": AMP_MODES, "lr_schedule": LR_SCHEDULES, **(choices or {})}
+    for name, allowed in allowed_by_name.items():
+        if hasattr(cfg, name) and getattr(cfg, name) not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, "
+                             f"got {getattr(cfg, name)!r}")
 
 
 def open_on_all_ranks(info: DistInfo, name: str, split: str, n: int | None, root: str | None):

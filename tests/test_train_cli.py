@@ -286,3 +286,26 @@ def test_torchrun_cli_with_two_processes(tmp_path):
     state = json.loads((out / "train_state.json").read_text())
     assert state["world_size"] == 2 and state["global_step"] == 2
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize("module, cls", [
+    ("playground.trainers.vae", "VAETrainConfig"),
+    ("playground.trainers.autoencoder", "AutoencoderTrainConfig"),
+    ("playground.trainers.judge", "JudgeTrainConfig"),
+    ("playground.trainers.clip", "CLIPTrainConfig"),
+    ("playground.trainers.ldm", "LDMTrainConfig"),
+])
+@pytest.mark.parametrize("option, value, message", [
+    ("lr", 0.0, "lr must be > 0"),
+    ("batch_size", 0, "batch_size must be >= 1"),
+    ("minutes", -1.0, "minutes must be > 0"),
+    ("max_steps", 0, "max_steps must be >= 1"),
+    ("threads", 0, "threads must be >= 1"),
+])
+def test_every_trainer_config_refuses_bad_shared_options(module, cls, option, value, message):
+    import importlib
+
+    config_cls = getattr(importlib.import_module(module), cls)
+    config_cls()  # the defaults are valid
+    with pytest.raises(ValueError, match=message):
+        config_cls(**{option: value})

@@ -31,8 +31,8 @@ import torch
 from playground.checkpoints import runs_dir
 from playground.losses import kl_normal
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder, psnr
-from playground.training import (AMP_MODES, LR_SCHEDULES, DistInfo, GracefulStop, TrainLoop,
-                                 add_common_arguments, all_reduce_sum, autocast, config_from_args,
+from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments,
+                                 all_reduce_sum, autocast, check_run_options, config_from_args,
                                  image_source, int_tuple, mix_seed, open_dataset, run_trainer,
                                  shard)
 from playground.training import cosine_lr  # noqa: F401  (kept importable from here)
@@ -79,24 +79,8 @@ class AutoencoderTrainConfig:
     def __post_init__(self):
         if self.channels is not None:
             self.channels = tuple(int(c) for c in self.channels)
-        for name in ("batch_size", "log_every", "scale_sample"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "train_size", "eval_size", "test_size", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.lr_min_ratio <= 1:
-            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
-        for name, allowed in (("recon_loss", RECON_LOSSES), ("amp", AMP_MODES),
-                              ("lr_schedule", LR_SCHEDULES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, name)!r}")
+        check_run_options(self, counts=("batch_size", "log_every", "scale_sample"),
+                          choices={"recon_loss": RECON_LOSSES})
         self.model_config()  # validates latent_size / channels now, with a clear message
 
     def model_config(self) -> AutoencoderConfig:

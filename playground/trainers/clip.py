@@ -31,9 +31,9 @@ import torch
 from playground.checkpoints import runs_dir
 from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset, zero_shot_prompts
 from playground.models.clip import CLIPConfig, TextImageCLIP
-from playground.training import (AMP_MODES, LR_SCHEDULES, DistInfo, GracefulStop, TrainLoop,
-                                 add_common_arguments, autocast, config_from_args, image_source,
-                                 open_dataset, run_trainer)
+from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments, autocast,
+                                 check_run_options, config_from_args, image_source, open_dataset,
+                                 run_trainer)
 
 HELP = "small CLIP (open_clip classes) on SynthFaces captions: the text encoder of latent diffusion"
 
@@ -76,25 +76,9 @@ class CLIPTrainConfig:
     out: str | None = None  # run folder (default: runs/clip)
 
     def __post_init__(self):
-        for name in ("batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_run_options(self)
         if self.batch_size < 2:
             raise ValueError("a contrastive batch needs at least 2 pairs")
-        for name in ("epochs", "max_steps", "train_size", "eval_size", "test_size", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
-        if not 0 <= self.lr_min_ratio <= 1:
-            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
-        for name, allowed in (("amp", AMP_MODES), ("lr_schedule", LR_SCHEDULES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, name)!r}")
         self.model_config()
 
     def model_config(self, known_tokens: tuple[int, ...] = ()) -> CLIPConfig:

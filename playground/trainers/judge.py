@@ -27,9 +27,9 @@ from playground.checkpoints import runs_dir
 from playground.data.synthfaces import attributes_from_factors
 from playground.metrics_fd import frechet_distance
 from playground.models.judge import Judge, JudgeConfig, attribute_probabilities
-from playground.training import (AMP_MODES, LR_SCHEDULES, DistInfo, GracefulStop, TrainLoop,
-                                 add_common_arguments, autocast, config_from_args, image_source,
-                                 int_tuple, open_dataset, run_trainer)
+from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments, autocast,
+                                 check_run_options, config_from_args, image_source, int_tuple,
+                                 open_dataset, run_trainer)
 
 HELP = "judge CNN: reads SynthFaces factors/attributes back (FD-judge features, attribute accuracy)"
 
@@ -64,23 +64,7 @@ class JudgeTrainConfig:
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
-        for name in ("batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "train_size", "eval_size", "test_size", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
-        if not 0 <= self.lr_min_ratio <= 1:
-            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
-        for name, allowed in (("amp", AMP_MODES), ("lr_schedule", LR_SCHEDULES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, name)!r}")
+        check_run_options(self)
         self.model_config()
 
     def model_config(self) -> JudgeConfig:

@@ -48,10 +48,9 @@ from torch import nn
 from playground.checkpoints import load_model, resolve_model_dir, runs_dir, trained_dir
 from playground.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 from playground.models.unet import SPACES, LatentUNet, UNetConfig, count_parameters
-from playground.training import (AMP_MODES, LR_SCHEDULES, DistInfo, GracefulStop, TrainLoop,
-                                 add_common_arguments, autocast, config_from_args, int_tuple,
-                                 mix_seed, open_on_all_ranks, read_log, resolve_device,
-                                 run_trainer, shard)
+from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments, autocast,
+                                 check_run_options, config_from_args, int_tuple, mix_seed,
+                                 open_on_all_ranks, read_log, resolve_device, run_trainer, shard)
 
 HELP = ("latent diffusion U-Net: ε-prediction on autoencoder latents, cross-attention to CLIP "
         "text tokens, EMA weights")
@@ -96,29 +95,13 @@ class LDMTrainConfig:
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.attention_levels = tuple(int(c) for c in self.attention_levels)
-        for name in ("batch_size", "log_every", "num_timesteps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "train_size", "eval_size", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.lr_min_ratio <= 1:
-            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+        check_run_options(self, counts=("batch_size", "log_every", "num_timesteps"),
+                          choices={"space": SPACES, "schedule": SCHEDULE_KINDS,
+                                   "dataset": ("synthfaces",)})
         if not 0 <= self.cond_drop < 1:
             raise ValueError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name, allowed in (("amp", AMP_MODES), ("lr_schedule", LR_SCHEDULES),
-                              ("space", SPACES), ("schedule", SCHEDULE_KINDS),
-                              ("dataset", ("synthfaces",))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, name)!r}")
         self.model_config(context_dim=8)  # validates the architecture now
 
     def schedule_config(self) -> ScheduleConfig:

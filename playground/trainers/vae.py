@@ -18,8 +18,8 @@ from playground.checkpoints import runs_dir
 from playground.losses import bce_loss, beta_vae_loss, kl_normal
 from playground.models.vae import BetaVAE, VAEConfig
 from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments,
-                                 all_reduce_sum, config_from_args, image_source, int_tuple,
-                                 mix_seed, run_trainer, shard)
+                                 all_reduce_sum, check_run_options, config_from_args, image_source,
+                                 int_tuple, mix_seed, run_trainer, shard)
 
 HELP = "β-VAE on 64×64 faces (conv encoder → 128-d Gaussian z → deconv decoder)"
 
@@ -53,17 +53,7 @@ class VAETrainConfig:
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
-        for name in ("batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "train_size", "eval_size", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_run_options(self)
 
     def model_config(self) -> VAEConfig:
         return VAEConfig(latent_dim=self.latent_dim, channels=self.channels, beta=self.beta)
