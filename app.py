@@ -11,10 +11,11 @@ from playground.ui import latent_map as latent_map_tab
 from playground.ui import train as train_tab
 
 TITLE = "VAE & Diffusion Playground"
+CACHE_CLEANUP = (3600, 7200)  # hourly, delete result files older than 2 h (~50 kB per call)
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(f"# {TITLE}\nSee how variational autoencoders and diffusion models work "
                     "on 64×64 faces, and check every claim with a number.")
         traverse.build(demo)
@@ -29,6 +30,7 @@ def build_app() -> gr.Blocks:
 
 QUEUE_SIZE = 64  # waiting events at most (a class of 30, two each); more are told "busy"
 MAX_FILE_SIZE = "5mb"  # larger uploads are refused (413) before any handler runs
+SESSION_CAPACITY = 256  # browser sessions kept in memory (~0.5 MB each; Gradio keeps 10,000)
 
 
 def queue_kwargs() -> dict:
@@ -45,6 +47,7 @@ def launch_kwargs(**overrides) -> dict:
     from playground.ui.guard import CrossOriginWriteGuard
 
     return {"max_file_size": MAX_FILE_SIZE, "enable_monitoring": False,
+            "state_session_capacity": SESSION_CAPACITY,
             "app_kwargs": {"middleware": [Middleware(CrossOriginWriteGuard)]}, **overrides}
 
 
