@@ -51,8 +51,35 @@ def launch_kwargs(**overrides) -> dict:
             "app_kwargs": {"middleware": [Middleware(CrossOriginWriteGuard)]}, **overrides}
 
 
+def preload() -> list[str]:
+    """Load every shipped model into the caches the tabs use (the β-VAEs, the latent-diffusion
+    pipeline, the judge), so no visitor waits for a first load. A missing or broken model is
+    skipped (its tab says so when used). Returns the names of what was loaded."""
+    from playground import ldm_ops
+    from playground import vae_ops as ops
+
+    loaded = []
+    for name in ops.list_vae_models():
+        try:
+            ops.get_model(name)
+            loaded.append(name)
+        except (ValueError, OSError, RuntimeError):
+            continue
+    for name in ldm_ops.list_pipelines()[:1]:  # the default one; others load on demand
+        try:
+            ldm_ops.get_pipeline(name)
+            loaded.append(name)
+        except (ValueError, OSError, RuntimeError):
+            continue
+    if ldm_ops.get_judge() is not None:
+        loaded.append(ldm_ops.JUDGE_MODEL)
+    return loaded
+
+
 def main() -> None:
     demo = build_app()
+    loaded = preload()
+    print(f"models loaded: {', '.join(loaded) or 'none'}", flush=True)
     demo.queue(**queue_kwargs()).launch(**launch_kwargs())
 
 

@@ -62,8 +62,9 @@ ROWS: dict[str, tuple[dict | None, str]] = {
     "latent_map_s": ({"max": 1}, "Latent map first view from its cache file (the page-load "
                                  "handler incl. model load, scores and plot JSON; memory caches "
                                  "cleared)"),
-    "app_start_s": ({"max": 15}, "python app (subprocess): build, launch, load every β-VAE, "
-                                 "then the first answer to /traverse_encode via gradio_client"),
+    "app_start_s": ({"max": 15}, "python app (subprocess): build, launch, load every model "
+                                 "(app.preload: β-VAEs, diffusion pipeline, judge), then the "
+                                 "first answer to /traverse_encode via gradio_client"),
     "synthfaces_img_s_1proc": (None, "SynthFaces rendering, one process (images/s)"),
     "synthfaces_img_s": (None, "SynthFaces rendering, one warm process per core (images/s)"),
     "vae_train_img_s": (None, "β-VAE training steps (the shipped 3M-parameter config, Adam, "
@@ -253,12 +254,10 @@ def bench_client(name: str, runs: int, inner: int) -> dict:
 _APP_CHILD = """
 import sys
 import app
-from playground import vae_ops as ops
 demo = app.build_app()
 demo.queue(**app.queue_kwargs()).launch(**app.launch_kwargs(
     prevent_thread_lock=True, server_name="127.0.0.1", quiet=True))
-for name in ops.list_vae_models():
-    ops.get_model(name)
+app.preload()  # every β-VAE, the diffusion pipeline and the judge, as `python app.py` does
 print("URL", demo.local_url, flush=True)
 sys.stdin.read()  # serve until the parent closes stdin
 demo.close()

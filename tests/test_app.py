@@ -44,3 +44,25 @@ def test_bad_grid_input_gives_a_clear_error_and_the_app_still_answers(client, se
     with pytest.raises(Exception, match="(Seed|Number of faces|maximum value|minimum value)"):
         client.predict(seed=seed, count=count, api_name="/synthfaces_grid")
     assert client.predict(seed=0, count=1, api_name="/synthfaces_grid")
+
+
+def test_preload_loads_every_model_and_skips_a_broken_one(tmp_path, monkeypatch):
+    """`app.preload` (what `python app.py` runs before serving) fills the tab caches; a
+    corrupt model is skipped, the others still load."""
+    import app
+    from playground import ldm_ops
+    from playground import vae_ops as ops
+    from tests.test_ldm_ops import save_tiny_pipeline
+    from tests.test_vae_ops import save_tiny_vae
+
+    trained = tmp_path / "trained"
+    monkeypatch.setenv("PLAYGROUND_TRAINED", str(trained))
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    save_tiny_vae(trained / "vae-beta4", beta=4.0)
+    save_tiny_vae(trained / "vae-beta10", beta=10.0)
+    (trained / "vae-beta10" / "model.safetensors").write_bytes(b"not a safetensors file")
+    save_tiny_pipeline(trained, judge=True)
+    loaded = app.preload()
+    assert loaded == ["vae-beta4", "ldm", "judge"]
+    assert ldm_ops.get_pipeline("ldm") is ldm_ops.get_pipeline("ldm")  # cached, not reloaded
+    assert ops.get_model("vae-beta4") is ops.get_model("vae-beta4")
