@@ -6,7 +6,8 @@ PIP    := $(PY) -m pip
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: run test test-slow test-all install install-test bench figures train-vaes ship-vaes report clean
+.PHONY: run test test-slow test-all install install-test bench figures train-vaes ship-vaes report \
+        train-diffusion eval-ldm clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,29 @@ ship-vaes: install
 
 report: install
 	$(PY) -m playground.report vae --out assets/report --threads 1
+
+# The diffusion stack as shipped (2-core CPU, one thread per process; ~2 h 15 min in all):
+# autoencoder + judge side by side, then CLIP, then the LDM on both cores (DDP), each shipped.
+T1 := OMP_NUM_THREADS=1
+train-diffusion: install
+	mkdir -p runs
+	$(T1) $(PY) -m playground.train autoencoder --latent-size 16 --minutes 40 --amp bf16 --threads 1 \
+	  --no-progress --out runs/autoencoder > runs/train-autoencoder.log 2>&1 & \
+	$(T1) $(PY) -m playground.train judge --minutes 25 --amp bf16 --threads 1 --no-progress \
+	  --out runs/judge > runs/train-judge.log 2>&1 && \
+	$(T1) $(PY) -m playground.train clip --minutes 28 --amp bf16 --threads 1 --no-progress \
+	  --out runs/clip > runs/train-clip.log 2>&1; wait
+	$(PY) -m playground.ship runs/autoencoder autoencoder
+	$(PY) -m playground.ship runs/judge judge
+	$(PY) -m playground.ship runs/clip clip
+	$(T1) $(VENV)/bin/torchrun --nproc_per_node=2 -m playground.train ldm --autoencoder autoencoder \
+	  --clip clip --minutes 72 --lr 5e-4 --amp bf16 --threads 1 --no-progress --out runs/ldm \
+	  > runs/train-ldm.log 2>&1
+	$(PY) -m playground.ship runs/ldm ldm
+
+# The LDM's tables (trained/ldm/metrics.json) and assets/ldm_prompts.png (~25 min).
+eval-ldm: install
+	$(T1) $(PY) -m playground.evaluate_ldm ldm --judge judge --write --threads 1 --minutes 23
 
 clean:
 	rm -rf $(VENV) .pytest_cache
