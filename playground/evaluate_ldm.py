@@ -138,6 +138,7 @@ class EvalConfig:
     fast_steps: int = 50  # DDIM-S of the targets, the sweep, the VAE table and the grid
     guidance_scales: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.5, 10.0)  # w (0 = unconditional)
     guidance_prompts: tuple[PromptTarget, ...] = GUIDANCE_PROMPTS  # the sweep's prompts
+    ceiling_faces: int = 2000  # test faces whose autoencoder round trip sets the sweep's ceiling
     vae_models: tuple[str, ...] = ("vae-beta1", "vae-beta4", "vae-beta10")  # compared with the LDM
     reference_split: str = "test"  # SynthFaces split of the FD-judge reference
     reference_n: int = 5000  # reference faces (the whole test split)
@@ -434,8 +435,60 @@ def evaluate_guidance(pipeline, judge, k: int, cfg: EvalConfig) -> dict:
                      "seconds": result.seconds, "n": len(texts)})
         print(f"  w={w:<5g} accuracy {rows[-1]['accuracy']:.3f}   diversity "
               f"{rows[-1]['diversity']:.4f}   {result.seconds:7.1f} s", file=sys.stderr)
+    ceiling = autoencoder_ceiling(pipeline, judge, prompts, n=cfg.ceiling_faces)
+    if ceiling is not None:
+        print(f"  ceiling: the judge reads the prompts' attributes on {ceiling['reconstructed']:.3f} "
+              f"of autoencoder reconstructions of real faces ({ceiling['original']:.3f} of the "
+              "originals)", file=sys.stderr)
     return {"guidance_sweep": rows, "guidance_per_prompt": per_prompt,
+            "guidance_ceiling": ceiling,
             "targets": {"guidance_sweep": guidance_targets(rows)}}
+
+
+@torch.no_grad()
+def autoencoder_ceiling(pipeline, judge, prompts: Sequence[PromptTarget], n: int = 2000,
+                        batch_size: int = 250) -> dict | None:
+    """How well the judge reads each prompt's attributes on *real* faces that have them, after
+    the round trip through the first-stage autoencoder: the accuracy a perfect latent model
+    would score (its samples are decoded the same way). None for a pixel-space model.
+
+    For each prompt: among the first `n` test faces whose true attributes match the prompt's
+    targets, the fraction whose reconstruction the judge reads as matching too (and the same
+    on the original faces: the judge's own accuracy)."""
+    if getattr(pipeline, "autoencoder", None) is None:
+        return None
+    from playground.data.synthfaces import SynthFacesDataset
+
+    faces = SynthFacesDataset("test", n=n)
+    images = faces.image_tensor()
+    recon_attrs: dict[str, list] = {}
+    orig_attrs: dict[str, list] = {}
+    for chunk in torch.split(images, batch_size):
+        x = chunk.float() / 255
+        _, a_orig = judge_images(judge, x)
+        _, a_rec = judge_images(judge, pipeline.decode(pipeline.encode(x)))
+        for k in a_rec:
+            recon_attrs.setdefault(k, []).append(a_rec[k])
+            orig_attrs.setdefault(k, []).append(a_orig[k])
+    recon = {k: np.concatenate(v) for k, v in recon_attrs.items()}
+    orig = {k: np.concatenate(v) for k, v in orig_attrs.items()}
+    per_prompt = []
+    for p in prompts:
+        has = np.ones(len(images), dtype=bool)
+        for attribute, expected in p.targets:
+            has &= np.asarray(faces.attributes[attribute][:len(images)]) == expected
+        if not has.any():
+            continue
+        ok_rec, ok_orig = has.copy(), has.copy()
+        for attribute, expected in p.targets:
+            ok_rec &= recon[attribute] == expected
+            ok_orig &= orig[attribute] == expected
+        per_prompt.append({"prompt": p.prompt, "faces": int(has.sum()),
+                           "reconstructed": float(ok_rec[has].mean()),
+                           "original": float(ok_orig[has].mean())})
+    return {"per_prompt": per_prompt, "n_test_faces": int(len(images)),
+            "reconstructed": float(np.mean([r["reconstructed"] for r in per_prompt])),
+            "original": float(np.mean([r["original"] for r in per_prompt]))}
 
 
 def guidance_targets(rows: list[dict]) -> dict:

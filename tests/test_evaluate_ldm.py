@@ -35,7 +35,7 @@ TINY_VAE = dict(latent_dim=8, channels=(8, 8, 16, 16))
 SMALL = dict(samples=6, guidance_samples=3, batch_size=8, table_steps=(2, 4), fast_steps=4,
              guidance_scales=(0.0, 1.0, 7.5), reference_n=24, grid_seeds=2,
              grid_prompts=ev.GRID_PROMPTS[:2], progress=False,
-             guidance_prompts=(ev.GUIDANCE_PROMPTS[0], ev.GUIDANCE_PROMPTS[5]))
+             guidance_prompts=(ev.GUIDANCE_PROMPTS[0], ev.GUIDANCE_PROMPTS[5]), ceiling_faces=48)
 
 
 def _jitter(model, seed, scale=0.1):
@@ -174,6 +174,16 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     for j, row in enumerate(first["guidance_sweep"]):
         assert row["accuracy"] == pytest.approx(np.mean([p["accuracy"][j] for p in per_prompt]))
         assert row["diversity"] > 0 and row["n"] == 6
+    # the autoencoder ceiling: counted on the test faces that have each prompt's attributes
+    ceiling = first["guidance_ceiling"]
+    from playground.data.synthfaces import SynthFacesDataset
+
+    faces = SynthFacesDataset("test", n=cfg.ceiling_faces)
+    assert ceiling["n_test_faces"] == cfg.ceiling_faces
+    smiling = [r for r in ceiling["per_prompt"] if r["prompt"] == "a smiling person"][0]
+    assert smiling["faces"] == int(faces.attributes["Smiling"].sum())
+    assert all(0 <= r["reconstructed"] <= 1 and 0 <= r["original"] <= 1
+               for r in ceiling["per_prompt"])
     # text matters in the tiny model: guided samples differ from unguided ones
     assert per_prompt[0]["diversity"][0] != per_prompt[0]["diversity"][2]
     # the LDM row of the VAE table is the table's DDIM-4 set (same x_T, same samples)
