@@ -31,6 +31,7 @@ def build_app() -> gr.Blocks:
 QUEUE_SIZE = 64  # waiting events at most (a class of 30, two each); more are told "busy"
 MAX_FILE_SIZE = "5mb"  # larger uploads are refused (413) before any handler runs
 SESSION_CAPACITY = 256  # browser sessions kept in memory (~0.5 MB each; Gradio keeps 10,000)
+MALLOC_ARENAS = 2  # glibc malloc arenas for the server process (see limit_malloc_arenas)
 
 
 def queue_kwargs() -> dict:
@@ -76,7 +77,25 @@ def preload() -> list[str]:
     return loaded
 
 
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas, as ``MALLOC_ARENA_MAX`` would. Every worker thread otherwise
+    gets an arena that keeps its own high-water mark: 20 concurrent users on every tab left the
+    server at 2.0 GB RSS after four load batches, 1.36 GB with two arenas, at the same speed.
+    Returns False (and does nothing) off glibc, or when ``MALLOC_ARENA_MAX`` is set already."""
+    import ctypes
+    import os
+    import sys
+
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, int(arenas)))  # -8 = M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def main() -> None:
+    limit_malloc_arenas()
     demo = build_app()
     loaded = preload()
     print(f"models loaded: {', '.join(loaded) or 'none'}", flush=True)

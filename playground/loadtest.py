@@ -23,7 +23,9 @@ defaults (a PCA map of 200 points, 10 diffusion steps) for the test suite's tiny
 
 Report (``--json``): ``requests``, ``errors``, ``busy``, per-endpoint ``{count, errors, busy,
 p50_ms, p95_ms, max_ms}`` per batch, ``rss_mb`` (after warm-up, after each batch),
-``rss_growth_mb`` (batch 2 − batch 1), ``cache_mb`` (the server's Gradio cache folder),
+``rss_growth_mb`` (last batch − first batch), ``rss_growth_per_batch_mb`` (a leak grows the
+same every batch; an allocator's high-water mark settles), ``cache_mb`` (the server's Gradio
+cache folder),
 ``warmup`` (errors and skipped endpoints with reasons), ``busy_check`` and ``targets``.
 """
 from __future__ import annotations
@@ -91,6 +93,7 @@ _SERVER = """
 import json, sys
 import app
 opts = json.loads(sys.argv[1])
+app.limit_malloc_arenas()  # as app.main() does
 demo = app.build_app()
 queue = app.queue_kwargs()
 if opts.get("max_size"):
@@ -427,6 +430,8 @@ def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = Fa
         "users": users, "seconds": seconds, "batches": results, "requests": requests,
         "errors": errors, "busy": sum(r["busy"] for r in results),
         "rss_mb": rss, "rss_growth_mb": None if growth is None else round(growth, 1),
+        "rss_growth_per_batch_mb": [round(rss[f"after_batch{b + 1}"] - rss[
+            f"after_batch{b}" if b else "after_warmup"], 1) for b in range(batches)],
         "cache_mb": cache, "cache_kb_per_request": round(1024 * cache_growth / requests, 1)
         if requests else None,
         "queue": server.queue, "endpoints": plan.endpoints(),
