@@ -59,6 +59,7 @@ MEMORY_CACHE = 6  # maps kept in memory
 RENDER_CHUNK = 250  # faces rendered between progress reports
 TSNE_FILE = "tsne_smiling.npz"  # written by `python -m playground.evaluate --write`
 CLIP_MODEL = "clip"  # the text encoder's model name (trained/clip)
+MAX_QUERY_CHARS = 2_000  # longer text-search queries are refused (as the Prompt tab does)
 CLIP_MISSING = "text search needs the CLIP model (not trained yet)"
 TEXT_TOP = 50  # faces highlighted by a text query
 
@@ -438,6 +439,9 @@ def text_scores(query: str, n_points: int) -> np.ndarray:
     query = (query or "").strip()
     if not query:
         raise ValueError("type a description to search for, e.g. 'a smiling face with glasses'")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"the search text has {len(query):,} characters; at most "
+                         f"{MAX_QUERY_CHARS:,} (CLIP reads 77 tokens, about 300 characters)")
     n = check_points(n_points)
     import torch
 

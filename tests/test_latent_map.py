@@ -246,6 +246,8 @@ def test_text_scores_rank_faces_by_cosine_similarity_when_a_clip_model_exists(mo
     assert np.argmax(lm.text_scores("blue", N)) == np.argmax(blue)
     with pytest.raises(ValueError, match="type a description"):
         lm.text_scores("  ", N)
+    with pytest.raises(ValueError, match="at most 2,000"):
+        lm.text_scores("red " * 100_000, N)
 
 
 # ------------------------------------------------------------------------------ the tab
