@@ -27,9 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +36,7 @@ import torch
 from torch import nn
 
 from playground import checkpoints
+from playground.model_cache import StampedCache, weights_stamp
 from playground.diffusion import (NoiseSchedule, Step, classifier_free_guidance,
                                   ddim_sample_progressive, ddpm_sample_progressive, draw_noise)
 
@@ -54,9 +53,8 @@ IMAGE_SIZE = 64
 
 Condition = tuple[torch.Tensor, torch.Tensor]  # (context (B, L, D) float, mask (B, L) bool)
 
-_pipelines: OrderedDict[str, tuple[tuple, "LatentDiffusion"]] = OrderedDict()
-_judges: dict[str, tuple[tuple, nn.Module]] = {}
-_cache_lock = threading.Lock()
+_pipelines = StampedCache(CACHE_SIZE)  # U-Net name → LatentDiffusion (reloaded on new weights)
+_judges = StampedCache(2)  # judge name → Judge
 
 
 def pad_condition(cond: Condition, length: int) -> Condition:
@@ -420,15 +418,6 @@ def load_pipeline(name: str = DEFAULT_PIPELINE, device: str | torch.device = "cp
                            names=names)
 
 
-def _stamp(folder) -> tuple:
-    weights = folder / checkpoints.WEIGHTS_FILE
-    try:
-        st = weights.stat()
-    except FileNotFoundError:
-        raise ValueError(f"model {folder.name!r} has no weights yet ({weights})") from None
-    return (str(folder), st.st_mtime_ns, st.st_size)
-
-
 def get_pipeline(name: str | None = DEFAULT_PIPELINE) -> LatentDiffusion:
     """The pipeline of U-Net `name` (a bare name, as typed in the UI), from a small cache that
     reloads it when any of its three weights files changes (a run writing a checkpoint).
@@ -446,26 +435,14 @@ def get_pipeline(name: str | None = DEFAULT_PIPELINE) -> LatentDiffusion:
     if not list_pipelines() and name == DEFAULT_PIPELINE:
         raise ValueError(no_pipeline_hint())
     dirs = _component_dirs(name, allow_paths=False)
-    stamp = tuple(_stamp(dirs[k]) for k in sorted(dirs))
-    with _cache_lock:
-        hit = _pipelines.get(name)
-        if hit is not None and hit[0] == stamp:
-            _pipelines.move_to_end(name)
-            return hit[1]
-    pipe = load_pipeline(name, allow_paths=False)
-    with _cache_lock:
-        _pipelines[name] = (stamp, pipe)
-        _pipelines.move_to_end(name)
-        while len(_pipelines) > CACHE_SIZE:
-            _pipelines.popitem(last=False)
-    return pipe
+    stamp = tuple(weights_stamp(dirs[k]) for k in sorted(dirs))
+    return _pipelines.get(name, stamp, lambda: load_pipeline(name, allow_paths=False))
 
 
 def clear_cache() -> None:
     """Forget every loaded pipeline and judge (tests; after deleting a run)."""
-    with _cache_lock:
-        _pipelines.clear()
-        _judges.clear()
+    _pipelines.clear()
+    _judges.clear()
 
 
 def list_pipelines() -> list[str]:
@@ -492,20 +469,17 @@ def get_judge(name: str = JUDGE_MODEL) -> nn.Module | None:
     """The judge (cached, reloaded when its weights change), or None when it does not exist."""
     try:
         folder = checkpoints.resolve_model_dir(name, allow_paths=False)
-        stamp = _stamp(folder)
+        stamp = weights_stamp(folder)
     except ValueError:  # ModelNotFoundError is one
         return None
-    with _cache_lock:
-        hit = _judges.get(name)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-    judge = checkpoints.load_model(folder)
-    if not hasattr(judge, "predict_attributes"):
-        raise ValueError(f"model {name!r} is not a judge")
-    judge.requires_grad_(False)
-    with _cache_lock:
-        _judges[name] = (stamp, judge)
-    return judge
+
+    def load():
+        judge = checkpoints.load_model(folder)
+        if not hasattr(judge, "predict_attributes"):
+            raise ValueError(f"model {name!r} is not a judge")
+        return judge.requires_grad_(False)
+
+    return _judges.get(name, stamp, load)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,6 @@ import contextlib
 import io
 import threading
 import weakref
-from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from playground import checkpoints
 from playground.metrics import kl_per_dim
+from playground.model_cache import StampedCache, weights_stamp
 
 IMAGE_SIZE = 64  # side of every face the models see
 CACHE_SIZE = 4  # models kept loaded (3 shipped βs + one run)
@@ -42,8 +42,7 @@ CHUNK = 64  # images per forward pass when encoding/decoding a large batch
 INTERPOLATION_MODES = ("lerp", "slerp")
 TEST_SPLIT = "test"  # the split "a face from the data" indexes into
 
-_models: OrderedDict[str, tuple[tuple, torch.nn.Module]] = OrderedDict()
-_models_lock = threading.Lock()
+_models = StampedCache(CACHE_SIZE)  # name → loaded β-VAE, reloaded when its weights change
 _kl_cache: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[np.ndarray, np.ndarray]]" = (
     weakref.WeakKeyDictionary())
 _kl_lock = threading.Lock()
@@ -86,33 +85,20 @@ def get_model(name: str) -> torch.nn.Module:
                          f"({', '.join(list_vae_models()) or 'none available'})")
     # An unknown name raises ModelNotFoundError, a ValueError listing the available models.
     folder = checkpoints.resolve_model_dir(name, allow_paths=False)
-    weights = folder / checkpoints.WEIGHTS_FILE
-    try:
-        st = weights.stat()
-    except FileNotFoundError:
-        raise ValueError(f"model {name!r} has no weights yet ({weights})") from None
-    stamp = (str(folder), st.st_mtime_ns, st.st_size)
-    with _models_lock:
-        hit = _models.get(name)
-        if hit is not None and hit[0] == stamp:
-            _models.move_to_end(name)
-            return hit[1]
-    kind = checkpoints.read_json(folder / checkpoints.CONFIG_FILE).get("kind")
-    if kind != "vae":
-        raise ValueError(f"model {name!r} is a {kind!r} model, not a β-VAE")
-    model = checkpoints.load_model(name, allow_paths=False)
-    with _models_lock:
-        _models[name] = (stamp, model)
-        _models.move_to_end(name)
-        while len(_models) > CACHE_SIZE:
-            _models.popitem(last=False)
-    return model
+    stamp = weights_stamp(folder)
+
+    def load():
+        kind = checkpoints.read_json(folder / checkpoints.CONFIG_FILE).get("kind")
+        if kind != "vae":
+            raise ValueError(f"model {name!r} is a {kind!r} model, not a β-VAE")
+        return checkpoints.load_model(name, allow_paths=False)
+
+    return _models.get(name, stamp, load)
 
 
 def clear_model_cache() -> None:
     """Forget every loaded model (tests; after deleting a run)."""
-    with _models_lock:
-        _models.clear()
+    _models.clear()
 
 
 def no_models_hint() -> str:
