@@ -32,12 +32,14 @@ from tests.test_vae_ops import save_tiny_vae
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
-# A tiny β-VAE on SynthFaces: 128 faces, batches of 16 → 8 steps per epoch, 4 epochs; a
-# checkpoint every 0.15 s of wall time (mid-epoch ones included) and after each epoch.
+# A tiny β-VAE on SynthFaces: 128 faces, batches of 16 → 8 steps per epoch, 8 epochs; a
+# checkpoint after every step (every 0.6 ms of wall time: on a quiet machine the whole run
+# takes about a second, and the test must catch it mid-epoch) and after each epoch.
+EPOCHS = 8
 TINY_RUN = ["--train-size", "128", "--eval-size", "16", "--batch-size", "16", "--channels",
-            "8,8,8,8", "--latent-dim", "8", "--epochs", "4", "--checkpoint-minutes", "0.0025",
-            "--log-every", "1", "--threads", "1", "--no-progress"]
-STEPS_PER_EPOCH, EPOCHS = 8, 4
+            "8,8,8,8", "--latent-dim", "8", "--epochs", str(EPOCHS), "--checkpoint-minutes",
+            "0.00001", "--log-every", "1", "--threads", "1", "--no-progress"]
+STEPS_PER_EPOCH = 8
 CHECKPOINT_FILES = ("model.safetensors", TRAIN_STATE_TENSORS, "config.json", TRAIN_STATE_JSON)
 
 
@@ -96,7 +98,7 @@ def _kill_mid_epoch(out: Path, after_step: int) -> int:
                 state = None
             if state and state["step_in_epoch"] > 0 and state["global_step"] > after_step:
                 break
-            time.sleep(0.01)
+            time.sleep(0.002)
         assert proc.poll() is None, "the run ended before it could be killed:\n" + \
             proc.communicate()[0][-2000:]
         os.kill(proc.pid, signal.SIGKILL)
@@ -180,7 +182,7 @@ def _kill_resumed(out: Path, after_step: int) -> int:
                 state = None
             if state and state["global_step"] > after_step:
                 break
-            time.sleep(0.01)
+            time.sleep(0.002)
         assert proc.poll() is None, "the resumed run ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
