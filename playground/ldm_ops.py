@@ -24,7 +24,6 @@ adherence and diversity scores (`adherence`, `diversity`, `guidance_sweep_progre
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import time
@@ -36,9 +35,10 @@ import torch
 from torch import nn
 
 from playground import checkpoints
-from playground.model_cache import StampedCache, weights_stamp
 from playground.diffusion import (NoiseSchedule, Step, classifier_free_guidance,
                                   ddim_sample_progressive, ddpm_sample_progressive, draw_noise)
+from playground.model_cache import StampedCache, weights_stamp
+from playground.vae_ops import inference  # noqa: F401  (re-exported for the tabs)
 
 DEFAULT_PIPELINE = "ldm"  # the shipped U-Net's name (trained/ldm)
 JUDGE_MODEL = "judge"  # the shipped judge's name (trained/judge)
@@ -482,20 +482,6 @@ def get_judge(name: str = JUDGE_MODEL) -> nn.Module | None:
     return _judges.get(name, stamp, load)
 
 
-@contextlib.contextmanager
-def inference():
-    """inference_mode on one torch thread (restored afterwards), as `playground.vae_ops` does:
-    on the 2-core machine with training running, one thread is faster for these small models.
-    Wrap every chunk of work, not a whole generator (a UI may resume it on another thread)."""
-    threads = torch.get_num_threads()
-    if threads != 1:
-        torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
 
 
 # ============================================================================ forward process

@@ -11,7 +11,7 @@ traversed dimension, T = frames. Images crossing this module's boundary are nump
     path = interpolate(mu[0], mu[1], steps=8, mode="slerp")                 # (8, D)
     gif = gif_bytes(decode(model, path), fps=8, pingpong=True)              # bytes
 
-Speed: all torch work here runs on one thread, in chunks of 64 images (`_inference`). On the
+Speed: all torch work here runs on one thread, in chunks of 64 images (`inference`). On the
 2-core machine with other work running (training), one thread is several times faster than two
 for these small models: a 1-face decode takes ~2 ms against ~8 ms, 8 faces ~13 ms against
 ~60 ms, 512 encodes ~0.5 s against ~1.1 s (OpenMP threads wait for a busy core). Under OpenMP
@@ -110,8 +110,10 @@ def no_models_hint() -> str:
 
 # --------------------------------------------------------------------------------- helpers
 @contextlib.contextmanager
-def _inference():
-    """inference_mode on one torch thread (the caller's thread count is restored afterwards)."""
+def inference():
+    """inference_mode on one torch thread (the caller's thread count is restored afterwards):
+    on the 2-core machine with training running, one thread is faster for these small models.
+    Wrap every chunk of work, not a whole generator (a UI may resume it on another thread)."""
     threads = torch.get_num_threads()
     if threads != 1:
         torch.set_num_threads(1)
@@ -195,7 +197,7 @@ def encode_moments(model, images) -> tuple[np.ndarray, np.ndarray]:
         images: uint8 (N, 64, 64, 3), or float in [0, 1] (same layout or (N, 3, 64, 64) tensor).
     """
     p = _param(model)
-    with _inference():  # the uint8 → float conversion too: it is torch work
+    with inference():  # the uint8 → float conversion too: it is torch work
         x = images_to_tensor(images)
         moments = [model.encode(c.to(device=p.device, dtype=p.dtype)) for c in x.split(CHUNK)]
         if not moments:
@@ -220,7 +222,7 @@ def decode(model, z) -> np.ndarray:
     p = _param(model)
     if not len(z):
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    with _inference():  # the float → uint8 conversion too: it is torch work
+    with inference():  # the float → uint8 conversion too: it is torch work
         z = torch.from_numpy(z).to(device=p.device, dtype=p.dtype)
         return np.concatenate([tensor_to_images(model.decode(c).float())
                                for c in z.split(CHUNK)])
