@@ -42,8 +42,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from playground.checkpoints import (atomic_write_bytes, atomic_write_json, read_json,
-                                    read_safetensors, save_model, save_safetensors)
+from playground import speed
+from playground.checkpoints import (atomic_write_bytes, atomic_write_json, load_model, read_json,
+                                    read_safetensors, resolve_model_dir, save_model,
+                                    save_safetensors)
 
 TRAIN_STATE_TENSORS = "train_state.safetensors"
 TRAIN_STATE_JSON = "train_state.json"
@@ -124,6 +126,15 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     t = torch.tensor([1 if flag else 0], device=device)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def broadcast_float(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's number (e.g. a measured time) for every rank."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
@@ -422,6 +433,62 @@ def load_train_extra(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
 
 
+# =========================================================================== warm starts
+CUMULATIVE_KEYS = ("steps", "images", "cpu_hours", "gpu_hours", "stretches")
+
+
+def cumulative_of_run(metrics: dict[str, Any]) -> dict[str, float]:
+    """What one run folder's training cost: steps, images and core-hours (CPU threads ×
+    processes × seconds) or GPU-hours. Runs from before threads were recorded ran one thread
+    per process (as every shipped recipe did)."""
+    steps = int(metrics.get("steps", 0))
+    world = int(metrics.get("world_size", 1))
+    seconds = float(metrics.get("train_seconds", 0.0))
+    on_gpu = str(metrics.get("device", "cpu")).startswith("cuda")
+    cores = 1 if on_gpu else int(metrics.get("threads", 1))
+    hours = seconds * world * cores / 3600
+    return {"steps": steps, "images": steps * int(metrics.get("batch_size", 0)),
+            "cpu_hours": 0.0 if on_gpu else hours, "gpu_hours": hours if on_gpu else 0.0,
+            "stretches": 1}
+
+
+def cumulative_of_model(metrics: dict[str, Any]) -> dict[str, float]:
+    """A saved model's cumulative training (its ``cumulative`` entry, else its own run's)."""
+    if isinstance(metrics.get("cumulative"), dict):
+        return {k: metrics["cumulative"].get(k, 0) for k in CUMULATIVE_KEYS}
+    return cumulative_of_run(metrics) if metrics.get("steps") else {}
+
+
+def add_cumulative(prior: dict[str, float], run: dict[str, float]) -> dict[str, float]:
+    """Counters of a warm-started chain: what came before plus this run."""
+    return {k: round(prior.get(k, 0) + run.get(k, 0), 4) for k in CUMULATIVE_KEYS}
+
+
+def warm_start(model: nn.Module, init: str, verbose: bool = True) -> dict[str, float]:
+    """Load the weights of the saved model `init` (a name in trained/ or runs/, or a folder)
+    into `model`, which must have the same architecture. Returns the cumulative training
+    counters of `init`, which the new run adds to its own."""
+    from playground.checkpoints import METRICS_FILE
+
+    folder = resolve_model_dir(init)
+    source = load_model(folder)
+    ours, theirs = model.state_dict(), source.state_dict()
+    mismatched = sorted(k for k in ours.keys() | theirs.keys()
+                        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+    if mismatched:
+        raise ValueError(f"--init {init}: its weights do not fit this model's architecture "
+                         f"({len(mismatched)} tensors differ, e.g. {mismatched[0]}); train with "
+                         f"the architecture in {folder / 'config.json'}, or start from scratch")
+    model.load_state_dict({k: v.to(ours[k].dtype) for k, v in theirs.items()})
+    metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else {}
+    prior = cumulative_of_model(metrics)
+    if verbose:
+        print(f"warm start from {folder} ({prior.get('steps', 0):,} steps, "
+              f"{prior.get('cpu_hours', 0):.2f} CPU-hours, "
+              f"{prior.get('gpu_hours', 0):.2f} GPU-hours so far)", flush=True)
+    return prior
+
+
 # =========================================================================== time
 class Stopwatch:
     """Training seconds, counting the time of earlier (resumed) sessions too."""
@@ -492,8 +559,18 @@ def progress_bar(total: int, initial: int = 0, desc: str = "", enabled: bool = T
 
 
 # =========================================================================== config helpers
+@dataclass
+class StartAndSpeed:
+    """Options every trainer config inherits: how a run starts and how fast it steps."""
+
+    init: str | None = None  # warm start: weights of a saved model (name or folder) of the same architecture
+    warmup_steps: int = 200  # after --init: linear lr warm-up over this many steps (fresh Adam moments)
+    amp: str = "auto"  # bf16 autocast: "auto" (timed at the start of the run), "none" (fp32) or "bf16"
+    layout: str = "auto"  # activations "channels_last" or "contiguous"; "auto" = timed at the start
+
+
 # Generic over a trainer's config dataclass (fields such as seed, batch_size, lr, out, ...).
-AMP_MODES = ("none", "bf16")
+AMP_MODES = speed.AMP_CHOICES
 LR_SCHEDULES = ("cosine", "constant")
 OPTIONAL_COUNTS = ("epochs", "max_steps", "train_size", "eval_size", "test_size", "threads")
 
@@ -521,7 +598,10 @@ def check_run_options(cfg, *, counts: tuple[str, ...] = ("batch_size", "log_ever
         raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
     if hasattr(cfg, "lr_min_ratio") and not 0 <= cfg.lr_min_ratio <= 1:
         raise ValueError(f"lr_min_ratio must be in [0, 1], got {cfg.lr_min_ratio}")
-    allowed_by_name = {"amp": AMP_MODES, "lr_schedule": LR_SCHEDULES, **(choices or {})}
+    if getattr(cfg, "warmup_steps", 1) < 1:
+        raise ValueError(f"warmup_steps must be >= 1, got {cfg.warmup_steps}")
+    allowed_by_name = {"amp": AMP_MODES, "layout": speed.LAYOUT_CHOICES,
+                       "lr_schedule": LR_SCHEDULES, **(choices or {})}
     for name, allowed in allowed_by_name.items():
         if hasattr(cfg, name) and getattr(cfg, name) not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, "
@@ -597,8 +677,16 @@ def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str, *,
     if schedule_and_amp:
         p.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S,
                        help=f"cosine decay over the budget, or constant (default {d.lr_schedule})")
-        p.add_argument("--amp", choices=AMP_MODES, default=S,
-                       help=f"bf16 autocast: ~1.8x faster on CPUs with avx512_bf16 (default {d.amp})")
+    p.add_argument("--amp", choices=AMP_MODES, default=S,
+                   help="bf16 autocast; auto times both on a few steps: bf16 is ~1.8x faster "
+                        f"on CPUs with avx512_bf16 and ~14x slower on AVX2-only ones (default {d.amp})")
+    p.add_argument("--layout", choices=speed.LAYOUT_CHOICES, default=S,
+                   help=f"memory format of activations; auto times both (default {d.layout})")
+    p.add_argument("--init", default=S,
+                   help="warm start from a saved model's weights (e.g. trained/vae-beta4), with "
+                        "a fresh optimizer; its steps and CPU-hours carry over into metrics.json")
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int, default=S,
+                   help=f"lr warm-up steps after --init (default {d.warmup_steps})")
     p.add_argument("--device", default=S,
                    help="cpu, cuda, cuda:N, or auto = CUDA if available (default cpu)")
     p.add_argument("--seed", type=int, default=S, help=f"random seed (default {d.seed})")
@@ -733,6 +821,8 @@ class TrainLoop:
         torch.manual_seed(cfg.seed)
         self.model, self.optimizer = build()
         self.epoch, self.start_step, self.global_step, elapsed = 0, 0, 0, 0.0
+        self.prior: dict[str, float] = {}  # cumulative counters of the models this run began from
+        self.saved_speed: dict[str, Any] | None = None
         if self.resume and self.has_checkpoint:
             model_state, opt_tensors, state = load_train_state(out.path)
             check_resume_args(cfg, state.get("args", {}), fixed_on_resume)
@@ -741,6 +831,8 @@ class TrainLoop:
             self.resumed_extra = load_train_extra(out.path)
             self.epoch, self.start_step = state["epoch"], state["step_in_epoch"]
             self.global_step, elapsed = state["global_step"], state["elapsed_seconds"]
+            self.prior = dict(state.get("prior", {}))
+            self.saved_speed = state.get("speed")
             if state.get("steps_per_epoch") not in (None, self.spe):
                 raise ValueError(f"the checkpoint has {state['steps_per_epoch']} steps per epoch, "
                                  f"this data {self.spe}: was the dataset changed?")
@@ -748,21 +840,79 @@ class TrainLoop:
             out.remove_stale_temp_files()
             if info.is_main:
                 print(f"resuming {out.path} at epoch {self.epoch + 1}, step {self.global_step}")
-        elif self.resume and info.is_main:
-            print(f"nothing to resume in {out.path}: starting a new run")
+        else:
+            if self.resume and info.is_main:
+                print(f"nothing to resume in {out.path}: starting a new run")
+            if getattr(cfg, "init", None):
+                self.prior = warm_start(self.model, cfg.init, verbose=info.is_main)
         barrier(info)  # all ranks have read the checkpoint before it is overwritten
+        # `net` is what training steps call: the model, wrapped for DDP once `run` has chosen
+        # the speed options (the layout must be set before DDP registers the parameters).
         self.net = self.model
+        self.amp, self.channels_last, self.speed_note = "none", False, ""
+        self.stopwatch = Stopwatch(elapsed)
+        self.saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
+        self.args_json = json_args(cfg)
+        self.step_seconds, self.session_steps = 0.0, 0
+        return self.model
+
+    def choose_speed(self, source, step: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Settle bf16 autocast (``self.amp``) and channels_last for this run, then wrap DDP.
+
+        ``auto`` options are timed on real forward + backward passes of `step` on the first
+        batch (`playground.speed.choose`; rank 0's times decide for every rank). A resumed run
+        keeps the options it was checkpointed with when the machine is the same kind, so
+        that it replays the same arithmetic. The RNG state is restored after the probe.
+        """
+        cfg, info, model = self.cfg, self.info, self.model
+        amp, layout = getattr(cfg, "amp", "none"), getattr(cfg, "layout", "contiguous")
+        machine = speed.machine_summary(self.device)
+        key = {k: machine[k] for k in ("device", "cpu_capability", "bf16_native")}
+        saved = self.saved_speed
+        if saved is not None and saved.get("machine") == key and saved.get("asked") == [amp, layout]:
+            choice = speed.SpeedChoice(saved["amp"], saved["channels_last"])
+            note = f"speed options: {choice.label} (kept from the checkpoint, same machine kind)"
+        else:
+            idx = shard(epoch_batches(self.n, cfg.batch_size, cfg.seed, 0)[0], info)
+            x = next(iter(source.iterate([idx])))
+            rng = torch.random.get_rng_state()
+
+            def run_step(amp_mode: str, channels_last: bool) -> None:
+                self._set_speed(amp_mode, channels_last)
+                model.train()
+                loss, _ = step(self._layout(x), idx, 0, 0)
+                loss.backward()
+                model.zero_grad(set_to_none=True)
+
+            choice = speed.choose(run_step, amp, layout, self.device,
+                                  agree=lambda s: broadcast_float(s, info, self.device))
+            torch.random.set_rng_state(rng)
+            note = choice.describe()
+        self._set_speed(choice.amp, choice.channels_last)
+        self.speed_state = {"amp": choice.amp, "channels_last": choice.channels_last,
+                            "asked": [amp, layout], "machine": key}
+        self.speed_note = note
+        if info.is_main:
+            print(f"{note} [{machine['cpu_capability']}, {machine['bf16_reason']}]", flush=True)
+            self.out.log({"type": "speed", "step": self.global_step, "amp": choice.amp,
+                          "channels_last": choice.channels_last, "seconds": choice.seconds,
+                          "skipped": choice.skipped, **machine})
         if info.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             device = self.device
             self.net = DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.stopwatch = Stopwatch(elapsed)
-        self.saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
-        self.args_json = json_args(cfg)
-        self.step_seconds, self.session_steps = 0.0, 0
-        return self.model, self.net
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _set_speed(self, amp: str, channels_last: bool) -> None:
+        self.amp, self.channels_last = amp, channels_last
+        self.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in the chosen memory format (4-D tensors only)."""
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def checkpoint(self, epoch: int, step_in_epoch: int) -> None:
         """Train state + a loadable model (rank 0 writes; the other ranks return)."""
@@ -772,6 +922,7 @@ class TrainLoop:
                  "steps_per_epoch": self.spe, "elapsed_seconds": self.stopwatch.elapsed(),
                  "rng": {"seed": self.cfg.seed, "scheme": self.rng_scheme},
                  "world_size": self.info.world_size, "device": str(self.device),
+                 "prior": self.prior, "speed": getattr(self, "speed_state", None),
                  "args": self.args_json}
         extra = self.extra_state() if self.extra_state is not None else None
         save_train_state(self.out.path, self.model, self.optimizer, state, extra)
@@ -810,7 +961,10 @@ class TrainLoop:
         """
         cfg, info, out, optimizer = self.cfg, self.info, self.out, self.optimizer
         spe, batch, epochs = self.spe, self.batch, self.epochs
+        self.choose_speed(source, step)
         cosine = getattr(cfg, "lr_schedule", "constant") == "cosine"
+        # a warm start begins with fresh Adam moments: ramp the lr up so they settle first
+        warmup = cfg.warmup_steps if getattr(cfg, "init", None) else 0
         window = torch.zeros(len(names), device=self.device)  # running sums of the stats
         window_steps, window_start = 0, time.perf_counter()
         stopped = self.should_stop()
@@ -823,13 +977,17 @@ class TrainLoop:
             images = source.iterate(batches[start_step:])
             for step_in_epoch, x in enumerate(images, start=start_step):
                 t0 = time.perf_counter()
-                if cosine:
-                    progress = budget_progress(cfg, self.global_step, spe, self.stopwatch.elapsed(),
-                                               epochs)
+                if cosine or warmup:
+                    lr = cfg.lr
+                    if cosine:
+                        progress = budget_progress(cfg, self.global_step, spe,
+                                                   self.stopwatch.elapsed(), epochs)
+                        lr = cosine_lr(cfg.lr, progress, cfg.lr_min_ratio)
+                    lr *= min(1.0, (self.global_step + 1) / warmup) if warmup else 1.0
                     for group in optimizer.param_groups:
-                        group["lr"] = cosine_lr(cfg.lr, progress, cfg.lr_min_ratio)
+                        group["lr"] = lr
                 self.model.train()
-                loss, stats = step(x, batches[step_in_epoch], epoch, step_in_epoch)
+                loss, stats = step(self._layout(x), batches[step_in_epoch], epoch, step_in_epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -876,8 +1034,7 @@ class TrainLoop:
         cfg = self.cfg
         metrics: dict[str, Any] = {"train_seconds": self.stopwatch.elapsed(),
                                    "device": str(self.device), "world_size": self.info.world_size}
-        if hasattr(cfg, "amp"):
-            metrics["amp"] = cfg.amp
+        metrics["amp"] = self.amp
         metrics.update({"epochs": self.global_step / self.spe, "steps": self.global_step})
         if hasattr(cfg, "dataset"):
             metrics["dataset"] = cfg.dataset
@@ -887,7 +1044,12 @@ class TrainLoop:
             "lr": cfg.lr,
             "train_img_per_s": (self.session_steps * self.batch / self.step_seconds
                                 if self.step_seconds else None),
+            "threads": torch.get_num_threads(),
+            "speed_options": speed.option_label(self.amp, self.channels_last),
         })
+        if getattr(cfg, "init", None):
+            metrics["init"] = str(cfg.init)
+        metrics["cumulative"] = add_cumulative(self.prior, cumulative_of_run(metrics))
         return metrics
 
     def finish(self, final: Callable[[], tuple[dict[str, Any], str]]) -> dict[str, Any] | None:

@@ -31,7 +31,8 @@ import torch
 from playground.checkpoints import runs_dir
 from playground.losses import kl_normal
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder, psnr
-from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments,
+from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoop,
+                                 add_common_arguments,
                                  all_reduce_sum, autocast, check_run_options, config_from_args,
                                  image_source, int_tuple, mix_seed, open_dataset, run_trainer,
                                  shard)
@@ -44,7 +45,7 @@ RECON_LOSSES = ("l1", "mse")
 
 
 @dataclass
-class AutoencoderTrainConfig:
+class AutoencoderTrainConfig(StartAndSpeed):
     """One autoencoder training run (saved in train_state.json as "args")."""
 
     latent_size: int = 16  # side of the latent: 16 → 16×16×4, 8 → 8×8×4
@@ -62,7 +63,6 @@ class AutoencoderTrainConfig:
     lr: float = 1e-3  # Adam learning rate (peak of the cosine schedule)
     lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end of the budget) or "constant"
     lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
-    amp: str = "none"  # "bf16": autocast to bfloat16 (faster on CPUs with avx512_bf16 and GPUs)
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
     seed: int = 0  # initial weights, data order and ε noise
     train_size: int | None = None  # use the first N training images (None = the whole split)
@@ -226,7 +226,7 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
         model = KLAutoencoder(cfg.model_config()).to(device)
         return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
-    model, net = loop.setup_model(build, FIXED_ON_RESUME)
+    model = loop.setup_model(build, FIXED_ON_RESUME)
     latent_shape = model.config.latent_shape
     # every checkpoint's model is loadable: with a scale factor measured on a few images
     loop.before_save_model = lambda: set_scale_factor(model, train_source, 256, cfg.seed)
@@ -234,8 +234,8 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
     def step(x, idx, epoch, step_in_epoch):
         g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
         eps = shard(torch.randn((loop.batch, *latent_shape), generator=g), info).to(device)
-        with autocast(device, cfg.amp):
-            recon, mean, logvar = net(x, eps=eps)
+        with autocast(device, loop.amp):
+            recon, mean, logvar = loop.net(x, eps=eps)
         losses = autoencoder_loss(recon, x, mean, logvar, cfg.kl_weight, cfg.recon_loss)
         with torch.no_grad():
             batch_psnr = psnr(recon.detach().float().clamp(0, 1), x).mean()
@@ -243,7 +243,7 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
                                             losses["kl"].detach(), batch_psnr])
 
     def validate(epoch):
-        val = reconstruction_stats(model, val_source, info, amp=cfg.amp)
+        val = reconstruction_stats(model, val_source, info, amp=loop.amp)
         loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch,
                       "psnr": val["psnr"], "mse": val["mse"], "l1": val["l1"], "kl": val["kl"],
                       "elapsed": loop.elapsed()})

@@ -31,7 +31,8 @@ import torch
 from playground.checkpoints import runs_dir
 from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset, zero_shot_prompts
 from playground.models.clip import CLIPConfig, TextImageCLIP
-from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments, autocast,
+from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoop,
+                                 add_common_arguments, autocast,
                                  check_run_options, config_from_args, image_source, open_dataset,
                                  run_trainer)
 
@@ -41,7 +42,7 @@ MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature so logits stay 
 
 
 @dataclass
-class CLIPTrainConfig:
+class CLIPTrainConfig(StartAndSpeed):
     """One CLIP training run (saved in train_state.json as "args")."""
 
     embed_dim: int = 128  # shared embedding size
@@ -62,7 +63,6 @@ class CLIPTrainConfig:
     lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end) or "constant"
     lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
     weight_decay: float = 0.05  # AdamW weight decay
-    amp: str = "none"  # "bf16": autocast to bfloat16
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
     seed: int = 0  # initial weights, data order, captions
     train_size: int | None = None  # use the first N training images (None = the whole split)
@@ -280,7 +280,7 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
                                  {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
         return model, opt
 
-    model, net = loop.setup_model(build, FIXED_ON_RESUME)
+    model = loop.setup_model(build, FIXED_ON_RESUME)
     captions = CaptionTokens(train_set, model, cfg.seed)
     loss_fn = open_clip.ClipLoss()
 
@@ -288,8 +288,8 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         tokens = model.trim_tokens(captions.for_epoch(epoch)[idx.cpu()]).to(device)
         with torch.no_grad():
             model.clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-        with autocast(device, cfg.amp):
-            img, txt, scale = net(x, tokens)
+        with autocast(device, loop.amp):
+            img, txt, scale = loop.net(x, tokens)
         loss = loss_fn(img.float(), txt.float(), scale.float())
         with torch.no_grad():
             logits = img.float() @ txt.float().T

@@ -27,7 +27,8 @@ from playground.checkpoints import runs_dir
 from playground.data.synthfaces import attributes_from_factors
 from playground.metrics_fd import frechet_distance
 from playground.models.judge import Judge, JudgeConfig, attribute_probabilities
-from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments, autocast,
+from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoop,
+                                 add_common_arguments, autocast,
                                  check_run_options, config_from_args, image_source, int_tuple,
                                  open_dataset, run_trainer)
 
@@ -35,7 +36,7 @@ HELP = "judge CNN: reads SynthFaces factors/attributes back (FD-judge features, 
 
 
 @dataclass
-class JudgeTrainConfig:
+class JudgeTrainConfig(StartAndSpeed):
     """One judge training run (saved in train_state.json as "args")."""
 
     channels: tuple[int, ...] = (32, 64, 128, 256)  # trunk widths, one stride-2 block each
@@ -49,7 +50,6 @@ class JudgeTrainConfig:
     lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end of the budget) or "constant"
     lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
     weight_decay: float = 0.0  # AdamW weight decay
-    amp: str = "none"  # "bf16": autocast to bfloat16
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
     seed: int = 0  # initial weights and data order
     train_size: int | None = None  # use the first N training images (None = the whole split)
@@ -215,13 +215,13 @@ def _train(cfg: JudgeTrainConfig, info: DistInfo, device: torch.device, resume: 
         model = Judge(model_config).to(device)
         return model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    model, net = loop.setup_model(build, FIXED_ON_RESUME)
+    model = loop.setup_model(build, FIXED_ON_RESUME)
     cat_names = model_config.categorical_names
 
     def step(x, idx, epoch, step_in_epoch):
         y_cont, y_cat = targets.batch(idx)
-        with autocast(device, cfg.amp):
-            outputs = net(x)
+        with autocast(device, loop.amp):
+            outputs = loop.net(x)
         losses = judge_loss(outputs, y_cont, y_cat, cat_names)
         return losses["loss"], torch.stack([losses[k].detach() for k in ("loss", "mse", "ce", "nll")])
 

@@ -48,7 +48,8 @@ from torch import nn
 from playground.checkpoints import load_model, resolve_model_dir, runs_dir, trained_dir
 from playground.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 from playground.models.unet import SPACES, LatentUNet, UNetConfig, count_parameters
-from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments, autocast,
+from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoop,
+                                 add_common_arguments, autocast,
                                  check_run_options, config_from_args, int_tuple, mix_seed,
                                  open_on_all_ranks, read_log, resolve_device, run_trainer, shard)
 
@@ -57,7 +58,7 @@ HELP = ("latent diffusion U-Net: ε-prediction on autoencoder latents, cross-att
 
 
 @dataclass
-class LDMTrainConfig:
+class LDMTrainConfig(StartAndSpeed):
     """One LDM training run (saved in train_state.json as "args")."""
 
     autoencoder: str = "autoencoder"  # first-stage KLAutoencoder: model name or folder (latent space)
@@ -80,7 +81,6 @@ class LDMTrainConfig:
     lr: float = 3e-4  # Adam learning rate (peak of the cosine schedule)
     lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end of the budget) or "constant"
     lr_min_ratio: float = 0.1  # final learning rate of the cosine schedule, as a fraction of lr
-    amp: str = "none"  # "bf16": autocast to bfloat16 (faster on CPUs with avx512_bf16 and GPUs)
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
     seed: int = 0  # initial weights, data order, t, ε and caption dropping
     train_size: int | None = None  # use the first N training images (None = the whole split)
@@ -327,9 +327,11 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         ema = EMA(model, cfg.ema_decay)
         return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
-    model, net = loop.setup_model(build, FIXED_ON_RESUME)
+    model = loop.setup_model(build, FIXED_ON_RESUME)
     if loop.resumed_extra:
         ema.load_state_tensors(loop.resumed_extra)
+    elif cfg.init:  # the EMA starts from the warm-started weights, not the random ones
+        ema = EMA(model, cfg.ema_decay)
     elif resume and loop.has_checkpoint:
         raise ValueError(f"{loop.out.path}'s checkpoint has no EMA weights")
     loop.after_step = lambda: ema.update(model)
@@ -350,7 +352,7 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
 
     def diffusion_loss(net_, x0, t, eps, context, mask):
         x_t = schedule.q_sample(x0, t, eps)
-        with autocast(device, cfg.amp):
+        with autocast(device, loop.amp):
             eps_pred = net_(x_t, t, context, mask)
         return (eps_pred.float() - eps).pow(2).mean()
 
@@ -360,8 +362,8 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         eps = shard(torch.randn((loop.batch, *sample_shape), generator=g), info).to(device)
         caps, drop = epoch_captions(epoch)
         texts = ["" if drop[i] else caps[i] for i in idx.tolist()]
-        context, mask = encode_prompts(text_encoder, texts, device, cfg.amp)
-        loss = diffusion_loss(net, x0, t, eps, context, mask)
+        context, mask = encode_prompts(text_encoder, texts, device, loop.amp)
+        loss = diffusion_loss(loop.net, x0, t, eps, context, mask)
         return loss, torch.stack([loss.detach(), (drop[idx].float().mean()).to(device)])
 
     # the fixed val batch: full captions (seed 0), seeded t and ε
@@ -376,7 +378,7 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         m.eval()
         total, n = 0.0, 0
         for sl in torch.split(torch.arange(len(val_caps)), 64):
-            context, mask = encode_prompts(text_encoder, [val_caps[i] for i in sl], device, cfg.amp)
+            context, mask = encode_prompts(text_encoder, [val_caps[i] for i in sl], device, loop.amp)
             loss = diffusion_loss(m, val_x[sl.to(val_x.device)], val_t[sl], val_eps[sl],
                                   context, mask)
             total += loss.item() * len(sl)

@@ -17,7 +17,8 @@ import torch
 from playground.checkpoints import runs_dir
 from playground.losses import bce_loss, beta_vae_loss, kl_normal
 from playground.models.vae import BetaVAE, VAEConfig
-from playground.training import (DistInfo, GracefulStop, TrainLoop, add_common_arguments,
+from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoop,
+                                 add_common_arguments, autocast,
                                  all_reduce_sum, check_run_options, config_from_args, image_source,
                                  int_tuple, mix_seed, run_trainer, shard)
 
@@ -27,7 +28,7 @@ ACTIVE_KL = 0.01  # nats: a latent dimension with more average KL than this is "
 
 
 @dataclass
-class VAETrainConfig:
+class VAETrainConfig(StartAndSpeed):
     """One β-VAE training run (saved in train_state.json as "args")."""
 
     beta: float = 4.0  # KL weight β (1 = plain VAE)
@@ -156,13 +157,15 @@ def _train(cfg, info, device, resume, train_set, val_set, stop: GracefulStop):
         model = BetaVAE(cfg.model_config()).to(device)
         return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
-    model, net = loop.setup_model(build, FIXED_ON_RESUME)
+    model = loop.setup_model(build, FIXED_ON_RESUME)
 
     def step(x, idx, epoch, step_in_epoch):
         g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
         eps = shard(torch.randn(loop.batch, cfg.latent_dim, generator=g), info).to(device)
-        logits, mu, logvar, _ = net(x, eps=eps)
-        losses = beta_vae_loss(logits, x, mu, logvar, cfg.beta)
+        with autocast(device, loop.amp):
+            logits, mu, logvar, _ = loop.net(x, eps=eps)
+        # the loss in fp32: a sum over 12,288 pixels and exp(log σ²) need the precision
+        losses = beta_vae_loss(logits.float(), x, mu.float(), logvar.float(), cfg.beta)
         return losses["loss"], torch.stack([losses["loss"], losses["recon"], losses["kl"]]).detach()
 
     def validate(epoch):
