@@ -51,6 +51,7 @@ TRAIN_STATE_TENSORS = "train_state.safetensors"
 TRAIN_STATE_JSON = "train_state.json"
 LOG_FILE = "log.jsonl"
 STATE_FORMAT = 1  # bump when the train_state layout changes
+WARM_STEPS = 1  # steps of a session left out of its img/s (first allocations, compilation)
 
 
 # =========================================================================== devices & DDP
@@ -461,7 +462,7 @@ def cumulative_of_model(metrics: dict[str, Any]) -> dict[str, float]:
 
 def add_cumulative(prior: dict[str, float], run: dict[str, float]) -> dict[str, float]:
     """Counters of a warm-started chain: what came before plus this run."""
-    return {k: round(prior.get(k, 0) + run.get(k, 0), 4) for k in CUMULATIVE_KEYS}
+    return {k: round(prior.get(k, 0) + run.get(k, 0), 6) for k in CUMULATIVE_KEYS}
 
 
 def warm_start(model: nn.Module, init: str, verbose: bool = True) -> dict[str, float]:
@@ -567,6 +568,7 @@ class StartAndSpeed:
     warmup_steps: int = 200  # after --init: linear lr warm-up over this many steps (fresh Adam moments)
     amp: str = "auto"  # bf16 autocast: "auto" (timed at the start of the run), "none" (fp32) or "bf16"
     layout: str = "auto"  # activations "channels_last" or "contiguous"; "auto" = timed at the start
+    compile: bool = False  # torch.compile the model (minutes of compiling first; see the training bench)
 
 
 # Generic over a trainer's config dataclass (fields such as seed, batch_size, lr, out, ...).
@@ -682,6 +684,8 @@ def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str, *,
                         f"on CPUs with avx512_bf16 and ~14x slower on AVX2-only ones (default {d.amp})")
     p.add_argument("--layout", choices=speed.LAYOUT_CHOICES, default=S,
                    help=f"memory format of activations; auto times both (default {d.layout})")
+    p.add_argument("--compile", action="store_true", default=S,
+                   help="torch.compile the model (slow first steps; measure with the training bench)")
     p.add_argument("--init", default=S,
                    help="warm start from a saved model's weights (e.g. trained/vae-beta4), with "
                         "a fresh optimizer; its steps and CPU-hours carry over into metrics.json")
@@ -853,7 +857,7 @@ class TrainLoop:
         self.stopwatch = Stopwatch(elapsed)
         self.saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
         self.args_json = json_args(cfg)
-        self.step_seconds, self.session_steps = 0.0, 0
+        self.step_times: list[float] = []  # seconds of each optimizer step of this session
         return self.model
 
     def choose_speed(self, source, step: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -903,6 +907,8 @@ class TrainLoop:
             device = self.device
             self.net = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
+        if getattr(cfg, "compile", False):
+            self.net = torch.compile(self.net)
 
     def _set_speed(self, amp: str, channels_last: bool) -> None:
         self.amp, self.channels_last = amp, channels_last
@@ -997,8 +1003,7 @@ class TrainLoop:
                 done = step_in_epoch + 1
                 window += stats
                 window_steps += 1
-                self.step_seconds += time.perf_counter() - t0
-                self.session_steps += 1
+                self.step_times.append(time.perf_counter() - t0)
                 bar.update(1)
                 if self.global_step % cfg.log_every == 0:
                     means = dict(zip(names, (window / window_steps).tolist()))
@@ -1042,8 +1047,7 @@ class TrainLoop:
             "train_size": self.n,
             "batch_size": self.batch,
             "lr": cfg.lr,
-            "train_img_per_s": (self.session_steps * self.batch / self.step_seconds
-                                if self.step_seconds else None),
+            "train_img_per_s": self.steady_img_per_s(),
             "threads": torch.get_num_threads(),
             "speed_options": speed.option_label(self.amp, self.channels_last),
         })
@@ -1051,6 +1055,12 @@ class TrainLoop:
             metrics["init"] = str(cfg.init)
         metrics["cumulative"] = add_cumulative(self.prior, cumulative_of_run(metrics))
         return metrics
+
+    def steady_img_per_s(self) -> float | None:
+        """Images per second of this session's optimizer steps, leaving out the first
+        `WARM_STEPS` (allocation, compilation) when there are more."""
+        times = self.step_times[WARM_STEPS:] if len(self.step_times) > WARM_STEPS else self.step_times
+        return len(times) * self.batch / sum(times) if times and sum(times) > 0 else None
 
     def finish(self, final: Callable[[], tuple[dict[str, Any], str]]) -> dict[str, Any] | None:
         """On rank 0: make sure a checkpoint exists, ``final()`` → (metrics, summary line),

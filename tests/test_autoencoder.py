@@ -16,10 +16,11 @@ from playground.training import TensorImages, load_train_state, read_log
 
 TINY = AutoencoderConfig(latent_size=16, channels=(8, 8, 16))
 TINY_TRAIN = dict(channels=(8, 8, 16), batch_size=8, eval_size=8, scale_sample=16,
-                  log_every=1, progress=False, lr_schedule="constant")
+                  log_every=1, progress=False, lr_schedule="constant", amp="none",
+                  layout="contiguous")
 TINY_CLI = ["--channels", "8,8,16", "--batch-size", "16", "--train-size", "64",
             "--eval-size", "16", "--test-size", "16", "--scale-sample", "32", "--no-progress",
-            "--log-every", "1"]
+            "--log-every", "1", "--amp", "none", "--layout", "contiguous"]
 
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py

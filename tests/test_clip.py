@@ -175,7 +175,7 @@ def test_train_clip_resume_is_exact(tmp_path, small_sets):
     train, val = small_sets
     base = TINY
     common = dict(batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
-                  lr_schedule="constant")  # a cosine over 2 vs 4 steps would differ
+                  lr_schedule="constant", amp="none", layout="contiguous")  # a cosine over 2 vs 4 steps would differ
     full = CLIPTrainConfig(**base, **common, max_steps=4, out=str(tmp_path / "full"))
     train_clip(full, train_set=train, val_set=val)
     half = CLIPTrainConfig(**base, **common, max_steps=2, out=str(tmp_path / "half"))

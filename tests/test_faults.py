@@ -38,7 +38,8 @@ pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 EPOCHS = 8
 TINY_RUN = ["--train-size", "128", "--eval-size", "16", "--batch-size", "16", "--channels",
             "8,8,8,8", "--latent-dim", "8", "--epochs", str(EPOCHS), "--checkpoint-minutes",
-            "0.00001", "--log-every", "1", "--threads", "1", "--no-progress"]
+            "0.00001", "--log-every", "1", "--threads", "1", "--no-progress", "--amp", "none",
+            "--layout", "contiguous"]
 STEPS_PER_EPOCH = 8
 CHECKPOINT_FILES = ("model.safetensors", TRAIN_STATE_TENSORS, "config.json", TRAIN_STATE_JSON)
 

@@ -21,7 +21,7 @@ from playground.training import load_train_state, read_log
 TINY = JudgeConfig(channels=(8, 8, 16, 16), feature_dim=16)
 TINY_CLI = ["--channels", "8,8,16,16", "--feature-dim", "16", "--batch-size", "16",
             "--train-size", "64", "--eval-size", "16", "--test-size", "16", "--no-progress",
-            "--log-every", "1"]
+            "--log-every", "1", "--amp", "none", "--layout", "contiguous"]
 
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
@@ -198,7 +198,7 @@ def test_resume_replays_an_uninterrupted_run(tmp_path):
     def run(out, resume=False, **kw):
         cfg = JudgeTrainConfig(out=str(out), channels=(8, 8, 16, 16), feature_dim=16,
                                batch_size=8, log_every=1, progress=False,
-                               lr_schedule="constant", **kw)  # cosine depends on max_steps
+                               lr_schedule="constant", amp="none", layout="contiguous", **kw)  # cosine depends on max_steps
         return train_judge(cfg, resume=resume, train_set=FakeFaces(24), val_set=FakeFaces(8, 1))
 
     run(tmp_path / "straight", max_steps=5)

@@ -20,8 +20,11 @@ from playground.training import (DatasetImages, TensorImages, epoch_batches, loa
 from playground.trainers.vae import VAETrainConfig, train_vae
 
 REPO = Path(__file__).resolve().parent.parent
+# fp32 and one layout: exact replay (resume, DDP) holds for fixed arithmetic, not across a
+# timed choice that can differ between two runs
+EXACT = dict(amp="none", layout="contiguous")
 TINY = dict(batch_size=16, channels=(8, 8, 8, 8), latent_dim=8, eval_size=16, log_every=1,
-            progress=False)
+            progress=False, **EXACT)
 
 
 class RandomFaces(torch.utils.data.Dataset):
@@ -202,7 +205,8 @@ def _synthfaces_available():
 needs_synthfaces = pytest.mark.skipif(not _synthfaces_available(),
                                       reason="playground.data.synthfaces.SynthFacesDataset not there yet")
 CLI_TINY = ["--train-size", "32", "--eval-size", "16", "--batch-size", "16", "--channels",
-            "8,8,8,8", "--latent-dim", "8", "--no-progress", "--log-every", "1"]
+            "8,8,8,8", "--latent-dim", "8", "--no-progress", "--log-every", "1", "--amp", "none",
+            "--layout", "contiguous"]
 
 
 @needs_synthfaces

@@ -20,7 +20,7 @@ TINY_CLIP = CLIPConfig(embed_dim=16, patch_size=16, vision_width=16, vision_laye
                        vision_head_width=8, text_width=16, text_heads=2, text_layers=1)
 TINY_AE = AutoencoderConfig(latent_size=8, channels=(8, 8, 8, 8))  # 4×8×8 latents
 TINY = dict(channels=(8, 16), attention_levels=(1,), head_dim=8, batch_size=8, eval_size=8,
-            log_every=1, progress=False, lr_schedule="constant")
+            log_every=1, progress=False, lr_schedule="constant", amp="none", layout="contiguous")
 
 
 @pytest.fixture(scope="module")
