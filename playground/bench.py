@@ -844,8 +844,15 @@ def _table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--training" in argv:  # the training-speed benchmark, with its own options
+        from playground import bench_training
+        return bench_training.main([a for a in argv if a != "--training"])
     parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--training", action="store_true",
+                        help="training speed instead (playground/bench_training.py; "
+                             "--training --help for its options)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=5, help="runs per row (median)")
     parser.add_argument("--quick", action="store_true",

@@ -1,11 +1,17 @@
 """Promote a finished training run to a shipped model: ``trained/<name>`` in fp16.
 
-    python -m playground.ship runs/vae-beta4 vae-beta4 [--fp32]
+    python -m playground.ship runs/vae-beta4 vae-beta4 [--fp32] [--if-better]
 
 Copies the weights (fp16 unless --fp32: halves the size in git), config.json and
 metrics.json (adding ``shipped_dtype`` and the run's training log summary). The shipped
 outputs are checked against the run's: the largest absolute difference of a decode is
 printed, so a precision loss is visible before anything is committed.
+
+With ``--if-better`` the run and the shipped model are first measured on the same test faces
+(their headline number, `playground.quality`), and the run replaces the shipped model only
+when its number is higher; either way the verdict is printed. The learning curve,
+``trained/<name>/curve.jsonl``, carries over: the shipped model's points, the run's quality
+probes (log.jsonl), and the two measurements, each at its cumulative CPU- / GPU-hours.
 
 All or nothing: the new folder is written and loaded back in a hidden temporary folder next to
 ``trained/<name>``, then swapped in by two renames (the old folder aside, the new one in; the
@@ -15,6 +21,7 @@ old one is put back if the second fails). A failed save (disk full, no permissio
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -26,10 +33,17 @@ import torch
 
 from playground.checkpoints import (METRICS_FILE, atomic_write_bytes, is_valid_name,
                                     load_model, read_json, save_model, trained_dir)
+from playground.quality import HEADLINE_FACES, measure
+from playground.training import CUMULATIVE_KEYS, cumulative_of_model, read_log
 
 
-def ship(run_dir: str | Path, name: str, dtype: torch.dtype = torch.float16) -> tuple[Path, float]:
-    """Write ``trained/<name>`` from ``run_dir``. Returns (folder, max |Δ| of a check decode)."""
+CURVE_FILE = "curve.jsonl"  # the learning curve of a shipped model (one JSON point per line)
+
+
+def ship(run_dir: str | Path, name: str, dtype: torch.dtype = torch.float16,
+         curve: list[dict] | None = None) -> tuple[Path, float]:
+    """Write ``trained/<name>`` from ``run_dir`` (with `curve` as its curve.jsonl, else the
+    shipped model's curve is kept). Returns (folder, max |Δ| of a check decode)."""
     if not is_valid_name(name):
         raise ValueError(f"invalid model name {name!r}")
     run_dir = Path(run_dir)
@@ -45,6 +59,11 @@ def ship(run_dir: str | Path, name: str, dtype: torch.dtype = torch.float16) -> 
         save_model(staging, model, metrics=metrics, dtype=dtype)
         for extra in run_dir.glob("*.npz"):  # e.g. cached t-SNE points (plain arrays, no pickle)
             atomic_write_bytes(staging / extra.name, extra.read_bytes())
+        if curve is None and (root / name / CURVE_FILE).is_file():
+            curve = read_curve(root / name)
+        if curve:
+            text = "".join(json.dumps(point) + "\n" for point in curve)
+            atomic_write_bytes(staging / CURVE_FILE, text.encode("utf-8"))
         shipped = load_model(staging)
         gap = 0.0
         if hasattr(model, "decode") and hasattr(getattr(model, "config", None), "latent_dim"):
@@ -56,6 +75,54 @@ def ship(run_dir: str | Path, name: str, dtype: torch.dtype = torch.float16) -> 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return root / name, gap
+
+
+def read_curve(folder: str | Path) -> list[dict]:
+    """The points of ``<folder>/curve.jsonl`` ([] if there is none)."""
+    path = Path(folder) / CURVE_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _point(source: str, cumulative: dict, scores: dict) -> dict:
+    numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and k != "n"}
+    return {"source": source, **{k: cumulative.get(k, 0) for k in CUMULATIVE_KEYS}, **numbers}
+
+
+def ship_if_better(run_dir: str | Path, name: str, dtype: torch.dtype = torch.float16,
+                   judge: str = "judge", n: int = HEADLINE_FACES) -> dict:
+    """Ship `run_dir` as `name` only when its headline number beats the shipped model's on the
+    same `n` test faces (or nothing is shipped yet). Returns {"shipped", "headline", "old",
+    "new", "folder"} (old is None when there was no shipped model)."""
+    if not is_valid_name(name):
+        raise ValueError(f"invalid model name {name!r}")
+    run_dir = Path(run_dir)
+    current = trained_dir() / name
+    new = measure(str(run_dir), judge=judge, n=n)
+    old = measure(str(current), judge=judge, n=n) if (current / "config.json").is_file() else None
+    if old is not None and old["headline"] != new["headline"]:
+        raise ValueError(f"{run_dir} is judged by {new['headline']}, {current} by "
+                         f"{old['headline']}: not the same kind of model")
+    result = {"headline": new["headline"], "old": old, "new": new, "shipped": False,
+              "folder": str(current)}
+    if old is not None and not new["value"] > old["value"]:
+        return result
+    run_metrics = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else {}
+    curve = read_curve(current)
+    if old is not None and not curve:  # the shipped model's own point starts the curve
+        old_metrics = read_json(current / METRICS_FILE) if (current / METRICS_FILE).is_file() else {}
+        curve.append(_point("shipped", cumulative_of_model(old_metrics), old))
+    curve += [{"source": "probe", **{k: v for k, v in r.items() if k not in ("type", "elapsed")}}
+              for r in read_log(run_dir) if r.get("type") == "probe"]
+    curve.append(_point("shipped", cumulative_of_model(run_metrics), new))
+    ship(run_dir, name, dtype, curve=curve)
+    metrics_path = current / METRICS_FILE
+    metrics = read_json(metrics_path)
+    metrics["quality"] = {k: v for k, v in new.items() if k not in ("kind",)}
+    atomic_write_bytes(metrics_path, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    result["shipped"] = True
+    return result
 
 
 def _swap_in(staging: Path, final: Path) -> None:
@@ -80,9 +147,20 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name")
     parser.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    parser.add_argument("--if-better", dest="if_better", action="store_true",
+                        help="ship only if the run's headline number beats the shipped model's")
+    parser.add_argument("--judge", default="judge", help="judge model of the headline numbers")
     args = parser.parse_args(argv)
+    dtype = torch.float32 if args.fp32 else torch.float16
     try:
-        out, gap = ship(args.run_dir, args.name, torch.float32 if args.fp32 else torch.float16)
+        if args.if_better:
+            result = ship_if_better(args.run_dir, args.name, dtype, judge=args.judge)
+            old, new, key = result["old"], result["new"], result["headline"]
+            before = f"{old['value']:.4f}" if old else "nothing shipped"
+            verdict = "shipped" if result["shipped"] else "not better: the shipped model stays"
+            print(f"{args.name}: {key} {before} -> {new['value']:.4f} ({args.run_dir}): {verdict}")
+            return 0
+        out, gap = ship(args.run_dir, args.name, dtype)
     except OSError as err:  # disk full, no permission, ...: trained/ is as it was
         reason = err.strerror or str(err)
         print(f"error: could not ship {args.run_dir} as {trained_dir() / args.name}: {reason}"

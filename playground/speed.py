@@ -126,9 +126,10 @@ def choose(run_step: Callable[[str, bool], None], amp: str, layout: str, device:
     """Time ``run_step(amp, channels_last)`` (one forward + backward, no optimizer step) for
     each candidate and return the fastest.
 
-    Each candidate gets one warm-up step and `repeats` timed ones (median). A candidate whose
-    warm-up is more than `SLOW_FACTOR` × the best median so far is dropped without repeats
-    (bf16 on the wrong CPU costs seconds per step). `agree` turns a local time into the one
+    Each candidate gets one warm-up step (untimed: it builds the kernels) and `repeats` timed
+    ones (median). A candidate whose first timed step is more than `SLOW_FACTOR` × the best
+    median so far is dropped without more repeats (bf16 on the wrong CPU costs seconds per
+    step). `agree` turns a local time into the one
     every process uses (rank 0's, under DDP), so all ranks take the same branches.
     """
     pairs, skipped = candidates(amp, layout, device)
@@ -145,11 +146,12 @@ def choose(run_step: Callable[[str, bool], None], amp: str, layout: str, device:
 
     best = float("inf")
     for a, cl in pairs:
-        warm = timed(a, cl)
-        if warm > SLOW_FACTOR * best:
-            seconds[option_label(a, cl)] = warm
+        timed(a, cl)  # warm-up: the first step of a mode creates its kernels (oneDNN JIT)
+        first = timed(a, cl)
+        if first > SLOW_FACTOR * best:
+            seconds[option_label(a, cl)] = first
             continue
-        median = statistics.median(timed(a, cl) for _ in range(repeats))
+        median = statistics.median([first] + [timed(a, cl) for _ in range(repeats - 1)])
         seconds[option_label(a, cl)] = median
         best = min(best, median)
     a, cl = min(pairs, key=lambda p: seconds[option_label(*p)])

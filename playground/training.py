@@ -569,6 +569,7 @@ class StartAndSpeed:
     amp: str = "auto"  # bf16 autocast: "auto" (timed at the start of the run), "none" (fp32) or "bf16"
     layout: str = "auto"  # activations "channels_last" or "contiguous"; "auto" = timed at the start
     compile: bool = False  # torch.compile the model (minutes of compiling first; see the training bench)
+    probe_minutes: float = 5.0  # log the model's quality probe (playground.quality) this often
 
 
 # Generic over a trainer's config dataclass (fields such as seed, batch_size, lr, out, ...).
@@ -953,9 +954,28 @@ class TrainLoop:
         return self.stopwatch.elapsed()
 
     # ---------------------------------------------------------------- loop
+    def cumulative(self) -> dict[str, float]:
+        """Steps, images and CPU- or GPU-hours so far, counting the models this run began from."""
+        return add_cumulative(self.prior, cumulative_of_run({
+            "steps": self.global_step, "batch_size": self.batch, "world_size": self.info.world_size,
+            "train_seconds": self.stopwatch.elapsed(), "device": str(self.device),
+            "threads": torch.get_num_threads()}))
+
+    def log_probe(self, probe: Callable[[], dict[str, Any]] | None) -> None:
+        """One "probe" line in log.jsonl: `probe()`'s quality numbers with the cumulative
+        counters, the points of the learning curves (rank 0 only)."""
+        if probe is None or not self.info.is_main:
+            return
+        was_training = self.model.training
+        scores = {k: v for k, v in probe().items() if isinstance(v, (int, float))}
+        self.model.train(was_training)
+        self.out.log({"type": "probe", "step": self.global_step, "elapsed": self.elapsed(),
+                      **self.cumulative(), **scores})
+
     def run(self, source, step: Callable[..., tuple[torch.Tensor, torch.Tensor]],
             names: tuple[str, ...], *, validate: Callable[[int], None],
-            postfix: Callable[[dict[str, float], float], dict[str, str]], log_lr: bool) -> None:
+            postfix: Callable[[dict[str, float], float], dict[str, str]], log_lr: bool,
+            probe: Callable[[], dict[str, Any]] | None = None) -> None:
         """Train until a limit or a stop request.
 
         ``step(x, idx, epoch, step_in_epoch)`` runs the forward pass on this rank's batch `x`
@@ -963,7 +983,9 @@ class TrainLoop:
         backpropagate and a 1-D tensor of detached values, averaged over `log_every` steps into
         a "train" line of log.jsonl under `names` (with ``lr`` when `log_lr`). `postfix` turns
         those means and img/s into the progress bar's postfix. ``validate(epoch)`` runs on
-        every rank after each full epoch (before its checkpoint).
+        every rank after each full epoch (before its checkpoint). ``probe()`` (optional) gives
+        the model's quality numbers on a fixed held-out batch: logged at the start, every
+        ``cfg.probe_minutes`` and at the end.
         """
         cfg, info, out, optimizer = self.cfg, self.info, self.out, self.optimizer
         spe, batch, epochs = self.spe, self.batch, self.epochs
@@ -971,6 +993,9 @@ class TrainLoop:
         cosine = getattr(cfg, "lr_schedule", "constant") == "cosine"
         # a warm start begins with fresh Adam moments: ramp the lr up so they settle first
         warmup = cfg.warmup_steps if getattr(cfg, "init", None) else 0
+        probe_timer = Every(getattr(cfg, "probe_minutes", 0) * 60)
+        if self.global_step == 0:  # where a new (or warm-started) run begins
+            self.log_probe(probe)
         window = torch.zeros(len(names), device=self.device)  # running sums of the stats
         window_steps, window_start = 0, time.perf_counter()
         stopped = self.should_stop()
@@ -1017,6 +1042,9 @@ class TrainLoop:
                     bar.set_postfix(**postfix(means, img_s))
                     window.zero_()
                     window_steps, window_start = 0, time.perf_counter()
+                if probe_timer.due():
+                    self.log_probe(probe)
+                    probe_timer.reset()
                 stopped = self.should_stop()
                 if stopped:
                     break
@@ -1032,6 +1060,8 @@ class TrainLoop:
             # (else a resume with the same budget would find a little time left).
             stopped = stopped or self.should_stop()
             self.checkpoint(self.epoch, 0)
+        if self.step_times:
+            self.log_probe(probe)
 
     # ---------------------------------------------------------------- final metrics
     def run_metrics(self) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_choose_keeps_the_fastest_and_drops_a_trap_after_one_step(monkeypatch):
 
     choice = speed.choose(run_step, "auto", "auto", torch.device("cpu"), repeats=2)
     assert (choice.amp, choice.channels_last) == ("none", True)
-    assert calls[("bf16", False)] == 1  # 25x the best after its warm-up: not repeated
+    assert calls[("bf16", False)] == 2  # warm-up, then 25x the best: not repeated
     assert calls[("none", True)] == 3  # warm-up + 2 timed
     assert set(choice.seconds) == {speed.option_label(*k) for k in cost}
     assert "fp32+channels_last chosen" in choice.describe()

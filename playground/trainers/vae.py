@@ -25,6 +25,7 @@ from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoo
 HELP = "β-VAE on 64×64 faces (conv encoder → 128-d Gaussian z → deconv decoder)"
 
 ACTIVE_KL = 0.01  # nats: a latent dimension with more average KL than this is "active"
+PROBE_FACES = 512  # validation faces of the quality probe (the learning curves)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class VAETrainConfig(StartAndSpeed):
     threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default: runs/vae-beta<β>-<dataset>)
+    probe_judge: str | None = "judge"  # judge model of the quality probe (None: probe without it)
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -132,6 +134,41 @@ def final_metrics(model: BetaVAE, dataset, *, beta: float, device: str | torch.d
     }
 
 
+def quality_probe(model: BetaVAE, val_set, device: torch.device, judge: str | None,
+                  n: int = PROBE_FACES):
+    """The probe of the learning curves: on the first `n` validation faces, the one-sample
+    BCE and KL, the PSNR and the judge's small-detail accuracy of decode(μ), and the best
+    |r| of one μ dimension with light (when the data has factors). The judge is skipped
+    when there is none."""
+    from playground import quality
+    from playground.checkpoints import ModelNotFoundError, load_model
+
+    source = image_source(val_set, device)
+    x = next(source.iterate([torch.arange(min(n, len(source)))]))
+    attributes = getattr(val_set, "attributes", None)
+    factors = getattr(val_set, "factors", None)
+    judge_model = None
+    if judge and attributes is not None:
+        try:
+            judge_model = load_model(judge, device)
+        except (ModelNotFoundError, ValueError) as e:
+            print(f"quality probe without the judge: {e}", flush=True)
+
+    def probe() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            mu, logvar = model.encode(x)
+            bce = bce_loss(model.decode_logits(mu), x).item()
+            kl = kl_normal(mu, logvar).sum(1).mean().item()
+        scores = {"probe_bce_mu": bce, "probe_kl": kl,
+                  **quality.reconstruction_probe(model, judge_model, x, attributes or {})}
+        if factors is not None and "light" in factors:
+            scores.update(quality.vae_factor_scores(model, x, factors))
+        return scores
+
+    return probe
+
+
 # =========================================================================== training
 def train_vae(cfg: VAETrainConfig, *, resume: bool = False, train_set=None, val_set=None,
               stop_event=None) -> dict[str, Any] | None:
@@ -178,7 +215,8 @@ def _train(cfg, info, device, resume, train_set, val_set, stop: GracefulStop):
 
     loop.run(train_source, step, ("loss", "recon", "kl"), validate=validate, log_lr=False,
              postfix=lambda m, img_s: dict(loss=f"{m['loss']:.1f}", recon=f"{m['recon']:.1f}",
-                                           kl=f"{m['kl']:.1f}", img_s=f"{img_s:.0f}"))
+                                           kl=f"{m['kl']:.1f}", img_s=f"{img_s:.0f}"),
+             probe=quality_probe(model, val_set, device, cfg.probe_judge) if info.is_main else None)
 
     def final():
         metrics = final_metrics(model, val_set, beta=cfg.beta, device=device, seed=cfg.seed,

@@ -1,0 +1,115 @@
+"""Headline numbers (playground.quality), training probes, and ship --if-better with its curve."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from playground import quality, ship as ship_module
+from playground.checkpoints import load_model, read_json
+from playground.data.synthfaces import SynthFacesDataset
+from playground.models.judge import Judge, JudgeConfig
+from playground.models.vae import VAEConfig
+from playground.training import read_log
+from playground.trainers.vae import VAETrainConfig, train_vae
+from tests.test_train_cli import TINY, RandomFaces
+
+
+class Identity(torch.nn.Module):
+    """A perfect autoencoder."""
+
+    def reconstruct(self, x):
+        return x
+
+
+@pytest.fixture(scope="module")
+def faces():
+    test = SynthFacesDataset("test", n=64)
+    return quality.to_float(test.images), test.attributes, test.factors
+
+
+def test_a_perfect_reconstruction_scores_what_the_judge_scores_on_the_originals(faces):
+    x, attributes, _ = faces
+    torch.manual_seed(0)
+    judge = Judge(JudgeConfig(channels=(8, 8, 16, 16), feature_dim=16)).eval()
+    direct = quality.attribute_accuracy(judge, x, attributes)
+    probe = quality.reconstruction_probe(Identity(), judge, x, attributes)
+    assert probe["small_detail_acc"] == direct["acc"]
+    assert set(probe["small_detail_per_attribute"]) == set(quality.SMALL_DETAILS)
+    assert probe["psnr"] == pytest.approx(100.0)  # mse clamped at 1e-10
+    # accuracy is the share of faces where the judge agrees with the truth
+    predicted = quality.judge_attributes(judge, x)
+    smiling = (predicted["Smiling"] == np.asarray(attributes["Smiling"]).astype(bool)).mean()
+    assert direct["per_attribute"]["Smiling"] == pytest.approx(smiling)
+
+
+def test_the_headline_follows_the_kind_and_beta():
+    assert quality.headline_key("vae", VAEConfig(beta=1.0)) == "small_detail_acc"
+    assert quality.headline_key("vae", VAEConfig(beta=10.0)) == "light_abs_r"
+    assert quality.headline_key("clip", None) == "zero_shot_auc"
+    assert quality.headline_key("unet", None) == "prompt_acc"
+    with pytest.raises(ValueError, match="no headline"):
+        quality.headline_key("teapot", None)
+
+
+def test_factor_scores_find_a_dimension_that_copies_light(faces):
+    x, _, factors = faces
+
+    class LightCode(torch.nn.Module):  # μ_0 = the light factor itself, the rest noise
+        def encode(self, images):
+            n = images.shape[0]
+            mu = torch.randn(n, 4, generator=torch.Generator().manual_seed(0))
+            mu[:, 0] = torch.as_tensor(np.asarray(factors["light"][:n]), dtype=torch.float32)
+            return mu, torch.zeros_like(mu)
+
+    scores = quality.vae_factor_scores(LightCode(), x, factors)
+    assert scores["light_abs_r"] == pytest.approx(1.0)
+    assert 0 <= scores["mig"] <= 1
+
+
+# ----------------------------------------------------------------------------- ship --if-better
+def _tiny_run(folder, steps: int):
+    cfg = VAETrainConfig(out=str(folder), max_steps=steps, probe_minutes=0.0001, probe_judge=None,
+                         **TINY)
+    return train_vae(cfg, train_set=RandomFaces(48), val_set=RandomFaces(16, 1))
+
+
+def test_runs_log_quality_probes_with_cumulative_counters(tmp_path):
+    _tiny_run(tmp_path / "run", 3)
+    probes = [r for r in read_log(tmp_path / "run") if r["type"] == "probe"]
+    assert probes[0]["step"] == 0 and probes[-1]["step"] == 3
+    assert all("psnr" in p and "probe_kl" in p and p["cpu_hours"] >= 0 for p in probes)
+    assert [p["steps"] for p in probes] == sorted(p["steps"] for p in probes)
+
+
+def test_ship_if_better_keeps_the_better_model_and_its_curve(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
+    _tiny_run(tmp_path / "first", 2)
+    _tiny_run(tmp_path / "second", 3)
+    scores = {"first": 0.5, "second": 0.6, "vae-tiny": None}
+
+    def fake_measure(path, judge="judge", n=0):  # the headline's plumbing, not the judge
+        name = path.rstrip("/").split("/")[-1]
+        value = scores[name] if scores.get(name) is not None else scores["current"]
+        return {"kind": "vae", "headline": "small_detail_acc", "value": value,
+                "small_detail_acc": value, "n": 8}
+
+    monkeypatch.setattr(ship_module, "measure", fake_measure)
+    first = ship_module.ship_if_better(tmp_path / "first", "vae-tiny")
+    assert first["shipped"] and first["old"] is None
+    scores["current"] = 0.5
+    second = ship_module.ship_if_better(tmp_path / "second", "vae-tiny")
+    assert second["shipped"] and second["old"]["value"] == 0.5
+    shipped = tmp_path / "trained" / "vae-tiny"
+    assert read_json(shipped / "metrics.json")["quality"]["value"] == 0.6
+    curve = ship_module.read_curve(shipped)
+    assert [p["source"] for p in curve].count("shipped") == 2  # one point per shipped model
+    assert any(p["source"] == "probe" for p in curve)
+    assert curve[-1]["steps"] == 3 and curve[-1]["small_detail_acc"] == 0.6
+    before = (shipped / "model.safetensors").read_bytes()
+    # a worse run is measured and refused; the CLI says so and trained/ is untouched
+    scores["current"], scores["first"] = 0.6, 0.55
+    assert ship_module.main([str(tmp_path / "first"), "vae-tiny", "--if-better"]) == 0
+    assert "0.6000 -> 0.5500" in capsys.readouterr().out
+    assert (shipped / "model.safetensors").read_bytes() == before
+    assert load_model("vae-tiny").config.channels == TINY["channels"]
