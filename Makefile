@@ -6,8 +6,8 @@ PIP    := $(PY) -m pip
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: run test test-slow test-all install install-test bench figures train-vaes ship-vaes report \
-        train-diffusion eval-ldm clean
+.PHONY: run test test-slow test-all install install-test bench bench-training figures train-vaes \
+        ship-vaes report train-diffusion eval-ldm campaign train-all curves clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,22 +59,43 @@ ship-vaes: install
 report: install
 	$(PY) -m playground.report vae --out assets/report --threads 1
 
+# Speed options (bf16 autocast, channels_last) are chosen by each run on its machine (--amp auto,
+# --layout auto): never named in a recipe. `make bench-training` shows what each option gives.
+bench-training: install
+	$(PY) -m playground.bench --training
+
+# Continue every model where it stands (resume / warm start from trained/), in dependency order,
+# shipping only what got better and skipping models at their targets: a stretch of MINUTES.
+campaign: install
+	nice -n 10 $(PY) -m playground.campaign --minutes $(MINUTES)
+	$(PY) -m playground.curves --out assets/training_curves.png
+
+# On a GPU: every model, from scratch or continued, in 12 minutes (make train-all DEVICE=cuda).
+DEVICE ?= cuda
+GPU_MINUTES ?= 12
+train-all: install
+	$(PY) -m playground.campaign --all --minutes $(GPU_MINUTES) --device $(DEVICE)
+	$(PY) -m playground.curves --out assets/training_curves.png
+
+curves: install
+	$(PY) -m playground.curves --out assets/training_curves.png
+
 # The diffusion stack as shipped (2-core CPU, one thread per process; ~2 h 15 min in all):
 # autoencoder + judge side by side, then CLIP, then the LDM on both cores (DDP), each shipped.
 T1 := OMP_NUM_THREADS=1
 train-diffusion: install
 	mkdir -p runs
-	$(T1) $(PY) -m playground.train autoencoder --latent-size 16 --minutes 40 --amp bf16 --threads 1 \
+	$(T1) $(PY) -m playground.train autoencoder --latent-size 16 --minutes 40 --threads 1 \
 	  --no-progress --out runs/autoencoder > runs/train-autoencoder.log 2>&1 & \
-	$(T1) $(PY) -m playground.train judge --minutes 25 --amp bf16 --threads 1 --no-progress \
+	$(T1) $(PY) -m playground.train judge --minutes 25 --threads 1 --no-progress \
 	  --out runs/judge > runs/train-judge.log 2>&1 && \
-	$(T1) $(PY) -m playground.train clip --minutes 28 --amp bf16 --threads 1 --no-progress \
+	$(T1) $(PY) -m playground.train clip --minutes 28 --threads 1 --no-progress \
 	  --out runs/clip > runs/train-clip.log 2>&1; wait
 	$(PY) -m playground.ship runs/autoencoder autoencoder
 	$(PY) -m playground.ship runs/judge judge
 	$(PY) -m playground.ship runs/clip clip
 	$(T1) $(VENV)/bin/torchrun --nproc_per_node=2 -m playground.train ldm --autoencoder autoencoder \
-	  --clip clip --minutes 72 --lr 5e-4 --amp bf16 --threads 1 --no-progress --out runs/ldm \
+	  --clip clip --minutes 72 --lr 5e-4 --threads 1 --no-progress --out runs/ldm \
 	  > runs/train-ldm.log 2>&1
 	$(PY) -m playground.ship runs/ldm ldm
 

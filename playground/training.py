@@ -687,6 +687,8 @@ def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str, *,
                    help=f"memory format of activations; auto times both (default {d.layout})")
     p.add_argument("--compile", action="store_true", default=S,
                    help="torch.compile the model (slow first steps; measure with the training bench)")
+    p.add_argument("--probe-minutes", dest="probe_minutes", type=float, default=S,
+                   help=f"log the quality probe this often (default {d.probe_minutes:g})")
     p.add_argument("--init", default=S,
                    help="warm start from a saved model's weights (e.g. trained/vae-beta4), with "
                         "a fresh optimizer; its steps and CPU-hours carry over into metrics.json")

@@ -1,0 +1,184 @@
+"""Continue training every shipped model, in dependency order, and ship what got better.
+
+    python -m playground.campaign --minutes 150                 # 2-core CPU: a stretch of 2.5 h
+    python -m playground.campaign --minutes 12 --device cuda    # one GPU: every model in 12 min
+    python -m playground.campaign --models vae-beta1 vae-beta10 --minutes 60 --dry-run
+
+Each model continues where it stands: ``--resume`` when its run folder (runs/<name>) holds a
+checkpoint, else a warm start (``--init``) from trained/<name>, else from scratch. After its
+run, ``python -m playground.ship --if-better`` replaces the shipped model only if its
+headline number (`playground.quality`) improved, and β-VAEs are re-measured for metrics.json.
+A model whose headline already meets its target (`TARGETS`, read from the ``quality`` entry
+that --if-better writes into metrics.json) is skipped, unless ``--all``.
+
+Stages run one after the other (the U-Net learns in the latents of the autoencoder and the text
+states of the CLIP), the jobs of a stage side by side with the cores split between them.
+Minutes are shared out by each stage's `Stage.share` of the budget.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from playground.checkpoints import METRICS_FILE, read_json, runs_dir, trained_dir
+from playground.training import TRAIN_STATE_JSON
+
+# model name → (trainer subcommand and its fixed options)
+RECIPES: dict[str, list[str]] = {
+    "autoencoder": ["autoencoder", "--latent-size", "16"],
+    "judge": ["judge"],
+    "clip": ["clip"],
+    "ldm": ["ldm", "--autoencoder", "autoencoder", "--clip", "clip", "--lr", "5e-4"],
+    "vae-beta1": ["vae", "--beta", "1"],
+    "vae-beta4": ["vae", "--beta", "4"],
+    "vae-beta10": ["vae", "--beta", "10"],
+}
+
+# model name → (headline key, target): the campaign issue's table; None = no target of its own
+TARGETS: dict[str, tuple[str, float] | None] = {
+    "autoencoder": ("small_detail_acc", 0.93),
+    "judge": ("attribute_acc", 0.97),
+    "clip": ("zero_shot_auc", 0.9),
+    "ldm": ("prompt_acc", 0.9),
+    "vae-beta1": ("small_detail_acc", 0.85),
+    "vae-beta4": None,  # trains while its neighbours do, so recon and KL stay ordered by β
+    "vae-beta10": ("light_abs_r", 0.9),
+}
+
+
+@dataclass
+class Stage:
+    models: tuple[str, ...]  # trained side by side
+    share: float  # fraction of the budget
+
+
+STAGES = (
+    Stage(("autoencoder", "judge"), 0.2),
+    Stage(("clip",), 0.15),
+    Stage(("ldm",), 0.35),
+    Stage(("vae-beta1", "vae-beta4", "vae-beta10"), 0.3),
+)
+
+
+def target_met(name: str) -> bool:
+    """Whether trained/<name>'s measured headline (metrics.json "quality") meets its target."""
+    target = TARGETS.get(name)
+    path = trained_dir() / name / METRICS_FILE
+    if target is None or not path.is_file():
+        return False
+    quality = read_json(path).get("quality", {})
+    key, goal = target
+    return quality.get("headline") == key and quality.get("value", -1) >= goal
+
+
+def plan(models: list[str], train_all: bool) -> list[tuple[Stage, list[str]]]:
+    """The stages with the models to train in each (targets met are left out; β = 4 trains
+    when another β-VAE does)."""
+    unknown = sorted(set(models) - set(RECIPES))
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(RECIPES)}")
+    out = []
+    for stage in STAGES:
+        todo = [m for m in stage.models if m in models and (train_all or not target_met(m))]
+        if todo == ["vae-beta4"]:
+            todo = []
+        if todo:
+            out.append((stage, todo))
+    return out
+
+
+def train_command(name: str, minutes: float, threads: int, device: str,
+                  extra: list[str]) -> list[str]:
+    """``python -m playground.train …`` that continues `name` for `minutes` more."""
+    out = runs_dir() / name
+    cmd = [sys.executable, "-m", "playground.train", *RECIPES[name], "--out", str(out),
+           "--threads", str(threads), "--device", device, "--no-progress",
+           "--checkpoint-minutes", "5"]
+    state = out / TRAIN_STATE_JSON
+    if state.is_file():  # the budget of a resumed run counts its earlier sessions
+        spent = float(read_json(state).get("elapsed_seconds", 0.0)) / 60
+        return cmd + ["--resume", "--minutes", f"{spent + minutes:.2f}", *extra]
+    if (trained_dir() / name / "config.json").is_file():
+        cmd += ["--init", name]
+    return cmd + ["--minutes", f"{minutes:.2f}", *extra]
+
+
+def after_commands(name: str, judge: str) -> list[list[str]]:
+    """Ship if better; β-VAEs then get their full metrics re-measured."""
+    cmds = [[sys.executable, "-m", "playground.ship", str(runs_dir() / name), name,
+             "--if-better", "--judge", judge]]
+    if RECIPES[name][0] == "vae":
+        cmds.append([sys.executable, "-m", "playground.evaluate", name, "--write"])
+    return cmds
+
+
+def run_stage(jobs: list[tuple[str, list[str]]], log_dir: Path) -> dict[str, int]:
+    """Start every job of a stage, wait for all; → exit status per model."""
+    procs = {}
+    for name, cmd in jobs:
+        log = open(log_dir / f"train-{name}.log", "a", encoding="utf-8")
+        print(f"  {name}: {' '.join(cmd[1:])}  (log: {log.name})", flush=True)
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+    codes = {}
+    for name, (proc, log) in procs.items():
+        codes[name] = proc.wait()
+        log.close()
+    return codes
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, required=True, help="wall-clock budget of all stages")
+    p.add_argument("--models", nargs="+", default=list(RECIPES), help="models to continue")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 1,
+                   help="CPU cores to share between the jobs of a stage")
+    p.add_argument("--all", dest="train_all", action="store_true",
+                   help="also train models already at their target")
+    p.add_argument("--judge", default="judge", help="judge model of the headline numbers")
+    p.add_argument("--no-ship", dest="ship", action="store_false", help="train only")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("extra", nargs=argparse.REMAINDER,
+                   help="after --: options for every trainer (e.g. -- --train-size 64)")
+    args = p.parse_args(argv)
+    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    if args.minutes <= 0:
+        p.error("--minutes must be > 0")
+    try:
+        stages = plan(args.models, args.train_all)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not stages:
+        print("every chosen model meets its target: nothing to train (use --all to go on)")
+        return 0
+    total_share = sum(stage.share for stage, _ in stages)
+    log_dir = runs_dir()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for stage, names in stages:
+        minutes = args.minutes * stage.share / total_share
+        threads = max(1, args.cores // len(names)) if args.device == "cpu" else 1
+        print(f"stage {', '.join(names)}: {minutes:.1f} min, {threads} thread(s) each", flush=True)
+        jobs = [(n, train_command(n, minutes, threads, args.device, extra)) for n in names]
+        if args.dry_run:
+            for name, cmd in jobs:
+                print(f"  {name}: {' '.join(cmd[1:])}")
+            continue
+        codes = run_stage(jobs, log_dir)
+        for name, code in codes.items():
+            if code != 0:
+                failed.append(name)
+                print(f"  {name}: training failed (exit {code}); see its log", flush=True)
+            elif args.ship:
+                for cmd in after_commands(name, args.judge):
+                    subprocess.run(cmd, check=False)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

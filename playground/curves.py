@@ -1,0 +1,110 @@
+"""Learning curves of the shipped models: headline quality against cumulative CPU-hours.
+
+    python -m playground.curves --out assets/training_curves.png [--measure-missing]
+
+Each panel is one model of trained/: its quality probes during training (small dots, measured
+on held-out validation faces) and each shipped version (large dots, measured on test faces by
+``ship --if-better``), at the CPU-hours spent on it so far (GPU-hours are noted in the
+title), with its target as a dashed line. ``--measure-missing`` measures a model that has no
+curve yet (`playground.quality.measure`) and starts its curve.jsonl with that point.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from playground.campaign import RECIPES, TARGETS
+from playground.checkpoints import METRICS_FILE, read_json, trained_dir
+from playground.ship import CURVE_FILE, read_curve
+from playground.training import cumulative_of_model
+
+
+def start_curve(name: str, judge: str = "judge") -> list[dict]:
+    """Measure trained/<name> and write its first curve point (its cumulative counters)."""
+    import json
+
+    from playground.checkpoints import atomic_write_bytes
+    from playground.quality import measure
+
+    folder = trained_dir() / name
+    scores = measure(str(folder), judge=judge)
+    metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else {}
+    point = {"source": "shipped", **cumulative_of_model(metrics),
+             **{k: v for k, v in scores.items() if isinstance(v, (int, float)) and k != "n"}}
+    atomic_write_bytes(folder / CURVE_FILE, (json.dumps(point) + "\n").encode("utf-8"))
+    metrics["quality"] = {k: v for k, v in scores.items() if k != "kind"}
+    atomic_write_bytes(folder / METRICS_FILE, (json.dumps(metrics, indent=2) + "\n").encode())
+    return [point]
+
+
+def plot(curves: dict[str, list[dict]], out: Path) -> Path:
+    """One panel per model: its headline against cumulative CPU-hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(curves)
+    cols = min(4, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = curves[name]
+        target = TARGETS.get(name)
+        key = target[0] if target else next((p["headline"] for p in points if "headline" in p),
+                                            "small_detail_acc")
+        probes = [p for p in points if p.get("source") == "probe" and key in p]
+        shipped = [p for p in points if p.get("source") == "shipped" and key in p]
+        if probes:
+            ax.plot([p["cpu_hours"] for p in probes], [p[key] for p in probes], ".-",
+                    color="tab:blue", ms=3, lw=0.8, label="probe (val)")
+        if shipped:
+            ax.plot([p["cpu_hours"] for p in shipped], [p[key] for p in shipped], "o",
+                    color="tab:red", ms=7, label="shipped (test)")
+        if target:
+            ax.axhline(target[1], ls="--", color="gray", lw=1, label=f"target {target[1]:g}")
+        gpu = max((p.get("gpu_hours", 0) for p in points), default=0)
+        ax.set_title(f"{name}" + (f"  (+{gpu:.2f} GPU-h)" if gpu else ""), fontsize=10)
+        ax.set_xlabel("CPU-hours (cumulative)", fontsize=8)
+        ax.set_ylabel(key, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle("Quality against training time (playground.curves)", fontsize=11)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("assets/training_curves.png"))
+    p.add_argument("--measure-missing", action="store_true",
+                   help="measure models without a curve and start theirs (takes minutes)")
+    p.add_argument("--judge", default="judge")
+    args = p.parse_args(argv)
+    curves = {}
+    for name in RECIPES:
+        folder = trained_dir() / name
+        if not (folder / "config.json").is_file():
+            continue
+        points = read_curve(folder)
+        if not points and args.measure_missing:
+            points = start_curve(name, args.judge)
+        if points:
+            curves[name] = points
+    if not curves:
+        print("no model has a learning curve yet (ship with --if-better, or --measure-missing)",
+              file=sys.stderr)
+        return 1
+    print(plot(curves, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The campaign driver: plan, continue (resume / warm start / scratch), skip models at target."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from playground import campaign
+from playground.checkpoints import read_json
+
+pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
+
+TINY_VAE = ["--channels", "8,8,8,8", "--latent-dim", "8", "--train-size", "32", "--eval-size",
+            "16", "--batch-size", "16", "--max-steps", "2", "--amp", "none", "--layout",
+            "contiguous", "--probe-minutes", "100"]
+
+
+def _write_quality(tmp_path, name, key, value):
+    folder = tmp_path / "trained" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "metrics.json").write_text(json.dumps({"quality": {"headline": key, "value": value}}))
+
+
+def test_the_plan_follows_dependencies_and_skips_models_at_their_target(tmp_path):
+    stages = campaign.plan(list(campaign.RECIPES), train_all=False)
+    assert [names for _, names in stages] == [["autoencoder", "judge"], ["clip"], ["ldm"],
+                                             ["vae-beta1", "vae-beta4", "vae-beta10"]]
+    _write_quality(tmp_path, "judge", "attribute_acc", 0.98)
+    _write_quality(tmp_path, "vae-beta1", "small_detail_acc", 0.9)
+    _write_quality(tmp_path, "vae-beta10", "light_abs_r", 0.95)
+    stages = campaign.plan(list(campaign.RECIPES), train_all=False)
+    # β = 4 has no target of its own: it trains only beside another β-VAE
+    assert [names for _, names in stages] == [["autoencoder"], ["clip"], ["ldm"]]
+    assert len(campaign.plan(list(campaign.RECIPES), train_all=True)) == 4
+    _write_quality(tmp_path, "clip", "zero_shot_auc", 0.65)  # measured, below target
+    assert campaign.plan(["clip"], train_all=False)[0][1] == ["clip"]
+    with pytest.raises(ValueError, match="unknown model"):
+        campaign.plan(["teapot"], train_all=False)
+
+
+def test_a_model_continues_from_scratch_then_by_resume(tmp_path, capsys):
+    assert campaign.main(["--minutes", "1", "--models", "vae-beta1", "--no-ship", "--cores", "1",
+                          "--", *TINY_VAE]) == 0
+    run = tmp_path / "runs" / "vae-beta1"
+    assert read_json(run / "metrics.json")["steps"] == 2
+    assert "--init" not in capsys.readouterr().out  # nothing shipped to start from
+    # the second stretch resumes the run folder, with the earlier minutes added to the budget
+    cmd = campaign.train_command("vae-beta1", 1.0, 1, "cpu", [])
+    assert "--resume" in cmd and float(cmd[cmd.index("--minutes") + 1]) > 1.0
+    tiny = [a if a != "2" else "3" for a in TINY_VAE]  # --max-steps 3
+    assert campaign.main(["--minutes", "1", "--models", "vae-beta1", "--no-ship", "--cores", "1",
+                          "--", *tiny]) == 0
+    assert read_json(run / "metrics.json")["steps"] == 3
+
+
+def test_a_shipped_model_is_the_warm_start_and_failures_are_reported(tmp_path, capsys):
+    _write_quality(tmp_path, "vae-beta10", "light_abs_r", 0.5)
+    cmd = campaign.train_command("vae-beta10", 5.0, 2, "cpu", ["--max-steps", "9"])
+    assert cmd[cmd.index("--init") + 1] == "vae-beta10" and cmd[-2:] == ["--max-steps", "9"]
+    assert campaign.main(["--minutes", "1", "--models", "vae-beta10", "--dry-run"]) == 0
+    assert "--init vae-beta10" in capsys.readouterr().out
+    # a trainer that fails (here: the fake shipped model has no weights) is reported
+    assert campaign.main(["--minutes", "1", "--models", "vae-beta10", "--no-ship", "--",
+                          *TINY_VAE]) == 1
+    assert "training failed" in capsys.readouterr().out
+
+
+def test_curves_draw_every_model_with_a_curve(tmp_path):
+    from PIL import Image
+
+    from playground import curves
+
+    folder = tmp_path / "trained" / "vae-beta1"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    points = [{"source": "shipped", "cpu_hours": 1.2, "small_detail_acc": 0.66},
+              {"source": "probe", "cpu_hours": 1.5, "small_detail_acc": 0.7},
+              {"source": "shipped", "cpu_hours": 2.0, "small_detail_acc": 0.75}]
+    (folder / "curve.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    out = tmp_path / "curves.png"
+    assert curves.main(["--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 200
+    (folder / "curve.jsonl").unlink()
+    assert curves.main(["--out", str(out)]) == 1  # nothing to draw: said, not a blank picture
