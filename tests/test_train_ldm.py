@@ -119,3 +119,23 @@ def test_pixel_space_run(tmp_path, faces):
     model = load_model(str(tmp_path / "pixel"))
     assert model.config.space == "pixel" and model.config.autoencoder == ""
     assert -1.01 < metrics["data_mean"] < 1.01
+
+
+def test_min_snr_weights_follow_the_formula():
+    from playground.diffusion.schedule import NoiseSchedule
+    from playground.trainers.ldm import min_snr_weights
+
+    schedule = NoiseSchedule()
+    t = torch.tensor([0, 100, 500, 999])
+    abar = schedule.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    w = min_snr_weights(schedule.alphas_cumprod, t, gamma=5.0)
+    torch.testing.assert_close(w.double(), torch.minimum(snr, torch.tensor(5.0)) / snr)
+    assert w[0] < 0.01 and w[-1] == 1.0  # clean steps count little, noisy ones fully
+
+
+def test_a_min_snr_run_trains_and_keeps_the_plain_val_loss(tmp_path, faces):
+    metrics = run(tmp_path / "minsnr", faces, max_steps=2, loss_weighting="min_snr")
+    assert metrics["steps"] == 2 and metrics["val_loss"] > 0
+    with pytest.raises(ValueError, match="loss_weighting must be one of"):
+        run(tmp_path / "bad", faces, max_steps=1, loss_weighting="snr")

@@ -15,9 +15,11 @@ Public API::
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -166,25 +168,18 @@ def validate_factors(factors: dict[str, np.ndarray]) -> int:
 # Rendering primitives. Coordinates: x right, y down, both in [-1, 1] over the image.
 # Per-face parameters have shape (B, 1, 1) and broadcast against the pixel grid (1, H, W).
 # ----------------------------------------------------------------------------------------
-_PIXEL = 2.0 / IMAGE_SIZE
-
-
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
     y, x = torch.meshgrid(c, c, indexing="ij")
     return x[None], y[None]  # (1, H, W) each
 
 
-def _coverage(sd: torch.Tensor) -> torch.Tensor:
-    """Anti-aliased coverage of a pixel from the signed distance (negative = inside)."""
-    return (0.5 - sd / _PIXEL).clamp_(0.0, 1.0)
-
-
 def _ellipse_sd(x, y, cx, cy, rx, ry):
     """Approximate signed distance to an axis-aligned ellipse (exact on circles)."""
     px, py = (x - cx) / rx, (y - cy) / ry
-    k0 = torch.sqrt(px * px + py * py)
-    k1 = torch.sqrt(px * px / (rx * rx) + py * py / (ry * ry)).clamp_min(1e-6)
+    px2, py2 = px * px, py * py
+    k0 = torch.sqrt(px2 + py2)
+    k1 = torch.sqrt(px2 / (rx * rx) + py2 / (ry * ry)).clamp_min(1e-6)
     return k0 * (k0 - 1.0) / k1
 
 
@@ -192,12 +187,6 @@ def _segment_sd(x, y, x0, x1, yc, half_thickness):
     """Signed distance to a horizontal capsule from x0 to x1 at height yc."""
     dx = torch.clamp(torch.maximum(x0 - x, x - x1), min=0.0)
     return torch.sqrt(dx * dx + (y - yc) ** 2) - half_thickness
-
-
-def _blend(img: torch.Tensor, color: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """img (B, 3, H, W) <- img·(1-α) + color·α with color (B, 3, 1, 1) or (B, 3, H, W)."""
-    a = alpha.unsqueeze(1)
-    return img.mul_(1.0 - a).add_(color * a)
 
 
 def _col(c: torch.Tensor) -> torch.Tensor:
@@ -211,276 +200,408 @@ def _hsv_to_rgb(h: torch.Tensor, s: float, v: float) -> torch.Tensor:
     return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
-def _render_chunk(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
-    """Render one batch of faces. f: factor name -> (B,) tensor. Returns (B, 3, H, W) in [0, 1]."""
+class _Canvas:
+    """B faces being drawn and what their parts share.
+
+    Fields: ``img`` (B, 3, H, W); planes (B or 1, H, W): X, Y (image grid), x, y (head frame),
+    head_sd, head, head_diffuse, head_shade; per-face values (B, 1, 1), colours (B, 3, 1, 1).
+    """
+
+    def __init__(self, pixel: float, **fields):
+        self.pixel = pixel
+        self.__dict__.update(fields)
+
+    def cover(self, sd: torch.Tensor) -> torch.Tensor:
+        """Anti-aliased coverage of a pixel from the signed distance (negative = inside)."""
+        return (0.5 - sd / self.pixel).clamp_(0.0, 1.0)
+
+    def blend(self, color: torch.Tensor, alpha: torch.Tensor) -> None:
+        """img <- img·(1-α) + color·α; color (B, 3, 1, 1) or (B, 3, H, W), alpha (B, H, W)."""
+        a = alpha.unsqueeze(1)
+        self.img.mul_(1.0 - a).add_(color * a)
+
+    def diffuse(self, cx, cy, rx, ry) -> torch.Tensor:
+        """Lambertian shading (B, H, W) of an ellipsoid bulging towards the viewer."""
+        nx, ny = (self.x - cx) / rx, (self.y - cy) / ry
+        nz = torch.sqrt((1 - nx * nx - ny * ny).clamp_min(0.0))
+        return (nx * self.lx + ny * self.ly + nz * self.lz).clamp_min(0.0)
+
+    def window(self, rows: slice, cols: slice, faces: torch.Tensor | None) -> "_Canvas":
+        """This canvas cut to rows x cols of the faces with index ``faces`` (all when None).
+
+        Fields are cut on first use: views when all faces are kept, else copies — so a part
+        that draws on a copy must have its ``img`` put back (see :func:`_draw`).
+        """
+        window = _Canvas(self.pixel)
+        window._cut = (self, rows, cols, faces)
+        return window
+
+    def __getattr__(self, name: str):  # only called for fields a window has not cut yet
+        if name.startswith("_") or "_cut" not in self.__dict__:
+            raise AttributeError(name)
+        whole, rows, cols, faces = self._cut
+        v = getattr(whole, name)
+        if isinstance(v, torch.Tensor):
+            if v.shape[-2:] == whole.img.shape[-2:]:  # a plane
+                v = v[..., rows, cols]
+            if faces is not None and v.shape[0] == whole.img.shape[0]:
+                v = v[faces]
+        setattr(self, name, v)
+        return v
+
+
+def _span(lo: float, hi: float, size: int) -> slice:
+    """Pixel rows (or columns) that reach [lo, hi] in image coordinates, plus a pixel each side
+    for the anti-aliased edge."""
+    first = math.floor((lo + 1) / 2 * size) - 1
+    return slice(max(0, first), max(0, min(size, math.ceil((hi + 1) / 2 * size) + 1)))
+
+
+_HEAD_CX, _HEAD_CY, _HEAD_RY = 0.0, 0.02, 0.6  # head centre and height; its width varies
+_EYE_Y = _HEAD_CY - 0.04
+_MOUTH_Y = _HEAD_CY + 0.37
+
+
+def _canvas(f: dict[str, torch.Tensor], size: int) -> _Canvas:
+    """Background, per-face parameters, head frame and head planes of one batch (B,) -> _Canvas."""
     B = f["yaw"].shape[0]
     X, Y = _grid(size)
 
     def p(name):  # per-face parameter, shape (B, 1, 1)
         return f[name].float().view(B, 1, 1)
 
-    yaw, roll, light, width = p("yaw"), p("roll"), p("light"), p("width")
-    smile, mouth_open, eye_open, brow = p("smile"), p("mouth_open"), p("eye_open"), p("brow")
-    hair_style, facial_hair = f["hair_style"].view(B, 1, 1), f["facial_hair"].view(B, 1, 1)
-    hair_rgb = _HAIR_RGB[f["hair_color"]]  # (B, 3)
+    yaw, light, width = p("yaw"), p("light"), p("width")
     skin_t = f["skin"].float()[:, None]  # (B, 1): piecewise-linear through the three stops
     skin_rgb = torch.where(skin_t < 0.5,
                            _SKIN_STOPS[0] + (_SKIN_STOPS[1] - _SKIN_STOPS[0]) * skin_t * 2,
                            _SKIN_STOPS[1] + (_SKIN_STOPS[2] - _SKIN_STOPS[1]) * (skin_t * 2 - 1))
-
     # Background: a hue, slightly lighter at the top.
     bg = _hsv_to_rgb(f["background"].float(), 0.38, 0.86)
-    img = _col(bg) * (1.06 - 0.12 * (Y[:, None] + 1) / 2)
-    img = img.expand(B, 3, size, size).clone()
-
-    # Shoulders and neck are not tilted.
-    shoulders = _coverage(_ellipse_sd(X, Y, 0.0, 1.32, 0.9, 0.52))
-    img = _blend(img, _col(_SHIRT_RGB) * (1.0 - 0.15 * light * X)[:, None], shoulders)
-    neck_half = 0.16 + 0.06 * width
-    neck_sd = torch.maximum(X.abs() - neck_half, 0.4 - Y)
-    neck_shade = (0.78 - 0.25 * light * (-X / neck_half).clamp(-1, 1)).clamp(0.3, 1.0)
-    img = _blend(img, _col(skin_rgb) * neck_shade[:, None] * 0.92, _coverage(neck_sd))
-
     # Head frame: roll rotates everything above the neck around a pivot at the chin.
-    angle = roll * 0.32
+    angle = p("roll") * 0.32
     cos, sin = torch.cos(angle), torch.sin(angle)
     pivot_y = 0.55
-    x = cos * X + sin * (Y - pivot_y)
-    y = -sin * X + cos * (Y - pivot_y) + pivot_y
+    lx, ly = light * 0.9, torch.full_like(light, -0.3)  # light direction, z towards the viewer
+    c = _Canvas(2.0 / size, X=X, Y=Y, img=_col(bg) * (1.06 - 0.12 * (Y[:, None] + 1) / 2),
+                x=cos * X + sin * (Y - pivot_y), y=-sin * X + cos * (Y - pivot_y) + pivot_y,
+                yaw=yaw, light=light, width=width, smile=p("smile"), brow=p("brow"),
+                mouth_open=p("mouth_open"), eye_open=p("eye_open"),
+                hair_style=f["hair_style"].view(B, 1, 1), facial_hair=f["facial_hair"].view(B, 1, 1),
+                hat=f["hat"].view(B, 1, 1), glasses=f["eyeglasses"].view(B, 1, 1),
+                lipstick=f["lipstick"].view(B, 1, 1, 1), hair_col=_col(_HAIR_RGB[f["hair_color"]]),
+                skin_col=_col(skin_rgb), lx=lx, ly=ly,
+                lz=torch.sqrt((1 - lx * lx - ly * ly).clamp_min(0.05)),
+                head_rx=0.46 + 0.16 * width,
+                feat_cx=yaw * 0.17,  # features slide towards the side the head turns to
+                eye_gap=0.2 * (1.0 - 0.12 * yaw.abs()))
+    # The head, shaded as a Lambertian ellipsoid; later parts are clipped to it.
+    c.head_sd = _ellipse_sd(c.x, c.y, _HEAD_CX, _HEAD_CY, c.head_rx, _HEAD_RY)
+    c.head = c.cover(c.head_sd)
+    c.head_diffuse = c.diffuse(_HEAD_CX, _HEAD_CY, c.head_rx, _HEAD_RY)
+    c.head_shade = 0.42 + 0.68 * c.head_diffuse
+    return c
 
-    head_cx, head_cy = 0.0, 0.02
-    head_rx, head_ry = 0.46 + 0.16 * width, 0.6
-    feat_cx = yaw * 0.17  # features slide towards the side the head turns to
 
-    # Light direction (image coordinates, z towards the viewer).
-    lx, ly = light * 0.9, torch.full_like(light, -0.3)
-    lz = torch.sqrt((1 - lx * lx - ly * ly).clamp_min(0.05))
+def _shoulders(c: _Canvas) -> None:
+    """Shoulders and neck are not tilted."""
+    shoulders = c.cover(_ellipse_sd(c.X, c.Y, 0.0, 1.32, 0.9, 0.52))
+    c.blend(_col(_SHIRT_RGB) * (1.0 - 0.15 * c.light * c.X)[:, None], shoulders)
 
-    def diffuse(cx, cy, rx, ry):
-        nx, ny = (x - cx) / rx, (y - cy) / ry
-        nz = torch.sqrt((1 - nx * nx - ny * ny).clamp_min(0.0))
-        return (nx * lx + ny * ly + nz * lz).clamp_min(0.0)
 
-    hair_col = _col(hair_rgb)
-    has_hair = hair_style != 0
+def _neck(c: _Canvas) -> None:
+    neck_half = 0.16 + 0.06 * c.width
+    neck_sd = torch.maximum(c.X.abs() - neck_half, 0.4 - c.Y)
+    neck_shade = (0.78 - 0.25 * c.light * (-c.X / neck_half).clamp(-1, 1)).clamp(0.3, 1.0)
+    c.blend(c.skin_col * neck_shade[:, None] * 0.92, c.cover(neck_sd))
 
-    # Long hair: a layer behind the head.
-    long_hair = (hair_style == 2).float()
-    back_sd = torch.maximum(_ellipse_sd(x, y, head_cx - yaw * 0.05, head_cy + 0.12,
-                                        head_rx + 0.15, 0.78), y - 0.78)
-    img = _blend(img, hair_col * (0.55 + 0.35 * diffuse(0.0, 0.1, head_rx + 0.2, 0.9))[:, None],
-                 _coverage(back_sd) * long_hair)
 
-    # Ears: the one on the side the head turns away from shows more.
+def _long_hair(c: _Canvas) -> None:
+    """Long hair: a layer behind the head."""
+    back_sd = torch.maximum(_ellipse_sd(c.x, c.y, _HEAD_CX - c.yaw * 0.05, _HEAD_CY + 0.12,
+                                        c.head_rx + 0.15, 0.78), c.y - 0.78)
+    shade = 0.55 + 0.35 * c.diffuse(0.0, 0.1, c.head_rx + 0.2, 0.9)
+    c.blend(c.hair_col * shade[:, None], c.cover(back_sd))
+
+
+def _ear(c: _Canvas, side: float) -> None:
+    """The ear on the side the head turns away from shows more."""
+    ear_rx = 0.075 * (1.0 - 0.6 * side * c.yaw).clamp(0.15, 1.6)
+    ear_cx = side * (c.head_rx - 0.01) + c.yaw * 0.06
+    ear = c.cover(_ellipse_sd(c.x, c.y, ear_cx, _HEAD_CY + 0.04, ear_rx, 0.13))
+    ear_shade = 0.62 + 0.3 * (side * c.light).clamp_min(0.0)
+    c.blend(c.skin_col * ear_shade[:, None], ear)
+
+
+def _head(c: _Canvas) -> None:
+    c.blend(c.skin_col * c.head_shade[:, None], c.head)
+
+
+def _eye(c: _Canvas, side: float) -> None:
+    """Sclera whose height follows eye_open, iris and pupil clipped to it, lid line, brow."""
+    ex = c.feat_cx + side * c.eye_gap
+    e_rx = 0.095 * (1.0 - 0.25 * side * c.yaw)
+    e_ry = 0.008 + 0.07 * c.eye_open
+    sclera_sd = _ellipse_sd(c.x, c.y, ex, _EYE_Y, e_rx, e_ry)
+    sclera = c.cover(sclera_sd)
+    c.blend(_col(torch.tensor([0.96, 0.96, 0.94])), sclera * c.head)
+    gaze_x = ex + c.yaw * 0.025
+    r_iris, r_pupil = torch.full_like(e_rx, 0.05), torch.full_like(e_rx, 0.022)
+    iris = c.cover(_ellipse_sd(c.x, c.y, gaze_x, _EYE_Y, r_iris, r_iris)) * sclera
+    c.blend(_col(_IRIS_RGB), iris)
+    pupil = c.cover(_ellipse_sd(c.x, c.y, gaze_x, _EYE_Y, r_pupil, r_pupil)) * sclera
+    c.blend(_col(torch.tensor([0.02, 0.02, 0.02])), pupil)
+    lid = c.cover(sclera_sd.abs() - 0.012) * (c.y < _EYE_Y + 0.2 * e_ry).float()
+    c.blend(c.skin_col * 0.35, lid * c.head)
+
+    # Brow: a capsule bent upwards in the middle by `brow`.
+    bx = ex + side * 0.01
+    half = 0.1
+    t = ((c.x - bx) / half).clamp(-1, 1)
+    curve = _EYE_Y - 0.13 - 0.02 * c.brow - 0.09 * c.brow * (1 - t * t)
+    brow_sd = torch.sqrt(((c.x - bx).abs() - half).clamp_min(0) ** 2 + (c.y - curve) ** 2)
+    brow_sd = brow_sd - (0.022 - 0.008 * t.abs())
+    brow_rgb = torch.where((c.hair_style != 0).view(-1, 1, 1, 1), c.hair_col * 0.8, c.skin_col * 0.45)
+    c.blend(brow_rgb, c.cover(brow_sd) * c.head)
+
+
+def _nose(c: _Canvas) -> None:
+    """Shadow on the side away from the light, nostrils, highlight on the lit side."""
+    nose_x = c.feat_cx + c.yaw * 0.07
+    nose_y = _HEAD_CY + 0.14
+    full = partial(torch.full_like, c.yaw)
+    shadow_side = -torch.sign(c.light) * (c.light.abs() > 0.05).float()
+    nose_shadow = c.cover(_ellipse_sd(c.x, c.y, nose_x + shadow_side * 0.045, nose_y,
+                                      full(0.03), full(0.13)))
+    c.blend(c.skin_col * 0.55, nose_shadow * (0.2 + 0.5 * c.light.abs()) * c.head)
+    nose_tip = c.cover(_ellipse_sd(c.x, c.y, nose_x, nose_y + 0.1, full(0.07), full(0.045)))
+    c.blend(c.skin_col * (0.62 + 0.2 * (1 - c.light.abs()))[:, None], nose_tip * 0.6)
     for side in (-1.0, 1.0):
-        ear_rx = 0.075 * (1.0 - 0.6 * side * yaw).clamp(0.15, 1.6)
-        ear_cx = side * (head_rx - 0.01) + yaw * 0.06
-        ear = _coverage(_ellipse_sd(x, y, ear_cx, head_cy + 0.04, ear_rx, 0.13))
-        ear_shade = 0.62 + 0.3 * (side * light).clamp_min(0.0)
-        img = _blend(img, _col(skin_rgb) * ear_shade[:, None], ear)
+        nostril = c.cover(_ellipse_sd(c.x, c.y, nose_x + side * 0.035, nose_y + 0.125,
+                                      full(0.018), full(0.011)))
+        c.blend(c.skin_col * 0.3, nostril)
 
-    # Head, shaded by a Lambertian ellipsoid.
-    head_sd = _ellipse_sd(x, y, head_cx, head_cy, head_rx, head_ry)
-    head = _coverage(head_sd)
-    head_diffuse = diffuse(head_cx, head_cy, head_rx, head_ry)
-    head_shade = 0.42 + 0.68 * head_diffuse
-    img = _blend(img, _col(skin_rgb) * head_shade[:, None], head)
 
-    # The small parts are drawn only on the band of rows they can reach (any roll, any yaw):
-    # about half the frame, which roughly halves the renderer's cost.
-    def band(y0: float, y1: float) -> slice:
-        return slice(max(0, int((y0 + 1) / 2 * size)), min(size, int(math.ceil((y1 + 1) / 2 * size))))
+def _mouth_frame(c: _Canvas):
+    """The mouth's centre line bends with `smile`, its opening grows with `mouth_open`.
 
-    eye_rows = band(-0.5, 0.3)  # brows, eyes, glasses
-    low_rows = band(-0.2, 0.85)  # nose, mouth, facial hair
-    skin_col = _col(skin_rgb)
-
-    # Eyes: sclera whose height follows eye_open, iris and pupil clipped to it, lid line.
-    eye_y = head_cy - 0.04
-    eye_gap = 0.2 * (1.0 - 0.12 * yaw.abs())
-    gaze = yaw * 0.025
-    xe, ye, he, ie = x[:, eye_rows], y[:, eye_rows], head[:, eye_rows], img[:, :, eye_rows]
-    brow_rgb = torch.where(has_hair.view(B, 1, 1, 1), hair_col * 0.8, skin_col * 0.45)
-    for side in (-1.0, 1.0):
-        ex = feat_cx + side * eye_gap
-        e_rx = 0.095 * (1.0 - 0.25 * side * yaw)
-        e_ry = 0.008 + 0.07 * eye_open
-        sclera_sd = _ellipse_sd(xe, ye, ex, eye_y, e_rx, e_ry)
-        sclera = _coverage(sclera_sd)
-        _blend(ie, _col(torch.tensor([0.96, 0.96, 0.94])), sclera * he)
-        r_iris, r_pupil = torch.full_like(e_rx, 0.05), torch.full_like(e_rx, 0.022)
-        iris = _coverage(_ellipse_sd(xe, ye, ex + gaze, eye_y, r_iris, r_iris)) * sclera
-        _blend(ie, _col(_IRIS_RGB), iris)
-        pupil = _coverage(_ellipse_sd(xe, ye, ex + gaze, eye_y, r_pupil, r_pupil)) * sclera
-        _blend(ie, _col(torch.tensor([0.02, 0.02, 0.02])), pupil)
-        lid = _coverage(sclera_sd.abs() - 0.012) * (ye < eye_y + 0.2 * e_ry).float()
-        _blend(ie, skin_col * 0.35, lid * he)
-
-        # Brow: a capsule bent upwards in the middle by `brow`.
-        bx = ex + side * 0.01
-        half = 0.1
-        t = ((xe - bx) / half).clamp(-1, 1)
-        curve = eye_y - 0.13 - 0.02 * brow - 0.09 * brow * (1 - t * t)
-        brow_sd = torch.sqrt(((xe - bx).abs() - half).clamp_min(0) ** 2 + (ye - curve) ** 2)
-        brow_sd = brow_sd - (0.022 - 0.008 * t.abs())
-        _blend(ie, brow_rgb, _coverage(brow_sd) * he)
-
-    # Nose: shadow on the side away from the light, nostrils, highlight on the lit side.
-    xl, yl, hl, il = x[:, low_rows], y[:, low_rows], head_sd[:, low_rows], img[:, :, low_rows]
-    nose_x = feat_cx + yaw * 0.07
-    nose_y = head_cy + 0.14
-    shadow_side = -torch.sign(light) * (light.abs() > 0.05).float()
-    nose_shadow = _coverage(_ellipse_sd(xl, yl, nose_x + shadow_side * 0.045, nose_y,
-                                        torch.full_like(yaw, 0.03), torch.full_like(yaw, 0.13)))
-    _blend(il, skin_col * 0.55, nose_shadow * (0.2 + 0.5 * light.abs()) * head[:, low_rows])
-    nose_tip = _coverage(_ellipse_sd(xl, yl, nose_x, nose_y + 0.1, torch.full_like(yaw, 0.07),
-                                     torch.full_like(yaw, 0.045)))
-    _blend(il, skin_col * (0.62 + 0.2 * (1 - light.abs()))[:, None], nose_tip * 0.6)
-    for side in (-1.0, 1.0):
-        nostril = _coverage(_ellipse_sd(xl, yl, nose_x + side * 0.035, nose_y + 0.125,
-                                        torch.full_like(yaw, 0.018), torch.full_like(yaw, 0.011)))
-        _blend(il, skin_col * 0.3, nostril)
-
-    # Mouth geometry: centre line bends with `smile`, opening grows with `mouth_open`.
-    mouth_x = feat_cx + yaw * 0.03
-    mouth_y = head_cy + 0.37
-    mouth_w = 0.18 + 0.05 * smile.clamp_min(0)
-    u = (xl - mouth_x) / mouth_w
+    Returns mouth_x, mouth_w (B, 1, 1); u (across the mouth, -1..1), centre, taper, gap (B, h, w).
+    """
+    mouth_x = c.feat_cx + c.yaw * 0.03
+    mouth_w = 0.18 + 0.05 * c.smile.clamp_min(0)
+    u = (c.x - mouth_x) / mouth_w
     inside_w = (1.0 - u * u).clamp_min(0.0)
-    centre = mouth_y + smile * 0.15 * (inside_w - 0.5)
+    centre = _MOUTH_Y + c.smile * 0.15 * (inside_w - 0.5)
     taper = torch.sqrt(inside_w)
-    gap = (0.004 + 0.05 * mouth_open) * taper
+    gap = (0.004 + 0.05 * c.mouth_open) * taper
+    return mouth_x, mouth_w, u, centre, taper, gap
 
-    # Facial hair behind the mouth: beard (jaw and chin) and goatee.
-    hole_sd = _ellipse_sd(xl, yl, mouth_x, centre, mouth_w + 0.03, gap + 0.05)
-    beard_sd = torch.maximum(torch.maximum(hl, (mouth_y - 0.1) - yl), -hole_sd)
-    beard = _coverage(beard_sd) * (facial_hair == 3).float()
-    beard_shade = 0.65 + 0.3 * head_diffuse[:, low_rows]
-    _blend(il, hair_col * beard_shade[:, None], beard)
-    goatee_sd = torch.maximum(_ellipse_sd(xl, yl, mouth_x, mouth_y + 0.16,
-                                          torch.full_like(yaw, 0.1), torch.full_like(yaw, 0.09)),
-                              -hole_sd)
-    _blend(il, hair_col * 0.9, _coverage(goatee_sd) * (facial_hair == 2).float())
 
-    # Lips and the open mouth (dark, with a row of teeth).
-    lip_rgb = torch.where(f["lipstick"].view(B, 1, 1, 1) == 1, _col(_LIPSTICK_RGB),
-                          skin_col * torch.tensor([0.78, 0.52, 0.52]).view(1, 3, 1, 1))
-    lip_sd = torch.maximum((yl - centre).abs() - gap - 0.03 * taper, u.abs() - 1.0)
-    _blend(il, lip_rgb * (0.8 + 0.2 * head_shade[:, low_rows])[:, None], _coverage(lip_sd))
-    inner_sd = torch.maximum((yl - centre).abs() - gap, u.abs() - 0.97)
-    inner = _coverage(inner_sd)
-    _blend(il, _col(torch.tensor([0.22, 0.04, 0.05])), inner)
-    teeth = inner * _coverage(yl - (centre - gap + 0.7 * gap + 0.004))
-    _blend(il, _col(torch.tensor([0.93, 0.92, 0.86])), teeth * (mouth_open > 0.2).float())
+def _mouth_hole_sd(c: _Canvas) -> torch.Tensor:
+    """Where facial hair leaves the mouth free (B, h, w)."""
+    mouth_x, mouth_w, _, centre, _, gap = _mouth_frame(c)
+    return _ellipse_sd(c.x, c.y, mouth_x, centre, mouth_w + 0.03, gap + 0.05)
 
-    # Mustache above the upper lip (follows the mouth curve).
-    must_sd = torch.maximum((yl - (centre - gap - 0.06)).abs() - 0.028, u.abs() - 1.1)
-    is_must = ((facial_hair == 1) | (facial_hair == 3)).float()
-    _blend(il, hair_col * 0.85, _coverage(must_sd) * is_must * head[:, low_rows])
 
-    # Hair on top of the head: short and long share a hairline; bangs come lower with a fringe.
-    cap_sd = _ellipse_sd(x, y, head_cx - yaw * 0.04, head_cy - 0.03, head_rx + 0.05, head_ry + 0.06)
-    side_frac = ((x - head_cx - feat_cx * 0.5).abs() / head_rx).clamp(0, 1.5)
-    bangs = hair_style == 3
+def _beard(c: _Canvas) -> None:
+    """Jaw and chin, drawn before the mouth."""
+    beard_sd = torch.maximum(torch.maximum(c.head_sd, (_MOUTH_Y - 0.1) - c.y), -_mouth_hole_sd(c))
+    c.blend(c.hair_col * (0.65 + 0.3 * c.head_diffuse)[:, None], c.cover(beard_sd))
+
+
+def _goatee(c: _Canvas) -> None:
+    chin = _ellipse_sd(c.x, c.y, c.feat_cx + c.yaw * 0.03, _MOUTH_Y + 0.16,
+                       torch.full_like(c.yaw, 0.1), torch.full_like(c.yaw, 0.09))
+    c.blend(c.hair_col * 0.9, c.cover(torch.maximum(chin, -_mouth_hole_sd(c))))
+
+
+def _lips(c: _Canvas) -> None:
+    """Lips and the open mouth (dark, with a row of teeth)."""
+    _, _, u, centre, taper, gap = _mouth_frame(c)
+    lip_rgb = torch.where(c.lipstick == 1, _col(_LIPSTICK_RGB),
+                          c.skin_col * torch.tensor([0.78, 0.52, 0.52]).view(1, 3, 1, 1))
+    lip_sd = torch.maximum((c.y - centre).abs() - gap - 0.03 * taper, u.abs() - 1.0)
+    c.blend(lip_rgb * (0.8 + 0.2 * c.head_shade)[:, None], c.cover(lip_sd))
+    inner = c.cover(torch.maximum((c.y - centre).abs() - gap, u.abs() - 0.97))
+    c.blend(_col(torch.tensor([0.22, 0.04, 0.05])), inner)
+    teeth = inner * c.cover(c.y - (centre - gap + 0.7 * gap + 0.004))
+    c.blend(_col(torch.tensor([0.93, 0.92, 0.86])), teeth * (c.mouth_open > 0.2).float())
+
+
+def _mustache(c: _Canvas) -> None:
+    """Above the upper lip, following the mouth's curve."""
+    _, _, u, centre, _, gap = _mouth_frame(c)
+    must_sd = torch.maximum((c.y - (centre - gap - 0.06)).abs() - 0.028, u.abs() - 1.1)
+    c.blend(c.hair_col * 0.85, c.cover(must_sd) * c.head)
+
+
+def _hair(c: _Canvas) -> None:
+    """Hair on top of the head: short and long share a hairline; bangs come lower with a fringe."""
+    cap_sd = _ellipse_sd(c.x, c.y, _HEAD_CX - c.yaw * 0.04, _HEAD_CY - 0.03, c.head_rx + 0.05,
+                         _HEAD_RY + 0.06)
+    side_frac = ((c.x - _HEAD_CX - c.feat_cx * 0.5).abs() / c.head_rx).clamp(0, 1.5)
+    bangs = c.hair_style == 3
     amp = torch.where(bangs, 0.35, 0.5)
-    hairline = (torch.where(bangs, head_cy - 0.27, head_cy - 0.38) + amp * side_frac ** 3
-                + 0.012 * torch.sin(x * 35) * bangs)
-    slope = 3 * amp * side_frac ** 2 / head_rx + 0.42 * bangs  # |d hairline / dx|, bounded
-    hairline_sd = (y - hairline) / torch.sqrt(1 + slope * slope)
-    cap = _coverage(torch.maximum(cap_sd, hairline_sd)) * has_hair.float()
-    hair_shade = 0.55 + 0.55 * diffuse(head_cx, head_cy - 0.03, head_rx + 0.05, head_ry + 0.06)
-    img = _blend(img, hair_col * hair_shade[:, None], cap)
+    hairline = (torch.where(bangs, _HEAD_CY - 0.27, _HEAD_CY - 0.38) + amp * side_frac ** 3
+                + 0.012 * torch.sin(c.x * 35) * bangs)
+    slope = 3 * amp * side_frac ** 2 / c.head_rx + 0.42 * bangs  # |d hairline / dx|, bounded
+    hairline_sd = (c.y - hairline) / torch.sqrt(1 + slope * slope)
+    cap = c.cover(torch.maximum(cap_sd, hairline_sd))
+    shade = 0.55 + 0.55 * c.diffuse(_HEAD_CX, _HEAD_CY - 0.03, c.head_rx + 0.05, _HEAD_RY + 0.06)
+    c.blend(c.hair_col * shade[:, None], cap)
 
-    # Hat: crown and brim in one colour, with a darker band.
-    hat = f["hat"].view(B, 1, 1).float()
-    crown_sd = torch.maximum(torch.maximum((x - head_cx).abs() - (head_rx - 0.02),
-                                           y - (head_cy - 0.38)), (head_cy - 0.95) - y)
-    crown = _coverage(torch.minimum(crown_sd, _ellipse_sd(x, y, head_cx, head_cy - 0.9,
-                                                          head_rx - 0.02, torch.full_like(yaw, 0.1))))
-    hat_shade = (0.8 - 0.25 * light * (x - head_cx) / head_rx).clamp(0.4, 1.1)
-    img = _blend(img, _col(_HAT_RGB) * hat_shade[:, None], crown * hat)
-    band_sd = torch.maximum((y - (head_cy - 0.45)).abs() - 0.04, (x - head_cx).abs() - (head_rx - 0.02))
-    img = _blend(img, _col(_HAT_RGB) * 0.45, _coverage(band_sd) * hat)
-    brim = _coverage(_ellipse_sd(x, y, head_cx + yaw * 0.05, head_cy - 0.38, head_rx + 0.2,
-                                 torch.full_like(yaw, 0.065)))
-    img = _blend(img, _col(_HAT_RGB) * 0.7, brim * hat)
 
-    # Eyeglasses: two rims, a bridge, the arms to the ears, faintly tinted lenses.
-    glasses = f["eyeglasses"].view(B, 1, 1).float()
-    frame_rgb = _col(torch.tensor([0.06, 0.06, 0.08]))
-    ie = img[:, :, eye_rows]
-    rims = torch.zeros_like(xe.expand(B, -1, -1))
+def _hat(c: _Canvas) -> None:
+    """Crown and brim in one colour, with a darker band."""
+    half_w = c.head_rx - 0.02
+    crown_sd = torch.maximum(torch.maximum((c.x - _HEAD_CX).abs() - half_w,
+                                           c.y - (_HEAD_CY - 0.38)), (_HEAD_CY - 0.95) - c.y)
+    top = _ellipse_sd(c.x, c.y, _HEAD_CX, _HEAD_CY - 0.9, half_w, torch.full_like(c.yaw, 0.1))
+    shade = (0.8 - 0.25 * c.light * (c.x - _HEAD_CX) / c.head_rx).clamp(0.4, 1.1)
+    c.blend(_col(_HAT_RGB) * shade[:, None], c.cover(torch.minimum(crown_sd, top)))
+    band_sd = torch.maximum((c.y - (_HEAD_CY - 0.45)).abs() - 0.04, (c.x - _HEAD_CX).abs() - half_w)
+    c.blend(_col(_HAT_RGB) * 0.45, c.cover(band_sd))
+    brim = c.cover(_ellipse_sd(c.x, c.y, _HEAD_CX + c.yaw * 0.05, _HEAD_CY - 0.38, c.head_rx + 0.2,
+                               torch.full_like(c.yaw, 0.065)))
+    c.blend(_col(_HAT_RGB) * 0.7, brim)
+
+
+def _glasses(c: _Canvas) -> None:
+    """Two rims, a bridge, the arms to the ears, faintly tinted lenses."""
+    rims = torch.zeros_like(c.x)
     lenses = torch.zeros_like(rims)
     for side in (-1.0, 1.0):
-        ex = feat_cx + side * eye_gap
-        g_rx = 0.135 * (1.0 - 0.25 * side * yaw)
-        lens_sd = _ellipse_sd(xe, ye, ex, eye_y + 0.01, g_rx, torch.full_like(yaw, 0.1))
-        rims = torch.maximum(rims, _coverage(lens_sd.abs() - 0.016))
-        lenses = torch.maximum(lenses, _coverage(lens_sd))
-        arm_x0 = torch.minimum(ex + side * g_rx, side * head_rx)
-        arm_x1 = torch.maximum(ex + side * g_rx, side * head_rx)
-        arm = _segment_sd(xe, ye, arm_x0, arm_x1, eye_y - 0.04, 0.012)
-        rims = torch.maximum(rims, _coverage(arm))
-    bridge = _coverage(_segment_sd(xe, ye, feat_cx - eye_gap + 0.12, feat_cx + eye_gap - 0.12,
-                                   eye_y - 0.01, 0.013))
-    _blend(ie, _col(torch.tensor([0.85, 0.9, 1.0])), lenses * glasses * 0.18)
-    _blend(ie, frame_rgb, torch.maximum(rims, bridge) * glasses)
-    return img.clamp_(0.0, 1.0)
+        ex = c.feat_cx + side * c.eye_gap
+        g_rx = 0.135 * (1.0 - 0.25 * side * c.yaw)
+        lens_sd = _ellipse_sd(c.x, c.y, ex, _EYE_Y + 0.01, g_rx, torch.full_like(c.yaw, 0.1))
+        rims = torch.maximum(rims, c.cover(lens_sd.abs() - 0.016))
+        lenses = torch.maximum(lenses, c.cover(lens_sd))
+        arm_x0 = torch.minimum(ex + side * g_rx, side * c.head_rx)
+        arm_x1 = torch.maximum(ex + side * g_rx, side * c.head_rx)
+        rims = torch.maximum(rims, c.cover(_segment_sd(c.x, c.y, arm_x0, arm_x1, _EYE_Y - 0.04, 0.012)))
+    bridge = c.cover(_segment_sd(c.x, c.y, c.feat_cx - c.eye_gap + 0.12,
+                                 c.feat_cx + c.eye_gap - 0.12, _EYE_Y - 0.01, 0.013))
+    c.blend(_col(torch.tensor([0.85, 0.9, 1.0])), lenses * 0.18)
+    c.blend(_col(torch.tensor([0.06, 0.06, 0.08])), torch.maximum(rims, bridge))
+
+
+_ALL = (-1.0, 1.0)
+# The parts, back to front: (draw, rows, columns, faces that have it or None for all).
+# rows/columns bound, in image coordinates, every pixel the part can touch at any factor
+# values (test_windows_change_no_pixel checks it); a part is drawn on that window of the faces
+# that have it only, where the full frame of every face would do ~3x the work.
+_PARTS = (
+    (_shoulders, (0.78, 1), _ALL, None),
+    (_neck, (0.38, 1), (-0.23, 0.23), None),
+    (_long_hair, _ALL, _ALL, lambda c: c.hair_style == 2),
+    (partial(_ear, side=-1.0), _ALL, _ALL, None),
+    (partial(_ear, side=1.0), _ALL, _ALL, None),
+    (_head, _ALL, _ALL, None),
+    (partial(_eye, side=-1.0), _ALL, _ALL, None),
+    (partial(_eye, side=1.0), _ALL, _ALL, None),
+    (_nose, _ALL, _ALL, None),
+    (_beard, _ALL, _ALL, lambda c: c.facial_hair == 3),
+    (_goatee, _ALL, _ALL, lambda c: c.facial_hair == 2),
+    (_lips, _ALL, _ALL, None),
+    (_mustache, _ALL, _ALL, lambda c: (c.facial_hair == 1) | (c.facial_hair == 3)),
+    (_hair, _ALL, _ALL, lambda c: c.hair_style != 0),
+    (_hat, _ALL, _ALL, lambda c: c.hat == 1),
+    (_glasses, _ALL, _ALL, lambda c: c.glasses == 1),
+)
+_FULL_FRAME = False  # tests set it to draw every part on every pixel of every face
+
+
+def _draw(c: _Canvas, part, rows, cols, which) -> None:
+    """Draw ``part`` on its window of the faces ``which`` selects (all when None)."""
+    size = c.img.shape[-1]
+    rs, cs, faces = _span(*rows, size), _span(*cols, size), None
+    if _FULL_FRAME:
+        rs = cs = slice(None)
+    if which is not None:
+        mask = which(c).view(-1)
+        if not bool(mask.any()):
+            return
+        if not bool(mask.all()):
+            faces = mask.nonzero().squeeze(1)
+    w = c.window(rs, cs, faces)
+    part(w)
+    if faces is not None:  # the window holds copies of those faces: put them back
+        c.img[faces, :, rs, cs] = w.img
+
+
+def _render_chunk(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+    """Render one batch of faces. f: factor name -> (B,) tensor. Returns (B, 3, H, W) in [0, 1]."""
+    c = _canvas(f, size)
+    for part, rows, cols, which in _PARTS:
+        _draw(c, part, rows, cols, which)
+    return c.img.clamp_(0.0, 1.0)
 
 
 def render(factors: dict[str, np.ndarray], size: int = IMAGE_SIZE,
-           chunk: int = 64) -> np.ndarray:
+           chunk: int = 32) -> np.ndarray:
     """Render faces from factors. Returns uint8 (N, size, size, 3).
 
     Runs on one thread: the renderer is many small element-wise ops, where torch's
     intra-op threads cost more in synchronisation than they give (and collapse when the
-    cores are busy). Large batches go to several processes instead (:func:`generate`).
+    cores are busy). Large batches go to several threads instead (:func:`render_parallel`).
     """
     n = validate_factors(factors)
     out = np.empty((n, size, size, 3), dtype=np.uint8)
-    global _PIXEL
-    old_pixel, _PIXEL = _PIXEL, 2.0 / size
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            for start in range(0, n, chunk):
-                sl = slice(start, start + chunk)
-                f = {k: torch.from_numpy(np.ascontiguousarray(np.asarray(v)[sl])) for k, v in
-                     factors.items() if k in FACTOR_NAMES}
-                img = _render_chunk(f, size)  # (B, 3, H, W)
-                out[sl] = (img.permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).numpy()
-    finally:
-        _PIXEL = old_pixel
-        torch.set_num_threads(old_threads)
+    with _one_torch_thread():
+        _render_into(out, factors, size, chunk)
     return out
 
 
-def _render_block(factors: dict[str, np.ndarray]) -> np.ndarray:
-    return render(factors)
+def _render_into(out: np.ndarray, factors: dict[str, np.ndarray], size: int, chunk: int) -> None:
+    """Render faces 0..len(out) of ``factors`` into ``out`` uint8 (n, size, size, 3)."""
+    with torch.no_grad():  # grad mode is per thread
+        for start in range(0, len(out), chunk):
+            sl = slice(start, min(start + chunk, len(out)))
+            f = {k: torch.from_numpy(np.ascontiguousarray(np.asarray(factors[k])[sl]))
+                 for k in FACTOR_NAMES}
+            img = _render_chunk(f, size)  # (B, 3, H, W)
+            out[sl] = (img.permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Torch ops single-threaded inside; threads started inside inherit it."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def render_parallel(factors: dict[str, np.ndarray], workers: int | None = None,
                     progress: bool = False) -> np.ndarray:
-    """:func:`render` spread over ``workers`` processes (default: one per core, at most 8)."""
+    """:func:`render` spread over ``workers`` threads (default: one per core, at most 8).
+
+    Threads, not processes: torch releases the GIL inside each op, which is most of the
+    time here, so two threads render ~1.9x as fast as one; a process pool would have to
+    start interpreters that import torch (seconds), pickle every image back, and, with
+    spawn or forkserver, re-import the caller's ``__main__`` — which breaks plain
+    scripts — while fork is unsafe once torch's OpenMP threads have run.
+    """
     n = validate_factors(factors)
     workers = workers or min(8, os.cpu_count() or 1)
     if workers <= 1 or n <= 2 * BLOCK:
         return render(factors)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    starts = range(0, n, BLOCK)
     out = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    # "spawn": a forked child of a process that already ran torch's OpenMP can hang.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        blocks = pool.map(_render_block, [{k: v[s:s + BLOCK] for k, v in factors.items()}
-                                          for s in starts])
-        for s, images in tqdm(zip(starts, blocks), total=len(starts), disable=not progress,
-                              desc="SynthFaces", unit="k img"):
-            out[s:s + len(images)] = images
+
+    def block(s: int) -> int:
+        part = {k: np.asarray(factors[k])[s:s + BLOCK] for k in FACTOR_NAMES}
+        _render_into(out[s:s + BLOCK], part, IMAGE_SIZE, 32)
+        return len(out[s:s + BLOCK])
+
+    with _one_torch_thread(), ThreadPoolExecutor(workers) as pool:
+        for _ in tqdm(pool.map(block, range(0, n, BLOCK)), total=math.ceil(n / BLOCK),
+                      disable=not progress, desc="SynthFaces", unit="k img"):
+            pass
     return out
 
 

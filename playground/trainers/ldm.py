@@ -72,6 +72,8 @@ class LDMTrainConfig(StartAndSpeed):
     ema_decay: float = 0.999  # EMA decay of the shipped weights (warm-up min(d, (1+n)/(10+n)))
     schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
     num_timesteps: int = 1000  # T
+    loss_weighting: str = "uniform"  # "uniform" ε-MSE (Ho et al.) or "min_snr" (Hang et al. 2023)
+    min_snr_gamma: float = 5.0  # γ of Min-SNR: weight min(SNR_t, γ) / SNR_t on each sample's ε-MSE
     dataset: str = "synthfaces"  # captions need SynthFaces' attributes and factors
     data_root: str | None = None  # SynthFaces cache folder
     epochs: int | None = None  # stop after this many epochs (10 if no minutes/max_steps given)
@@ -97,7 +99,10 @@ class LDMTrainConfig(StartAndSpeed):
         self.attention_levels = tuple(int(c) for c in self.attention_levels)
         check_run_options(self, counts=("batch_size", "log_every", "num_timesteps"),
                           choices={"space": SPACES, "schedule": SCHEDULE_KINDS,
-                                   "dataset": ("synthfaces",)})
+                                   "dataset": ("synthfaces",),
+                                   "loss_weighting": LOSS_WEIGHTINGS})
+        if self.min_snr_gamma <= 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma}")
         if not 0 <= self.cond_drop < 1:
             raise ValueError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
         if not 0 <= self.ema_decay < 1:
@@ -126,6 +131,20 @@ class LDMTrainConfig(StartAndSpeed):
         if self.out:
             return Path(self.out)
         return runs_dir() / ("ldm" if self.space == "latent" else "ldm-pixel")
+
+
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ loss weights of an ε-prediction model (Hang et al. 2023): (N,) float32.
+
+    SNR_t = ᾱ_t / (1 − ᾱ_t); the ε-MSE of step t is weighted min(SNR_t, γ) / SNR_t, so the
+    nearly clean steps (huge SNR, easy, and conflicting with the noisy ones) count less.
+    """
+    abar = alphas_cumprod.to(t.device, torch.float64)[t]
+    snr = abar / (1 - abar)
+    return (snr.clamp(max=gamma) / snr).float()
 
 
 # Changing these would make a resumed run a different run.
@@ -350,11 +369,14 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
             cache[epoch] = (caps, torch.rand(len(caps), generator=g) < cfg.cond_drop)
         return cache[epoch]
 
-    def diffusion_loss(net_, x0, t, eps, context, mask):
+    def diffusion_loss(net_, x0, t, eps, context, mask, weighted=True):
         x_t = schedule.q_sample(x0, t, eps)
         with autocast(device, loop.amp):
             eps_pred = net_(x_t, t, context, mask)
-        return (eps_pred.float() - eps).pow(2).mean()
+        per_sample = (eps_pred.float() - eps).pow(2).flatten(1).mean(1)  # (B,)
+        if weighted and cfg.loss_weighting == "min_snr":
+            per_sample = per_sample * min_snr_weights(schedule.alphas_cumprod, t, cfg.min_snr_gamma)
+        return per_sample.mean()
 
     def step(x0, idx, epoch, step_in_epoch):
         g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
@@ -380,7 +402,7 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         for sl in torch.split(torch.arange(len(val_caps)), 64):
             context, mask = encode_prompts(text_encoder, [val_caps[i] for i in sl], device, loop.amp)
             loss = diffusion_loss(m, val_x[sl.to(val_x.device)], val_t[sl], val_eps[sl],
-                                  context, mask)
+                                  context, mask, weighted=False)  # plain ε-MSE: comparable
             total += loss.item() * len(sl)
             n += len(sl)
         m.train(was_training)
@@ -500,6 +522,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"EMA decay of the saved weights (default {d.ema_decay:g})")
     p.add_argument("--schedule", choices=SCHEDULE_KINDS, default=S,
                    help=f"noise schedule (default {d.schedule})")
+    p.add_argument("--loss-weighting", dest="loss_weighting", choices=LOSS_WEIGHTINGS, default=S,
+                   help=f"uniform ε-MSE or Min-SNR-γ weighting (default {d.loss_weighting})")
+    p.add_argument("--min-snr-gamma", dest="min_snr_gamma", type=float, default=S,
+                   help=f"γ of Min-SNR (default {d.min_snr_gamma:g})")
     p.add_argument("--timesteps", dest="num_timesteps", type=int, default=S,
                    help=f"diffusion steps T (default {d.num_timesteps})")
     add_common_arguments(p, d, "run folder (default runs/ldm, or runs/ldm-pixel)",
