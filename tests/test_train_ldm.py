@@ -2,6 +2,8 @@
 weights in the saved model, pixel space."""
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -139,3 +141,21 @@ def test_a_min_snr_run_trains_and_keeps_the_plain_val_loss(tmp_path, faces):
     assert metrics["steps"] == 2 and metrics["val_loss"] > 0
     with pytest.raises(ValueError, match="loss_weighting must be one of"):
         run(tmp_path / "bad", faces, max_steps=1, loss_weighting="snr")
+
+
+def test_training_latents_are_cached_by_the_autoencoders_weights(tmp_path):
+    from playground.trainers.ldm import cached_latents, encode_images
+
+    ae, _ = tiny_models()
+    images = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    first, hit = cached_latents(ae, images, cpu, tmp_path)
+    assert not hit and len(list(tmp_path.glob("latents-*.safetensors"))) == 1
+    again, hit = cached_latents(ae, images, cpu, tmp_path)
+    assert hit and torch.equal(first, again)
+    torch.testing.assert_close(first, encode_images(ae, images, cpu))
+    with torch.no_grad():  # new weights: a new key, never the stale latents
+        next(ae.parameters()).add_(0.1)
+    changed, hit = cached_latents(ae, images, cpu, tmp_path)
+    assert not hit and not torch.equal(changed, first)
+    assert len(list(tmp_path.glob("latents-*.safetensors"))) == 2

@@ -72,6 +72,7 @@ class LDMTrainConfig(StartAndSpeed):
     ema_decay: float = 0.999  # EMA decay of the shipped weights (warm-up min(d, (1+n)/(10+n)))
     schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
     num_timesteps: int = 1000  # T
+    cache_latents: bool = True  # keep the training latents on disk, keyed by the autoencoder's weights
     loss_weighting: str = "uniform"  # "uniform" ε-MSE (Ho et al.) or "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0  # γ of Min-SNR: weight min(SNR_t, γ) / SNR_t on each sample's ε-MSE
     dataset: str = "synthfaces"  # captions need SynthFaces' attributes and factors
@@ -225,7 +226,40 @@ def encode_images(autoencoder, images_nhwc: np.ndarray, device: torch.device,
     for chunk in torch.split(images, batch_size):
         x = chunk.to(device).float().div_(255)
         out.append(autoencoder.encode(x).float().cpu())
-    return torch.cat(out)
+    return torch.cat(out).contiguous()  # one layout, whether encoded now or read from the cache
+
+
+def latents_key(autoencoder: nn.Module, images_nhwc: np.ndarray) -> str:
+    """SHA-256 of the autoencoder's weights and of the images: names a latent cache file, so
+    new weights or other images never reuse stale latents."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(autoencoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    digest.update(np.ascontiguousarray(images_nhwc).tobytes())
+    return digest.hexdigest()
+
+
+def cached_latents(autoencoder, images_nhwc: np.ndarray, device: torch.device,
+                   cache: Path | None) -> tuple[torch.Tensor, bool]:
+    """`encode_images`, read from / written to ``cache/latents-<key>.safetensors`` when `cache`
+    is a folder. Returns (latents, whether they came from the cache)."""
+    if cache is None:
+        return encode_images(autoencoder, images_nhwc, device), False
+    from playground.checkpoints import read_safetensors, save_safetensors
+
+    path = Path(cache) / f"latents-{latents_key(autoencoder, images_nhwc)[:32]}.safetensors"
+    if path.is_file():
+        try:
+            return read_safetensors(path)[0]["latents"], True
+        except (ValueError, OSError, KeyError):
+            path.unlink(missing_ok=True)  # a damaged cache is recomputed
+    latents = encode_images(autoencoder, images_nhwc, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(path, {"latents": latents.contiguous()})
+    return latents, False
 
 
 @torch.no_grad()
@@ -321,10 +355,15 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         val_x = InMemoryBatches(torch.from_numpy(np.asarray(val_set.images)).permute(0, 3, 1, 2),
                                 device).batch(torch.arange(len(val_set.images)))
     else:
+        from playground.data.synthfaces import cache_dir
+
         if info.is_main:
-            print(f"encoding {len(train_set.images)} training images with the autoencoder ...",
-                  flush=True)
-        train_x = encode_images(autoencoder, train_set.images, device)
+            print(f"encoding {len(train_set.images)} training images with the autoencoder "
+                  "(or reading them from the latent cache) ...", flush=True)
+        cache = cache_dir(cfg.data_root) / "latents" if cfg.cache_latents else None
+        train_x, from_cache = cached_latents(autoencoder, train_set.images, device, cache)
+        if info.is_main and from_cache:
+            print("latents read from the cache (same autoencoder weights, same images)", flush=True)
         val_x = encode_images(autoencoder, val_set.images, device).to(device)
     encode_seconds = time.perf_counter() - t0
     source = InMemoryBatches(train_x, device)
@@ -522,6 +561,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"EMA decay of the saved weights (default {d.ema_decay:g})")
     p.add_argument("--schedule", choices=SCHEDULE_KINDS, default=S,
                    help=f"noise schedule (default {d.schedule})")
+    p.add_argument("--no-latent-cache", dest="cache_latents", action="store_false", default=S,
+                   help="encode the training images afresh instead of using the latent cache")
     p.add_argument("--loss-weighting", dest="loss_weighting", choices=LOSS_WEIGHTINGS, default=S,
                    help=f"uniform ε-MSE or Min-SNR-γ weighting (default {d.loss_weighting})")
     p.add_argument("--min-snr-gamma", dest="min_snr_gamma", type=float, default=S,
