@@ -113,6 +113,8 @@ def command(kind: str, arm: dict, cfg: Config, out: Path, known: set[str]) -> li
              "--eval-size": str(cfg.eval_size)}
     if "--test-size" in known:  # autoencoder / judge / clip evaluate the test split at the end
         sizes["--test-size"] = str(cfg.eval_size)
+    if "--probe-minutes" in known:  # quality probes are not training steps: off
+        sizes["--probe-minutes"] = "0"
     options = {**EXTRA.get(kind, {}), **sizes, **arm, "--no-progress": None, "--out": str(out)}
     args = [s for k, v in options.items() for s in ((k,) if v is None else (k, v))]
     return launcher + ["-m", "playground.train", kind] + args

@@ -569,7 +569,7 @@ class StartAndSpeed:
     amp: str = "auto"  # bf16 autocast: "auto" (timed at the start of the run), "none" (fp32) or "bf16"
     layout: str = "auto"  # activations "channels_last" or "contiguous"; "auto" = timed at the start
     compile: bool = False  # torch.compile the model (minutes of compiling first; see the training bench)
-    probe_minutes: float = 5.0  # log the model's quality probe (playground.quality) this often
+    probe_minutes: float = 5.0  # log the model's quality probe (playground.quality) this often; 0 = never
 
 
 # Generic over a trainer's config dataclass (fields such as seed, batch_size, lr, out, ...).
@@ -688,7 +688,7 @@ def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str, *,
     p.add_argument("--compile", action="store_true", default=S,
                    help="torch.compile the model (slow first steps; measure with the training bench)")
     p.add_argument("--probe-minutes", dest="probe_minutes", type=float, default=S,
-                   help=f"log the quality probe this often (default {d.probe_minutes:g})")
+                   help=f"log the quality probe this often, 0 = never (default {d.probe_minutes:g})")
     p.add_argument("--init", default=S,
                    help="warm start from a saved model's weights (e.g. trained/vae-beta4), with "
                         "a fresh optimizer; its steps and CPU-hours carry over into metrics.json")
@@ -995,7 +995,9 @@ class TrainLoop:
         cosine = getattr(cfg, "lr_schedule", "constant") == "cosine"
         # a warm start begins with fresh Adam moments: ramp the lr up so they settle first
         warmup = cfg.warmup_steps if getattr(cfg, "init", None) else 0
-        probe_timer = Every(getattr(cfg, "probe_minutes", 0) * 60)
+        probe_minutes = getattr(cfg, "probe_minutes", 0)
+        probe = probe if probe_minutes > 0 else None  # 0 turns the probes off (benchmarks)
+        probe_timer = Every(probe_minutes * 60)
         if self.global_step == 0:  # where a new (or warm-started) run begins
             self.log_probe(probe)
         window = torch.zeros(len(names), device=self.device)  # running sums of the stats
