@@ -67,18 +67,18 @@ bench-training: install
 # Continue every model where it stands (resume / warm start from trained/), in dependency order,
 # shipping only what got better and skipping models at their targets: a stretch of MINUTES.
 campaign: install
-	nice -n 10 $(PY) -m playground.campaign --minutes $(MINUTES)
-	$(PY) -m playground.curves --out assets/training_curves.png
+	nice -n 10 $(PY) -m playground.training.campaign --minutes $(MINUTES)
+	$(PY) -m playground.training.curves --out assets/training_curves.png
 
 # On a GPU: every model, from scratch or continued, in 12 minutes (make train-all DEVICE=cuda).
 DEVICE ?= cuda
 GPU_MINUTES ?= 12
 train-all: install
-	$(PY) -m playground.campaign --all --minutes $(GPU_MINUTES) --device $(DEVICE)
-	$(PY) -m playground.curves --out assets/training_curves.png
+	$(PY) -m playground.training.campaign --all --minutes $(GPU_MINUTES) --device $(DEVICE)
+	$(PY) -m playground.training.curves --out assets/training_curves.png
 
 curves: install
-	$(PY) -m playground.curves --out assets/training_curves.png
+	$(PY) -m playground.training.curves --out assets/training_curves.png
 
 # The diffusion stack as shipped (2-core CPU, one thread per process; ~2 h 15 min in all):
 # autoencoder + judge side by side, then CLIP, then the LDM on both cores (DDP), each shipped.

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from playground import speed
+from playground.training import speed
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: trainers run from here (trained/)
 TRAINERS = ("vae", "autoencoder", "judge", "clip", "ldm")

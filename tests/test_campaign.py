@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from playground import campaign
+from playground.training import campaign
 from playground.checkpoints import read_json
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
@@ -69,7 +69,7 @@ def test_a_shipped_model_is_the_warm_start_and_failures_are_reported(tmp_path, c
 def test_curves_draw_every_model_with_a_curve(tmp_path):
     from PIL import Image
 
-    from playground import curves
+    from playground.training import curves
 
     folder = tmp_path / "trained" / "vae-beta1"
     folder.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Speed options chosen by timing (playground.speed), warm starts and cumulative counters."""
+"""Speed options chosen by timing (playground.training.speed), warm starts and cumulative counters."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from playground import speed
+from playground.training import speed
 from playground.checkpoints import load_model
 from playground.training import (add_cumulative, cumulative_of_model, cumulative_of_run,
                                  load_train_state, read_log)

@@ -1,8 +1,8 @@
 """Continue training every shipped model, in dependency order, and ship what got better.
 
-    python -m playground.campaign --minutes 150                 # 2-core CPU: a stretch of 2.5 h
-    python -m playground.campaign --minutes 12 --device cuda    # one GPU: every model in 12 min
-    python -m playground.campaign --models vae-beta1 vae-beta10 --minutes 60 --dry-run
+    python -m playground.training.campaign --minutes 150                 # 2-core CPU: a stretch of 2.5 h
+    python -m playground.training.campaign --minutes 12 --device cuda    # one GPU: every model in 12 min
+    python -m playground.training.campaign --models vae-beta1 vae-beta10 --minutes 60 --dry-run
 
 Each model continues where it stands: ``--resume`` when its run folder (runs/<name>) holds a
 checkpoint, else a warm start (``--init``) from trained/<name>, else from scratch. After its

@@ -1,6 +1,6 @@
 """Learning curves of the shipped models: headline quality against cumulative CPU-hours.
 
-    python -m playground.curves --out assets/training_curves.png [--measure-missing]
+    python -m playground.training.curves --out assets/training_curves.png [--measure-missing]
 
 Each panel is one model of trained/: its quality probes during training (small dots, measured
 on held-out validation faces) and each shipped version (large dots, measured on test faces by
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from playground.campaign import RECIPES, TARGETS
+from playground.training.campaign import RECIPES, TARGETS
 from playground.checkpoints import METRICS_FILE, read_json, trained_dir
 from playground.ship import CURVE_FILE, read_curve
 from playground.training import cumulative_of_model
@@ -73,7 +73,7 @@ def plot(curves: dict[str, list[dict]], out: Path) -> Path:
         ax.legend(fontsize=6, loc="lower right")
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("Quality against training time (playground.curves)", fontsize=11)
+    fig.suptitle("Quality against training time (playground.training.curves)", fontsize=11)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
