@@ -1,4 +1,11 @@
-"""SynthFaces: determinism, shapes, each factor acting where it should, attributes, caching."""
+"""SynthFaces: determinism, shapes, each factor acting where it should, attributes, caching,
+threads, plain scripts."""
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +205,63 @@ def test_dataset_rejects_bad_arguments():
         sf.SynthFacesDataset("training")
     with pytest.raises(ValueError, match="n must"):
         sf.SynthFacesDataset("val", n=0)
+
+
+def _extreme_factors(n: int, seed: int) -> dict:
+    """Random faces whose continuous factors often sit at the ends of their ranges."""
+    rng = np.random.default_rng(seed)
+    f = sf.sample_factors(n, rng)
+    for name, (lo, hi) in sf.CONTINUOUS_FACTORS.items():
+        pick = rng.integers(0, 3, n)
+        f[name] = np.where(pick == 0, lo, np.where(pick == 1, hi, f[name])).astype(np.float32)
+    return f
+
+
+def test_windows_change_no_pixel(monkeypatch):
+    # Each part is drawn on a window of rows and columns only; drawing it everywhere must
+    # give the same bytes, at the extremes of every factor too.
+    f = _extreme_factors(384, seed=8)
+    windowed = sf.render(f)
+    monkeypatch.setattr(sf, "_FULL_FRAME", True)
+    assert np.array_equal(sf.render(f), windowed)
+
+
+def test_threads_chunks_and_one_face_give_the_same_bytes():
+    f = _extreme_factors(2 * sf._TASK + 70, seed=9)
+    one_thread = sf.render(f)
+    assert np.array_equal(sf.render_parallel(f, workers=3), one_thread)
+    assert np.array_equal(sf.render(f, chunk=7), one_thread)
+    single = {k: v[100:101] for k, v in f.items()}  # a batch of one: no face to share with
+    assert np.array_equal(sf.render(single)[0], one_thread[100])
+
+
+def test_render_leaves_torch_thread_count_alone():
+    before = torch.get_num_threads()
+    sf.render_parallel(_extreme_factors(2 * sf._TASK, seed=1), workers=2)
+    sf.render(sf.default_factors(2))
+    assert torch.get_num_threads() == before
+
+
+def test_generate_works_from_a_plain_script_without_main_guard(tmp_path):
+    # A process pool started by spawn or forkserver re-imports the script, which then calls
+    # generate again in every worker: BrokenProcessPool. The script has no main guard on purpose,
+    # and asks for 2,001 faces, enough for generate to share them out among workers. That
+    # threads give the same bytes as one is tested above; here the first and last faces are
+    # compared with an in-process render.
+    script = tmp_path / "make_faces.py"
+    script.write_text(
+        "import hashlib\n"
+        "from playground.data import synthfaces as sf\n"
+        "images, factors, _ = sf.generate(2001, seed=5)\n"
+        "for part in (images[:64], images[-64:]):\n"
+        "    print(hashlib.sha256(part.tobytes()).hexdigest())\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    f = sf.generate_factors(2001, 5)
+    expected = [hashlib.sha256(sf.render({k: v[part] for k, v in f.items()}).tobytes())
+                .hexdigest() for part in (slice(0, 64), slice(-64, None))]
+    assert run.stdout.split() == expected
