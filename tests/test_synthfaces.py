@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from playground.data import synthfaces as sf
+from playground.data.synthfaces import renderer
 
 # Pixel regions of the default (frontal, untilted) face, as (rows, cols) slices.
 MOUTH = (slice(40, 50), slice(22, 42))
@@ -222,12 +223,12 @@ def test_windows_change_no_pixel(monkeypatch):
     # give the same bytes, at the extremes of every factor too.
     f = _extreme_factors(384, seed=8)
     windowed = sf.render(f)
-    monkeypatch.setattr(sf, "_FULL_FRAME", True)
+    monkeypatch.setattr(renderer, "_FULL_FRAME", True)
     assert np.array_equal(sf.render(f), windowed)
 
 
 def test_threads_chunks_and_one_face_give_the_same_bytes():
-    f = _extreme_factors(2 * sf._TASK + 70, seed=9)
+    f = _extreme_factors(2 * renderer._TASK + 70, seed=9)
     one_thread = sf.render(f)
     assert np.array_equal(sf.render_parallel(f, workers=3), one_thread)
     assert np.array_equal(sf.render(f, chunk=7), one_thread)
@@ -237,7 +238,7 @@ def test_threads_chunks_and_one_face_give_the_same_bytes():
 
 def test_render_leaves_torch_thread_count_alone():
     before = torch.get_num_threads()
-    sf.render_parallel(_extreme_factors(2 * sf._TASK, seed=1), workers=2)
+    sf.render_parallel(_extreme_factors(2 * renderer._TASK, seed=1), workers=2)
     sf.render(sf.default_factors(2))
     assert torch.get_num_threads() == before
 

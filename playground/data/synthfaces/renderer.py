@@ -1,85 +1,21 @@
-"""SynthFaces: procedural 64x64 faces from independent, known factors.
+"""The SynthFaces renderer: factors → anti-aliased 64×64 RGB faces, batch-vectorised in torch.
 
-Every face is drawn from 16 factors (DESIGN.md §2), sampled independently, and rendered by a
-batch-vectorised torch renderer. Each part of the face is a shape with an (approximate)
-signed distance ``d`` to its outline; its anti-aliased coverage of a pixel is
-``clamp(0.5 - d / pixel, 0, 1)`` — analytic anti-aliasing, the cheap equivalent of
-supersampling a hard edge. Parts are alpha-blended back to front.
-
-Because the factors are known, disentanglement and prompt adherence can be measured.
-
-Public API::
-
-    images, factors, attributes = generate(n, seed)   # uint8 (N, 64, 64, 3), dicts of (N,)
-    SynthFacesDataset("train")                        # torch Dataset over a cached split
+Each part of the face is a shape with an (approximate) signed distance ``d`` to its outline;
+its anti-aliased coverage of a pixel is ``clamp(0.5 - d / pixel, 0, 1)`` — analytic
+anti-aliasing, the cheap equivalent of supersampling a hard edge. Parts are alpha-blended
+back to front, each only inside its window and only on the faces that have it.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
-import tempfile
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 
-# Continuous factors: name -> (low, high). Drawn uniformly and independently.
-CONTINUOUS_FACTORS: dict[str, tuple[float, float]] = {
-    "yaw": (-1.0, 1.0),  # head turn, -1 = facing image-left, +1 = facing image-right
-    "roll": (-1.0, 1.0),  # in-plane tilt
-    "light": (-1.0, 1.0),  # light azimuth: -1 = lit from image-left, +1 = from image-right
-    "skin": (0.0, 1.0),  # skin tone, 0 = pale, 1 = dark
-    "width": (0.0, 1.0),  # face width, 0 = narrow, 1 = wide (-> Chubby)
-    "smile": (-1.0, 1.0),  # mouth curve, -1 = frown, +1 = grin
-    "mouth_open": (0.0, 1.0),  # 0 = closed
-    "eye_open": (0.0, 1.0),  # 0 = almost shut
-    "brow": (0.0, 1.0),  # brow arch, 0 = flat
-    "background": (0.0, 1.0),  # background hue
-}
-# Categorical factors: name -> category names (the factor value is the index).
-CATEGORICAL_FACTORS: dict[str, tuple[str, ...]] = {
-    "hair_color": ("black", "brown", "blond", "gray"),
-    "hair_style": ("bald", "short", "long", "bangs"),
-    "facial_hair": ("none", "mustache", "goatee", "beard"),
-    "eyeglasses": ("no", "yes"),
-    "hat": ("no", "yes"),
-    "lipstick": ("no", "yes"),
-}
-# Probability of each category (uniform where not listed).
-CATEGORY_PROBS: dict[str, tuple[float, ...]] = {
-    "hair_style": (0.12, 0.38, 0.30, 0.20),  # bald is rarer, as in CelebA
-    "facial_hair": (0.55, 0.15, 0.15, 0.15),  # most faces have none
-    "eyeglasses": (0.70, 0.30),
-    "hat": (0.80, 0.20),
-    "lipstick": (0.65, 0.35),
-}
-FACTOR_NAMES: tuple[str, ...] = (
-    "yaw", "roll", "light", "skin", "width", "smile", "mouth_open", "eye_open", "brow",
-    "hair_color", "hair_style", "eyeglasses", "hat", "facial_hair", "lipstick", "background",
-)
-# CelebA-named binary attributes derived from the factors (thresholds in `attributes_from_factors`).
-ATTRIBUTE_NAMES: tuple[str, ...] = (
-    "Arched_Eyebrows", "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Chubby",
-    "Eyeglasses", "Goatee", "Gray_Hair", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes",
-    "No_Beard", "Pale_Skin", "Smiling", "Wearing_Hat", "Wearing_Lipstick",
-)
-# Thresholds on continuous factors that define the derived attributes.
-ATTRIBUTE_THRESHOLDS: dict[str, tuple[str, str, float]] = {
-    "Smiling": ("smile", ">", 0.0),  # corners of the mouth above its centre: ~50 %
-    "Mouth_Slightly_Open": ("mouth_open", ">", 0.5),
-    "Narrow_Eyes": ("eye_open", "<", 0.25),
-    "Arched_Eyebrows": ("brow", ">", 0.6),
-    "Pale_Skin": ("skin", "<", 0.2),
-    "Chubby": ("width", ">", 0.75),  # the widest quarter of faces
-}
-
-IMAGE_SIZE = 64
-RENDERER_VERSION = 2  # bump when the picture changes: it invalidates cached splits
-BLOCK = 1000  # faces per independently seeded block (makes every prefix of a split stable)
-SPLIT_SIZES = {"train": 60_000, "val": 5_000, "test": 5_000}
-SPLIT_SEEDS = {"train": 1_000, "val": 1_001, "test": 1_002}
+from playground.data.synthfaces.factors import FACTOR_NAMES, IMAGE_SIZE, validate_factors
 
 # Fixed palettes (RGB in [0, 1]).
 _HAIR_RGB = torch.tensor([[0.09, 0.07, 0.07], [0.42, 0.25, 0.12], [0.92, 0.78, 0.42],
@@ -89,79 +25,6 @@ _SHIRT_RGB = torch.tensor([0.30, 0.36, 0.45])
 _HAT_RGB = torch.tensor([0.62, 0.16, 0.14])
 _IRIS_RGB = torch.tensor([0.33, 0.21, 0.12])
 _LIPSTICK_RGB = torch.tensor([0.78, 0.08, 0.22])
-
-
-# ----------------------------------------------------------------------------------------
-# Factors and attributes
-# ----------------------------------------------------------------------------------------
-def sample_factors(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Draw ``n`` independent factor vectors: float32 for continuous, int64 for categorical."""
-    factors: dict[str, np.ndarray] = {}
-    for name in FACTOR_NAMES:
-        if name in CONTINUOUS_FACTORS:
-            low, high = CONTINUOUS_FACTORS[name]
-            factors[name] = rng.uniform(low, high, size=n).astype(np.float32)
-        else:
-            k = len(CATEGORICAL_FACTORS[name])
-            p = CATEGORY_PROBS.get(name, (1.0 / k,) * k)
-            factors[name] = rng.choice(k, size=n, p=p).astype(np.int64)
-    return factors
-
-
-def attributes_from_factors(factors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """CelebA-named 0/1 attributes (uint8, shape (N,)) derived from the factors."""
-    f = {k: np.asarray(v) for k, v in factors.items()}
-    attrs: dict[str, np.ndarray] = {}
-    for name, (factor, op, threshold) in ATTRIBUTE_THRESHOLDS.items():
-        attrs[name] = (f[factor] > threshold) if op == ">" else (f[factor] < threshold)
-    hair_color, hair_style, facial = f["hair_color"], f["hair_style"], f["facial_hair"]
-    bald = hair_style == 0
-    attrs["Bald"] = bald
-    attrs["Bangs"] = hair_style == 3
-    # A bald head shows no hair colour.
-    for i, name in enumerate(("Black_Hair", "Brown_Hair", "Blond_Hair", "Gray_Hair")):
-        attrs[name] = (hair_color == i) & ~bald
-    attrs["Eyeglasses"] = f["eyeglasses"] == 1
-    attrs["Wearing_Hat"] = f["hat"] == 1
-    attrs["Wearing_Lipstick"] = f["lipstick"] == 1
-    attrs["Mustache"] = facial == 1
-    attrs["Goatee"] = facial == 2
-    attrs["No_Beard"] = facial == 0
-    return {name: attrs[name].astype(np.uint8) for name in ATTRIBUTE_NAMES}
-
-
-def default_factors(n: int = 1) -> dict[str, np.ndarray]:
-    """A neutral face: every continuous factor at its midpoint (smile slightly positive)."""
-    base = {name: (lo + hi) / 2 for name, (lo, hi) in CONTINUOUS_FACTORS.items()}
-    base.update(smile=0.5, mouth_open=0.2, eye_open=0.7, skin=0.3, background=0.58)
-    cats = {"hair_color": 1, "hair_style": 1, "facial_hair": 0, "eyeglasses": 0, "hat": 0,
-            "lipstick": 0}
-    out: dict[str, np.ndarray] = {}
-    for name in FACTOR_NAMES:
-        if name in CONTINUOUS_FACTORS:
-            out[name] = np.full(n, base[name], dtype=np.float32)
-        else:
-            out[name] = np.full(n, cats[name], dtype=np.int64)
-    return out
-
-
-def validate_factors(factors: dict[str, np.ndarray]) -> int:
-    """Check names, shapes and ranges; return N. Raises ValueError with what is wrong."""
-    missing = [name for name in FACTOR_NAMES if name not in factors]
-    if missing:
-        raise ValueError(f"missing factors: {missing}")
-    sizes = {np.asarray(factors[name]).shape for name in FACTOR_NAMES}
-    if len(sizes) != 1 or len(next(iter(sizes))) != 1:
-        raise ValueError(f"every factor must be a 1-D array of the same length, got {sizes}")
-    for name, (lo, hi) in CONTINUOUS_FACTORS.items():
-        v = np.asarray(factors[name], dtype=np.float64)
-        if v.size and (not np.isfinite(v).all() or v.min() < lo - 1e-6 or v.max() > hi + 1e-6):
-            raise ValueError(f"factor {name!r} must lie in [{lo}, {hi}]")
-    for name, cats in CATEGORICAL_FACTORS.items():
-        v = np.asarray(factors[name])
-        if v.size and (v.min() < 0 or v.max() >= len(cats)):
-            raise ValueError(f"factor {name!r} must be an index into {cats}")
-    return next(iter(sizes))[0]
 
 
 # ----------------------------------------------------------------------------------------
@@ -594,122 +457,3 @@ def render_parallel(factors: dict[str, np.ndarray], workers: int | None = None,
         finally:
             pool.shutdown(cancel_futures=True)  # on Ctrl-C, do not render the rest first
     return out
-
-
-# ----------------------------------------------------------------------------------------
-# Generation, cached splits, Dataset
-# ----------------------------------------------------------------------------------------
-def _block_factors(seed: int, block: int, count: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(np.random.SeedSequence([seed, block]))
-    return sample_factors(count, rng)
-
-
-def generate_factors(n: int, seed: int) -> dict[str, np.ndarray]:
-    """Factors of the first ``n`` faces of stream ``seed`` (every prefix is stable)."""
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    blocks = [_block_factors(seed, b, BLOCK) for b in range(math.ceil(n / BLOCK))]
-    if not blocks:
-        return {name: np.zeros(0, np.float32 if name in CONTINUOUS_FACTORS else np.int64)
-                for name in FACTOR_NAMES}
-    return {name: np.concatenate([blk[name] for blk in blocks])[:n] for name in FACTOR_NAMES}
-
-
-def generate(n: int, seed: int = 0, progress: bool = False):
-    """Make ``n`` faces from ``seed`` (on several threads when ``n`` is large).
-
-    Returns:
-        images: uint8 (N, 64, 64, 3)
-        factors: dict name -> (N,) float32 (continuous) or int64 (categorical index)
-        attributes: dict CelebA name -> (N,) uint8 0/1
-    """
-    factors = generate_factors(n, seed)
-    images = render_parallel(factors, progress=progress)
-    return images, factors, attributes_from_factors(factors)
-
-
-def cache_dir(root: str | os.PathLike | None = None) -> Path:
-    """Where generated splits live: ``root``, $PLAYGROUND_CACHE, or ~/.cache/playground."""
-    if root is not None:
-        return Path(root)
-    if os.environ.get("PLAYGROUND_CACHE"):
-        return Path(os.environ["PLAYGROUND_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "playground"
-
-
-def load_split(split: str, root=None, progress: bool = True):
-    """The full ``split`` ("train", "val", "test"), generated on first use and cached as .npz.
-
-    Returns (images, factors, attributes) like :func:`generate`.
-    """
-    if split not in SPLIT_SIZES:
-        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLIT_SIZES)}")
-    n, seed = SPLIT_SIZES[split], SPLIT_SEEDS[split]
-    path = cache_dir(root) / f"synthfaces-v{RENDERER_VERSION}" / f"{split}-{n}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                images = z["images"]
-                factors = {name: z[f"factor_{name}"] for name in FACTOR_NAMES}
-            return images, factors, attributes_from_factors(factors)
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache is regenerated
-    images, factors, attributes = generate(n, seed, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, images=images, **{f"factor_{k}": v for k, v in factors.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return images, factors, attributes
-
-
-class SynthFacesDataset(torch.utils.data.Dataset):
-    """A SynthFaces split as a torch Dataset.
-
-    Items: ``{"image": float32 (3, 64, 64) in [0, 1], "attributes": float32 (A,), "index": int}``
-    (the same format as :class:`playground.data.celeba.CelebADataset`).
-
-    Args:
-        split: "train" (60k), "val" (5k) or "test" (5k); fixed seeds, so fixed faces.
-        n: keep only the first ``n`` faces. Small ``n`` renders them directly (no cache).
-        root: cache folder (default $PLAYGROUND_CACHE or ~/.cache/playground).
-    """
-
-    attribute_names: list[str] = list(ATTRIBUTE_NAMES)
-
-    def __init__(self, split: str = "train", n: int | None = None, root=None):
-        if split not in SPLIT_SIZES:
-            raise ValueError(f"unknown split {split!r}; choose one of {list(SPLIT_SIZES)}")
-        full = SPLIT_SIZES[split]
-        if n is not None and not 0 < n <= full:
-            raise ValueError(f"n must be in 1..{full} for split {split!r}, got {n}")
-        if n is not None and n <= 5_000:
-            images, factors, attrs = generate(n, SPLIT_SEEDS[split])
-        else:
-            images, factors, attrs = load_split(split, root)
-            if n is not None:
-                images = images[:n]
-                factors = {k: v[:n] for k, v in factors.items()}
-                attrs = {k: v[:n] for k, v in attrs.items()}
-        self.split = split
-        self.images = images  # uint8 (N, 64, 64, 3)
-        self.factors = factors
-        self.attributes = attrs
-        self._attr_matrix = torch.from_numpy(
-            np.stack([attrs[name] for name in self.attribute_names], axis=1).astype(np.float32))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict:
-        image = torch.from_numpy(self.images[index]).permute(2, 0, 1).float().div_(255.0)
-        return {"image": image, "attributes": self._attr_matrix[index], "index": int(index)}
-
-    def image_tensor(self) -> torch.Tensor:
-        """All images as one uint8 tensor (N, 3, 64, 64) — the fast path for trainers."""
-        return torch.from_numpy(self.images).permute(0, 3, 1, 2).contiguous()
