@@ -106,6 +106,29 @@ def vae_factor_scores(vae, x: torch.Tensor, factors: dict[str, np.ndarray]) -> d
     return {"light_abs_r": float(r["light"]["abs_r"]), "mig": float(mig)}
 
 
+def probe_batch(dataset, device: torch.device, n: int):
+    """The first `n` faces of `dataset` as a float batch on `device`, with the dataset's
+    attributes and factors (None where it has none): the fixed held-out batch of a probe."""
+    from playground.training import image_source
+
+    source = image_source(dataset, device)
+    x = next(source.iterate([torch.arange(min(n, len(source)))]))
+    return x, getattr(dataset, "attributes", None), getattr(dataset, "factors", None)
+
+
+def load_judge(name: str | None, device: torch.device):
+    """The judge of the probes, or None (said once) when there is none to load."""
+    from playground.checkpoints import ModelNotFoundError
+
+    if not name:
+        return None
+    try:
+        return load_model(name, device)
+    except (ModelNotFoundError, ValueError) as e:
+        print(f"quality probe without the judge: {e}", flush=True)
+        return None
+
+
 def headline_key(kind: str, config) -> str:
     """The name of `kind`'s headline number (see the module table)."""
     if kind == "vae":
@@ -158,15 +181,22 @@ def measure(name_or_path: str, judge: str = "judge", n: int = HEADLINE_FACES) ->
     return out
 
 
-def ldm_prompt_probe(folder, judge: str = "judge", k: int = 4, steps: int = 20,
+def ldm_prompt_probe(folder, judge: str = "judge", k: int = 8, steps: int = 20,
                      guidance: float = 7.5, seed: int = 0) -> dict[str, Any]:
-    """Prompt accuracy of a latent-diffusion U-Net on the guidance sweep's 12 prompts,
-    `k` samples each, DDIM-`steps` at scale `guidance` (a cheap cut of the full sweep)."""
-    from playground.evaluate_ldm import EvalConfig, initial_noise, sample_and_judge
+    """`ldm_prompt_accuracy` of the U-Net saved in `folder` (with the models it names)."""
     from playground.ldm_ops import load_pipeline
 
-    pipeline = load_pipeline(str(folder))
-    judge_model = load_model(judge)
+    return ldm_prompt_accuracy(load_pipeline(str(folder)), load_model(judge), k, steps,
+                               guidance, seed)
+
+
+def ldm_prompt_accuracy(pipeline, judge_model, k: int = 8, steps: int = 20,
+                        guidance: float = 7.5, seed: int = 0) -> dict[str, Any]:
+    """Prompt accuracy of a latent-diffusion pipeline on the guidance sweep's 12 prompts,
+    `k` samples each, DDIM-`steps` at scale `guidance` (a cheap cut of the full sweep): the
+    share of samples on which the judge finds every attribute the prompt names."""
+    from playground.evaluate_ldm import EvalConfig, initial_noise, sample_and_judge
+
     prompts = EvalConfig().guidance_prompts
     x_T = initial_noise(pipeline, k, seed).repeat(len(prompts), 1, 1, 1)
     texts = [p.prompt for p in prompts for _ in range(k)]

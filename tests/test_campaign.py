@@ -83,3 +83,24 @@ def test_curves_draw_every_model_with_a_curve(tmp_path):
     assert Image.open(out).size[0] > 200
     (folder / "curve.jsonl").unlink()
     assert curves.main(["--out", str(out)]) == 1  # nothing to draw: said, not a blank picture
+
+
+def test_an_ab_runs_its_arms_side_by_side_and_tables_them(tmp_path, monkeypatch, capsys):
+    from playground import quality
+    from playground.training import ab
+
+    def fake_measure(path, judge="judge", n=0):  # the judge is not what is tested here
+        steps = read_json(f"{path}/metrics.json")["steps"]
+        return {"kind": "vae", "headline": "small_detail_acc", "value": 0.5 + steps / 100}
+
+    monkeypatch.setattr(quality, "measure", fake_measure)
+    base = "vae " + " ".join(a for a in TINY_VAE if a not in ("--max-steps", "2"))
+    assert ab.main(["--name", "tiny", "--minutes", "1", "--base", base,
+                    "--arm", "short=--max-steps 2", "--arm", "long=--max-steps 3"]) == 0
+    out = capsys.readouterr().out
+    assert "| short | 0.5200 |" in out and "| long | 0.5300 |" in out
+    report = read_json(tmp_path / "runs" / "ab-tiny" / "ab.json")
+    assert report["results"]["long"]["steps"] == 3 and report["arms"]["short"] == "--max-steps 2"
+    # a failing arm is reported, not tabled
+    assert ab.main(["--name", "bad", "--minutes", "1", "--base", base,
+                    "--arm", "broken=--lr -1"]) == 1

@@ -38,6 +38,8 @@ from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoo
                                  shard)
 from playground.training import cosine_lr  # noqa: F401  (kept importable from here)
 
+PROBE_FACES = 512  # validation faces of the quality probe (the learning curves)
+
 HELP = ("first-stage autoencoder for latent diffusion (64×64 faces ↔ a spatial latent, "
         "e.g. 16×16×4)")
 
@@ -75,6 +77,7 @@ class AutoencoderTrainConfig(StartAndSpeed):
     threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default: runs/autoencoder-<h>x<w>x<C>-<dataset>)
+    probe_judge: str | None = "judge"  # judge of the small-detail probe (None: PSNR only)
 
     def __post_init__(self):
         if self.channels is not None:
@@ -251,9 +254,21 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
             print(f"epoch {epoch}: val PSNR {val['psnr']:.2f} dB, L1 {val['l1']:.4f}, "
                   f"KL {val['kl']:.3g} nats/element", flush=True)
 
+    probe = None
+    if info.is_main and cfg.probe_minutes > 0:
+        from playground import quality
+
+        x_probe, probe_attributes, _ = quality.probe_batch(val_set, device, PROBE_FACES)
+        judge = quality.load_judge(cfg.probe_judge, device) if probe_attributes else None
+
+        def probe() -> dict[str, float]:
+            """PSNR and the judge's small-detail accuracy of the reconstructions."""
+            scores = quality.reconstruction_probe(model, judge, x_probe, probe_attributes or {})
+            return {k: v for k, v in scores.items() if isinstance(v, float)}
+
     loop.run(train_source, step, ("loss", "recon", "kl", "psnr"), validate=validate, log_lr=True,
              postfix=lambda m, img_s: dict(recon=f"{m['recon']:.4f}", psnr=f"{m['psnr']:.1f}",
-                                           img_s=f"{img_s:.0f}"))
+                                           img_s=f"{img_s:.0f}"), probe=probe)
 
     def final():
         nonlocal test_set

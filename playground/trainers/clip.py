@@ -305,10 +305,18 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
             print(f"epoch {epoch}: val zero-shot attribute accuracy {val['zero_shot_acc']:.4f} "
                   f"(majority baseline {val['zero_shot_baseline']:.4f})", flush=True)
 
+    def probe() -> dict[str, float]:
+        """The learning curves' point: zero-shot ROC AUC and accuracy on the validation faces."""
+        scores = zero_shot_accuracy(model, image_embeddings(model, val_source),
+                                    getattr(val_set, "attributes", {}))
+        return {k: v for k, v in scores.items() if k.startswith("zero_shot")
+                and isinstance(v, float)}
+
     loop.run(train_source, step, ("loss", "batch_acc", "logit_scale"), validate=validate,
              log_lr=True, postfix=lambda m, img_s: dict(loss=f"{m['loss']:.3f}",
                                                         acc=f"{m['batch_acc']:.2f}",
-                                                        img_s=f"{img_s:.0f}"))
+                                                        img_s=f"{img_s:.0f}"),
+             probe=probe if info.is_main and getattr(val_set, "attributes", None) else None)
 
     def final():
         nonlocal test_set

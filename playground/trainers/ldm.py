@@ -72,6 +72,7 @@ class LDMTrainConfig(StartAndSpeed):
     ema_decay: float = 0.999  # EMA decay of the shipped weights (warm-up min(d, (1+n)/(10+n)))
     schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
     num_timesteps: int = 1000  # T
+    probe_judge: str | None = "judge"  # judge of the prompt-accuracy probe (None: val loss only)
     cache_latents: bool = True  # keep the training latents on disk, keyed by the autoencoder's weights
     loss_weighting: str = "uniform"  # "uniform" ε-MSE (Ho et al.) or "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0  # γ of Min-SNR: weight min(SNR_t, γ) / SNR_t on each sample's ε-MSE
@@ -455,8 +456,27 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
                       "val_loss": v_ema, "val_loss_raw": v_raw, "elapsed": loop.elapsed()})
         print(f"epoch {epoch}: val loss {v_ema:.4f} (EMA), {v_raw:.4f} (raw)", flush=True)
 
+    def probe() -> dict[str, float]:
+        """The learning curves' point: EMA val ε-MSE, and prompt accuracy (2 samples per
+        prompt) when the data is latent and a judge is there."""
+        scores = {"val_loss": val_loss(ema.model)}
+        if probe_judge is not None:
+            from playground.ldm_ops import LatentDiffusion
+            from playground.quality import ldm_prompt_accuracy
+
+            pipeline = LatentDiffusion(unet=ema.model, autoencoder=autoencoder,
+                                       clip=text_encoder, schedule=schedule)
+            scores.update(ldm_prompt_accuracy(pipeline, probe_judge, k=2))
+        return scores
+
+    probe_judge = None
+    if info.is_main and cfg.probe_minutes > 0 and not pixel:
+        from playground.quality import load_judge
+
+        probe_judge = load_judge(cfg.probe_judge, device)
     loop.run(source, step, ("loss", "dropped"), validate=validate, log_lr=True,
-             postfix=lambda m, img_s: dict(loss=f"{m['loss']:.4f}", img_s=f"{img_s:.0f}"))
+             postfix=lambda m, img_s: dict(loss=f"{m['loss']:.4f}", img_s=f"{img_s:.0f}"),
+             probe=probe if info.is_main else None)
 
     def final():
         train_lines = [r for r in read_log(loop.out.path) if r.get("type") == "train"]

@@ -136,23 +136,13 @@ def final_metrics(model: BetaVAE, dataset, *, beta: float, device: str | torch.d
 
 def quality_probe(model: BetaVAE, val_set, device: torch.device, judge: str | None,
                   n: int = PROBE_FACES):
-    """The probe of the learning curves: on the first `n` validation faces, the one-sample
-    BCE and KL, the PSNR and the judge's small-detail accuracy of decode(μ), and the best
-    |r| of one μ dimension with light (when the data has factors). The judge is skipped
-    when there is none."""
+    """The probe of the learning curves: on the first `n` validation faces, BCE and KL at μ,
+    the PSNR and the judge's small-detail accuracy of decode(μ), and the best |r| of one μ
+    dimension with light and the MIG (when the data has factors)."""
     from playground import quality
-    from playground.checkpoints import ModelNotFoundError, load_model
 
-    source = image_source(val_set, device)
-    x = next(source.iterate([torch.arange(min(n, len(source)))]))
-    attributes = getattr(val_set, "attributes", None)
-    factors = getattr(val_set, "factors", None)
-    judge_model = None
-    if judge and attributes is not None:
-        try:
-            judge_model = load_model(judge, device)
-        except (ModelNotFoundError, ValueError) as e:
-            print(f"quality probe without the judge: {e}", flush=True)
+    x, attributes, factors = quality.probe_batch(val_set, device, n)
+    judge_model = quality.load_judge(judge, device) if attributes is not None else None
 
     def probe() -> dict[str, float]:
         model.eval()
@@ -216,7 +206,8 @@ def _train(cfg, info, device, resume, train_set, val_set, stop: GracefulStop):
     loop.run(train_source, step, ("loss", "recon", "kl"), validate=validate, log_lr=False,
              postfix=lambda m, img_s: dict(loss=f"{m['loss']:.1f}", recon=f"{m['recon']:.1f}",
                                            kl=f"{m['kl']:.1f}", img_s=f"{img_s:.0f}"),
-             probe=quality_probe(model, val_set, device, cfg.probe_judge) if info.is_main else None)
+             probe=(quality_probe(model, val_set, device, cfg.probe_judge)
+                    if info.is_main and cfg.probe_minutes > 0 else None))
 
     def final():
         metrics = final_metrics(model, val_set, beta=cfg.beta, device=device, seed=cfg.seed,

@@ -81,6 +81,26 @@ def plot(curves: dict[str, list[dict]], out: Path) -> Path:
     return out
 
 
+def status_table(curves: dict[str, list[dict]]) -> str:
+    """Markdown: each model's training so far and its headline against its target."""
+    rows = ["| model | steps | CPU-hours | GPU-hours | headline | now | target | met |",
+            "|---|---:|---:|---:|---|---:|---:|---|"]
+    for name, points in curves.items():
+        metrics_path = trained_dir() / name / METRICS_FILE
+        metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+        done = cumulative_of_model(metrics)
+        quality = metrics.get("quality", {})
+        target = TARGETS.get(name)
+        key = quality.get("headline", target[0] if target else "")
+        value = quality.get("value")
+        met = "—" if target is None or value is None else ("yes" if value >= target[1] else "no")
+        rows.append(f"| {name} | {done.get('steps', 0):,} | {done.get('cpu_hours', 0):.2f} | "
+                    f"{done.get('gpu_hours', 0):.2f} | {key} | "
+                    f"{'' if value is None else f'{value:.3f}'} | "
+                    f"{'—' if target is None else f'{target[1]:g}'} | {met} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("assets/training_curves.png"))
@@ -103,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print(plot(curves, args.out))
+    print(status_table(curves))
     return 0
 
 
