@@ -64,13 +64,17 @@ def plot(curves: dict[str, list[dict]], out: Path) -> Path:
                     color="tab:red", ms=7, label="shipped (test)")
         if target:
             ax.axhline(target[1], ls="--", color="gray", lw=1, label=f"target {target[1]:g}")
+        values = [p[key] for p in probes + shipped] + ([target[1]] if target else [])
+        if values:  # from 0 CPU-hours, and the gap to the target in view
+            ax.set_ylim(min(0.5, min(values) - 0.05), min(1.0, max(values) + 0.05))
+        ax.set_xlim(left=0, right=max([p["cpu_hours"] for p in points] + [0.1]) * 1.15)
         gpu = max((p.get("gpu_hours", 0) for p in points), default=0)
         ax.set_title(f"{name}" + (f"  (+{gpu:.2f} GPU-h)" if gpu else ""), fontsize=10)
         ax.set_xlabel("CPU-hours (cumulative)", fontsize=8)
         ax.set_ylabel(key, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="lower left")
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle("Quality against training time (playground.training.curves)", fontsize=11)
