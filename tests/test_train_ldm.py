@@ -159,3 +159,14 @@ def test_training_latents_are_cached_by_the_autoencoders_weights(tmp_path):
     changed, hit = cached_latents(ae, images, cpu, tmp_path)
     assert not hit and not torch.equal(changed, first)
     assert len(list(tmp_path.glob("latents-*.safetensors"))) == 2
+
+
+def test_a_warm_start_keeps_the_ema_at_its_full_decay(tmp_path, faces):
+    run(tmp_path / "first", faces, max_steps=2)
+    metrics = run(tmp_path / "second", faces, max_steps=1, init=str(tmp_path / "first"))
+    # the EMA continues the warm-started average: 2 earlier updates + 1 now, decay not reset
+    assert metrics["ema_updates"] == 3 and metrics["cumulative"]["steps"] == 3
+    a, b = load_model(str(tmp_path / "first")), load_model(str(tmp_path / "second"))
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        # ema ← d·ema + (1 − d)·θ with d = (1 + 2)/(10 + 2): a quarter of one Adam step away
+        assert ka == kb and (va - vb).abs().max() < 1e-3, ka

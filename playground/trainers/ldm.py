@@ -389,8 +389,9 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
     model = loop.setup_model(build, FIXED_ON_RESUME)
     if loop.resumed_extra:
         ema.load_state_tensors(loop.resumed_extra)
-    elif cfg.init:  # the EMA starts from the warm-started weights, not the random ones
-        ema = EMA(model, cfg.ema_decay)
+    elif cfg.init:  # the EMA starts from the warm-started weights, not the random ones,
+        ema = EMA(model, cfg.ema_decay)  # at its full decay: they are an average already
+        ema.num_updates = int(loop.prior.get("steps", 0))
     elif resume and loop.has_checkpoint:
         raise ValueError(f"{loop.out.path}'s checkpoint has no EMA weights")
     loop.after_step = lambda: ema.update(model)

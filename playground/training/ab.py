@@ -50,11 +50,11 @@ def run_arms(arms: dict[str, list[str]], base: list[str], folder: Path, minutes:
 
 def table(results: dict[str, dict]) -> str:
     """Markdown: one row per arm, the headline first."""
+    headline = next(iter(results.values())).get("headline", "value")
     keys = []
     for r in results.values():
         keys += [k for k in r if k not in keys and isinstance(r[k], (int, float, str))
-                 and k not in ("kind", "headline", "value", "n")]
-    headline = next(iter(results.values())).get("headline", "value")
+                 and k not in ("kind", "headline", "value", "n", headline)]
     head = f"| arm | {headline} | " + " | ".join(keys) + " |"
     rows = [head, "|" + "---|" * (len(keys) + 2)]
     for arm, r in results.items():
