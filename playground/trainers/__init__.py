@@ -4,11 +4,11 @@ Each module listed in `TRAINERS` provides:
     HELP: str                          one line for ``python -m playground.train --help``
     add_arguments(parser) -> None      its command-line options
     main(args) -> int                  run it (exit status)
-The shared machinery (run folder, checkpoints and resume, DDP, time budget) is in
-`playground.training`.
+The shared machinery (the loop, run folder, checkpoints and resume, warm starts, DDP, speed
+options, time budget, quality probes) is in `playground.training`.
 """
 
-# subcommand → module. Add "clip" and "ldm" here as they land.
+# subcommand → module
 TRAINERS: dict[str, str] = {
     "vae": "playground.trainers.vae",
     "autoencoder": "playground.trainers.autoencoder",
