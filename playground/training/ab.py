@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,17 +34,11 @@ def arm_command(base: list[str], options: list[str], out: Path, minutes: float,
 def run_arms(arms: dict[str, list[str]], base: list[str], folder: Path, minutes: float,
              threads: int) -> dict[str, int]:
     """Start every arm at once and wait; → exit status per arm (logs in `folder`)."""
-    procs = {}
-    for name, options in arms.items():
-        cmd = arm_command(base, options, folder / name, minutes, threads)
-        log = open(folder / f"{name}.log", "w", encoding="utf-8")
-        print(f"{name}: {shlex.join(cmd[1:])}", flush=True)
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
-    codes = {}
-    for name, (proc, log) in procs.items():
-        codes[name] = proc.wait()
-        log.close()
-    return codes
+    from playground.training.campaign import run_side_by_side
+
+    jobs = {name: arm_command(base, options, folder / name, minutes, threads)
+            for name, options in arms.items()}
+    return run_side_by_side(jobs, {name: folder / f"{name}.log" for name in arms})
 
 
 def table(results: dict[str, dict]) -> str:

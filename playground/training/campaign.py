@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -116,12 +117,13 @@ def after_commands(name: str, judge: str) -> list[list[str]]:
     return cmds
 
 
-def run_stage(jobs: list[tuple[str, list[str]]], log_dir: Path) -> dict[str, int]:
-    """Start every job of a stage, wait for all; → exit status per model."""
+def run_side_by_side(jobs: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
+    """Start every command at once (output appended to its log), wait for all; → exit status
+    per job. The campaign's stages and the A/B arms run this way."""
     procs = {}
-    for name, cmd in jobs:
-        log = open(log_dir / f"train-{name}.log", "a", encoding="utf-8")
-        print(f"  {name}: {' '.join(cmd[1:])}  (log: {log.name})", flush=True)
+    for name, cmd in jobs.items():
+        log = open(logs[name], "a", encoding="utf-8")
+        print(f"  {name}: {shlex.join(cmd[1:])}  (log: {log.name})", flush=True)
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
     codes = {}
     for name, (proc, log) in procs.items():
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, cmd in jobs:
                 print(f"  {name}: {' '.join(cmd[1:])}")
             continue
-        codes = run_stage(jobs, log_dir)
+        codes = run_side_by_side(dict(jobs), {n: log_dir / f"train-{n}.log" for n, _ in jobs})
         for name, code in codes.items():
             if code != 0:
                 failed.append(name)

@@ -135,7 +135,7 @@ class TrainLoop:
         # `net` is what training steps call: the model, wrapped for DDP once `run` has chosen
         # the speed options (the layout must be set before DDP registers the parameters).
         self.net = self.model
-        self.amp, self.channels_last, self.speed_note = "none", False, ""
+        self.amp, self.channels_last = "none", False
         self.stopwatch = Stopwatch(elapsed)
         self.saver = Every(cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
         self.args_json = json_args(cfg)
@@ -177,7 +177,6 @@ class TrainLoop:
         self._set_speed(choice.amp, choice.channels_last)
         self.speed_state = {"amp": choice.amp, "channels_last": choice.channels_last,
                             "asked": [amp, layout], "machine": key}
-        self.speed_note = note
         if info.is_main:
             print(f"{note} [{machine['cpu_capability']}, {machine['bf16_reason']}]", flush=True)
             self.out.log({"type": "speed", "step": self.global_step, "amp": choice.amp,
