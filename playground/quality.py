@@ -31,12 +31,6 @@ DISENTANGLED_BETA = 10.0  # from this β on, a β-VAE is judged by its light dim
 HEADLINE_FACES = 1000  # test faces of a ship-time comparison (the same for both models)
 
 
-def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 64, 64, 3) → float32 (N, 3, 64, 64) in [0, 1]."""
-    t = torch.as_tensor(np.asarray(images))
-    return t.permute(0, 3, 1, 2).float().div(255).contiguous()
-
-
 @torch.no_grad()
 def judge_attributes(judge, images: torch.Tensor, batch_size: int = 250) -> dict[str, np.ndarray]:
     """Hard attribute predictions (name → (N,) bool) of float images (N, 3, 64, 64)."""
@@ -59,12 +53,6 @@ def attribute_accuracy(judge, images: torch.Tensor, attributes: dict[str, Any],
     return {"acc": float(np.mean(list(per.values()))), "per_attribute": per}
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean PSNR (dB) of two image batches in [0, 1]."""
-    mse = (a.clamp(0, 1) - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1 / mse)).mean())
-
-
 @torch.no_grad()
 def reconstruct(model, x: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
     """decode(μ) of a β-VAE, or the autoencoder's reconstruction: (N, 3, 64, 64) in [0, 1]."""
@@ -81,8 +69,10 @@ def reconstruct(model, x: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
 
 def reconstruction_probe(model, judge, x: torch.Tensor, attributes: dict[str, Any]) -> dict:
     """PSNR and small-detail accuracy of `model`'s reconstructions of `x` (judge optional)."""
+    from playground.models.autoencoder import psnr
+
     recon = reconstruct(model, x)
-    out = {"psnr": psnr(recon, x)}
+    out = {"psnr": float(psnr(recon.clamp(0, 1), x).mean())}
     if judge is not None:
         scores = attribute_accuracy(judge, recon, attributes)
         out["small_detail_acc"] = scores["acc"]
@@ -145,7 +135,9 @@ def test_faces(n: int = HEADLINE_FACES):
     from playground.data.synthfaces import SynthFacesDataset
 
     test = SynthFacesDataset("test", n=n)
-    return to_float(test.images), test.attributes, test.factors
+    from playground.vae_ops import images_to_tensor
+
+    return images_to_tensor(test.images), test.attributes, test.factors
 
 
 def measure(name_or_path: str, judge: str = "judge", n: int = HEADLINE_FACES) -> dict[str, Any]:
@@ -211,3 +203,18 @@ def ldm_prompt_accuracy(pipeline, judge_model, k: int = 8, steps: int = 20,
         correct.append(ok.mean())
     return {"prompt_acc": float(np.mean(correct)), "prompt_steps": steps,
             "prompt_guidance": guidance, "prompt_samples": k * len(prompts)}
+
+
+def record(folder, scores: dict[str, Any]) -> dict[str, Any]:
+    """Write `measure`'s scores into ``<folder>/metrics.json`` as its ``quality`` entry
+    (what the campaign reads to skip models at target). Returns the metrics."""
+    import json
+    from pathlib import Path
+
+    from playground.checkpoints import atomic_write_bytes
+
+    path = Path(folder) / "metrics.json"
+    metrics = read_json(path) if path.is_file() else {}
+    metrics["quality"] = {k: v for k, v in scores.items() if k != "kind"}
+    atomic_write_bytes(path, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    return metrics

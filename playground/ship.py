@@ -33,7 +33,7 @@ import torch
 
 from playground.checkpoints import (METRICS_FILE, atomic_write_bytes, is_valid_name,
                                     load_model, read_json, save_model, trained_dir)
-from playground.quality import HEADLINE_FACES, measure
+from playground.quality import HEADLINE_FACES, measure, record
 from playground.training import CUMULATIVE_KEYS, cumulative_of_model, read_log
 
 
@@ -85,7 +85,8 @@ def read_curve(folder: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def _point(source: str, cumulative: dict, scores: dict) -> dict:
+def curve_point(source: str, cumulative: dict, scores: dict) -> dict:
+    """One point of a learning curve: where it comes from, the counters, the numbers."""
     numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and k != "n"}
     return {"source": source, **{k: cumulative.get(k, 0) for k in CUMULATIVE_KEYS}, **numbers}
 
@@ -112,15 +113,12 @@ def ship_if_better(run_dir: str | Path, name: str, dtype: torch.dtype = torch.fl
     curve = read_curve(current)
     if old is not None and not curve:  # the shipped model's own point starts the curve
         old_metrics = read_json(current / METRICS_FILE) if (current / METRICS_FILE).is_file() else {}
-        curve.append(_point("shipped", cumulative_of_model(old_metrics), old))
+        curve.append(curve_point("shipped", cumulative_of_model(old_metrics), old))
     curve += [{"source": "probe", **{k: v for k, v in r.items() if k not in ("type", "elapsed")}}
               for r in read_log(run_dir) if r.get("type") == "probe"]
-    curve.append(_point("shipped", cumulative_of_model(run_metrics), new))
+    curve.append(curve_point("shipped", cumulative_of_model(run_metrics), new))
     ship(run_dir, name, dtype, curve=curve)
-    metrics_path = current / METRICS_FILE
-    metrics = read_json(metrics_path)
-    metrics["quality"] = {k: v for k, v in new.items() if k not in ("kind",)}
-    atomic_write_bytes(metrics_path, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    record(current, new)
     result["shipped"] = True
     return result
 

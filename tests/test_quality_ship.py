@@ -11,6 +11,7 @@ from playground.data.synthfaces import SynthFacesDataset
 from playground.models.judge import Judge, JudgeConfig
 from playground.models.vae import VAEConfig
 from playground.training import read_log
+from playground.vae_ops import images_to_tensor
 from playground.trainers.vae import VAETrainConfig, train_vae
 from tests.test_train_cli import TINY, RandomFaces
 
@@ -25,7 +26,7 @@ class Identity(torch.nn.Module):
 @pytest.fixture(scope="module")
 def faces():
     test = SynthFacesDataset("test", n=64)
-    return quality.to_float(test.images), test.attributes, test.factors
+    return images_to_tensor(test.images), test.attributes, test.factors
 
 
 def test_a_perfect_reconstruction_scores_what_the_judge_scores_on_the_originals(faces):

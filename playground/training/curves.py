@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playground.training.campaign import RECIPES, TARGETS
 from playground.checkpoints import METRICS_FILE, read_json, trained_dir
-from playground.ship import CURVE_FILE, read_curve
+from playground.ship import CURVE_FILE, curve_point, read_curve
 from playground.training import cumulative_of_model
 
 
@@ -25,16 +25,13 @@ def start_curve(name: str, judge: str = "judge") -> list[dict]:
     import json
 
     from playground.checkpoints import atomic_write_bytes
-    from playground.quality import measure
+    from playground.quality import measure, record
 
     folder = trained_dir() / name
     scores = measure(str(folder), judge=judge)
-    metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else {}
-    point = {"source": "shipped", **cumulative_of_model(metrics),
-             **{k: v for k, v in scores.items() if isinstance(v, (int, float)) and k != "n"}}
+    metrics = record(folder, scores)
+    point = curve_point("shipped", cumulative_of_model(metrics), scores)
     atomic_write_bytes(folder / CURVE_FILE, (json.dumps(point) + "\n").encode("utf-8"))
-    metrics["quality"] = {k: v for k, v in scores.items() if k != "kind"}
-    atomic_write_bytes(folder / METRICS_FILE, (json.dumps(metrics, indent=2) + "\n").encode())
     return [point]
 
 
