@@ -35,7 +35,6 @@ pixel-vs-latent comparison).
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,8 @@ import torch
 from torch import nn
 
 from playground.checkpoints import load_model, resolve_model_dir, runs_dir, trained_dir
+from playground.training.ema import EMA
+from playground.trainers.ldm_latents import InMemoryBatches, cached_latents, encode_images
 from playground.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 from playground.models.unet import SPACES, LatentUNet, UNetConfig, count_parameters
 from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoop,
@@ -156,113 +157,7 @@ FIXED_ON_RESUME = ("autoencoder", "clip", "space", "channels", "num_res_blocks",
 
 
 # =========================================================================== EMA
-class EMA:
-    """Exponential moving average of a model's weights (Polyak averaging), with warm-up.
-
-    After each optimizer step, `update` sets every parameter of the copy to
-    ``d·ema + (1−d)·θ`` with ``d = min(decay, (1 + n) / (10 + n))`` (n = updates before this
-    one), so early averages are not dominated by the random initialisation; buffers are copied.
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.999):
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay = float(decay)
-        self.num_updates = 0
-
-    def current_decay(self) -> float:
-        n = self.num_updates
-        return min(self.decay, (1 + n) / (10 + n))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        d = self.current_decay()
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach().to(e.dtype), 1.0 - d)  # e + (1−d)(p − e) = d·e + (1−d)·p
-        for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
-        self.num_updates += 1
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Everything needed to resume it exactly (for the train state's extra tensors)."""
-        out = {f"ema.{k}": v for k, v in self.model.state_dict().items()}
-        out["ema_num_updates"] = torch.tensor([self.num_updates], dtype=torch.int64)
-        return out
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "ema_num_updates" not in tensors:
-            raise ValueError("the checkpoint has no EMA weights: it was not written by this trainer")
-        state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
-        self.model.load_state_dict(state, strict=True)
-        self.num_updates = int(tensors["ema_num_updates"].item())
-
-
 # =========================================================================== data
-class InMemoryBatches:
-    """A training source for `TrainLoop.run` over one in-memory tensor (N, C, H, W): latents
-    (float, yielded as they are) or uint8 images (yielded as float in [-1, 1])."""
-
-    def __init__(self, data: torch.Tensor, device: torch.device):
-        self.data = data.to(device) if device.type == "cuda" else data
-        self.device = device
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    def batch(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.data[idx.to(self.data.device)].to(self.device)
-        return x.float().div(127.5).sub(1.0) if x.dtype == torch.uint8 else x
-
-    def iterate(self, index_batches):
-        for idx in index_batches:
-            yield self.batch(idx)
-
-
-@torch.no_grad()
-def encode_images(autoencoder, images_nhwc: np.ndarray, device: torch.device,
-                  batch_size: int = 256) -> torch.Tensor:
-    """Scaled latents (N, C, h, w) float32 on the CPU: ``autoencoder.encode`` (posterior mean)
-    of uint8 images (N, 64, 64, 3), in fp32."""
-    images = torch.from_numpy(np.asarray(images_nhwc)).permute(0, 3, 1, 2)
-    out = []
-    for chunk in torch.split(images, batch_size):
-        x = chunk.to(device).float().div_(255)
-        out.append(autoencoder.encode(x).float().cpu())
-    return torch.cat(out).contiguous()  # one layout, whether encoded now or read from the cache
-
-
-def latents_key(autoencoder: nn.Module, images_nhwc: np.ndarray) -> str:
-    """SHA-256 of the autoencoder's weights and of the images: names a latent cache file, so
-    new weights or other images never reuse stale latents."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(autoencoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    digest.update(np.ascontiguousarray(images_nhwc).tobytes())
-    return digest.hexdigest()
-
-
-def cached_latents(autoencoder, images_nhwc: np.ndarray, device: torch.device,
-                   cache: Path | None) -> tuple[torch.Tensor, bool]:
-    """`encode_images`, read from / written to ``cache/latents-<key>.safetensors`` when `cache`
-    is a folder. Returns (latents, whether they came from the cache)."""
-    if cache is None:
-        return encode_images(autoencoder, images_nhwc, device), False
-    from playground.checkpoints import read_safetensors, save_safetensors
-
-    path = Path(cache) / f"latents-{latents_key(autoencoder, images_nhwc)[:32]}.safetensors"
-    if path.is_file():
-        try:
-            return read_safetensors(path)[0]["latents"], True
-        except (ValueError, OSError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache is recomputed
-    latents = encode_images(autoencoder, images_nhwc, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_safetensors(path, {"latents": latents.contiguous()})
-    return latents, False
-
-
 @torch.no_grad()
 def encode_prompts(text_encoder, captions: Sequence[str], device: torch.device,
                    amp: str = "none", trim: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@
 - `options`      the options every config shares (`StartAndSpeed`, `check_run_options`, the
                  command line), the learning-rate schedule and autocast
 - `loop`         `run_trainer` and `TrainLoop`: setup, resume, the step loop, probes, saves
+- `ema`          the exponential moving average of weights a diffusion trainer ships
 - `campaign`     continue every shipped model in dependency order, ship what got better
 - `curves`       learning curves: quality against cumulative CPU-hours
 
