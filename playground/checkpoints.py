@@ -268,6 +268,9 @@ def save_model(out_dir: str | os.PathLike, model: nn.Module, config: Any = None,
             size of a shipped model); they are loaded back as float32.
     Returns:
         the folder.
+
+    A model with a ``compact_state_dict()`` is saved through it (e.g. the CLIP keeps only the
+    embedding rows of its known tokens); `load_model` then calls its ``expand_state_dict``.
     """
     out_dir = Path(out_dir)
     config = config if config is not None else getattr(model, "config", None)
@@ -275,7 +278,8 @@ def save_model(out_dir: str | os.PathLike, model: nn.Module, config: Any = None,
         raise ValueError("save_model needs the model's config (pass config=...)")
     config_dict = config_to_dict(config)
     tensors = {}
-    for name, t in model.state_dict().items():
+    compact = getattr(model, "compact_state_dict", None)  # a model may store some weights sparsely
+    for name, t in (compact() if callable(compact) else model.state_dict()).items():
         t = t.detach()
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
@@ -352,6 +356,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     tensors, _ = read_safetensors(folder / WEIGHTS_FILE)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
     try:
+        if hasattr(model, "expand_state_dict"):  # the inverse of its compact_state_dict
+            state = model.expand_state_dict(state)
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ValueError(f"weights in {folder / WEIGHTS_FILE} do not fit the {entry.kind} "

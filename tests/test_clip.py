@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from playground.checkpoints import load_model, save_model
+from playground.checkpoints import (load_model, read_safetensors, save_model,
+                                    save_safetensors)
 from playground.data.synthfaces import SynthFacesDataset
-from playground.models.clip import (CLIPConfig, PretrainedCLIPAdapter, PretrainedUnavailableError,
+from playground.models.clip import (EMBEDDING_KEY, KNOWN_ROWS_KEY, CLIPConfig,
+                                    PretrainedCLIPAdapter, PretrainedUnavailableError,
                                     TextImageCLIP, load_pretrained_clip)
 from playground.trainers.clip import (CLIPTrainConfig, caption_vocabulary, retrieval_accuracy,
                                       train_clip, zero_shot_accuracy)
@@ -71,7 +73,9 @@ def test_encode_image_shapes_and_checks():
 
 
 def test_save_load_round_trip_keeps_weights_and_vocabulary(tmp_path):
-    model = tiny_clip(seed=3, known_tokens=(320, 9200, 49406))
+    prompt = "a smiling face"
+    known = tuple(tiny_clip().tokenize([prompt])[0].unique().tolist())  # start, words, end, pad
+    model = tiny_clip(seed=3, known_tokens=known)
     save_model(tmp_path / "clip", model)
     loaded = load_model(tmp_path / "clip")
     assert isinstance(loaded, TextImageCLIP)
@@ -79,8 +83,35 @@ def test_save_load_round_trip_keeps_weights_and_vocabulary(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_image(x), model.encode_image(x), rtol=0, atol=0)
-        torch.testing.assert_close(loaded.encode_text(["a smiling face"]),
-                                   model.encode_text(["a smiling face"]), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.encode_text([prompt]), model.encode_text([prompt]),
+                                   rtol=0, atol=0)
+
+
+def test_saved_file_keeps_only_the_known_embedding_rows(tmp_path):
+    known = (0, 320, 9200, 49406, 49407)  # the padding row (0) is always kept
+    model = tiny_clip(seed=3, known_tokens=known[1:])
+    save_model(tmp_path / "clip", model)
+    tensors, _ = read_safetensors(tmp_path / "clip" / "model.safetensors")
+    assert EMBEDDING_KEY not in tensors
+    assert tensors[KNOWN_ROWS_KEY].shape == (len(known), 16)  # (K, D), not (49,408, D)
+    table = load_model(tmp_path / "clip").clip.token_embedding.weight
+    original = model.clip.token_embedding.weight
+    torch.testing.assert_close(table[list(known)], original[list(known)], rtol=0, atol=0)
+    others = torch.ones(table.shape[0], dtype=torch.bool)
+    others[list(known)] = False
+    assert table[others].abs().max() == 0  # never-trained rows come back as zeros
+    # a file holding the whole table (as shipped before) still loads, unchanged
+    save_safetensors(tmp_path / "clip" / "model.safetensors", dict(model.state_dict()))
+    torch.testing.assert_close(load_model(tmp_path / "clip").clip.token_embedding.weight,
+                               original, rtol=0, atol=0)
+    # rows that do not match the config's vocabulary are refused with a clear message
+    rows = tensors[KNOWN_ROWS_KEY][:2]
+    save_safetensors(tmp_path / "clip" / "model.safetensors", {**tensors, KNOWN_ROWS_KEY: rows})
+    with pytest.raises(ValueError, match="4 known tokens"):
+        load_model(tmp_path / "clip")
+    # without a recorded vocabulary nothing is dropped
+    save_model(tmp_path / "full", tiny_clip())
+    assert EMBEDDING_KEY in read_safetensors(tmp_path / "full" / "model.safetensors")[0]
 
 
 def test_unknown_words():

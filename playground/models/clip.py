@@ -32,6 +32,8 @@ from torch import nn
 from playground.models.checks import check_images
 
 PAD_ID = 0  # open_clip's SimpleTokenizer pads with 0
+EMBEDDING_KEY = "clip.token_embedding.weight"  # (vocab_size, D) in the module
+KNOWN_ROWS_KEY = "clip.token_embedding.known_rows"  # (K, D) in a saved file: known tokens only
 
 
 @dataclass
@@ -236,6 +238,43 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
     def zero_shot_scores(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """Cosine similarity of each image (B, 3, 64, 64) with each prompt: (B, P)."""
         return self.encode_image(images) @ self.encode_text(list(prompts)).T
+
+    # --------------------------------------------------------------- storage
+    def compact_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state_dict to save: the token embedding keeps only the rows of the known tokens,
+        (K, D) under `KNOWN_ROWS_KEY` instead of (49,408, D) — 12.6 of a 15.6 MB fp16 file
+        otherwise, over a Hugging Face Space's 10 MB limit. The other rows never received a
+        gradient (no training caption uses them) and reach an output only through a word the
+        app already flags as unknown. Without a recorded vocabulary the full table is kept."""
+        state = self.state_dict()
+        if self.config.known_tokens:
+            ids = self._stored_rows().to(state[EMBEDDING_KEY].device)
+            state[KNOWN_ROWS_KEY] = state.pop(EMBEDDING_KEY)[ids].clone()
+        return state
+
+    def _stored_rows(self) -> torch.Tensor:
+        """Ids of the embedding rows a compact file keeps: the known tokens and the padding
+        (kept so that even the masked-out padding states stay exactly as trained)."""
+        return torch.tensor(sorted({PAD_ID, *self.config.known_tokens}), dtype=torch.long)
+
+    def expand_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Inverse of `compact_state_dict` for loading: the kept rows go back to their ids,
+        every other row is zero. A full (older) file passes through unchanged."""
+        if KNOWN_ROWS_KEY not in state:
+            return state
+        state = dict(state)
+        rows = state.pop(KNOWN_ROWS_KEY)
+        ids = self._stored_rows()
+        if rows.dim() != 2 or rows.shape[0] != len(ids):
+            raise ValueError(f"{KNOWN_ROWS_KEY} has shape {tuple(rows.shape)}, but config.json "
+                             f"lists {len(ids) - 1} known tokens (+ the padding row)")
+        if len(ids) and int(ids.max()) >= self.config.vocab_size:
+            raise ValueError(f"config.json lists token id {int(ids.max())} outside the "
+                             f"vocabulary of {self.config.vocab_size}")
+        table = rows.new_zeros(self.config.vocab_size, rows.shape[1])
+        table[ids] = rows
+        state[EMBEDDING_KEY] = table
+        return state
 
 
 # =========================================================================== pretrained
