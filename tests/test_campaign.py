@@ -39,6 +39,24 @@ def test_the_plan_follows_dependencies_and_skips_models_at_their_target(tmp_path
         campaign.plan(["teapot"], train_all=False)
 
 
+def test_the_unet_trains_on_the_campaigns_parts_and_ships_with_them(tmp_path, capsys):
+    ldm = campaign.train_command("ldm", 1, 1, "cpu", [])
+    assert ldm[ldm.index("--autoencoder") + 1] == "autoencoder"  # nothing continued: shipped
+    (tmp_path / "runs" / "clip").mkdir(parents=True)
+    (tmp_path / "runs" / "clip" / "model.safetensors").write_bytes(b"")
+    ldm = campaign.train_command("ldm", 1, 1, "cpu", [])
+    assert ldm[ldm.index("--clip") + 1] == str(tmp_path / "runs" / "clip")
+    assert ldm[ldm.index("--autoencoder") + 1] == "autoencoder"
+    assert "--chain" in campaign.after_commands("ldm", "judge")[0]
+    assert "--if-better" in campaign.after_commands("clip", "judge")[0]  # no U-Net uses it yet
+    (tmp_path / "trained" / "ldm").mkdir(parents=True)
+    (tmp_path / "trained" / "ldm" / "config.json").write_text(json.dumps(
+        {"kind": "unet", "autoencoder": "autoencoder", "text_encoder": "clip"}))
+    assert campaign.after_commands("clip", "judge") == []  # waits for the U-Net
+    assert "ships with the U-Net" in capsys.readouterr().out
+    assert "--if-better" in campaign.after_commands("vae-beta1", "judge")[0]
+
+
 def test_a_model_continues_from_scratch_then_by_resume(tmp_path, capsys):
     assert campaign.main(["--minutes", "1", "--models", "vae-beta1", "--no-ship", "--cores", "1",
                           "--", *TINY_VAE]) == 0

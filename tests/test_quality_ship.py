@@ -1,6 +1,8 @@
 """Headline numbers (playground.quality), training probes, and ship --if-better with its curve."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +116,73 @@ def test_ship_if_better_keeps_the_better_model_and_its_curve(tmp_path, monkeypat
     assert "0.6000 -> 0.5500" in capsys.readouterr().out
     assert (shipped / "model.safetensors").read_bytes() == before
     assert load_model("vae-tiny").config.channels == TINY["channels"]
+
+
+# ----------------------------------------------------------------------------- ship --chain
+def _pipeline_runs(runs, tag: int):
+    """Run folders of a tiny autoencoder, CLIP and a U-Net that names them (as a trainer
+    writes it: bare names of folders in runs/)."""
+    from playground.checkpoints import save_model
+    from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
+    from playground.models.clip import CLIPConfig, TextImageCLIP
+    from playground.models.unet import LatentUNet, UNetConfig
+
+    torch.manual_seed(tag)
+    save_model(runs / f"ae-{tag}", KLAutoencoder(AutoencoderConfig(latent_size=16,
+                                                                   channels=(8, 8, 16))))
+    save_model(runs / f"clip-{tag}", TextImageCLIP(CLIPConfig(
+        embed_dim=8, patch_size=16, vision_width=16, vision_layers=1, vision_head_width=8,
+        context_length=24, text_width=16, text_heads=2, text_layers=1)))
+    unet = UNetConfig(in_channels=4, sample_size=16, channels=(8, 16), attention_levels=(1,),
+                      head_dim=8, context_dim=16, space="latent", autoencoder=f"ae-{tag}",
+                      text_encoder=f"clip-{tag}")
+    save_model(runs / f"ldm-{tag}", LatentUNet(unet))
+    return runs / f"ldm-{tag}"
+
+
+def test_a_pipeline_ships_as_a_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    first, second = _pipeline_runs(tmp_path / "runs", 1), _pipeline_runs(tmp_path / "runs", 2)
+    scores = {"ldm-1": 0.5, "ldm-2": 0.6, "ae-1": 0.7, "ae-2": 0.8, "clip-1": 0.6, "clip-2": 0.65}
+    shipped_as = {}  # trained/<name> → the run now there
+
+    def fake_measure(path, judge="judge", n=0):  # the plumbing, not the judge
+        name = path.rstrip("/").split("/")[-1]
+        value = scores[shipped_as.get(name, name)]
+        return {"headline": "h", "value": value, "h": value, "n": 8}
+
+    def remember(run_dir, name, *args, **kwargs):
+        shipped_as[name] = Path(run_dir).name
+        return real_ship(run_dir, name, *args, **kwargs)
+
+    real_ship = ship_module.ship
+    monkeypatch.setattr(ship_module, "measure", fake_measure)
+    monkeypatch.setattr(ship_module, "ship", remember)
+    assert ship_module.ship_chain(first, "ldm")["shipped"]  # nothing shipped yet
+    trained = tmp_path / "trained"
+    config = read_json(trained / "ldm" / "config.json")
+    assert (config["autoencoder"], config["text_encoder"]) == ("autoencoder", "clip")
+    assert sorted(p.name for p in trained.iterdir()) == ["autoencoder", "clip", "ldm"]
+    # the shipped pipeline loads from trained/ alone, with the weights of its runs
+    from playground.ldm_ops import load_pipeline
+    pipeline = load_pipeline("ldm")
+    ae_run = load_model(tmp_path / "runs" / "ae-1")
+    for a, b in zip(pipeline.autoencoder.state_dict().values(), ae_run.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)  # fp16 on disk
+    # a part alone is refused while the U-Net uses it
+    with pytest.raises(ValueError, match="trained/ldm uses trained/autoencoder"):
+        ship_module.ship_if_better(tmp_path / "runs" / "ae-2", "autoencoder")
+    # a worse pipeline changes nothing; a better one replaces all three, each with its curve
+    before = {p: (trained / p / "model.safetensors").read_bytes() for p in shipped_as}
+    scores["ldm-2"] = 0.4
+    assert ship_module.main([str(second), "ldm", "--chain"]) == 0
+    assert "not shipped" in capsys.readouterr().out
+    assert all((trained / p / "model.safetensors").read_bytes() == b for p, b in before.items())
+    scores["ldm-2"] = 0.6
+    assert ship_module.ship_chain(second, "ldm")["shipped"]
+    assert shipped_as == {"autoencoder": "ae-2", "clip": "clip-2", "ldm": "ldm-2"}
+    assert read_json(trained / "ldm" / "config.json")["autoencoder"] == "autoencoder"
+    curve = ship_module.read_curve(trained / "autoencoder")
+    assert [p["h"] for p in curve] == [0.7, 0.8]  # the old part's point, then the new one's
+    assert read_json(trained / "clip" / "metrics.json")["quality"]["value"] == 0.65

@@ -180,16 +180,18 @@ def encode_prompts(text_encoder, captions: Sequence[str], device: torch.device,
 
 
 def _model_name(arg: str) -> str:
-    """A bare model name for config.json when `arg` is a folder inside trained/ or runs/
-    (so the shipped config does not depend on where it was trained); else `arg` unchanged."""
+    """A bare model name for config.json when `arg` is a folder inside trained/ or runs/ that
+    the name finds again (so the shipped config does not depend on where it was trained); else
+    the folder's absolute path (runs/clip while trained/clip exists: the name would find the
+    shipped one)."""
     path = resolve_model_dir(arg)
     for root in (trained_dir(), runs_dir()):
         try:
-            if path.parent == root.resolve():
+            if path.parent == root.resolve() and resolve_model_dir(path.name) == path:
                 return path.name
-        except OSError:
+        except (OSError, ValueError):
             continue
-    return arg
+    return str(path)
 
 
 def _frozen(model):

@@ -8,6 +8,8 @@ Each model continues where it stands: ``--resume`` when its run folder (runs/<na
 checkpoint, else a warm start (``--init``) from trained/<name>, else from scratch. After its
 run, ``python -m playground.ship --if-better`` replaces the shipped model only if its
 headline number (`playground.quality`) improved, and β-VAEs are re-measured for metrics.json.
+The U-Net trains on the autoencoder and CLIP runs of the same campaign and ships with them
+(``ship --chain``, when its prompt accuracy improved): they never ship alone under it.
 A model whose headline already meets its target (`TARGETS`, read from the ``quality`` entry
 that --if-better writes into metrics.json) is skipped, unless ``--all``.
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from playground.checkpoints import METRICS_FILE, read_json, runs_dir, trained_dir
+from playground.ship import pipelines_using
 from playground.training import TRAIN_STATE_JSON
 
 # model name → (trainer subcommand and its fixed options)
@@ -33,7 +36,7 @@ RECIPES: dict[str, list[str]] = {
     "autoencoder": ["autoencoder", "--latent-size", "16"],
     "judge": ["judge"],
     "clip": ["clip"],
-    "ldm": ["ldm", "--autoencoder", "autoencoder", "--clip", "clip", "--lr", "5e-4"],
+    "ldm": ["ldm", "--lr", "5e-4"],  # + its autoencoder and CLIP: see `pipeline_options`
     "vae-beta1": ["vae", "--beta", "1"],
     "vae-beta4": ["vae", "--beta", "4"],
     "vae-beta10": ["vae", "--beta", "10"],
@@ -92,12 +95,24 @@ def plan(models: list[str], train_all: bool) -> list[tuple[Stage, list[str]]]:
     return out
 
 
+def pipeline_options(name: str) -> list[str]:
+    """The U-Net trains on the newest autoencoder and CLIP: their run folders when the campaign
+    has continued them (they ship together with it, `ship --chain`), else the shipped ones."""
+    if RECIPES[name][0] != "ldm":
+        return []
+    out = []
+    for option, part in (("--autoencoder", "autoencoder"), ("--clip", "clip")):
+        run = runs_dir() / part
+        out += [option, str(run) if (run / "model.safetensors").is_file() else part]
+    return out
+
+
 def train_command(name: str, minutes: float, threads: int, device: str,
                   extra: list[str]) -> list[str]:
     """``python -m playground.train …`` that continues `name` for `minutes` more."""
     out = runs_dir() / name
-    cmd = [sys.executable, "-m", "playground.train", *RECIPES[name], "--out", str(out),
-           "--threads", str(threads), "--device", device, "--no-progress",
+    cmd = [sys.executable, "-m", "playground.train", *RECIPES[name], *pipeline_options(name),
+           "--out", str(out), "--threads", str(threads), "--device", device, "--no-progress",
            "--checkpoint-minutes", "5"]
     state = out / TRAIN_STATE_JSON
     if state.is_file():  # the budget of a resumed run counts its earlier sessions
@@ -109,9 +124,14 @@ def train_command(name: str, minutes: float, threads: int, device: str,
 
 
 def after_commands(name: str, judge: str) -> list[list[str]]:
-    """Ship if better; β-VAEs then get their full metrics re-measured."""
-    cmds = [[sys.executable, "-m", "playground.ship", str(runs_dir() / name), name,
-             "--if-better", "--judge", judge]]
+    """Ship if better; β-VAEs then get their full metrics re-measured. A shipped U-Net's
+    autoencoder and CLIP wait for the U-Net trained on them, which ships with them (--chain)."""
+    if pipelines_using(name):
+        print(f"  {name}: ships with the U-Net trained on it (ship --chain)", flush=True)
+        return []
+    ship = "--chain" if RECIPES[name][0] == "ldm" else "--if-better"
+    cmds = [[sys.executable, "-m", "playground.ship", str(runs_dir() / name), name, ship,
+             "--judge", judge]]
     if RECIPES[name][0] == "vae":
         cmds.append([sys.executable, "-m", "playground.evaluate", name, "--write"])
     return cmds
