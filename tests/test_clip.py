@@ -7,6 +7,7 @@ import torch
 
 from playground.checkpoints import (load_model, read_safetensors, save_model,
                                     save_safetensors)
+from playground.data.captions import ATTRIBUTE_PHRASES
 from playground.data.synthfaces import SynthFacesDataset
 from playground.models.clip import (EMBEDDING_KEY, KNOWN_ROWS_KEY, CLIPConfig,
                                     PretrainedCLIPAdapter, PretrainedUnavailableError,
@@ -217,3 +218,45 @@ def test_train_clip_resume_is_exact(tmp_path, small_sets):
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
     assert not np.isclose(0, sum(float(p.abs().sum()) for p in a.parameters()))
+
+
+def test_contrastive_loss_is_clips_and_hard_negatives_enter_the_image_side():
+    import open_clip
+
+    from playground.trainers.clip import contrastive_loss
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    scale = torch.tensor(7.0)
+    torch.testing.assert_close(contrastive_loss(img, txt, scale),
+                               open_clip.ClipLoss()(img, txt, scale))
+    # a hard negative equal to an image's own caption ties with it: that image's term becomes
+    # log(e^a + e^a + rest) - a, i.e. the image side grows by exactly what the closed form says
+    neg = txt.clone()
+    logits = scale * img @ txt.T
+    per_image = (torch.logsumexp(torch.cat([logits, logits], dim=1), dim=1) - logits.diag()).mean()
+    per_text = torch.nn.functional.cross_entropy(logits.T, torch.arange(6))
+    torch.testing.assert_close(contrastive_loss(img, txt, scale, neg),
+                               0.5 * (per_image + per_text))
+
+
+def test_hard_negative_captions_flip_one_attribute_and_keep_the_phrasing(small_sets):
+    from playground.trainers.clip import CaptionTokens, flip_one_attribute
+
+    train = small_sets[0]
+    attrs = {k: np.asarray(v)[:64] for k, v in train.attributes.items()}
+    names = [a for a in ATTRIBUTE_PHRASES if a in attrs]
+    flipped = flip_one_attribute(attrs, names, np.random.default_rng(0))
+    changed = np.stack([flipped[a] != attrs[a] for a in attrs])  # (A, N)
+    assert (changed.sum(axis=0) == 1).all()  # exactly one attribute per face
+    assert changed[[list(attrs).index(a) for a in names]].sum() == 64  # only flippable ones
+    model = tiny_clip(context_length=77)
+    captions = CaptionTokens(train, model, seed=0, hard_negatives=True)
+    positives, negatives = captions.for_epoch(0), captions.negatives_for_epoch(0)
+    assert positives.shape == negatives.shape
+    different = (positives != negatives).any(dim=1).float().mean()
+    assert different > 0.9  # nearly every flip changes the words (a few phrases coincide)
+    same_start = (positives[:, :3] == negatives[:, :3]).all(dim=1).float().mean()
+    assert same_start > 0.5  # the same caption seed: most keep their opening words
+    assert not torch.equal(captions.negatives_for_epoch(1), negatives)  # redrawn each epoch
