@@ -43,6 +43,7 @@ import numpy as np
 from playground import checkpoints, embed, metrics
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
+from playground.inputs import check_seed
 
 METHODS = embed.METHODS  # ("tsne", "umap", "pca")
 METHOD_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
@@ -84,13 +85,6 @@ def check_points(n_points) -> int:
         raise ValueError(f"number of points must be between {MIN_POINTS} and {MAX_POINTS}, "
                          f"got {n}")
     return n
-
-
-def check_seed(seed) -> int:
-    seed = ops.whole_number(seed, "seed")
-    if not 0 <= seed < 2**31:
-        raise ValueError(f"seed must be between 0 and 2^31 - 1, got {seed}")
-    return seed
 
 
 def cache_file_name(method: str, n: int, seed: int) -> str:

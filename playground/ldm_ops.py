@@ -37,6 +37,7 @@ from torch import nn
 from playground import checkpoints
 from playground.diffusion import (NoiseSchedule, Step, classifier_free_guidance,
                                   ddim_sample_progressive, ddpm_sample_progressive, draw_noise)
+from playground.inputs import whole_number
 from playground.model_cache import StampedCache, weights_stamp
 from playground.vae_ops import inference  # noqa: F401  (re-exported for the tabs)
 
@@ -169,7 +170,7 @@ class LatentDiffusion:
     def initial_noise(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
         """x_T ~ N(0, I) of shape (n, C, H, W) on the device, and the CPU generator it came
         from (seeded with `seed`; the sampler's per-step noise continues from it)."""
-        n, seed = _whole(n, "number of samples"), _whole(seed, "seed")
+        n, seed = whole_number(n, "number of samples"), whole_number(seed, "seed")
         if not 1 <= n <= MAX_BATCH:
             raise ValueError(f"number of samples must be between 1 and {MAX_BATCH}, got {n}")
         if not 0 <= seed <= MAX_SEED:
@@ -227,7 +228,7 @@ class LatentDiffusion:
         """
         prompts = check_prompts(prompts)
         sampler, steps, eta = check_sampler(sampler, steps, eta, self.num_timesteps)
-        yield_every = _whole(yield_every, "yield_every")
+        yield_every = whole_number(yield_every, "yield_every")
         if yield_every < 1:
             raise ValueError(f"yield_every must be >= 1, got {yield_every}")
         # The seed's x_T is drawn even when x_T is given, so the per-step noise that follows
@@ -286,19 +287,6 @@ class LatentDiffusion:
 
 
 # ============================================================================ checks
-def _whole(value, name: str) -> int:
-    """`value` as an int (3, 3.0, "3"); ValueError naming `name` otherwise (1.5, NaN, None)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or not number.is_integer():
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(value) if isinstance(value, (int, np.integer)) else int(number)
-
-
 def check_prompt(prompt, name: str = "prompt") -> str:
     """A prompt string (None → ""); ValueError for a non-string or one over MAX_PROMPT_CHARS."""
     if prompt is None:
@@ -339,7 +327,7 @@ def check_sampler(sampler, steps, eta, num_timesteps: int) -> tuple[str, int, fl
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if steps is None:
         steps = num_timesteps if sampler == "ddpm" else min(DEFAULT_DDIM_STEPS, num_timesteps)
-    steps = _whole(steps, "steps")
+    steps = whole_number(steps, "steps")
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must be between 1 and {num_timesteps}, got {steps}")
     try:
@@ -502,7 +490,7 @@ def unit_to_images(x: torch.Tensor) -> np.ndarray:
 
 def check_timestep(t, schedule: NoiseSchedule) -> int:
     """t as an int in [0, T − 1]."""
-    t = _whole(t, "the timestep t")
+    t = whole_number(t, "the timestep t")
     if not 0 <= t < schedule.num_timesteps:
         raise ValueError(f"the timestep t must be between 0 and {schedule.num_timesteps - 1}, "
                          f"got {t}")
@@ -523,7 +511,7 @@ def noised_images(images, t: int, seed: int, schedule: NoiseSchedule) -> dict[st
         from [−1, 1] to 0 … 255 (values outside are clipped: noise beyond ±1 saturates).
     """
     t = check_timestep(t, schedule)
-    seed = _whole(seed, "noise seed")
+    seed = whole_number(seed, "noise seed")
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"noise seed must be between 0 and 2^63 - 1, got {seed}")
     x0 = images_to_unit(images) * 2 - 1  # (N, 3, 64, 64) in [-1, 1]
@@ -543,7 +531,7 @@ def noised_latents(pipe: LatentDiffusion, images, t: int, seed: int) -> dict[str
     """
     t = check_timestep(t, pipe.schedule)
     z0 = pipe.encode(images_to_unit(images))  # (N, C, h, w)
-    noise = draw_noise(z0.shape, torch.Generator().manual_seed(_whole(seed, "noise seed")),
+    noise = draw_noise(z0.shape, torch.Generator().manual_seed(whole_number(seed, "noise seed")),
                        device=z0.device)
     z_t = pipe.schedule.q_sample(z0, t, noise)
     return {"z_t": latent_picture(z_t), "decoded": unit_to_images(pipe.decode(z_t))}

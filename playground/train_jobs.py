@@ -35,6 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from playground import checkpoints
+from playground.inputs import check_seed, in_range, number
 
 APP_MARKER = "app_run.json"  # written into every run folder this module creates
 TRAIN_STATE_JSON = "train_state.json"  # = playground.training.TRAIN_STATE_JSON (no torch import)
@@ -50,7 +51,6 @@ MIN_TRAIN_SIZE = 16  # at least a couple of batches
 MIN_MINUTES = 0.05  # 3 s: enough for a few steps
 MAX_BETA = 100.0  # far past where every latent dimension collapses to the prior
 BATCH_RANGE = (4, 512)  # faces per optimizer step
-MAX_SEED = 2**31 - 1
 # Names the command-line trainers write to by default (runs/<name>): the app never uses them.
 RESERVED_NAMES = frozenset({"vae", "autoencoder", "judge", "clip", "ldm", "unet"})
 
@@ -139,31 +139,9 @@ def training_policy(env: dict[str, str] | None = None, cuda: bool | None = None,
 
 
 # =========================================================================== checks
-def _number(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number
-
-
-def _whole(value: Any, name: str) -> int:
-    number = _number(value, name)
-    if not number.is_integer():
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
-
-
-def _in_range(value: float, low: float, high: float, name: str, unit: str = "") -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}{unit}, got {value:g}")
-
-
 def check_minutes(minutes: Any, policy: Policy) -> float:
     """A session's minutes as a float in [MIN_MINUTES, policy.max_minutes]."""
-    minutes = _number(minutes, "minutes")
+    minutes = number(minutes, "minutes")
     if not MIN_MINUTES <= minutes <= policy.max_minutes:
         raise ValueError(f"minutes must be between {MIN_MINUTES:g} and {policy.max_minutes:g} "
                          f"on this machine ({policy.device}), got {minutes:g}")
@@ -172,18 +150,15 @@ def check_minutes(minutes: Any, policy: Policy) -> float:
 
 def check_request(request: TrainRequest, policy: Policy) -> TrainRequest:
     """A checked copy of `request` (numbers as int/float); ValueError naming the bad field."""
-    beta = _number(request.beta, "β")
-    _in_range(beta, 0.0, MAX_BETA, "β")
+    beta = in_range(request.beta, "β", 0.0, MAX_BETA)
     minutes = check_minutes(request.minutes, policy)
-    train_size = _whole(request.train_size, "train size")
-    _in_range(train_size, MIN_TRAIN_SIZE, policy.max_train_size, "train size", " faces")
-    batch_size = _whole(request.batch_size, "batch size")
-    _in_range(batch_size, *BATCH_RANGE, "batch size")
+    train_size = in_range(request.train_size, "train size", MIN_TRAIN_SIZE,
+                          policy.max_train_size, whole=True, unit=" faces")
+    batch_size = in_range(request.batch_size, "batch size", *BATCH_RANGE, whole=True)
     if batch_size > train_size:
         raise ValueError(f"batch size ({batch_size}) must not exceed the train size "
                          f"({train_size} faces)")
-    seed = _whole(request.seed, "seed")
-    _in_range(seed, 0, MAX_SEED, "seed")
+    seed = check_seed(request.seed)
     name = "" if request.name is None else str(request.name).strip()
     if name:
         check_name(name)

@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from playground import checkpoints
+from playground.inputs import check_seed, whole_number
 from playground.metrics import kl_per_dim
 from playground.model_cache import StampedCache, weights_stamp
 
@@ -492,10 +493,7 @@ def random_face(seed: int) -> np.ndarray:
     → uint8 (64, 64, 3)."""
     from playground.data import synthfaces as sf
 
-    seed = whole_number(seed, "seed")
-    if not 0 <= seed < 2**31:
-        raise ValueError(f"seed must be between 0 and 2^31 - 1, got {seed}")
-    return sf.render(sf.generate_factors(1, seed))[0]
+    return sf.render(sf.generate_factors(1, check_seed(seed)))[0]
 
 
 def dataset_face(index: int, split: str = TEST_SPLIT) -> np.ndarray:
@@ -514,18 +512,6 @@ def dataset_face(index: int, split: str = TEST_SPLIT) -> np.ndarray:
                          f"{split} split has {size} faces), got {index}")
     factors = sf.generate_factors(index + 1, sf.SPLIT_SEEDS[split])
     return sf.render({k: v[index:index + 1] for k, v in factors.items()})[0]
-
-
-def whole_number(value, name: str) -> int:
-    """`value` (an int, or a float/str such as 3.0 from a number box) as an int; ValueError
-    naming `name` for anything else (1.5, NaN, None, "abc")."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
-    if not np.isfinite(number) or not number.is_integer():
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
 
 
 # --------------------------------------------------------------------------------- uploads

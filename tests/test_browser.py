@@ -177,3 +177,53 @@ def test_train_tab_runs_a_tiny_vae_and_shows_its_curve_and_samples(page, shots, 
     assert page.locator(".js-plotly-plot").count() >= 1  # the loss curve
     page.screenshot(path=str(shots / "tab_train_run.png"), full_page=True)
     assert (tmp_path / "runs" / "browser-run" / "metrics.json").is_file()
+
+
+def _images(panel) -> list:
+    return [img.get_attribute("src") for img in panel.locator("img").all()]
+
+
+def _settled_images(panel, timeout=30.0) -> list:
+    """The panel's image sources once they stop changing for a second."""
+    import time
+
+    end, last = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        now = _images(panel)
+        if now == last:
+            return now
+        last = now
+        panel.page.wait_for_timeout(1000)
+    return last
+
+
+# tab, field (its label), a bad value, the button that would run it, what the message says
+BAD_INPUTS = [
+    ("Traverse", "seed", "-5", "Encode", "seed must be between 0 and 2147483647, got -5"),
+    ("Morph", "seed of the random z", "1e12", "Compare βs", "seed of the random z must be"),
+    ("Denoise", "noise seed (ε)", "-1", "Noise it", "noise seed must be between 0 and"),
+    ("Prompt", "seed", "2.5", "Generate", "seed must be a whole number, got 2.5"),
+    ("Latent map", "seed (t-SNE / UMAP)", "-3", "Show map", "seed must be between 0 and"),
+    ("Train", "β", "-1", "Start", "β must be between 0 and 100, got -1"),
+    ("SynthFaces", "Seed", "", "Generate", "Seed is empty: enter a whole number"),
+]
+
+
+@pytest.mark.parametrize("tab,field,value,button,message", BAD_INPUTS, ids=lambda v: v)
+def test_a_bad_value_is_named_under_its_field_and_nothing_else_changes(page, tab, field, value,
+                                                                       button, message):
+    _open_tab(page, tab)
+    panel = page.locator("[role=tabpanel]:visible").first
+    images = _settled_images(panel)  # what the page drew on load
+    box = panel.get_by_label(field, exact=True).first
+    box.fill(value)
+    panel.get_by_role("button", name=button, exact=True).first.click()
+    error = panel.locator(".validation-error", has_text=message).first
+    error.wait_for(timeout=20_000)
+    page.wait_for_timeout(500)  # anything the event would have drawn has had time to arrive
+    assert _images(panel) == images
+    assert page.get_by_text("Error", exact=True).count() == 0  # no red badge, no bare toast
+    box.fill("0" if tab != "Train" else "1")  # put it right: the message goes away
+    panel.get_by_role("button", name=button, exact=True).first.click()
+    page.wait_for_function("""msg => ![...document.querySelectorAll('.validation-error')]
+        .some(e => e.innerText.includes(msg))""", arg=message, timeout=20_000)

@@ -253,8 +253,10 @@ def test_app_start_cancel_resume_and_the_queue(client, jobs, monkeypatch):
 
     with pytest.raises(Exception, match="Invalid run name"):
         client.predict("../x", 3, 1, 64, 16, 0, api_name="/train_start")
-    with pytest.raises(Exception, match="minimum value|Batch size must be"):
+    # a bad number is refused before the queue, with a message naming the field
+    with pytest.raises(Exception, match="batch size must be between 4 and 512, got 1"):
         client.predict("app-x", 3, 1, 64, 1, 0, api_name="/train_start")
+    assert "app-x" not in tj.app_runs()
 
     # Cancel and resume through the API.
     _settings(monkeypatch, max_steps=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from playground import checkpoints
 from playground import vae_ops as ops
+from playground.inputs import MAX_SEED, _shown, in_range  # noqa: F401  (common.MAX_SEED for the tabs)
 
 SOURCES = ("random", "data", "upload")  # where a face comes from
-MAX_SEED = 2**31 - 1
 DATA_SIZE = 5_000  # faces in the SynthFaces test split ("a face from the data")
 SHOW_SCALE = 4  # one 64 px face is shown at 256 px (nearest neighbour: the pixels stay honest)
 LATEX = [{"left": "$$", "right": "$$", "display": True},
@@ -74,6 +75,85 @@ def _first_line_capitalised(message: str) -> str:
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS - 1] + "…"
     return message[0].upper() + message[1:]
+
+
+# ------------------------------------------------------------------------------ fields
+def number_box(value, label: str, low: float, high: float, whole: bool = True,
+               **kwargs) -> gr.Number:
+    """A number field whose range is checked by `field_validator`, which writes a bad value's
+    message under the field itself and leaves every output as it was. (gr.Number's own
+    minimum/maximum would refuse the value before any validator runs, with a message that
+    names no field, and mark every output of the event as failed.)"""
+    # no precision either: Gradio would round 2.5 to 2 before the validator could say so
+    box = gr.Number(value, label=label, **kwargs)
+    box.valid_range = (low, high, whole)
+    return box
+
+
+def field_message(value, label: str, low: float, high: float, whole: bool) -> str | None:
+    """What is wrong with `value` for the field `label` (None when nothing is)."""
+    if value is None or value == "":
+        kind = "a whole number" if whole else "a number"
+        return f"{label} is empty: enter {kind} between {_shown(low)} and {_shown(high)}"
+    try:
+        in_range(value, label, low, high, whole=whole)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def field_validator(inputs: list):
+    """The ``validator=`` of an event: a bad value among `inputs` (a `number_box` out of range
+    or empty; from an API client, a slider past its ends or a choice not offered) stops the
+    event before it is queued, with the message under that field (and, for `gradio_client`, a
+    ValidationError naming it); every output stays as it was. None when nothing is checked."""
+    checks = [_field_check(component) for component in inputs]
+    if not any(checks):
+        return None
+
+    def validate(*values):
+        out = []
+        for value, check in zip(values, checks):
+            message = check(value) if check else None
+            out.append(gr.validate(message is None, message or ""))
+        return out
+
+    return validate
+
+
+def _field_check(component):
+    """value → message or None, for the inputs a validator checks. A slider's or a choice's
+    own check moves here: Gradio runs it before any validator, and an API client would get a
+    bare HTTP 400 from it (the browser clamps sliders and offers only the choices)."""
+    label = re.sub(r"\s*\(.*\)\s*$", "", getattr(component, "label", None) or "") or "value"
+    if getattr(component, "valid_range", None):
+        return functools.partial(_range_message, label=label, spec=component.valid_range)
+    if isinstance(component, gr.Slider):
+        low, high = component.minimum, component.maximum
+        whole = float(component.step).is_integer() and float(low).is_integer()
+        component.preprocess = functools.partial(gr.Number.round_to_precision,
+                                                 precision=component.precision)
+        return functools.partial(_range_message, label=label, spec=(low, high, whole))
+    offered = isinstance(component, gr.Radio) or (
+        isinstance(component, gr.Dropdown) and not component.allow_custom_value
+        and not component.multiselect)
+    if offered and component.type == "value":
+        component.preprocess = _unchanged
+
+        def check(value, choices=component):
+            values = [v for _, v in choices.choices]
+            return None if value in values else f"{label} must be one of {values}, got {value!r}"
+
+        return check
+    return None
+
+
+def _unchanged(payload):
+    return payload
+
+
+def _range_message(value, label: str, spec: tuple) -> str | None:
+    return field_message(value, label, *spec)
 
 
 # ------------------------------------------------------------------------------ models
@@ -165,10 +245,9 @@ def face_picker(label: str, seed: int = 0, index: int = 0) -> FacePicker:
                       info="random: a new SynthFaces face from the seed · data: face number "
                            "`index` of the SynthFaces test split · upload: your picture")
     with gr.Row():
-        seed_box = gr.Number(seed, precision=0, minimum=0, maximum=MAX_SEED, label="seed",
-                             min_width=80)
-        index_box = gr.Number(index, precision=0, minimum=0, maximum=DATA_SIZE - 1,
-                              label=f"data index (0–{DATA_SIZE - 1})", min_width=80)
+        seed_box = number_box(seed, "seed", 0, MAX_SEED, min_width=80)
+        index_box = number_box(index, f"data index (0–{DATA_SIZE - 1})", 0, DATA_SIZE - 1,
+                               min_width=80)
     upload = gr.File(label="upload a picture (centre-cropped, resized to 64×64)",
                      file_types=UPLOAD_TYPES, type="filepath", height=90)
     return FacePicker(source, seed_box, index_box, upload)

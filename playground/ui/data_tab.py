@@ -6,6 +6,8 @@ import numpy as np
 
 from playground.data import synthfaces as sf
 from playground.data.figures import image_grid
+from playground.inputs import check_seed, in_range
+from playground.ui import common
 
 EXPLAIN = r"""
 ### SynthFaces: faces with known causes
@@ -18,13 +20,11 @@ dimension $z_j$ captured a factor: e.g. the correlation $r(z_j, f_\text{light})$
 MAX_GRID = 64
 
 
+@common.user_errors
 def random_grid(seed: float, count: float) -> np.ndarray:
     """Seed and count in, an image grid (uint8 H×W×3) out."""
-    seed, count = int(seed), int(count)
-    if not 0 <= seed < 2**31:
-        raise gr.Error("Seed must be between 0 and 2^31 - 1.")
-    if not 1 <= count <= MAX_GRID:
-        raise gr.Error(f"Number of faces must be between 1 and {MAX_GRID}.")
+    seed = check_seed(seed)
+    count = in_range(count, "number of faces", 1, MAX_GRID, whole=True)
     images, _, _ = sf.generate(count, seed)
     return np.asarray(image_grid(images, cols=min(8, count), scale=2, pad=2))
 
@@ -56,12 +56,13 @@ def build() -> None:
         gr.Markdown(EXPLAIN, latex_delimiters=[{"left": "$", "right": "$", "display": False}])
         with gr.Row():
             with gr.Column(scale=1):
-                seed = gr.Number(value=0, precision=0, label="Seed")
+                seed = common.number_box(0, "Seed", 0, common.MAX_SEED)
                 count = gr.Slider(1, MAX_GRID, value=32, step=1, label="Number of faces")
                 button = gr.Button("Generate", variant="primary")
             grid = gr.Image(label="Random SynthFaces", type="numpy", format="png",
                             elem_id="synthfaces-grid")
-        button.click(random_grid, [seed, count], grid, api_name="synthfaces_grid")
+        button.click(random_grid, [seed, count], grid, api_name="synthfaces_grid",
+                     validator=common.field_validator([seed, count]))
 
         gr.Markdown("#### Build a face, one factor at a time")
         default = sf.default_factors(1)

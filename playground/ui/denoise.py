@@ -22,6 +22,7 @@ import torch
 from playground import ldm_ops
 from playground import vae_ops as ops
 from playground.diffusion import NoiseSchedule, ddim_timesteps
+from playground.inputs import check_seed, in_range
 from playground.ui import common
 
 MAX_FACES = 4  # faces per sampler run
@@ -63,22 +64,6 @@ $x_T$ for both — the faces differ because their paths do.
 
 # ------------------------------------------------------------------------------ helpers
 stream_user_errors = common.user_errors  # handles generator handlers too (kept for imports)
-
-
-def in_range(value, name: str, lo: float, hi: float, whole: bool = False) -> float | int:
-    """`value` checked to lie in [lo, hi] (a whole number with `whole`), else ValueError."""
-    if whole:
-        number = ops.whole_number(value, name)
-    else:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if not lo <= number <= hi:
-        raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
-    return number
 
 
 def pipeline_names() -> list[str]:
@@ -162,7 +147,7 @@ def forward(model_name, source, seed, index, upload, t, noise_seed):
     """Face, t and noise seed in → (x_0, ε, x_t, latent z_t, decoded z_t, plot, notice)."""
     schedule, pipe = _schedule_for(model_name)
     t = ldm_ops.check_timestep(t, schedule)
-    noise_seed = in_range(noise_seed, "noise seed", 0, common.MAX_SEED, whole=True)
+    noise_seed = check_seed(noise_seed, "noise seed")
     face, note = common.load_face(source, seed, index, upload)
     with ldm_ops.inference():
         pixels = ldm_ops.noised_images(face[None], t, noise_seed, schedule)
@@ -197,7 +182,7 @@ def _check_run(model_name, prompt, guidance, n_faces, seed, steps, eta):
     prompt = ldm_ops.check_prompt(prompt)
     guidance = in_range(guidance, "guidance scale", 0.0, MAX_GUIDANCE)
     n_faces = in_range(n_faces, "number of faces", 1, MAX_FACES, whole=True)
-    seed = in_range(seed, "seed", 0, common.MAX_SEED, whole=True)
+    seed = check_seed(seed)
     steps = in_range(steps, "DDIM steps", MIN_DDIM_STEPS, MAX_DDIM_STEPS, whole=True)
     eta = in_range(eta, "η", 0.0, 1.0)
     return pipe, prompt, guidance, n_faces, seed, min(steps, pipe.num_timesteps), eta
@@ -321,8 +306,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                 picker = common.face_picker("face x_0", seed=0)
                 t = gr.Slider(0, 999, value=250, step=1, label="timestep t",
                               elem_id="denoise-t")
-                noise_seed = gr.Number(0, precision=0, minimum=0, maximum=common.MAX_SEED,
-                                       label="noise seed (ε)")
+                noise_seed = common.number_box(0, "noise seed (ε)", 0, common.MAX_SEED)
                 forward_button = gr.Button("Noise it", variant="primary")
             with gr.Column(scale=4):
                 with gr.Row():
@@ -353,8 +337,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                                      label="guidance w (1: the conditional model, one pass)")
                 with gr.Row():
                     n_faces = gr.Slider(1, MAX_FACES, value=2, step=1, label="faces")
-                    seed = gr.Number(0, precision=0, minimum=0, maximum=common.MAX_SEED,
-                                     label="seed (x_T and noise)")
+                    seed = common.number_box(0, "seed (x_T and noise)", 0, common.MAX_SEED)
                 steps = gr.Slider(MIN_DDIM_STEPS, MAX_DDIM_STEPS, value=50, step=1,
                                   label="DDIM steps S")
                 eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM η")
@@ -385,20 +368,23 @@ def build(demo: gr.Blocks | None = None) -> None:
         if demo is not None:
             triggers.insert(0, demo.load)
         gr.on(triggers, forward, forward_in, forward_out, api_name="denoise_forward",
-              trigger_mode="always_last", show_progress="hidden")
+              trigger_mode="always_last", show_progress="hidden",
+              validator=common.field_validator(forward_in))
+        upload_in = [model, picker.seed, picker.index, picker.upload, t, noise_seed]
         common.wire_upload(picker, "denoise_use_upload").then(
-            forward_upload, [model, picker.seed, picker.index, picker.upload, t, noise_seed],
-            forward_out, api_name="denoise_forward_upload")
+            forward_upload, upload_in, forward_out, api_name="denoise_forward_upload",
+            validator=common.field_validator(upload_in))
 
         run_in = [model, prompt, guidance, n_faces, seed, steps, eta]
         run_out = [ddim_image, ddim_info, ddpm_image, ddpm_info, reverse_plot, ddim_gif,
                    ddpm_gif]
+        run_checks = common.field_validator(run_in)
         events = [
             ddim_button.click(run_ddim, run_in, run_out, api_name="denoise_ddim",
-                              concurrency_id="diffusion"),
+                              concurrency_id="diffusion", validator=run_checks),
             ddpm_button.click(run_ddpm, run_in, run_out, api_name="denoise_ddpm",
-                              concurrency_id="diffusion"),
+                              concurrency_id="diffusion", validator=run_checks),
             both_button.click(run_both, run_in, run_out, api_name="denoise_run",
-                              concurrency_id="diffusion"),
+                              concurrency_id="diffusion", validator=run_checks),
         ]
         stop.click(None, None, None, cancels=events, api_name="denoise_stop")

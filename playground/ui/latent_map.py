@@ -229,8 +229,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                 method = gr.Radio(METHOD_CHOICES, value="tsne", label="projection to 2-D")
                 n_points = gr.Slider(lm.MIN_POINTS, lm.MAX_POINTS, value=lm.DEFAULT_POINTS,
                                      step=100, label="points (SynthFaces test faces 0 … N−1)")
-                seed = gr.Number(0, precision=0, minimum=0, maximum=common.MAX_SEED,
-                                 label="seed (t-SNE / UMAP)")
+                seed = common.number_box(0, "seed (t-SNE / UMAP)", 0, common.MAX_SEED)
                 colour = gr.Dropdown(COLOUR_CHOICES, value=DEFAULT_COLOUR, label="colour by")
                 show_button = gr.Button("Show map", variant="primary")
                 query = gr.Textbox(
@@ -246,8 +245,8 @@ def build(demo: gr.Blocks | None = None) -> None:
                 scores = gr.Markdown()
         with gr.Row():
             with gr.Column(scale=3):
-                index = gr.Number(0, precision=0, minimum=0, maximum=lm.MAX_POINTS - 1,
-                                  label="point index (hover a point to read it)")
+                index = common.number_box(0, "point index", 0, lm.MAX_POINTS - 1,
+                                          info="hover a point to read it")
                 point_button = gr.Button("Show face")
                 info = gr.Markdown()
             face = gr.Image(label="face x", type="numpy", format="png", interactive=False,
@@ -261,8 +260,10 @@ def build(demo: gr.Blocks | None = None) -> None:
         map_outputs = [plot, scores, notice]
         refresh.click(common.refresh_models, model, model, api_name="latent_map_models")
         gr.on([show_button.click, colour.input, query.submit], show_map, map_inputs,
-              map_outputs, api_name="latent_map", trigger_mode="always_last")
+              map_outputs, api_name="latent_map", trigger_mode="always_last",
+              validator=common.field_validator(map_inputs))
         if demo is not None:  # no error without models: it shows the hint instead
             demo.load(show_cached_map, map_inputs, map_outputs, api_name="latent_map_cached")
         gr.on([point_button.click, index.submit], show_point, [model, n_points, index],
-              [face, reconstruction, info], api_name="latent_map_point")
+              [face, reconstruction, info], api_name="latent_map_point",
+              validator=common.field_validator([model, n_points, index]))

@@ -11,6 +11,7 @@ import numpy as np
 
 from playground import checkpoints
 from playground import vae_ops as ops
+from playground.inputs import check_seed, in_range
 from playground.ui import common
 
 DEFAULT_STEPS = 8
@@ -93,14 +94,8 @@ def _metrics_row(name: str, model) -> str:
 def compare_betas(source_a, seed_a, index_a, upload_a, source_b, seed_b, index_b, upload_b,
                   sample_seed, n_samples):
     """Faces A, B and a seed in → (labelled grid: one row per model, metrics table)."""
-    n_samples = ops.whole_number(n_samples, "number of random faces")
-    if not 1 <= n_samples <= MAX_SAMPLES:
-        raise ValueError(f"number of random faces must be between 1 and {MAX_SAMPLES}, "
-                         f"got {n_samples}")
-    sample_seed = ops.whole_number(sample_seed, "sample seed")
-    if not 0 <= sample_seed <= common.MAX_SEED:
-        raise ValueError(f"sample seed must be between 0 and {common.MAX_SEED}, "
-                         f"got {sample_seed}")
+    n_samples = in_range(n_samples, "number of random faces", 1, MAX_SAMPLES, whole=True)
+    sample_seed = check_seed(sample_seed, "sample seed")
     face_a, face_b, notes = _faces(source_a, seed_a, index_a, upload_a,
                                    source_b, seed_b, index_b, upload_b)
     models = _models_by_beta()
@@ -158,8 +153,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         gr.Markdown(COMPARE_EXPLAIN, latex_delimiters=common.LATEX)
         with gr.Row():
             with gr.Column(scale=1):
-                sample_seed = gr.Number(0, precision=0, minimum=0, maximum=common.MAX_SEED,
-                                        label="seed of the random z")
+                sample_seed = common.number_box(0, "seed of the random z", 0, common.MAX_SEED)
                 n_samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1,
                                       label="random faces per model")
                 compare = gr.Button("Compare βs")
@@ -174,7 +168,9 @@ def build(demo: gr.Blocks | None = None) -> None:
         triggers = [run.click]
         if demo is not None and common.model_names():
             triggers.insert(0, demo.load)
-        gr.on(triggers, morph, [model, *faces_in, steps, mode],
-              [face_a, face_b, morph_strip, gif, notice], api_name="morph")
-        compare.click(compare_betas, [*faces_in, sample_seed, n_samples],
-                      [compare_grid, compare_notice], api_name="compare_betas")
+        morph_in = [model, *faces_in, steps, mode]
+        gr.on(triggers, morph, morph_in, [face_a, face_b, morph_strip, gif, notice],
+              api_name="morph", validator=common.field_validator(morph_in))
+        compare_in = [*faces_in, sample_seed, n_samples]
+        compare.click(compare_betas, compare_in, [compare_grid, compare_notice],
+                      api_name="compare_betas", validator=common.field_validator(compare_in))

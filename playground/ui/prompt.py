@@ -17,8 +17,9 @@ import numpy as np
 from playground import ldm_ops
 from playground import vae_ops as ops
 from playground.ui import common
-from playground.ui.denoise import (in_range, no_pipeline_message, pipeline_dropdown,
-                                   refresh_pipelines, stream_user_errors)
+from playground.inputs import check_seed, in_range
+from playground.ui.denoise import (no_pipeline_message, pipeline_dropdown, refresh_pipelines,
+                                   stream_user_errors)
 
 MAX_FACES = 8
 GRID_COLUMNS = 4
@@ -80,7 +81,7 @@ def _check(model_name, prompt, negative, guidance, steps, n_faces, seed):
     guidance = in_range(guidance, "guidance scale", 0.0, MAX_GUIDANCE)
     steps = in_range(steps, "steps", MIN_STEPS, MAX_STEPS, whole=True)
     n_faces = in_range(n_faces, "number of faces", 1, MAX_FACES, whole=True)
-    seed = in_range(seed, "seed", 0, common.MAX_SEED, whole=True)
+    seed = check_seed(seed)
     return pipe, prompt, negative, guidance, min(steps, pipe.num_timesteps), n_faces, seed
 
 
@@ -184,8 +185,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                                       label="DDIM steps")
                     n_faces = gr.Slider(1, MAX_FACES, value=4, step=1, label="faces")
                 with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, maximum=common.MAX_SEED,
-                                     label="seed", min_width=100)
+                    seed = common.number_box(0, "seed", 0, common.MAX_SEED, min_width=100)
                     randomize = gr.Checkbox(False, label="new random seed each time")
                     dice = gr.Button("New seed", scale=0, min_width=90)
                 with gr.Row():
@@ -206,9 +206,10 @@ def build(demo: gr.Blocks | None = None) -> None:
 
         refresh.click(refresh_pipelines, model, model, api_name="prompt_models")
         dice.click(_random_seed, None, seed, api_name="prompt_random_seed")
-        gr.on([run.click, prompt.submit], generate,
-              [model, prompt, negative, guidance, steps, seed, randomize, n_faces],
-              [grid, notice, seed], api_name="prompt_generate", concurrency_id="diffusion")
-        sweep_button.click(sweep, [model, prompt, negative, steps, seed, n_faces],
-                           [sweep_grid, sweep_table], api_name="prompt_sweep",
-                           concurrency_id="diffusion")
+        generate_in = [model, prompt, negative, guidance, steps, seed, randomize, n_faces]
+        gr.on([run.click, prompt.submit], generate, generate_in, [grid, notice, seed],
+              api_name="prompt_generate", concurrency_id="diffusion",
+              validator=common.field_validator(generate_in))
+        sweep_in = [model, prompt, negative, steps, seed, n_faces]
+        sweep_button.click(sweep, sweep_in, [sweep_grid, sweep_table], api_name="prompt_sweep",
+                           concurrency_id="diffusion", validator=common.field_validator(sweep_in))

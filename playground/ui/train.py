@@ -205,21 +205,21 @@ def build(demo: gr.Blocks | None = None) -> None:
                                   placeholder="empty: my-vae-beta<β>", max_length=64,
                                   elem_id="train-name")
                 with gr.Row():
-                    beta = gr.Number(request.beta, minimum=0, maximum=tj.MAX_BETA, label="β",
-                                     min_width=80)
-                    minutes = gr.Number(request.minutes, minimum=tj.MIN_MINUTES,
-                                        maximum=policy.max_minutes, min_width=80,
-                                        label=f"minutes (≤ {policy.max_minutes:g})")
+                    beta = common.number_box(request.beta, "β", 0, tj.MAX_BETA, whole=False,
+                                             min_width=80)
+                    minutes = common.number_box(request.minutes,
+                                                f"minutes (≤ {policy.max_minutes:g})",
+                                                tj.MIN_MINUTES, policy.max_minutes, whole=False,
+                                                min_width=80)
                 with gr.Row():
-                    train_size = gr.Number(min(request.train_size, policy.max_train_size),
-                                           precision=0, minimum=tj.MIN_TRAIN_SIZE,
-                                           maximum=policy.max_train_size, min_width=80,
-                                           label=f"train size (faces, ≤ {policy.max_train_size})")
-                    batch_size = gr.Number(request.batch_size, precision=0,
-                                           minimum=tj.BATCH_RANGE[0], maximum=tj.BATCH_RANGE[1],
-                                           label="batch size", min_width=80)
-                    seed = gr.Number(request.seed, precision=0, minimum=0, maximum=tj.MAX_SEED,
-                                     label="seed", min_width=80)
+                    train_size = common.number_box(
+                        min(request.train_size, policy.max_train_size),
+                        f"train size (faces, ≤ {policy.max_train_size})", tj.MIN_TRAIN_SIZE,
+                        policy.max_train_size, min_width=80)
+                    batch_size = common.number_box(request.batch_size, "batch size",
+                                                   *tj.BATCH_RANGE, min_width=80)
+                    seed = common.number_box(request.seed, "seed", 0, common.MAX_SEED,
+                                             min_width=80)
                 with gr.Row():
                     start_button = gr.Button("Start", variant="primary", elem_id="train-start",
                                              interactive=policy.enabled, min_width=60)
@@ -238,11 +238,12 @@ def build(demo: gr.Blocks | None = None) -> None:
                 gr.Markdown(EXPLAIN, latex_delimiters=common.LATEX)
 
         view = [name, runs, status, curve, grid]
-        start_button.click(start, [name, beta, minutes, train_size, batch_size, seed], view,
-                           api_name="train_start", concurrency_limit=1,
-                           concurrency_id=TRAIN_QUEUE)
+        start_in = [name, beta, minutes, train_size, batch_size, seed]
+        start_button.click(start, start_in, view, api_name="train_start", concurrency_limit=1,
+                           concurrency_id=TRAIN_QUEUE, validator=common.field_validator(start_in))
         resume_button.click(resume, [name, minutes], view, api_name="train_resume",
-                            concurrency_limit=1, concurrency_id=TRAIN_QUEUE)
+                            concurrency_limit=1, concurrency_id=TRAIN_QUEUE,
+                            validator=common.field_validator([name, minutes]))
         cancel_button.click(cancel, name, status, api_name="train_cancel")
         status_button.click(show, name, view, api_name="train_status")
         runs.input(show, runs, view, api_name="train_pick")

@@ -177,11 +177,13 @@ def build(demo: gr.Blocks | None = None) -> None:
         if demo is not None and common.model_names():  # no toast on load when there is none
             triggers.insert(0, demo.load)
         # always_last: a model switched while the first encode (KL ranking, ~1 s) runs is not lost
-        gr.on(triggers, encode, [model, *picker.inputs], encoded, api_name="traverse_encode",
-              trigger_mode="always_last")
+        encode_in = [model, *picker.inputs]
+        gr.on(triggers, encode, encode_in, encoded, api_name="traverse_encode",
+              trigger_mode="always_last", validator=common.field_validator(encode_in))
+        upload_in = [model, picker.seed, picker.index, picker.upload]
         common.wire_upload(picker, "traverse_use_upload").then(
-            encode_upload, [model, picker.seed, picker.index, picker.upload], encoded,
-            api_name="traverse_encode_upload")
+            encode_upload, upload_in, encoded, api_name="traverse_encode_upload",
+            validator=common.field_validator(upload_in))
         gr.on([s.input for s in sliders], decode, [state, *sliders], decoded,
               api_name="traverse_decode", trigger_mode="always_last", show_progress="hidden")
         grid_button.click(traversal, [state, n_dims, *sliders], [grid, gif],
