@@ -67,7 +67,10 @@ def kl_per_dim(mu, logvar) -> np.ndarray:
     return kl.mean(axis=0)
 
 
-def active_dims(kl_per_dim, threshold: float = 0.01) -> int:
+ACTIVE_KL = 0.01  # nats: a latent dimension with more mean KL than this is "active"
+
+
+def active_dims(kl_per_dim, threshold: float = ACTIVE_KL) -> int:
     """Number of latent dimensions whose mean KL exceeds ``threshold`` nats.
 
     A dimension with (near) zero KL has collapsed to the prior: the decoder ignores it.
@@ -76,7 +79,7 @@ def active_dims(kl_per_dim, threshold: float = 0.01) -> int:
 
     Args:
         kl_per_dim: (D,) KL per dimension in nats, e.g. from :func:`kl_per_dim`.
-        threshold: nats; 0.01 by default.
+        threshold: nats; `ACTIVE_KL` (0.01) by default — every tab and report counts with it.
     """
     kl = _to_numpy(kl_per_dim, "kl_per_dim")
     if kl.ndim != 1:

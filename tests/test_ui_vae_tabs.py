@@ -80,6 +80,15 @@ def test_encode_shows_the_face_its_decoding_and_labels_the_sliders(client, sourc
     assert sliders[0]["label"] == f"z[{order[0]}] (KL {kl[order[0]]:.2f} nats)"
     assert "vae-beta10" in notice and ("seed 3" in notice or "#7" in notice)
     assert plot is not None
+    # the boxes read z_d on the slider's grid (0.40, not 0.39161235), and the decoded face is
+    # the decoding of exactly those values
+    values = [s["value"] for s in sliders]
+    assert all(abs(v * 20 - round(v * 20)) < 1e-9 and v == round(v, 2) for v in values)
+    model = ops.get_model("vae-beta10")
+    z = ops.encode_mean(model, expected[None])[0]
+    assert np.abs(np.asarray(values) - np.clip(z[order[:8]], -3, 3)).max() <= 0.025 + 1e-6
+    decoded_there = ops.decode(model, ops.with_values(z, order[:8], values)[None])[0]
+    assert np.array_equal(_image(decoded)[::common.SHOW_SCALE, ::common.SHOW_SCALE], decoded_there)
 
 
 def test_slider_decode_follows_the_sliders_and_matches_the_core(client):

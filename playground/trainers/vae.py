@@ -16,6 +16,7 @@ import torch
 
 from playground.checkpoints import runs_dir
 from playground.losses import bce_loss, beta_vae_loss, kl_normal
+from playground.metrics import active_dims
 from playground.models.vae import BetaVAE, VAEConfig
 from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoop,
                                  add_common_arguments, autocast,
@@ -24,7 +25,6 @@ from playground.training import (DistInfo, GracefulStop, StartAndSpeed, TrainLoo
 
 HELP = "β-VAE on 64×64 faces (conv encoder → 128-d Gaussian z → deconv decoder)"
 
-ACTIVE_KL = 0.01  # nats: a latent dimension with more average KL than this is "active"
 PROBE_FACES = 512  # validation faces of the quality probe (the learning curves)
 
 
@@ -127,7 +127,7 @@ def final_metrics(model: BetaVAE, dataset, *, beta: float, device: str | torch.d
         "recon_bce": recon_bce,
         "kl": kl,
         "kl_per_dim": kl_per_dim,
-        "active_dims": int(sum(k > ACTIVE_KL for k in kl_per_dim)),
+        "active_dims": active_dims(kl_per_dim),
         "elbo": -(recon_bce + kl),
         "loss": recon_bce + beta * kl,
         "n_eval": n,

@@ -12,6 +12,7 @@ import numpy as np
 from playground import checkpoints
 from playground import vae_ops as ops
 from playground.inputs import check_seed, in_range
+from playground.metrics import active_dims
 from playground.ui import common
 
 DEFAULT_STEPS = 8
@@ -86,8 +87,10 @@ def _metrics_row(name: str, model) -> str:
     def num(key, fmt):
         return format(m[key], fmt) if isinstance(m.get(key), (int, float)) else "–"
 
+    # active dimensions as Traverse counts them: the same 512 faces, the same threshold
+    active = active_dims(ops.dims_by_kl(model)[1])
     return (f"| {name} | {ops.model_beta(model):g} | {num('recon_bce', '.0f')} | "
-            f"{num('kl', '.1f')} | {num('active_dims', 'd')} | {num('mig', '.3f')} |")
+            f"{num('kl', '.1f')} | {active} | {num('mig', '.3f')} |")
 
 
 @common.user_errors

@@ -13,13 +13,14 @@ import gradio as gr
 import numpy as np
 
 from playground import vae_ops as ops
+from playground.metrics import ACTIVE_KL, active_dims
 from playground.ui import common
 
 N_SLIDERS = 8  # live sliders, on the highest-KL dimensions
 SLIDER_RANGE = 3.0  # z_d ∈ [−3, 3]: ±3 prior standard deviations
+SLIDER_STEP = 0.05  # slider resolution: a z_d is shown and decoded on this grid
 GRID_VALUES = 9  # columns of the traversal grid, evenly from −3 to 3
 MAX_GRID_DIMS = 16  # rows of the traversal grid at most
-ACTIVE_KL = 0.01  # nats; a dimension below this has collapsed to the prior
 
 EXPLAIN = r"""
 ### Latent traversal: what does one coordinate of $z$ do?
@@ -48,7 +49,7 @@ def _plot_kl(kl: np.ndarray, dims: np.ndarray, model_name: str):
     colors = ["#d62728" if int(d) in on_slider else "#1f77b4" for d in order]
     fig = go.Figure(go.Bar(x=[f"z[{d}]" for d in order], y=kl[order], marker_color=colors,
                            hovertemplate="%{x}: %{y:.3f} nats<extra></extra>"))
-    active = int(np.sum(kl > ACTIVE_KL))
+    active = active_dims(kl)
     fig.update_layout(
         title=f"{model_name}: KL per latent dimension, sorted (red: on a slider) — "
               f"{active} of {len(kl)} active (> {ACTIVE_KL} nats), total {kl.sum():.1f} nats",
@@ -58,15 +59,21 @@ def _plot_kl(kl: np.ndarray, dims: np.ndarray, model_name: str):
     return fig
 
 
-def _slider_updates(z: np.ndarray, dims: np.ndarray, kl: np.ndarray) -> list:
-    """gr.update for each slider: label with the dimension and its KL, value z_d (clipped)."""
+def slider_values(z: np.ndarray) -> np.ndarray:
+    """z_d as a slider can show it: clipped to ±SLIDER_RANGE, rounded to its SLIDER_STEP
+    (a box reading 0.40, not 0.39161235)."""
+    z = np.clip(np.asarray(z, dtype=np.float64), -SLIDER_RANGE, SLIDER_RANGE)
+    return np.round(np.round(z / SLIDER_STEP) * SLIDER_STEP, 2) + 0.0  # + 0.0: no "-0.0"
+
+
+def _slider_updates(values: np.ndarray, dims: np.ndarray, kl: np.ndarray) -> list:
+    """gr.update for each slider: label with the dimension and its KL, its value."""
     updates = []
     for i in range(N_SLIDERS):
         if i < len(dims):
             d = int(dims[i])
-            updates.append(gr.update(
-                label=f"z[{d}] (KL {kl[d]:.2f} nats)", visible=True,
-                value=float(np.clip(z[d], -SLIDER_RANGE, SLIDER_RANGE))))
+            updates.append(gr.update(label=f"z[{d}] (KL {kl[d]:.2f} nats)", visible=True,
+                                     value=float(values[i])))
         else:  # a model with fewer than N_SLIDERS latent dimensions
             updates.append(gr.update(visible=False, value=0.0))
     return updates
@@ -80,15 +87,17 @@ def encode(model_name, source, seed, index, upload):
     order, kl = ops.dims_by_kl(model)
     z = ops.encode_mean(model, face[None])[0]  # (D,)
     dims = order[:N_SLIDERS]
-    # What the sliders show (z_d clipped to ±3) is what gets decoded, now and on every move.
-    shown = ops.with_values(z, dims, np.clip(z[dims], -SLIDER_RANGE, SLIDER_RANGE))
+    # What the sliders show (z_d clipped to ±3, on the slider's 0.05 grid) is what gets
+    # decoded, now and on every move.
+    on_sliders = slider_values(z[dims])
+    shown = ops.with_values(z, dims, on_sliders)
     decoded = ops.decode(model, shown[None])[0]
     state = {"model": model_name, "z": z, "dims": dims, "order": order, "kl": kl}
-    active = int(np.sum(kl > ACTIVE_KL))
+    active = active_dims(kl)
     notice = (f"{note}. Encoded by **{model_name}** (β = {ops.model_beta(model):g}): "
               f"{active} of {len(kl)} dimensions active; sliders on the top {len(dims)}.")
     return (common.show(face), common.show(decoded), state,
-            *_slider_updates(z, dims, kl), _plot_kl(kl, dims, model_name), notice)
+            *_slider_updates(on_sliders, dims, kl), _plot_kl(kl, dims, model_name), notice)
 
 
 @common.user_errors
@@ -155,7 +164,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                     decoded = gr.Image(label="decoder(z) — follows the sliders", type="numpy",
                                        format="png", interactive=False, height=256,
                                        elem_id="traverse-decoded")
-                sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.05,
+                sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=SLIDER_STEP,
                                      label=f"slider {i + 1}") for i in range(N_SLIDERS)]
             with gr.Column(scale=4):
                 gr.Markdown(EXPLAIN, latex_delimiters=common.LATEX)
