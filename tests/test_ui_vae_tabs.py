@@ -64,8 +64,10 @@ def _encode(client, source="random", seed=0, index=0, upload=None, model="vae-be
 def test_models_of_trained_and_runs_are_listed(client, tiny_models):
     assert common.model_names() == ["vae-beta1", "vae-beta10", "vae-beta4"]
     update = client.predict("gone", api_name="/traverse_models")
-    assert update["value"] == "vae-beta10"
+    assert update["value"] == "vae-beta1"  # Traverse opens on the model that keeps faces
     assert [c[0] for c in update["choices"]] == ["vae-beta1", "vae-beta10", "vae-beta4"]
+    assert client.predict("gone", api_name="/latent_map_models")["value"] == "vae-beta10"
+    assert client.predict("vae-beta4", api_name="/morph_models")["value"] == "vae-beta4"
 
 
 @pytest.mark.parametrize("source", ["random", "data"])

@@ -206,21 +206,27 @@ def no_models_message() -> str:
     return "\n\n".join(parts)
 
 
-def model_dropdown(label: str = "β-VAE model") -> gr.Dropdown:
-    """Dropdown of the available β-VAEs, vae-beta10 first choice when present.
+# The model a tab opens on: β = 1 reconstructs eyes and mouths, so the first face a student
+# sees is one they recognise (the latent map opens on β = 10, the assignment's t-SNE model).
+FIRST_MODEL = "vae-beta1"
+
+
+def model_dropdown(label: str = "β-VAE model", preferred: str = FIRST_MODEL) -> gr.Dropdown:
+    """Dropdown of the available β-VAEs, `preferred` first choice when present.
 
     Custom values are accepted on purpose: the choice is checked by `vae_ops.get_model`, whose
     error lists the models that exist (and a run trained after start-up can be typed in).
     """
     names = model_names()
-    return gr.Dropdown(names, value=ops.default_model(names), label=label,
+    return gr.Dropdown(names, value=ops.default_model(names, preferred), label=label,
                        allow_custom_value=True, interactive=True, scale=4)
 
 
-def refresh_models(current: str | None):
-    """↻ handler: a new choices list for a model dropdown (keeps `current` if it still exists)."""
+def refresh_models(current: str | None, preferred: str = FIRST_MODEL):
+    """↻ handler: a new choices list for a model dropdown (keeps `current` if it still exists,
+    else `preferred`)."""
     names = model_names()
-    value = current if current in names else ops.default_model(names)
+    value = current if current in names else ops.default_model(names, preferred)
     return gr.update(choices=names, value=value)
 
 

@@ -12,6 +12,7 @@ each point's index, and the index box shows that face.
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import gradio as gr
@@ -26,6 +27,7 @@ METHOD_CHOICES = [(lm.METHOD_LABELS[m], m) for m in lm.METHODS]
 COLOUR_CHOICES = ([(f"{a} (attribute)", a) for a in sf.ATTRIBUTE_NAMES] +
                   [(f"{f} (factor)", f) for f in sf.FACTOR_NAMES])
 DEFAULT_COLOUR = "Smiling"
+MAP_MODEL = "vae-beta10"  # the assignment: a t-SNE of β = 10's z coloured by Smiling
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]  # categories
 POINT_SIZE = 5
 
@@ -224,7 +226,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
-                    model = common.model_dropdown()
+                    model = common.model_dropdown(preferred=MAP_MODEL)
                     refresh = gr.Button("↻", scale=0, min_width=40)
                 method = gr.Radio(METHOD_CHOICES, value="tsne", label="projection to 2-D")
                 n_points = gr.Slider(lm.MIN_POINTS, lm.MAX_POINTS, value=lm.DEFAULT_POINTS,
@@ -258,7 +260,8 @@ def build(demo: gr.Blocks | None = None) -> None:
 
         map_inputs = [model, method, n_points, seed, colour, query]
         map_outputs = [plot, scores, notice]
-        refresh.click(common.refresh_models, model, model, api_name="latent_map_models")
+        refresh.click(functools.partial(common.refresh_models, preferred=MAP_MODEL), model,
+                      model, api_name="latent_map_models")
         gr.on([show_button.click, colour.input, query.submit], show_map, map_inputs,
               map_outputs, api_name="latent_map", trigger_mode="always_last",
               validator=common.field_validator(map_inputs))
