@@ -154,7 +154,8 @@ def evaluate_vae(
     Returns:
         A JSON-ready dict with ``recon_bce``, ``kl``, ``elbo`` (nats per image, mean over images),
         ``kl_per_dim`` (list of D), ``active_dims``, ``mig``, ``mig_per_factor``, ``factor_r``
-        ({factor: {"r", "abs_r", "dim"[, "category"]}}), ``smiling_knn_acc`` / ``_silhouette``
+        ({factor: {"r", "abs_r", "dim"[, "category"]}}), ``smiling_knn_acc`` /
+        ``smiling_knn_balanced_acc`` / ``_silhouette``
         (t-SNE 2-D), ``smiling_knn_acc_mu`` / ``smiling_silhouette_mu`` (full mu space),
         ``smiling_baseline`` (majority-class accuracy), ``n_eval``, ``eval_split``,
         ``eval_seed``, ``eval_seconds``, ``eval_device``, and ``beta`` and ``loss``
@@ -211,6 +212,8 @@ def evaluate_vae(
         xy = embed(mu[:m], method="tsne", seed=seed)
         report(0.9, "separation scores")
         out["smiling_knn_acc"] = metrics.knn_accuracy(xy, labels, k=k, seed=seed)
+        out["smiling_knn_balanced_acc"] = metrics.knn_accuracy(xy, labels, k=k, seed=seed,
+                                                               balanced=True)
         out["smiling_silhouette"] = metrics.silhouette(xy, labels)
         out["smiling_baseline"] = metrics.majority_baseline(labels)
         out["smiling_knn_acc_mu"] = metrics.knn_accuracy(mu[:m], labels, k=k, seed=seed)

@@ -290,12 +290,15 @@ def majority_baseline(labels) -> float:
     return float(np.unique(y, return_counts=True)[1].max() / len(y))
 
 
-def knn_accuracy(points, labels, k: int = 10, folds: int = 5, seed: int = 0) -> float:
+def knn_accuracy(points, labels, k: int = 10, folds: int = 5, seed: int = 0,
+                 balanced: bool = False) -> float:
     """Cross-validated accuracy of a k-nearest-neighbour classifier predicting ``labels``.
 
     How well the local neighbourhood of a point predicts its label: ~1 for well separated
     classes, ~ :func:`majority_baseline` when the label is unrelated to position.
     Stratified ``folds``-fold split, shuffled with ``seed``; Euclidean distance, uniform votes.
+    With ``balanced`` the score is balanced accuracy (the mean recall of the classes: chance is
+    1 / classes however rare one class is, so a dominant class cannot make it look high).
 
     Args:
         points: (N, d) coordinates (a 2-D embedding or the full latent space).
@@ -316,7 +319,8 @@ def knn_accuracy(points, labels, k: int = 10, folds: int = 5, seed: int = 0) -> 
     if k < 1 or k > n_train:
         raise ValueError(f"k must be in 1..{n_train} (training points per fold), got {k}")
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(KNeighborsClassifier(n_neighbors=k), x, y, cv=cv)
+    scores = cross_val_score(KNeighborsClassifier(n_neighbors=k), x, y, cv=cv,
+                             scoring="balanced_accuracy" if balanced else "accuracy")
     return float(scores.mean())
 
 

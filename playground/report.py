@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from playground import plots
+from playground.latent_map import separation_verdict
 from playground.evaluate import (evaluate_vae, first_images, load_tsne, merge_metrics, model_dir,
                                  save_tsne, weights_fingerprint)
 
@@ -182,32 +183,6 @@ def figure_tsne(results: Mapping[str, Mapping], labels: Mapping[str, str], path:
 # --------------------------------------------------------------------------------------------
 
 
-def separation_verdict(knn_acc: float, baseline: float, silhouette: float) -> tuple[str, str]:
-    """("clear" | "partial" | "none", one-sentence reason) from the separation numbers.
-
-    Gain = (kNN acc - baseline) / (1 - baseline): the share of the possible improvement over
-    always guessing the majority class. Silhouette thresholds follow Kaufman & Rousseeuw
-    (> 0.5 strong, 0.25-0.5 weak, < 0.25 no substantial cluster structure).
-    """
-    gain = (knn_acc - baseline) / max(1.0 - baseline, 1e-9)
-    if gain >= 0.6 and silhouette >= 0.25:
-        return "clear", (f"neighbours almost always share the label ({gain:.0%} of the possible "
-                         f"gain over the baseline) and the two classes form distinct clusters "
-                         f"(silhouette {silhouette:.2f} ≥ 0.25)")
-    if gain >= 0.2:
-        structure = ("distinct clusters" if silhouette >= 0.25 else
-                     "no distinct clusters (silhouette < 0.25): the classes lie side by side "
-                     "in overlapping regions rather than in separate islands")
-        return "partial", (f"the label is predictable from a point's neighbours ({gain:.0%} of "
-                           f"the possible gain over the baseline) but there are {structure}")
-    if gain <= 0:
-        return "none", (f"a point's neighbours predict the label no better than always guessing "
-                        f"the majority class, and the silhouette {silhouette:.3f} shows no cluster "
-                        f"structure")
-    return "none", (f"a point's neighbours barely predict the label ({gain:.0%} of the possible "
-                    f"gain over the baseline; silhouette {silhouette:.3f})")
-
-
 def accuracy_noise(acc_a: float, acc_b: float, m: int) -> float:
     """About two standard errors of the difference of two accuracies measured on m points.
 
@@ -230,7 +205,8 @@ def separation_paragraph(results: Mapping[str, Mapping], labels: Mapping[str, st
     focus = max(known, key=lambda n: betas[n]) if known else names[-1]
     res = results[focus]
     verdict, reason = separation_verdict(res["smiling_knn_acc"], res["smiling_baseline"],
-                                         res["smiling_silhouette"])
+                                         res["smiling_silhouette"],
+                                         res.get("smiling_knn_balanced_acc"))
     answer = {"clear": "Yes", "partial": "Partly", "none": "No"}[verdict]
     m = res["n_tsne"] if "n_tsne" in res else len(res["_tsne"]["labels"])
     lines = [

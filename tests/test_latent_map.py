@@ -204,6 +204,23 @@ def test_separation_scores_tell_separated_from_mixed_labels():
     assert rare["folds"] == 3 and "3-fold" in rare["note"] and rare["knn_acc"] is not None
 
 
+def test_a_clean_cluster_of_a_rare_class_is_called_separated_and_dominance_is_said():
+    from playground.ui.latent_map import _scores_markdown
+
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.zeros(270, int), np.ones(30, int)]  # hats on 10 % of the faces
+    clean = rng.normal(size=(300, 2)) + labels[:, None] * 10.0
+    s = lm.separation(clean, labels)
+    assert s["knn_balanced_acc"] > 0.95 and s["classes"] == 2
+    text = _scores_markdown(s, {"name": "Wearing_Hat", "kind": "binary"}, {})
+    assert "**well separated**" in text and "One class dominates (90% of the faces)" in text
+    # the same share, no structure: plain accuracy near the baseline, balanced near chance
+    mixed = lm.separation(rng.normal(size=(300, 2)), labels)
+    assert mixed["knn_balanced_acc"] < 0.6
+    assert "**not separated on this map**" in _scores_markdown(
+        mixed, {"name": "Wearing_Hat", "kind": "binary"}, {})
+
+
 def test_silhouette_of_a_large_map_uses_a_sample():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, lm.SILHOUETTE_MAX + 500)

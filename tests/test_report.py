@@ -155,6 +155,11 @@ def test_separation_verdict_follows_the_numbers():
     assert report.separation_verdict(0.80, 0.5, 0.1)[0] == "partial"
     assert report.separation_verdict(0.53, 0.5, 0.01)[0] == "none"
     assert report.separation_verdict(0.90, 0.9, 0.5)[0] == "none"  # baseline already 0.9
+    # a dominant class: balanced accuracy decides, not plain accuracy against 0.9
+    assert report.separation_verdict(0.99, 0.9, 0.6, balanced_acc=0.97)[0] == "clear"
+    verdict, reason = report.separation_verdict(0.91, 0.9, 0.1, balanced_acc=0.55)
+    assert verdict == "none" and "balanced accuracy" in reason
+    assert report.separation_verdict(0.7, 0.34, None, balanced_acc=0.9, classes=3)[0] == "clear"
 
 
 def test_cli_writes_metrics_and_the_report_reuses_them_until_the_weights_change(

@@ -106,20 +106,20 @@ def _scores_markdown(scores: dict, colour: dict, result: dict) -> str:
     head = f"**How well does the map separate {what}?** ({scores['n']:,} points)  \n"
     if scores["knn_acc"] is None:
         return head + f"No score: {scores['note']}."
-    knn, base = scores["knn_acc"], scores["baseline"]
+    knn, base, bal = scores["knn_acc"], scores["baseline"], scores["knn_balanced_acc"]
     sil = "n/a" if scores["silhouette"] is None else f"{scores['silhouette']:.2f}"
-    text = (head + f"kNN accuracy **{knn:.2f}** vs majority baseline **{base:.2f}**; "
-            f"silhouette **{sil}**")
+    text = (head + f"kNN accuracy **{knn:.2f}** vs majority baseline **{base:.2f}**; balanced "
+            f"accuracy **{bal:.2f}** (chance {1 / scores['classes']:.2f}); silhouette **{sil}**")
     if scores["note"]:
         text += f" ({scores['note']})"
-    gain = knn - base
-    if gain >= 0.2:
-        verdict = "well separated: a face's neighbours on the map mostly share its value."
-    elif gain >= 0.05:
-        verdict = "partly separated: neighbours share the value more often than chance."
-    else:
-        verdict = "not separated on this map: neighbours predict it no better than chance."
-    return text + f"  \n→ {verdict}"
+    if base >= lm.DOMINANT_SHARE:
+        text += (f"  \nOne class dominates ({base:.0%} of the faces): guessing it alone scores "
+                 f"{base:.2f}, so the verdict reads the balanced accuracy.")
+    verdict, reason = lm.separation_verdict(knn, base, scores["silhouette"], bal,
+                                            scores["classes"])
+    word = {"clear": "well separated", "partial": "partly separated",
+            "none": "not separated on this map"}[verdict]
+    return text + f"  \n→ **{word}**: {reason}."
 
 
 def _notice(result: dict, query_note: str) -> str:
@@ -262,7 +262,8 @@ def build(demo: gr.Blocks | None = None) -> None:
         map_outputs = [plot, scores, notice]
         refresh.click(functools.partial(common.refresh_models, preferred=MAP_MODEL), model,
                       model, api_name="latent_map_models")
-        gr.on([show_button.click, colour.input, query.submit], show_map, map_inputs,
+        # the map follows every choice that changes it, not only the button
+        gr.on([show_button.click, method.input, colour.input, query.submit], show_map, map_inputs,
               map_outputs, api_name="latent_map", trigger_mode="always_last",
               validator=common.field_validator(map_inputs))
         if demo is not None:  # no error without models: it shows the hint instead
