@@ -58,6 +58,19 @@ def runs_dir() -> Path:
     return Path(os.environ.get("PLAYGROUND_RUNS") or repo_root() / "runs")
 
 
+def cache_dir(root: str | os.PathLike | None = None) -> Path:
+    """Folder of everything recomputable (SynthFaces splits, latents, maps): ``root``,
+    ``$PLAYGROUND_CACHE``, or ``$XDG_CACHE_HOME/playground`` (~/.cache/playground). Never
+    trained/: that holds shipped models only, and may be read-only (a classroom share, a
+    container image)."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get("PLAYGROUND_CACHE"):
+        return Path(os.environ["PLAYGROUND_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "playground"
+
+
 def is_valid_name(name: object) -> bool:
     """True for a safe bare model name (letters, digits, ``.``, ``_``, ``-``; no ``..``; at
     most `MAX_NAME_LENGTH` characters)."""

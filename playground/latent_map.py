@@ -12,8 +12,10 @@ well the neighbourhood of a point predicts its colour.
 
 Caches, so the first view is instant:
     memory   the last few maps, keyed by model file, method, N and seed;
-    files    ``<model folder>/latent_map_<method>_<N>.npz`` (``..._seed<S>.npz`` for seed ≠ 0),
-             written after every computation (np.savez, read with allow_pickle=False). It holds
+    files    ``latent_map_<method>_<N>.npz`` (``..._seed<S>.npz`` for seed ≠ 0) in the model
+             folder (shipped with it, by the CLI below) or in ``$PLAYGROUND_CACHE/latent-maps/
+             <model>/`` (written by the app after every computation; never into trained/,
+             which may be read-only). np.savez, read with allow_pickle=False. It holds
              the points and μ. It is used when its μ of the first faces matches what the model
              encodes now (within `CHECK_TOLERANCE`): a functional fingerprint that survives the
              fp16 copy `playground.ship` makes, and rejects any other model;
@@ -101,7 +103,8 @@ def embed_params(method: str) -> str:
 # --------------------------------------------------------------------------------- the map
 def latent_map(model_name: str, method: str = "tsne", n_points: int = DEFAULT_POINTS,
                seed: int = 0, progress: Progress | None = None, use_cache: bool = True,
-               write_cache: bool = True, cached_only: bool = False) -> dict | None:
+               write_cache: bool = True, cached_only: bool = False,
+               write_to: str | Path | None = None) -> dict | None:
     """2-D map of μ(x) for the first `n_points` SynthFaces test faces.
 
     Args:
@@ -110,10 +113,12 @@ def latent_map(model_name: str, method: str = "tsne", n_points: int = DEFAULT_PO
         n_points: faces on the map, 100 … 5000 (test faces 0 … n_points − 1).
         seed: random state of the embedding (t-SNE/UMAP; PCA ignores it in practice).
         progress: optional ``progress(fraction, message)``, called while computing.
-        use_cache: look in memory and in the model folder first.
-        write_cache: save a computed map next to the model (skipped if the folder is
-            read-only; ``cache_note`` then says so).
+        use_cache: look in memory, in the model folder (maps shipped with it) and in the
+            cache folder first.
+        write_cache: save a computed map in the cache folder (`map_cache_dir`; never in
+            trained/, which may be read-only; ``cache_note`` says when it cannot be written).
         cached_only: return None instead of computing (e.g. when a page opens).
+        write_to: save it in this folder instead (the CLI writes next to a model to ship).
     Returns:
         dict with ``points`` (N, 2) float32; ``mu`` (N, D) float32, or None when the points
         came from evaluate's tsne_smiling.npz (it stores no μ); ``indices`` (N,) int64, the
@@ -142,7 +147,11 @@ def latent_map(model_name: str, method: str = "tsne", n_points: int = DEFAULT_PO
             "indices": np.arange(n, dtype=np.int64), "factors": factors,
             "attributes": attributes, "cache_note": ""}
 
-    found = _from_files(model, folder, method, n, seed, attributes) if use_cache else None
+    found = None
+    for place in (folder, map_cache_dir(model_name)) if use_cache else ():
+        found = _from_files(model, place, method, n, seed, attributes)
+        if found is not None:
+            break
     if found is None and cached_only:
         return None
     if found is None:
@@ -153,7 +162,8 @@ def latent_map(model_name: str, method: str = "tsne", n_points: int = DEFAULT_PO
             points, mu = _compute(model, factors, method, seed, progress)
         result = {**base, "points": points, "mu": mu, "source": "computed"}
         if write_cache:
-            result["cache_note"] = _write_file(folder, result)
+            result["cache_note"] = _write_file(Path(write_to) if write_to else
+                                               map_cache_dir(model_name), result)
     else:
         points, mu, source = found
         result = {**base, "points": points, "mu": mu, "source": f"file {source}"}
@@ -283,8 +293,15 @@ def weights_sha256(path: Path) -> str:
     return _sha_memo[key]
 
 
+def map_cache_dir(model_name: str) -> Path:
+    """Where the app keeps the maps it computes for `model_name`: the cache folder
+    (``$PLAYGROUND_CACHE``), never trained/. A file there is used only while its μ of the
+    first faces matches the model's (see the module doc), so a retrained model is safe."""
+    return checkpoints.cache_dir() / "latent-maps" / model_name
+
+
 def _write_file(folder: Path, result: dict) -> str:
-    """Save a computed map next to the model → a note ("" when written)."""
+    """Save a computed map in `folder` → a note ("" when written)."""
     buf = io.BytesIO()
     np.savez(buf, format=np.array(CACHE_FORMAT), method=np.array(result["method"]),
              n=np.array(result["n"]), seed=np.array(result["seed"]), split=np.array(SPLIT),
@@ -294,6 +311,7 @@ def _write_file(folder: Path, result: dict) -> str:
              mu=result["mu"].astype(np.float16))  # half the size; |error| ~ 1e-3 of μ
     path = folder / cache_file_name(result["method"], result["n"], result["seed"])
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         checkpoints.atomic_write_bytes(path, buf.getvalue())
     except OSError as err:
         return f"not cached: cannot write {path.name} in {folder} ({err.strerror})"
@@ -513,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         for method in args.method:
             try:
-                result = latent_map(name, method, args.n, args.seed, progress=progress)
+                folder = checkpoints.resolve_model_dir(name, allow_paths=False)
+                result = latent_map(name, method, args.n, args.seed, progress=progress,
+                                    write_to=folder)
             except ValueError as err:
                 parser.error(str(err))
             print(f"{name} {method} {args.n}: {result['source']}, {result['seconds']:.1f} s"

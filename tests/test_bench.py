@@ -25,7 +25,8 @@ DIFFUSERS_ROWS = {"ours_ddim50_s", "diffusers_ddim50_s", "ddim_vs_diffusers_rati
 def model_env(tmp_path):
     save_tiny_vae(tmp_path / "trained" / "vae-beta10", beta=10.0, seed=10)
     env = {**os.environ, "PLAYGROUND_TRAINED": str(tmp_path / "trained"),
-           "PLAYGROUND_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+           "PLAYGROUND_RUNS": str(tmp_path / "runs"), "PLAYGROUND_CACHE": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": "1"}
     return env
 
 
@@ -70,8 +71,9 @@ def test_quick_json_has_every_row_with_numbers_or_notes(model_env, tmp_path):
     assert report["model"] == "vae-beta10"
     assert report["notes"]["traverse_decode_client_ms"] == "not measured (--only)"
     assert "2.96M parameters" in report["notes"]["vae_train_img_s"]  # the real config
-    # timing the latent map left its cache next to the model (what the tab would do)
-    assert (tmp_path / "trained" / "vae-beta10" / "latent_map_pca_100.npz").is_file()
+    # timing the latent map left its cache where the tab would: the cache folder, not trained/
+    assert (tmp_path / "cache" / "latent-maps" / "vae-beta10" / "latent_map_pca_100.npz").is_file()
+    assert not list((tmp_path / "trained").rglob("latent_map_*"))
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def models(tmp_path, monkeypatch):
     save_tiny_vae(tmp_path / "runs" / "vae-beta1", beta=1.0, seed=1)
     monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
     monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     ops.clear_model_cache()
     lm.clear_cache()
     yield tmp_path
@@ -71,9 +72,12 @@ def test_tsne_map_is_computed_with_progress(models):
 
 
 def test_a_computed_map_is_cached_in_a_file_and_the_hit_is_identical_and_fast(models):
+    trained_before = sorted(p.name for p in (models / "trained").rglob("*"))
     first = lm.latent_map("vae-beta4", "pca", 200, seed=0)
-    path = models / "trained" / "vae-beta4" / "latent_map_pca_200.npz"
+    path = models / "cache" / "latent-maps" / "vae-beta4" / "latent_map_pca_200.npz"
     assert first["source"] == "computed" and path.is_file() and first["cache_note"] == ""
+    # trained/ holds shipped models only (it may be read-only): nothing was written there
+    assert sorted(p.name for p in (models / "trained").rglob("*")) == trained_before
     lm.clear_cache()  # a fresh app: only the file is left
     t0 = time.perf_counter()
     again = lm.latent_map("vae-beta4", "pca", 200, seed=0)
@@ -92,12 +96,13 @@ def test_a_computed_map_is_cached_in_a_file_and_the_hit_is_identical_and_fast(mo
 def test_cache_only_answers_none_before_the_map_exists(models):
     assert lm.latent_map("vae-beta4", "tsne", N, cached_only=True) is None
     assert not list((models / "trained" / "vae-beta4").glob("latent_map_*"))
+    assert not (models / "cache" / "latent-maps").exists()
 
 
 def test_a_cache_file_of_another_model_or_a_damaged_one_is_not_used(models):
     lm.latent_map("vae-beta4", "pca", N)
-    mine = models / "trained" / "vae-beta4" / f"latent_map_pca_{N}.npz"
-    other = models / "runs" / "vae-beta1" / mine.name
+    mine = lm.map_cache_dir("vae-beta4") / f"latent_map_pca_{N}.npz"
+    other = models / "runs" / "vae-beta1" / mine.name  # as if shipped with another model
     shutil.copy(mine, other)
     lm.clear_cache()
     assert lm.latent_map("vae-beta1", "pca", N, cached_only=True) is None  # μ check fails
@@ -110,7 +115,7 @@ def test_a_cache_file_of_another_model_or_a_damaged_one_is_not_used(models):
 
 
 def test_a_cache_survives_the_fp16_copy_that_ship_makes(models):
-    lm.latent_map("vae-beta1", "pca", N)  # written in runs/vae-beta1
+    lm.latent_map("vae-beta1", "pca", N)  # cached under the name vae-beta1
     from playground.ship import ship
 
     ship(models / "runs" / "vae-beta1", "vae-beta1")  # trained/vae-beta1 now shadows the run
@@ -383,3 +388,12 @@ def test_bad_point_input_gives_a_clear_error(client, n, index, message):
     with pytest.raises(Exception, match=message):
         client.predict("vae-beta10", n, index, api_name="/latent_map_point")
     assert client.predict("vae-beta10", N, 0, api_name="/latent_map_point")[0]
+
+
+def test_the_command_line_precomputes_a_map_next_to_the_model_to_ship(models, capsys):
+    assert lm.main(["vae-beta4", "--method", "pca", "--n", "100"]) == 0
+    assert (models / "trained" / "vae-beta4" / "latent_map_pca_100.npz").is_file()
+    assert "computed" in capsys.readouterr().out
+    lm.clear_cache()  # a fresh app finds the shipped file, and writes nothing more
+    assert lm.latent_map("vae-beta4", "pca", 100)["source"] == "file latent_map_pca_100.npz"
+    assert not (models / "cache" / "latent-maps").exists()

@@ -13,6 +13,7 @@ from playground.data.synthfaces.factors import (ATTRIBUTE_NAMES, BLOCK, CONTINUO
                                                 FACTOR_NAMES, RENDERER_VERSION, SPLIT_SEEDS,
                                                 SPLIT_SIZES, attributes_from_factors,
                                                 sample_factors)
+from playground.checkpoints import cache_dir
 from playground.data.synthfaces.renderer import render_parallel
 
 # ----------------------------------------------------------------------------------------
@@ -45,16 +46,6 @@ def generate(n: int, seed: int = 0, progress: bool = False):
     factors = generate_factors(n, seed)
     images = render_parallel(factors, progress=progress)
     return images, factors, attributes_from_factors(factors)
-
-
-def cache_dir(root: str | os.PathLike | None = None) -> Path:
-    """Where generated splits live: ``root``, $PLAYGROUND_CACHE, or ~/.cache/playground."""
-    if root is not None:
-        return Path(root)
-    if os.environ.get("PLAYGROUND_CACHE"):
-        return Path(os.environ["PLAYGROUND_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "playground"
 
 
 def load_split(split: str, root=None, progress: bool = True):
