@@ -697,6 +697,29 @@ def prompt_info(prompt: str, clip: nn.Module | None = None) -> PromptInfo:
                       truncated=truncated, empty=not prompt.strip())
 
 
+DRAWN_POORLY = 0.5  # an attribute the judge finds on fewer of a model's faces is "drawn poorly"
+NOTICE_GUIDANCE = 7.5  # the w whose measured accuracy the Prompt tab quotes
+
+
+def measured_attribute_accuracy(name: str, guidance: float = NOTICE_GUIDANCE) -> dict[str, float]:
+    """What the shipped U-Net `name` is known to draw: from its metrics.json guidance sweep
+    (`playground.evaluate_ldm`), for each attribute named alone by a sweep prompt, the share of
+    faces at guidance `guidance` on which the judge found it as asked → {attribute: share};
+    {} when the sweep was not measured."""
+    try:
+        metrics = checkpoints.load_metrics(name, allow_paths=False)
+    except (ValueError, OSError):
+        return {}
+    out = {}
+    for row in metrics.get("guidance_per_prompt") or []:
+        targets, scales = row.get("targets") or {}, row.get("w") or []
+        if len(targets) != 1 or guidance not in scales:
+            continue
+        (attribute, _), = targets.items()
+        out[attribute] = float(row["accuracy"][scales.index(guidance)])
+    return out
+
+
 # ============================================================================ judge scores
 def adherence(judge: nn.Module, images: torch.Tensor, wanted: dict[str, int]) -> dict:
     """How well generated faces follow the attributes a prompt names, by the judge.

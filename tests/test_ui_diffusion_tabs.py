@@ -1,6 +1,8 @@
 """The Denoise and Prompt tabs through gradio_client against the launched app, on a tiny
 latent-diffusion pipeline (T = 20) and a tiny judge saved in a tmp folder; and without any
 diffusion model (the forward process still works, the rest says "not trained yet")."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -178,6 +180,28 @@ def test_randomise_draws_and_shows_a_new_seed(client):
 def test_prompt_notices(client, text, expected):
     _, notice, _ = _generate(client, text=text, faces=1)
     assert __import__("re").search(expected, notice), notice
+
+
+def test_the_notice_names_what_this_model_draws_poorly(client):
+    import os
+
+    from playground.checkpoints import atomic_write_json, read_json
+
+    path = Path(os.environ["PLAYGROUND_TRAINED"]) / "ldm" / "metrics.json"
+    before = read_json(path) if path.is_file() else {}
+    sweep = [{"prompt": "a person with glasses", "targets": {"Eyeglasses": 1},
+              "w": [1.0, 7.5], "accuracy": [0.2, 0.07]},
+             {"prompt": "a person with blond hair", "targets": {"Blond_Hair": 1},
+              "w": [1.0, 7.5], "accuracy": [0.9, 1.0]}]
+    atomic_write_json(path, {**before, "guidance_per_prompt": sweep})
+    try:
+        _, notice, _ = _generate(client, text="a blond person with glasses", faces=1)
+        assert "draws Eyeglasses poorly" in notice and "Eyeglasses on 7%" in notice
+        assert "Blond_Hair on" not in notice  # drawn well: not named
+        _, notice, _ = _generate(client, text="a person with blond hair", faces=1)
+        assert "poorly" not in notice
+    finally:
+        atomic_write_json(path, before)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -71,6 +71,15 @@ def _notes(pipe: ldm_ops.LatentDiffusion, prompt: str, negative: str, guidance: 
     if info.attributes:
         notes.append("Attributes named: " + ", ".join(
             f"{a}{'' if v else ' (absent)'}" for a, v in info.attributes.items()) + ".")
+    known = ldm_ops.measured_attribute_accuracy(pipe.name)
+    poor = {a: share for a, share in known.items()
+            if a in info.attributes and share < ldm_ops.DRAWN_POORLY}
+    if poor:
+        notes.append(f"**This model draws {', '.join(poor)} poorly**: at w = "
+                     f"{ldm_ops.NOTICE_GUIDANCE:g} the judge found "
+                     + ", ".join(f"{a} on {share:.0%}" for a, share in poor.items())
+                     + " of its faces (its metrics.json, measured with DDIM on the sweep's "
+                     "prompts). Try several seeds, or see the README for why.")
     return notes
 
 
