@@ -66,3 +66,49 @@ def test_preload_loads_every_model_and_skips_a_broken_one(tmp_path, monkeypatch)
     assert loaded == ["vae-beta4", "ldm", "judge"]
     assert ldm_ops.get_pipeline("ldm") is ldm_ops.get_pipeline("ldm")  # cached, not reloaded
     assert ops.get_model("vae-beta4") is ops.get_model("vae-beta4")
+
+
+def test_the_app_starts_as_a_hugging_face_space_would_run_it(tmp_path):
+    """`python app.py` under a Space's environment (SPACE_ID, SYSTEM=spaces, the server name
+    and port from GRADIO_SERVER_*), a HOME of its own, trained/ shipped alongside: it serves,
+    answers a tab, limits training as on a shared CPU, and writes nothing into trained/."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.test_vae_ops import save_tiny_vae
+
+    trained = tmp_path / "trained"
+    save_tiny_vae(trained / "vae-beta1", beta=1.0, seed=1)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in trained.rglob("*"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLAYGROUND_", "GRADIO_"))}
+    env.update(SPACE_ID="someone/vae-diffusion-playground", SYSTEM="spaces",
+               GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               HOME=str(tmp_path / "home"), PLAYGROUND_TRAINED=str(trained),
+               PLAYGROUND_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1")
+    repo = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=repo, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client, deadline = None, time.monotonic() + 120
+        while client is None and time.monotonic() < deadline:
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            try:
+                client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+            except Exception:  # not listening yet
+                time.sleep(1)
+        assert client is not None, "the app did not start within 120 s"
+        face = client.predict("vae-beta1", "random", 0, 0, None, api_name="/traverse_encode")[0]
+        assert np.asarray(Image.open(face)).shape == (256, 256, 3)
+        with pytest.raises(Exception, match=r"minutes must be between 0.05 and 2"):
+            client.predict("", 1, 30, 64, 16, 0, api_name="/train_start")  # a Space: ≤ 2 min
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in trained.rglob("*")) == before
