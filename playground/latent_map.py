@@ -455,6 +455,24 @@ def text_search_available() -> bool:
     return True
 
 
+FALLBACK_QUERY = "a photo of a person wearing a hat"
+
+
+def example_query() -> str:
+    """A search the shipped CLIP answers well: the positive zero-shot prompt of the attribute
+    with its best measured zero-shot ROC AUC (metrics.json), so the example in the box shows
+    text search working rather than a query the model cannot read yet."""
+    from playground.data.captions import zero_shot_prompts
+
+    try:
+        auc = checkpoints.load_metrics(CLIP_MODEL, allow_paths=False).get(
+            "zero_shot_auc_per_attribute") or {}
+        best = max(auc, key=auc.get) if auc else None
+        return zero_shot_prompts(best)[0] if best else FALLBACK_QUERY
+    except (ValueError, OSError):
+        return FALLBACK_QUERY
+
+
 _clip_cache: dict = {}  # {"stamp": (folder, mtime, size), "model": ..., "images": {n: (N, E)}}
 
 
@@ -490,7 +508,7 @@ def text_scores(query: str, n_points: int) -> np.ndarray:
         raise ValueError(CLIP_MISSING)
     query = (query or "").strip()
     if not query:
-        raise ValueError("type a description to search for, e.g. 'a smiling face with glasses'")
+        raise ValueError(f"type a description to search for, e.g. '{example_query()}'")
     if len(query) > MAX_QUERY_CHARS:
         raise ValueError(f"the search text has {len(query):,} characters; at most "
                          f"{MAX_QUERY_CHARS:,} (CLIP reads 77 tokens, about 300 characters)")

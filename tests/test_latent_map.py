@@ -397,3 +397,16 @@ def test_the_command_line_precomputes_a_map_next_to_the_model_to_ship(models, ca
     lm.clear_cache()  # a fresh app finds the shipped file, and writes nothing more
     assert lm.latent_map("vae-beta4", "pca", 100)["source"] == "file latent_map_pca_100.npz"
     assert not (models / "cache" / "latent-maps").exists()
+
+
+def test_the_example_query_is_the_attribute_this_clip_reads_best(models):
+    assert lm.example_query() == lm.FALLBACK_QUERY  # no CLIP yet
+    folder = models / "trained" / "clip"
+    folder.mkdir()
+    (folder / checkpoints.CONFIG_FILE).write_text('{"kind": "clip"}')
+    checkpoints.atomic_write_json(folder / checkpoints.METRICS_FILE, {
+        "zero_shot_auc_per_attribute": {"Smiling": 0.49, "Wearing_Hat": 0.99, "Bald": 0.7}})
+    assert lm.example_query() == "a photo of a person wearing a hat"
+    with pytest.raises(ValueError, match="e.g. 'a photo of a person wearing a hat'"):
+        folder.joinpath(checkpoints.WEIGHTS_FILE).write_bytes(b"stand-in")
+        lm.text_scores(" ", N)

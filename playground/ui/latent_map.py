@@ -236,7 +236,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                 show_button = gr.Button("Show map", variant="primary")
                 query = gr.Textbox(
                     label="text search (CLIP)", lines=1, interactive=clip_ready,
-                    placeholder=("e.g. a smiling face with glasses" if clip_ready
+                    placeholder=(f"e.g. {lm.example_query()}" if clip_ready
                                  else lm.CLIP_MISSING))
                 if not clip_ready:
                     gr.Markdown(f"*{lm.CLIP_MISSING[0].upper() + lm.CLIP_MISSING[1:]}: "
