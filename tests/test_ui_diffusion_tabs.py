@@ -9,7 +9,7 @@ from PIL import Image
 
 from playground import ldm_ops
 from playground import vae_ops as ops
-from playground.ui import denoise, prompt
+from playground.ui import common, denoise, prompt
 from tests.test_ldm_ops import TINY_T, save_tiny_pipeline
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -101,7 +101,7 @@ def _run(client, api, prompt="a smiling man", guidance=3.0, faces=2, seed=0, ste
 
 def _grid_shape(faces: int) -> tuple:
     # 3 rows (latent x_t, decoded x_t, decoded x̂_0) of 128 px faces with 2 px gaps; 100 px labels
-    return (3 * 130 + 2, 100 + faces * 130 + 2, 3)
+    return (common.LABEL_BADGE_PX + 3 * 130 + 2, 100 + faces * 130 + 2, 3)
 
 
 def test_ddim_streams_to_the_sample_with_time_and_gif(client):
@@ -114,7 +114,7 @@ def test_ddim_streams_to_the_sample_with_time_and_gif(client):
     expected = ldm_ops.unit_to_images(pipe.sample(["a smiling man"] * 3, guidance=3.0,
                                                   steps=10, seed=0))
     picture = _image(ddim)
-    top, left = 2 + 2 * 130, 100 + 2
+    top, left = common.LABEL_BADGE_PX + 2 + 2 * 130, 100 + 2
     for i in range(3):
         cell = picture[top:top + 128:2, left + i * 130:left + i * 130 + 128:2]
         assert np.array_equal(cell, expected[i])
@@ -220,7 +220,7 @@ def test_bad_prompt_input_gives_a_clear_error_and_the_app_still_answers(client, 
 def test_guidance_sweep_rows_and_table(client):
     grid, table = client.predict("ldm", "a smiling man", "", 10, 1, 2, api_name="/prompt_sweep")
     # 4 rows (w = 1, 3, 7.5, 12) of 2 faces at 2×, 70 px labels
-    assert _image(grid).shape == (4 * 130 + 2, 70 + 2 * 130 + 2, 3)
+    assert _image(grid).shape == (common.LABEL_BADGE_PX + 4 * 130 + 2, 70 + 2 * 130 + 2, 3)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "|---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:5]] == ["1", "3", "7.5", "12"]
     for row in rows[1:5]:

@@ -112,7 +112,8 @@ def test_traversal_grid_and_gif(client):
     picture, gif = client.predict(3, *([0.0] * traverse.N_SLIDERS), api_name="/traverse_grid")
     cell = 64 * 2 + 2
     # 110 px of labels on the left, 18 on top; 3 rows × 9 columns of 128 px faces, 2 px gaps
-    assert _image(picture).shape == (18 + 3 * cell + 2, 110 + 9 * cell + 2, 3)
+    assert _image(picture).shape == (common.LABEL_BADGE_PX + 18 + 3 * cell + 2,
+                                     110 + 9 * cell + 2, 3)
     assert gif.endswith(".gif") and _frames(gif) == 2 * traverse.GRID_VALUES - 2
 
 
@@ -200,14 +201,14 @@ def test_compare_betas_has_a_row_per_model_sorted_by_beta(client):
     cell = 64 * 2 + 2
     # 150 px of labels, 18 px of column titles; rows: originals + 3 models; columns: A, B, 3 z
     image = _image(picture)
-    assert image.shape == (18 + 4 * cell + 2, 150 + 5 * cell + 2, 3)
+    assert image.shape == (common.LABEL_BADGE_PX + 18 + 4 * cell + 2, 150 + 5 * cell + 2, 3)
     rows = [n for n in ("vae-beta1", "vae-beta4", "vae-beta10") if n in notice]
     assert len(rows) == 3 and notice.index("vae-beta4") < notice.index("vae-beta10")
     # row 2 (β = 4), column 3: the first random face of seed 7
     sample = ops.sample(ops.get_model("vae-beta4"), 3, 7)[0]
-    top, left = 18 + 2 + 2 * cell, 150 + 2 + 2 * cell
+    top, left = common.LABEL_BADGE_PX + 18 + 2 + 2 * cell, 150 + 2 + 2 * cell
     assert np.array_equal(image[top:top + 128:2, left:left + 128:2], sample)
-    with pytest.raises(Exception, match="maximum|between 1 and 8"):
+    with pytest.raises(Exception, match="between 1 and 8, got 99"):
         client.predict("random", 1, 0, None, "data", 0, 5, None, 7, 99, api_name="/compare_betas")
 
 

@@ -331,12 +331,15 @@ def _drawable(text: str) -> str:
     return text.replace("β", "beta")
 
 
+LABEL_BADGE_PX = 28  # a gr.Image draws its label over the picture's top-left corner
+
+
 def labelled_grid(cells: np.ndarray, row_labels: list[str], col_labels: list[str] | None = None,
                   scale: int = 2, pad: int = 2, label_width: int = 120) -> np.ndarray:
     """uint8 (R, C, 64, 64, 3) → one picture with a label left of every row (and on top of
-    column when `col_labels` is given)."""
+    column when `col_labels` is given), below a white band the gr.Image label badge covers."""
     body = ops.grid(cells, scale=scale, pad=pad)
-    header = 18 if col_labels else 0
+    header = LABEL_BADGE_PX + (18 if col_labels else 0)
     canvas = Image.new("RGB", (label_width + body.shape[1], header + body.shape[0]), "white")
     canvas.paste(Image.fromarray(body), (label_width, header))
     draw = ImageDraw.Draw(canvas)
@@ -345,8 +348,8 @@ def labelled_grid(cells: np.ndarray, row_labels: list[str], col_labels: list[str
         draw.text((4, header + pad + i * cell_h + cell_h // 2 - 8), _drawable(text),
                   fill="black", font=_font())
     for j, text in enumerate(col_labels or []):
-        draw.text((label_width + pad + j * cell_w + 2, 2), _drawable(text), fill="black",
-                  font=_font())
+        draw.text((label_width + pad + j * cell_w + 2, LABEL_BADGE_PX + 2), _drawable(text),
+                  fill="black", font=_font())
     return np.asarray(canvas)
 
 

@@ -72,12 +72,14 @@ def build() -> None:
                 for name in sf.FACTOR_NAMES:
                     if name in sf.CONTINUOUS_FACTORS:
                         lo, hi = sf.CONTINUOUS_FACTORS[name]
-                        controls.append(gr.Slider(lo, hi, value=float(default[name][0]),
+                        controls.append(gr.Slider(lo, hi, value=round(float(default[name][0]), 2),
                                                   step=0.05, label=name))
                     else:
                         cats = sf.CATEGORICAL_FACTORS[name]
                         controls.append(gr.Radio(list(cats), value=cats[int(default[name][0])],
                                                  label=name))
-            face = gr.Image(label="Face", type="numpy", format="png")
+            # drawn now, so the panel never opens empty
+            face = gr.Image(face_from_sliders(*[c.value for c in controls]), label="Face",
+                            type="numpy", format="png")
         gr.on([c.change for c in controls], face_from_sliders, controls, face,
               api_name="synthfaces_face", show_progress="hidden")

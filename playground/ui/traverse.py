@@ -26,8 +26,8 @@ EXPLAIN = r"""
 ### Latent traversal: what does one coordinate of $z$ do?
 The encoder maps a face $x$ to a Gaussian $q(z\mid x)=\mathcal N(\mu(x), \operatorname{diag}\sigma^2(x))$
 and the decoder maps a code $z$ back to a picture. Training maximises the **ELBO**
-$$\mathcal L(x) = \mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big] \;-\; \beta\,\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big),\qquad p(z)=\mathcal N(0, I),$$
-with samples drawn by the **reparameterisation** $z = \mu + \sigma \odot \varepsilon,\ \varepsilon \sim \mathcal N(0, I)$
+$$\mathcal L(x) = \mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big] \;-\; \beta\,\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)$$
+with the prior $p(z)=\mathcal N(0, I)$, and samples drawn by the **reparameterisation** $z = \mu + \sigma \odot \varepsilon,\ \varepsilon \sim \mathcal N(0, I)$
 so that gradients flow through $\mu$ and $\sigma$.
 
 The first term asks for a faithful reconstruction; the second charges
