@@ -268,3 +268,11 @@ def test_without_a_diffusion_model(tmp_path):
     finally:
         mp.undo()
         ldm_ops.clear_cache()
+
+
+def test_stop_says_where_each_running_sampler_stopped(client):
+    running = "**DDPM, 1000 steps** — step 101/1000, t = 899 · 6.31 s so far"
+    finished = "**DDIM, 50 steps, η = 0**: 1.20 s of sampling for 2 face(s)"
+    ddim, ddpm = client.predict(finished, running, api_name="/denoise_stop")
+    assert ddim == finished  # a finished run keeps its summary
+    assert ddpm.startswith("**Stopped**") and "step 101/1000" in ddpm and "so far" not in ddpm

@@ -240,7 +240,7 @@ def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
         if final or now - last_sent >= FRAME_INTERVAL:
             last_sent = now
             info = (f"**{label}** — step {step.index + 1}/{steps}, t = {step.t} · "
-                    f"{sampling:.2f} s so far")
+                    f"{sampling:.2f} s {RUNNING}")
             yield picture, info, schedule_figure(pipe.schedule, {label.split(",")[0]: step.t},
                                                  marks), None
     gif = common.save_gif(ops.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
@@ -251,6 +251,17 @@ def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
             f"batch{' (guidance doubles the batch)' if calls > steps else ''}) + "
             f"{drawing:.2f} s drawing {len(frames)} frames. Seed {seed} ({what}).")
     yield picture, info, schedule_figure(pipe.schedule, {label.split(",")[0]: 0}, marks), gif
+
+
+RUNNING = "so far"  # the last words of a sampler's text while it runs
+
+
+def mark_stopped(*infos):
+    """Stop's handler: each sampler text that was still running now says where it stopped
+    (its last frame shown); finished or empty texts stay as they are."""
+    return tuple(f"**Stopped** — {info.removesuffix(RUNNING).rstrip(' ·')} of sampling, at the "
+                 "frame shown." if isinstance(info, str) and info.endswith(RUNNING) else info
+                 for info in infos)
 
 
 def _run(samplers, model_name, prompt, guidance, n_faces, seed, steps, eta):
@@ -387,4 +398,5 @@ def build(demo: gr.Blocks | None = None) -> None:
             both_button.click(run_both, run_in, run_out, api_name="denoise_run",
                               concurrency_id="diffusion", validator=run_checks),
         ]
-        stop.click(None, None, None, cancels=events, api_name="denoise_stop")
+        stop.click(mark_stopped, [ddim_info, ddpm_info], [ddim_info, ddpm_info], cancels=events,
+                   api_name="denoise_stop", show_progress="hidden")
