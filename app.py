@@ -39,17 +39,22 @@ def queue_kwargs() -> dict:
     return {"default_concurrency_limit": 2, "max_size": QUEUE_SIZE}
 
 
-def launch_kwargs(**overrides) -> dict:
+def launch_kwargs(queue_size: int = QUEUE_SIZE, **overrides) -> dict:
     """`Blocks.launch` settings of the served app; `overrides` add or replace keys (tests:
     ``prevent_thread_lock=True``, a free port). No /monitoring dashboard (by default Gradio
-    serves its event summary to anyone); cross-site writes refused (playground.ui.guard)."""
+    serves its event summary to anyone); cross-site writes refused (playground.ui.guard); at
+    most `queue_size` queue joins admitted at once (playground.ui.join_limit: the events'
+    validators would otherwise let a burst past the queue's max_size)."""
     from starlette.middleware import Middleware
 
     from playground.ui.guard import CrossOriginWriteGuard
+    from playground.ui.join_limit import JoinLimiter
 
+    middleware = [Middleware(CrossOriginWriteGuard),
+                  Middleware(JoinLimiter, max_in_flight=queue_size)]
     return {"max_file_size": MAX_FILE_SIZE, "enable_monitoring": False,
             "state_session_capacity": SESSION_CAPACITY,
-            "app_kwargs": {"middleware": [Middleware(CrossOriginWriteGuard)]}, **overrides}
+            "app_kwargs": {"middleware": middleware}, **overrides}
 
 
 def preload() -> list[str]:

@@ -822,8 +822,14 @@ def main(argv: list[str] | None = None) -> int:
     if "--training" in argv:  # the training-speed benchmark, with its own options
         from playground import bench_training
         return bench_training.main([a for a in argv if a != "--training"])
+    if "--browser" in argv:  # slider latency in chromium, with its own options
+        from playground import bench_browser
+        return bench_browser.main([a for a in argv if a != "--browser"])
     parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--browser", action="store_true",
+                        help="Traverse slider latency in chromium instead "
+                             "(playground/bench_browser.py; --browser --help for its options)")
     parser.add_argument("--training", action="store_true",
                         help="training speed instead (playground/bench_training.py; "
                              "--training --help for its options)")

@@ -98,7 +98,7 @@ demo = app.build_app()
 queue = app.queue_kwargs()
 if opts.get("max_size"):
     queue["max_size"] = opts["max_size"]
-demo.queue(**queue).launch(**app.launch_kwargs(prevent_thread_lock=True,
+demo.queue(**queue).launch(**app.launch_kwargs(queue["max_size"], prevent_thread_lock=True,
                                                server_name="127.0.0.1", quiet=True))
 print("URL", demo.local_url, json.dumps(queue), flush=True)
 sys.stdin.read()  # serve until the parent closes stdin

@@ -579,3 +579,42 @@ def test_slider_values_beyond_the_range_are_refused(client):
     client.predict(GOOD, "random", 0, 0, None, api_name="/traverse_encode")
     with pytest.raises(gradio_client.exceptions.AppError, match="maximum|lie in"):
         client.predict(*[1e9] * 8, api_name="/traverse_decode")
+
+
+def test_the_join_limiter_answers_busy_once_its_admissions_are_full():
+    """Queue joins held by a slow admission (as a validator holds them) fill the limiter;
+    the next join is told 503 'Queue is full', other requests pass, and slots come back."""
+    import asyncio
+
+    from playground.ui.join_limit import JoinLimiter
+
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send):  # admits an event once `release` is set
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def request(limiter, method, path):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await limiter({"type": "http", "method": method, "path": path}, None, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    async def scenario():
+        limiter = JoinLimiter(slow_app, max_in_flight=3)
+        held = [asyncio.create_task(request(limiter, "POST", "/gradio_api/queue/join"))
+                for _ in range(3)]
+        await asyncio.sleep(0.01)
+        status, body = await request(limiter, "POST", "/gradio_api/call/morph")
+        assert status == 503 and b"Queue is full" in body
+        other = asyncio.create_task(request(limiter, "GET", "/gradio_api/call/morph/abc"))
+        release.set()  # the stream GET was never limited; the held joins finish
+        assert [(await t)[0] for t in held] == [200, 200, 200] and (await other)[0] == 200
+        assert limiter.in_flight == 0
+        assert (await request(limiter, "POST", "/gradio_api/queue/join"))[0] == 200
+
+    asyncio.run(scenario())
