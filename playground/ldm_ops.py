@@ -36,14 +36,15 @@ from torch import nn
 
 from playground import checkpoints
 from playground.diffusion import (NoiseSchedule, Step, classifier_free_guidance,
-                                  ddim_sample_progressive, ddpm_sample_progressive, draw_noise)
+                                  ddim_sample_progressive, ddpm_sample_progressive,
+                                  dpmpp_2m_sample_progressive, draw_noise)
 from playground.inputs import whole_number
 from playground.model_cache import StampedCache, weights_stamp
 from playground.vae_ops import inference  # noqa: F401  (re-exported for the tabs)
 
 DEFAULT_PIPELINE = "ldm"  # the shipped U-Net's name (trained/ldm)
 JUDGE_MODEL = "judge"  # the shipped judge's name (trained/judge)
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "dpm++")  # dpm++: DPM-Solver++(2M), deterministic like DDIM η = 0
 DEFAULT_DDIM_STEPS = 50  # S when a DDIM run does not say
 MAX_BATCH = 1024  # prompts per sample call at most
 MAX_PROMPT_CHARS = 2_000  # longer prompts are refused (CLIP reads 77 tokens, ~300 characters)
@@ -209,9 +210,10 @@ class LatentDiffusion:
         Args:
             prompts: B prompts ("" = unconditional).
             guidance: classifier-free guidance scale w ≥ 0 (see `denoiser`).
-            sampler: "ddim" or "ddpm". "ddpm" with steps = T (the default) is ancestral DDPM
-                over all T steps; "ddpm" with fewer steps is DDIM with η = 1 over them (the DDIM
-                paper's "DDPM" rows). `eta` only applies to "ddim".
+            sampler: "ddim", "ddpm" or "dpm++". "ddpm" with steps = T (the default) is ancestral
+                DDPM over all T steps; "ddpm" with fewer steps is DDIM with η = 1 over them (the
+                DDIM paper's "DDPM" rows); "dpm++" is DPM-Solver++(2M), one denoiser call per
+                step like DDIM but second order. `eta` only applies to "ddim".
             steps: denoiser calls S (1 … T); default 50 for DDIM, T for DDPM.
             eta: DDIM's η in [0, 1] (0 = deterministic given x_T).
             seed: seeds x_T and the per-step noise (see the module docstring).
@@ -246,6 +248,8 @@ class LatentDiffusion:
         denoiser = self.denoiser(guidance, negative_prompt)
         if sampler == "ddpm" and steps == self.num_timesteps:
             chain = ddpm_sample_progressive(denoiser, x_T, self.schedule, cond, generator)
+        elif sampler == "dpm++":
+            chain = dpmpp_2m_sample_progressive(denoiser, x_T, self.schedule, steps, cond)
         else:
             chain = ddim_sample_progressive(denoiser, x_T, self.schedule, steps,
                                             1.0 if sampler == "ddpm" else eta, cond, generator)

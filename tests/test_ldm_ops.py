@@ -135,7 +135,7 @@ def test_missing_model_or_component_gives_a_clear_error(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ sampling
 @pytest.mark.parametrize("sampler,steps,eta", [("ddim", 4, 0.0), ("ddim", 4, 0.5),
-                                               ("ddpm", None, 0.0)])
+                                               ("ddpm", None, 0.0), ("dpm++", 4, 0.0)])
 def test_same_seed_same_faces_other_seed_other_faces(pipe, sampler, steps, eta):
     kwargs = dict(guidance=3.0, sampler=sampler, steps=steps, eta=eta)
     a = pipe.sample(PROMPTS, seed=7, **kwargs)
@@ -156,6 +156,19 @@ def test_guidance_one_is_the_conditional_model(pipe):
     guided = classifier_free_guidance(pipe.unet_denoiser(), 1.0, null)
     assert torch.allclose(pipe.decode(ddim_sample(guided, x_T, pipe.schedule, steps=5, cond=cond)),
                           expected, atol=1e-4)
+
+
+def test_the_dpm_sampler_is_dpm_solver_on_the_guided_denoiser(pipe):
+    from playground.diffusion import dpmpp_2m_sample
+
+    x_T, _ = pipe.initial_noise(2, seed=5)
+    cond = pipe.encode_prompts(PROMPTS)
+    expected = pipe.decode(dpmpp_2m_sample(pipe.unet_denoiser(), x_T, pipe.schedule, steps=6,
+                                           cond=cond))
+    assert torch.equal(pipe.sample(PROMPTS, guidance=1.0, sampler="dpm++", steps=6, seed=5),
+                       expected)
+    with pytest.raises(ValueError, match=r"sampler must be one of \('ddim', 'ddpm', 'dpm\+\+'\)"):
+        pipe.sample(PROMPTS, sampler="euler")
 
 
 def test_prompts_are_trimmed_and_padding_changes_nothing(pipe):

@@ -17,6 +17,8 @@ from playground.diffusion import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_sample_progressive,
+    dpmpp_2m_sample,
+    dpmpp_2m_sample_progressive,
     draw_noise,
 )
 
@@ -379,3 +381,46 @@ def test_guided_sampling_calls_once_per_step(schedule, x_T):
     guided = classifier_free_guidance(model, 4.0, torch.zeros(8))
     out = ddim_sample(guided, x_T, schedule, steps=10, cond=torch.randn(2, 8, generator=seeded(0)))
     assert model.batch_sizes == [4] * 10 and out.shape == x_T.shape
+
+
+# -- DPM-Solver++ (2M) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [5, 10, 20, 50])
+def test_dpmpp_2m_trajectory_matches_diffusers(schedule, x_T, steps):
+    """Every step against diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint,
+    final sigma 0, trailing timesteps), which computes in float32: to 1e-5."""
+    diffusers = pytest.importorskip("diffusers")
+    denoiser = gaussian_denoiser(schedule, sd=0.5)
+    ours = list(dpmpp_2m_sample_progressive(denoiser, x_T.double(), schedule, steps=steps))
+    ref = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+        algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+        lower_order_final=True, final_sigmas_type="zero", timestep_spacing="trailing",
+        steps_offset=0, prediction_type="epsilon", thresholding=False)
+    use_our_alphas(ref, schedule)
+    ref.set_timesteps(steps)
+    assert [s.t for s in ours] == ref.timesteps.tolist()
+    x = x_T.clone()
+    for step in ours:
+        eps = denoiser(x, torch.full((x.shape[0],), step.t), None)
+        x = ref.step(eps, step.t, x).prev_sample
+        torch.testing.assert_close(step.x_t.float(), x, rtol=1e-5, atol=1e-5)
+
+
+def test_dpmpp_2m_is_ddim_for_one_step_and_beats_it_on_few(schedule, x_T):
+    """One step: both return the first x^_0. With 10-50 steps the second-order solver lands
+    nearer the exact ODE solution (DDIM with S = T) than DDIM with the same number of U-Net
+    calls, and 20 of its steps beat 50 of DDIM's (measured here: 0.069 vs 0.092 max error)."""
+    denoiser = gaussian_denoiser(schedule, sd=0.5)
+    x = x_T.double()
+    torch.testing.assert_close(dpmpp_2m_sample(denoiser, x, schedule, steps=1),
+                               ddim_sample(denoiser, x, schedule, steps=1))
+    exact = ddim_sample(denoiser, x, schedule, steps=1000)
+
+    def error(sampler, steps):
+        return float((sampler(denoiser, x, schedule, steps=steps) - exact).abs().max())
+
+    for steps in (10, 20, 50):
+        assert error(dpmpp_2m_sample, steps) < 0.75 * error(ddim_sample, steps), steps
+    assert error(dpmpp_2m_sample, 20) < error(ddim_sample, 50)

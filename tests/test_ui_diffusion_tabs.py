@@ -120,6 +120,22 @@ def test_ddim_streams_to_the_sample_with_time_and_gif(client):
         assert np.array_equal(cell, expected[i])
 
 
+def test_dpm_solver_runs_in_the_few_step_column(client):
+    few, info, *_ = client.predict("ldm", "a smiling man", 3.0, 2, 0, 10, 0.0, "dpm++",
+                                   api_name="/denoise_ddim")
+    assert "DPM-Solver++(2M), 10 steps" in info
+    pipe = ldm_ops.get_pipeline("ldm")
+    expected = ldm_ops.unit_to_images(pipe.sample(["a smiling man"] * 2, guidance=3.0,
+                                                  sampler="dpm++", steps=10, seed=0))
+    picture = _image(few)
+    top, left = common.LABEL_BADGE_PX + 2 + 2 * 130, 100 + 2
+    for i in range(2):
+        assert np.array_equal(picture[top:top + 128:2, left + i * 130:left + i * 130 + 128:2],
+                              expected[i])
+    with pytest.raises(Exception, match="few-step sampler must be one of"):
+        client.predict("ldm", "", 1.0, 1, 0, 10, 0.0, "euler", api_name="/denoise_ddim")
+
+
 def test_ddpm_and_both(client):
     _, _, ddpm, info, _, _, gif = _run(client, "/denoise_ddpm", faces=1)
     assert _image(ddpm).shape == _grid_shape(1)

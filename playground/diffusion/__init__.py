@@ -1,4 +1,5 @@
-"""Diffusion math, pure and model-free: the noise schedule, DDPM/DDIM samplers, guidance.
+"""Diffusion math, pure and model-free: the noise schedule, DDPM/DDIM/DPM-Solver++ samplers,
+guidance.
 
     from playground.diffusion import NoiseSchedule, ddim_sample
     x0 = ddim_sample(denoiser, x_T, NoiseSchedule(), steps=50)
@@ -14,6 +15,8 @@ from playground.diffusion.samplers import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_sample_progressive,
+    dpmpp_2m_sample,
+    dpmpp_2m_sample_progressive,
     draw_noise,
 )
 from playground.diffusion.schedule import NoiseSchedule, ScheduleConfig
@@ -29,5 +32,7 @@ __all__ = [
     "ddim_timesteps",
     "ddpm_sample",
     "ddpm_sample_progressive",
+    "dpmpp_2m_sample",
+    "dpmpp_2m_sample_progressive",
     "draw_noise",
 ]

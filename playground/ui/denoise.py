@@ -213,9 +213,10 @@ def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
         label = f"DDPM, {steps} steps"
     else:
         every = max(1, math.ceil(steps / DDIM_FRAMES))
-        label = f"DDIM, {steps} steps, η = {eta:g}"
-    marks = ({"DDIM timesteps": ddim_timesteps(pipe.num_timesteps, steps).tolist()}
-             if sampler == "ddim" else None)
+        label = (f"DDIM, {steps} steps, η = {eta:g}" if sampler == "ddim" else
+                 f"DPM-Solver++(2M), {steps} steps")
+    marks = ({"timesteps visited": ddim_timesteps(pipe.num_timesteps, steps).tolist()}
+             if sampler != "ddpm" else None)
     chain = pipe.sample_progressive([prompt] * n_faces, guidance=guidance, sampler=sampler,
                                     steps=steps, eta=eta, seed=seed, yield_every=every,
                                     decode=False)
@@ -264,40 +265,54 @@ def mark_stopped(*infos):
                  for info in infos)
 
 
+FEW_STEP_SAMPLERS = [("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpm++")]  # the left column's
+
+
 def _run(samplers, model_name, prompt, guidance, n_faces, seed, steps, eta):
     pipe, prompt, guidance, n_faces, seed, steps, eta = _check_run(
         model_name, prompt, guidance, n_faces, seed, steps, eta)
     # Outputs a sampler does not touch stay as they are (gr.update()), except that a DDPM run
-    # after DDIM repeats DDIM's final picture, text and GIF: an API client gets the last
-    # message only, and it should hold both results.
-    done = {"ddim": [gr.update()] * 3, "ddpm": [gr.update()] * 3}  # picture, info, gif
+    # after the few-step one repeats its final picture, text and GIF: an API client gets the
+    # last message only, and it should hold both results.
+    done = {"few": [gr.update()] * 3, "ddpm": [gr.update()] * 3}  # picture, info, gif
     for sampler in samplers:
+        column = "ddpm" if sampler == "ddpm" else "few"
         for picture, info, plot, gif in _stream(pipe, sampler, prompt, guidance, n_faces, seed,
                                                  steps, eta):
             mine = [picture, info, gif if gif is not None else gr.update()]
             if gif is not None:
-                done[sampler] = mine
-            ddim, ddpm = (mine, done["ddpm"]) if sampler == "ddim" else (done["ddim"], mine)
-            yield ddim[0], ddim[1], ddpm[0], ddpm[1], plot, ddim[2], ddpm[2]
+                done[column] = mine
+            few, ddpm = (mine, done["ddpm"]) if column == "few" else (done["few"], mine)
+            yield few[0], few[1], ddpm[0], ddpm[1], plot, few[2], ddpm[2]
+
+
+def _few_step(solver) -> str:
+    values = [v for _, v in FEW_STEP_SAMPLERS]
+    if solver not in values:
+        raise ValueError(f"few-step sampler must be one of {values}, got {solver!r}")
+    return solver
 
 
 @stream_user_errors
-def run_ddim(model_name, prompt, guidance, n_faces, seed, steps, eta):
-    """Stream DDIM → (DDIM picture, DDIM info, DDPM picture, DDPM info, plot, DDIM GIF,
-    DDPM GIF); the DDPM outputs are left as they are."""
-    yield from _run(("ddim",), model_name, prompt, guidance, n_faces, seed, steps, eta)
+def run_ddim(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="ddim"):
+    """Stream the few-step sampler (DDIM, or DPM-Solver++ with `solver` "dpm++") → (its
+    picture, its info, DDPM picture, DDPM info, plot, its GIF, DDPM GIF); the DDPM outputs
+    are left as they are."""
+    yield from _run((_few_step(solver),), model_name, prompt, guidance, n_faces, seed, steps,
+                    eta)
 
 
 @stream_user_errors
-def run_ddpm(model_name, prompt, guidance, n_faces, seed, steps, eta):
+def run_ddpm(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="ddim"):
     """Stream DDPM over all T steps (same outputs as `run_ddim`; `steps`/`eta` are DDIM's)."""
     yield from _run(("ddpm",), model_name, prompt, guidance, n_faces, seed, steps, eta)
 
 
 @stream_user_errors
-def run_both(model_name, prompt, guidance, n_faces, seed, steps, eta):
-    """Stream DDIM, then DDPM, from the same x_T (the seed's)."""
-    yield from _run(("ddim", "ddpm"), model_name, prompt, guidance, n_faces, seed, steps, eta)
+def run_both(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="ddim"):
+    """Stream the few-step sampler, then DDPM, from the same x_T (the seed's)."""
+    yield from _run((_few_step(solver), "ddpm"), model_name, prompt, guidance, n_faces, seed,
+                    steps, eta)
 
 
 # ------------------------------------------------------------------------------ layout
@@ -349,11 +364,14 @@ def build(demo: gr.Blocks | None = None) -> None:
                 with gr.Row():
                     n_faces = gr.Slider(1, MAX_FACES, value=2, step=1, label="faces")
                     seed = common.number_box(0, "seed (x_T and noise)", 0, common.MAX_SEED)
+                solver = gr.Radio(FEW_STEP_SAMPLERS, value="ddim", label="few-step sampler",
+                                  info="DPM-Solver++ reuses the last x̂_0: second order, the "
+                                       "same one U-Net call per step")
                 steps = gr.Slider(MIN_DDIM_STEPS, MAX_DDIM_STEPS, value=50, step=1,
                                   label="DDIM steps S")
                 eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM η")
                 with gr.Row():
-                    ddim_button = gr.Button("Run DDIM", variant="primary", elem_id="run-ddim")
+                    ddim_button = gr.Button("Run few-step", variant="primary", elem_id="run-ddim")
                     ddpm_button = gr.Button("Run DDPM (1000 steps)")
                 with gr.Row():
                     both_button = gr.Button("Run both")
@@ -361,7 +379,8 @@ def build(demo: gr.Blocks | None = None) -> None:
             with gr.Column(scale=5):
                 with gr.Row():
                     with gr.Column():
-                        ddim_image = gr.Image(label="DDIM", type="numpy", format="png",
+                        ddim_image = gr.Image(label="few-step: DDIM or DPM-Solver++", type="numpy",
+                                              format="png",
                                               interactive=False, elem_id="denoise-ddim")
                         ddim_info = gr.Markdown(elem_id="denoise-ddim-info")
                         ddim_gif = gr.File(label="DDIM GIF", interactive=False)
@@ -386,7 +405,7 @@ def build(demo: gr.Blocks | None = None) -> None:
             forward_upload, upload_in, forward_out, api_name="denoise_forward_upload",
             validator=common.field_validator(upload_in))
 
-        run_in = [model, prompt, guidance, n_faces, seed, steps, eta]
+        run_in = [model, prompt, guidance, n_faces, seed, steps, eta, solver]
         run_out = [ddim_image, ddim_info, ddpm_image, ddpm_info, reverse_plot, ddim_gif,
                    ddpm_gif]
         run_checks = common.field_validator(run_in)
