@@ -424,3 +424,23 @@ def test_dpmpp_2m_is_ddim_for_one_step_and_beats_it_on_few(schedule, x_T):
     for steps in (10, 20, 50):
         assert error(dpmpp_2m_sample, steps) < 0.75 * error(ddim_sample, steps), steps
     assert error(dpmpp_2m_sample, 20) < error(ddim_sample, 50)
+
+
+def test_guidance_anatomy_is_an_extrapolation_in_x0(schedule):
+    from playground.diffusion import guidance_anatomy
+
+    g = seeded(4)
+    x_t, eps_u, eps_c = (draw_noise((2, 3, 4, 4), g).double() for _ in range(3))
+    t = 600
+    for w in (0.0, 1.0, 7.5):
+        parts = guidance_anatomy(x_t, t, eps_u, eps_c, w, schedule)
+        torch.testing.assert_close(parts.push, (w - 1) * (eps_c - eps_u))
+        scale = (1 / schedule.alphas_cumprod[t] - 1).sqrt()
+        torch.testing.assert_close(parts.x0_guided - parts.x0_cond, -scale * parts.push)
+        # x̂_0 guided = x̂_0(∅) + w (x̂_0(c) − x̂_0(∅)): the same extrapolation, in x̂_0
+        torch.testing.assert_close(parts.x0_guided,
+                                   parts.x0_uncond + w * (parts.x0_cond - parts.x0_uncond))
+    torch.testing.assert_close(guidance_anatomy(x_t, t, eps_u, eps_c, 1.0, schedule).x0_guided,
+                               schedule.predict_x0(x_t, t, eps_c))
+    torch.testing.assert_close(guidance_anatomy(x_t, t, eps_u, eps_c, 0.0, schedule).eps_guided,
+                               eps_u)

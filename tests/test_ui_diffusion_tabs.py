@@ -292,3 +292,32 @@ def test_stop_says_where_each_running_sampler_stopped(client):
     ddim, ddpm = client.predict(finished, running, api_name="/denoise_stop")
     assert ddim == finished  # a finished run keeps its summary
     assert ddpm.startswith("**Stopped**") and "step 101/1000" in ddpm and "so far" not in ddpm
+
+
+def test_guidance_taken_apart_at_one_step(client):
+    from playground.diffusion import ddim_sample_progressive
+    from playground.guidance_step import guidance_at_step
+
+    picture, text = client.predict("ldm", "a smiling man", "", 7.5, 10, 3, 4,
+                                   api_name="/prompt_guidance_step")
+    assert "Step 4 of 10" in text and "w = 7.5" in text
+    image = _image(picture)
+    # one row of 5 faces at 3× with 3 px gaps, under the badge band and the column titles
+    assert image.shape == (common.LABEL_BADGE_PX + 18 + 3 + 195, 70 + 3 + 5 * 195, 3)
+    pipe = ldm_ops.get_pipeline("ldm")
+    view = guidance_at_step(pipe, "a smiling man", 7.5, 10, 3, seed=3)
+    # the guided guess is the conditional one pushed w - 1 = 6.5 times the gap further:
+    # its shift equals (w - 1) · sqrt(1/ᾱ_t - 1) · RMS(ε_c − ε_∅)
+    abar = float(pipe.schedule.alphas_cumprod[view["t"]])
+    assert view["x0_shift_rms"] == pytest.approx(6.5 * (1 / abar - 1) ** 0.5
+                                                 * view["eps_gap_rms"], rel=1e-4)
+    assert view["push_rms"] == pytest.approx(6.5 * view["eps_gap_rms"], rel=1e-4)
+    # x_t is where the guided DDIM run stands after 3 steps
+    x_T, _ = pipe.initial_noise(1, 3)
+    steps = list(ddim_sample_progressive(pipe.denoiser(7.5), x_T, pipe.schedule, 10, 0.0,
+                                         pipe.encode_prompts(["a smiling man"])))
+    expected = ldm_ops.unit_to_images(pipe.decode(steps[2].x_t))[0]
+    assert np.array_equal(view["images"][0], expected)
+    with pytest.raises(Exception, match="(?i)step must be between 1 and 10, got 11"):
+        client.predict("ldm", "a smiling man", "", 7.5, 10, 3, 11,
+                       api_name="/prompt_guidance_step")

@@ -7,7 +7,8 @@ guidance.
 A denoiser is any callable ``(x_t, t, cond) -> eps`` with ``t`` a long tensor of shape (N,).
 """
 
-from playground.diffusion.guidance import GuidedDenoiser, classifier_free_guidance
+from playground.diffusion.guidance import (GuidanceAnatomy, GuidedDenoiser,
+                                           classifier_free_guidance, guidance_anatomy)
 from playground.diffusion.samplers import (
     Step,
     ddim_sample,
@@ -22,6 +23,7 @@ from playground.diffusion.samplers import (
 from playground.diffusion.schedule import NoiseSchedule, ScheduleConfig
 
 __all__ = [
+    "GuidanceAnatomy",
     "GuidedDenoiser",
     "NoiseSchedule",
     "ScheduleConfig",
@@ -35,4 +37,5 @@ __all__ = [
     "dpmpp_2m_sample",
     "dpmpp_2m_sample_progressive",
     "draw_noise",
+    "guidance_anatomy",
 ]

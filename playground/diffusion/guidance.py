@@ -100,3 +100,41 @@ def classifier_free_guidance(denoiser: Denoiser, w: float, null_cond: Any) -> Gu
     if w != w:  # NaN
         raise ValueError("the guidance scale w must be a number, got NaN")
     return GuidedDenoiser(denoiser=denoiser, w=w, null_cond=null_cond)
+
+
+@dataclass
+class GuidanceAnatomy:
+    """What classifier-free guidance does at one step, in ε and in the x^_0 it implies.
+
+    All tensors (N, C, H, W). ``push`` = eps_guided − eps_cond = (w − 1)(eps_cond − eps_uncond)
+    is what guidance adds to the conditional model's prediction; in x^_0 it becomes
+    x0_guided − x0_cond = −sqrt(1/alphabar_t − 1) · push: an extrapolation of the step from
+    the unconditional guess through the conditional one, w − 1 times further.
+    """
+
+    eps_uncond: torch.Tensor
+    eps_cond: torch.Tensor
+    eps_guided: torch.Tensor
+    push: torch.Tensor
+    x0_uncond: torch.Tensor
+    x0_cond: torch.Tensor
+    x0_guided: torch.Tensor
+
+
+def guidance_anatomy(x_t: torch.Tensor, t: int, eps_uncond: torch.Tensor,
+                     eps_cond: torch.Tensor, w: float, schedule) -> GuidanceAnatomy:
+    """Split one guided prediction at (x_t, t) into its parts (see `GuidanceAnatomy`).
+
+    Args:
+        x_t: (N, C, H, W) the sample at timestep t; eps_uncond, eps_cond: the model's noise
+        predictions without and with the condition, same shape; w: the guidance scale;
+        schedule: the model's `NoiseSchedule` (for x^_0 = (x_t − sqrt(1 − alphabar_t) eps) /
+        sqrt(alphabar_t)).
+    """
+    eps_guided = eps_uncond + w * (eps_cond - eps_uncond)
+    return GuidanceAnatomy(
+        eps_uncond=eps_uncond, eps_cond=eps_cond, eps_guided=eps_guided,
+        push=eps_guided - eps_cond,
+        x0_uncond=schedule.predict_x0(x_t, t, eps_uncond),
+        x0_cond=schedule.predict_x0(x_t, t, eps_cond),
+        x0_guided=schedule.predict_x0(x_t, t, eps_guided))

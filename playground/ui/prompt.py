@@ -168,6 +168,36 @@ def sweep(model_name, prompt, negative, steps, seed, n_faces):
         yield picture, _table(rows, judge is not None, wanted) + "\n\n" + "  \n".join(notes)
 
 
+ANATOMY_EXPLAIN = r"""
+#### Guidance, made visible
+At one step $t$ of the same run, the U-Net is asked twice. Each answer implies a guess of the
+clean face, $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$.
+Guidance adds $(w-1)\,(\varepsilon_c - \varepsilon_\varnothing)$ to the conditional
+prediction: in $\hat x_0$ it is an **extrapolation**, from the guess without the prompt through
+the guess with it, $w - 1$ times further. The last picture is that push in pixels (grey: no
+change). Early steps ($t$ large) decide the layout; late steps only touch details.
+"""
+
+
+@common.user_errors
+def anatomy(model_name, prompt, negative, guidance, steps, seed, at_step):
+    """Guidance taken apart at one step → (labelled row of 5 pictures, numbers)."""
+    from playground.guidance_step import LABELS, guidance_at_step
+
+    pipe, prompt, negative, guidance, steps, _, seed = _check(
+        model_name, prompt, negative, guidance, steps, 1, seed)
+    at_step = in_range(at_step, "step", 1, steps, whole=True)
+    with ldm_ops.inference():
+        view = guidance_at_step(pipe, prompt, guidance, steps, at_step - 1, seed, negative)
+    picture = common.labelled_grid(view["images"][None], [f"t = {view['t']}"], list(LABELS),
+                                   scale=3, pad=3, label_width=70)
+    text = (f"Step {at_step} of {steps} (t = {view['t']}), w = {guidance:g}, seed {seed}: the "
+            f"prompt changes the noise prediction by RMS **{view['eps_gap_rms']:.3f}**; guidance "
+            f"adds **{view['push_rms']:.3f}** to it, which moves x̂₀ by RMS "
+            f"**{view['x0_shift_rms']:.3f}** (in the model's latent units).")
+    return picture, text
+
+
 def _random_seed() -> int:
     return secrets.randbelow(common.MAX_SEED + 1)
 
@@ -212,6 +242,17 @@ def build(demo: gr.Blocks | None = None) -> None:
             with gr.Column(scale=2):
                 gr.Markdown(SWEEP_EXPLAIN, latex_delimiters=common.LATEX)
                 sweep_table = gr.Markdown()
+        with gr.Row():
+            with gr.Column(scale=2):
+                gr.Markdown(ANATOMY_EXPLAIN, latex_delimiters=common.LATEX)
+                at_step = gr.Slider(1, MAX_STEPS, value=10, step=1, label="at step",
+                                    info="of the DDIM steps above (1: pure noise)")
+                anatomy_button = gr.Button("Show what guidance adds", elem_id="prompt-anatomy")
+            with gr.Column(scale=5):
+                anatomy_picture = gr.Image(label="one step, taken apart", type="numpy",
+                                           format="png", interactive=False,
+                                           elem_id="prompt-anatomy-picture")
+                anatomy_text = gr.Markdown()
 
         refresh.click(refresh_pipelines, model, model, api_name="prompt_models")
         dice.click(_random_seed, None, seed, api_name="prompt_random_seed")
@@ -222,3 +263,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         sweep_in = [model, prompt, negative, steps, seed, n_faces]
         sweep_button.click(sweep, sweep_in, [sweep_grid, sweep_table], api_name="prompt_sweep",
                            concurrency_id="diffusion", validator=common.field_validator(sweep_in))
+        anatomy_in = [model, prompt, negative, guidance, steps, seed, at_step]
+        anatomy_button.click(anatomy, anatomy_in, [anatomy_picture, anatomy_text],
+                             api_name="prompt_guidance_step", concurrency_id="diffusion",
+                             validator=common.field_validator(anatomy_in))
