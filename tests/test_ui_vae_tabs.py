@@ -74,6 +74,8 @@ def test_models_of_trained_and_runs_are_listed(client, tiny_models):
 def test_encode_shows_the_face_its_decoding_and_labels_the_sliders(client, source):
     out = _encode(client, source, seed=3, index=7)
     face, decoded, *sliders, plot, notice = out
+    sliders, edits = sliders[:traverse.N_SLIDERS], sliders[traverse.N_SLIDERS:]
+    assert edits == [0.0] * len(traverse.EDIT_VECTORS)  # a new face starts unedited
     assert _image(face).shape == (SHOWN, SHOWN, 3) and _image(decoded).shape == (SHOWN, SHOWN, 3)
     expected = ops.random_face(3) if source == "random" else ops.dataset_face(7)
     assert np.array_equal(_image(face)[::common.SHOW_SCALE, ::common.SHOW_SCALE], expected)
@@ -105,6 +107,24 @@ def test_slider_decode_follows_the_sliders_and_matches_the_core(client):
     assert np.array_equal(moved[::common.SHOW_SCALE, ::common.SHOW_SCALE], expected)
     other = _image(client.predict(*([-3.0] + values[1:]), api_name="/traverse_decode"))
     assert not np.array_equal(moved, other)
+
+
+def test_attribute_sliders_add_their_vector_to_the_face(client):
+    from playground.attribute_vectors import attribute_vectors
+
+    _encode(client, "random", seed=4)
+    model = ops.get_model("vae-beta10")
+    order, _ = ops.dims_by_kl(model)
+    z0 = ops.encode_mean(model, ops.random_face(4)[None])[0]
+    dims = [0.0] * traverse.N_SLIDERS
+    alphas = [0.0, 2.0, 0.0, -1.0]  # + 2 glasses, − 1 blond hair (Smiling, Eyeglasses, Hat, Blond)
+    moved = _image(client.predict(*dims, *alphas, api_name="/traverse_decode"))
+    vectors = attribute_vectors("vae-beta10")
+    z = ops.with_values(z0, order[:8], dims) + 2.0 * vectors["Eyeglasses"] - vectors["Blond_Hair"]
+    expected = ops.decode(model, z[None].astype(np.float32))[0]
+    assert np.abs(moved[::common.SHOW_SCALE, ::common.SHOW_SCALE].astype(int) - expected).max() <= 1
+    plain = _image(client.predict(*dims, api_name="/traverse_decode"))  # α's default to 0
+    assert not np.array_equal(moved, plain)
 
 
 def test_traversal_grid_and_gif(client):

@@ -13,18 +13,28 @@ import gradio as gr
 import numpy as np
 
 from playground import vae_ops as ops
+from playground.attribute_vectors import EDITS, attribute_vectors
 from playground.metrics import ACTIVE_KL, active_dims
 from playground.ui import common
 
 N_SLIDERS = 8  # live sliders, on the highest-KL dimensions
 SLIDER_RANGE = 3.0  # z_d ∈ [−3, 3]: ±3 prior standard deviations
 SLIDER_STEP = 0.05  # slider resolution: a z_d is shown and decoded on this grid
+EDIT_VECTORS = EDITS[:4]  # the attribute-vector sliders (Smiling, Eyeglasses, Wearing_Hat, …)
 # A slider move is one plain HTTP request, not a queued event: in chromium it shows the new
 # face in a median 84 ms (p95 154) against 119 (p95 279) through the queue, and it can never
 # wait behind a diffusion run (python -m playground.bench --browser; README).
 SLIDER_QUEUE = False
 GRID_VALUES = 9  # columns of the traversal grid, evenly from −3 to 3
 MAX_GRID_DIMS = 16  # rows of the traversal grid at most
+
+VECTORS_EXPLAIN = r"""
+A slider above moves **one coordinate** of $z$. These move along a **direction**:
+$v_a = \operatorname{mean}\mu(x \mid a) - \operatorname{mean}\mu(x \mid \lnot a)$ over 5,000
+training faces, and the face becomes $\mu + \alpha\, v_a$. Does "+ Smiling" add a smile and
+nothing else? `python -m playground.attribute_vectors vae-beta1 vae-beta10` measures it with
+the judge (the README's table); the first use of a model computes its vectors (~10 s).
+"""
 
 EXPLAIN = r"""
 ### Latent traversal: what does one coordinate of $z$ do?
@@ -101,7 +111,8 @@ def encode(model_name, source, seed, index, upload):
     notice = (f"{note}. Encoded by **{model_name}** (β = {ops.model_beta(model):g}): "
               f"{active} of {len(kl)} dimensions active; sliders on the top {len(dims)}.")
     return (common.show(face), common.show(decoded), state,
-            *_slider_updates(on_sliders, dims, kl), _plot_kl(kl, dims, model_name), notice)
+            *_slider_updates(on_sliders, dims, kl), *[0.0] * len(EDIT_VECTORS),
+            _plot_kl(kl, dims, model_name), notice)
 
 
 @common.user_errors
@@ -111,13 +122,22 @@ def encode_upload(model_name, seed, index, upload):
 
 
 def _latent_from(state, values) -> tuple:
+    """(model, z): μ with the dimension sliders' values set, then α_a·v_a added for every
+    attribute slider (values = N_SLIDERS dimension values, then len(EDIT_VECTORS) α's)."""
     if not state or "z" not in state:
         raise ValueError("encode a face first (press Encode)")
     dims = state["dims"]
-    values = [0.0 if v is None else float(v) for v in values[:len(dims)]]
-    if any(abs(v) > SLIDER_RANGE + 1e-6 for v in values):
+    values = [0.0 if v is None else float(v) for v in values]
+    dim_values, alphas = values[:len(dims)], values[N_SLIDERS:N_SLIDERS + len(EDIT_VECTORS)]
+    if any(abs(v) > SLIDER_RANGE + 1e-6 for v in dim_values + alphas):
         raise ValueError(f"slider values must lie in [−{SLIDER_RANGE:g}, {SLIDER_RANGE:g}]")
-    return ops.get_model(state["model"]), ops.with_values(state["z"], dims, values)
+    z = ops.with_values(state["z"], dims, dim_values)
+    if any(alphas):
+        vectors = attribute_vectors(state["model"])
+        for name, alpha in zip(EDIT_VECTORS, alphas):
+            if alpha and name in vectors:
+                z = z + np.float32(alpha) * vectors[name]
+    return ops.get_model(state["model"]), z
 
 
 @common.user_errors
@@ -171,6 +191,11 @@ def build(demo: gr.Blocks | None = None) -> None:
                 sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=SLIDER_STEP,
                                      label=f"slider {i + 1}", elem_id=f"traverse-slider-{i}")
                            for i in range(N_SLIDERS)]
+                with gr.Accordion("Attribute vectors: edit by arithmetic", open=False):
+                    gr.Markdown(VECTORS_EXPLAIN, latex_delimiters=common.LATEX)
+                    edits = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.1,
+                                       label=f"+ {name}", elem_id=f"traverse-edit-{i}")
+                             for i, name in enumerate(EDIT_VECTORS)]
             with gr.Column(scale=4):
                 gr.Markdown(EXPLAIN, latex_delimiters=common.LATEX)
         kl_plot = gr.Plot(label="KL per latent dimension")
@@ -185,7 +210,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                             interactive=False, scale=3)
 
         state = gr.State(None)
-        encoded = [original, decoded, state, *sliders, kl_plot, notice]
+        encoded = [original, decoded, state, *sliders, *edits, kl_plot, notice]
         refresh.click(common.refresh_models, model, model, api_name="traverse_models")
         triggers = [encode_button.click, model.change]
         if demo is not None and common.model_names():  # no toast on load when there is none
@@ -198,7 +223,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         common.wire_upload(picker, "traverse_use_upload").then(
             encode_upload, upload_in, encoded, api_name="traverse_encode_upload",
             validator=common.field_validator(upload_in))
-        gr.on([s.input for s in sliders], decode, [state, *sliders], decoded,
+        gr.on([s.input for s in [*sliders, *edits]], decode, [state, *sliders, *edits], decoded,
               api_name="traverse_decode", trigger_mode="always_last", show_progress="hidden",
               queue=SLIDER_QUEUE)
         grid_button.click(traversal, [state, n_dims, *sliders], [grid, gif],
