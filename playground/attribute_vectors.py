@@ -26,6 +26,7 @@ import numpy as np
 
 from playground import checkpoints
 from playground import vae_ops as ops
+from playground.data.images import images_to_tensor
 
 TRAIN_FACES = 5000  # faces of the train split that define the vectors
 EDIT_FACES = 500  # test faces whose edits are judged
@@ -101,7 +102,7 @@ def edit_scores(model_name: str, judge, attributes: tuple[str, ...] = EDITS,
     mu = ops.encode_mean(model, faces)
 
     def read(z: np.ndarray) -> dict[str, np.ndarray]:
-        return judge_attributes(judge, ops.images_to_tensor(ops.decode(model, z)))
+        return judge_attributes(judge, images_to_tensor(ops.decode(model, z)))
 
     plain = read(mu)
     out = {}

@@ -324,6 +324,7 @@ def bench_vae_train(runs: int, steps: int, batch: int) -> dict:
     import torch
 
     from playground.data import synthfaces as sf
+    from playground.data.images import images_to_tensor
     from playground.losses import beta_vae_loss
     from playground.models.vae import BetaVAE
     from playground.trainers.vae import VAETrainConfig
@@ -333,7 +334,7 @@ def bench_vae_train(runs: int, steps: int, batch: int) -> dict:
     model = BetaVAE(cfg.model_config()).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     images = sf.render(sf.generate_factors(batch, 777))
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous()
+    x = images_to_tensor(images)
     eps = torch.randn(batch, cfg.latent_dim, generator=torch.Generator().manual_seed(0))
 
     def step():

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from playground import metrics, plots
+from playground.data.images import images_to_tensor
 from playground.checkpoints import METRICS_FILE, WEIGHTS_FILE, atomic_write_bytes, resolve_model_dir
 from playground.embed import embed
 
@@ -80,7 +81,7 @@ def _to_float_images(batch: np.ndarray, device) -> torch.Tensor:
     """uint8 (B, 64, 64, 3) -> float32 (B, 3, 64, 64) in [0, 1] on ``device``."""
     # contiguous NCHW, so the conv kernels (and the last bits of mu) do not depend on where the
     # uint8 array came from
-    return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return images_to_tensor(batch).to(device)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 
 from playground import ldm_ops
 from playground.diffusion import ddim_sample_progressive, ddim_timesteps, guidance_anatomy
+from playground.data.images import tensor_to_images
 from playground.inputs import whole_number
 
 PUSH_GAIN = 4.0  # the push picture is 0.5 + PUSH_GAIN · (guided − conditional), in [0, 1]
@@ -64,7 +65,7 @@ def guidance_at_step(pipe: ldm_ops.LatentDiffusion, prompt: str, guidance: float
         parts = guidance_anatomy(x_t, t, eps_uncond, eps_cond, w, pipe.schedule)
     decoded = pipe.decode(torch.cat([x_t, parts.x0_uncond, parts.x0_cond, parts.x0_guided]))
     push = (0.5 + PUSH_GAIN * (decoded[3] - decoded[2])).clamp(0.0, 1.0)
-    images = ldm_ops.unit_to_images(torch.cat([decoded, push[None]]))
+    images = tensor_to_images(torch.cat([decoded, push[None]]))
 
     def rms(x: torch.Tensor) -> float:
         return float(x.float().pow(2).mean().sqrt())

@@ -45,6 +45,7 @@ import numpy as np
 from playground import checkpoints, embed, metrics
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
+from playground.data.images import images_to_tensor
 from playground.inputs import check_seed
 
 METHODS = embed.METHODS  # ("tsne", "umap", "pca")
@@ -521,7 +522,7 @@ def text_scores(query: str, n_points: int) -> np.ndarray:
         if images is None:  # embed the faces once per model and map size
             faces = sf.render(sf.generate_factors(n, sf.SPLIT_SEEDS[SPLIT]))
             images = np.concatenate([
-                torch.as_tensor(clip.encode_image(ops.images_to_tensor(faces[s:s + 250])))
+                torch.as_tensor(clip.encode_image(images_to_tensor(faces[s:s + 250])))
                 .float().numpy() for s in range(0, n, 250)])  # (N, E)
             images /= np.linalg.norm(images, axis=1, keepdims=True) + 1e-12
             image_features.clear()

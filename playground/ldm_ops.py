@@ -38,6 +38,7 @@ from playground import checkpoints
 from playground.diffusion import (NoiseSchedule, Step, classifier_free_guidance,
                                   ddim_sample_progressive, ddpm_sample_progressive,
                                   dpmpp_2m_sample_progressive, draw_noise)
+from playground.data.images import IMAGE_SIZE, images_to_tensor, tensor_to_images
 from playground.inputs import whole_number
 from playground.model_cache import StampedCache, weights_stamp
 from playground.vae_ops import inference  # noqa: F401  (re-exported for the tabs)
@@ -51,7 +52,6 @@ MAX_PROMPT_CHARS = 2_000  # longer prompts are refused (CLIP reads 77 tokens, ~3
 MAX_SEED = 2**63 - 1
 SWEEP_GUIDANCE = (1.0, 3.0, 7.5, 12.0)  # the Prompt tab's one-click guidance sweep
 CACHE_SIZE = 2  # pipelines kept loaded
-IMAGE_SIZE = 64
 
 Condition = tuple[torch.Tensor, torch.Tensor]  # (context (B, L, D) float, mask (B, L) bool)
 
@@ -477,21 +477,6 @@ def get_judge(name: str = JUDGE_MODEL) -> nn.Module | None:
 
 
 # ============================================================================ forward process
-def images_to_unit(images) -> torch.Tensor:
-    """uint8 (N, 64, 64, 3) → float (N, 3, 64, 64) in [0, 1]."""
-    arr = np.asarray(images)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
-        raise ValueError(f"expected uint8 images (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), got "
-                         f"{arr.dtype} {arr.shape}")
-    return torch.from_numpy(arr.copy()).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def unit_to_images(x: torch.Tensor) -> np.ndarray:
-    """float (N, 3, H, W) in [0, 1] → uint8 (N, H, W, 3) (clamped, rounded)."""
-    return (x.detach().float().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)
-            .permute(0, 2, 3, 1).cpu().numpy())
-
-
 def check_timestep(t, schedule: NoiseSchedule) -> int:
     """t as an int in [0, T − 1]."""
     t = whole_number(t, "the timestep t")
@@ -518,10 +503,10 @@ def noised_images(images, t: int, seed: int, schedule: NoiseSchedule) -> dict[st
     seed = whole_number(seed, "noise seed")
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"noise seed must be between 0 and 2^63 - 1, got {seed}")
-    x0 = images_to_unit(images) * 2 - 1  # (N, 3, 64, 64) in [-1, 1]
+    x0 = images_to_tensor(images) * 2 - 1  # (N, 3, 64, 64) in [-1, 1]
     noise = draw_noise(x0.shape, torch.Generator().manual_seed(seed))
     x_t = schedule.q_sample(x0, t, noise)
-    return {name: unit_to_images((v + 1) / 2) for name, v in
+    return {name: tensor_to_images((v + 1) / 2) for name, v in
             (("x0", x0), ("noise", noise), ("x_t", x_t))}
 
 
@@ -534,11 +519,11 @@ def noised_latents(pipe: LatentDiffusion, images, t: int, seed: int) -> dict[str
          "decoded": uint8 (N, 64, 64, 3) D(z_t)}.
     """
     t = check_timestep(t, pipe.schedule)
-    z0 = pipe.encode(images_to_unit(images))  # (N, C, h, w)
+    z0 = pipe.encode(images_to_tensor(images))  # (N, C, h, w)
     noise = draw_noise(z0.shape, torch.Generator().manual_seed(whole_number(seed, "noise seed")),
                        device=z0.device)
     z_t = pipe.schedule.q_sample(z0, t, noise)
-    return {"z_t": latent_picture(z_t), "decoded": unit_to_images(pipe.decode(z_t))}
+    return {"z_t": latent_picture(z_t), "decoded": tensor_to_images(pipe.decode(z_t))}
 
 
 def latent_picture(x: torch.Tensor, size: int = IMAGE_SIZE, limit: float = 3.0) -> np.ndarray:

@@ -135,7 +135,7 @@ def test_faces(n: int = HEADLINE_FACES):
     from playground.data.synthfaces import SynthFacesDataset
 
     test = SynthFacesDataset("test", n=n)
-    from playground.vae_ops import images_to_tensor
+    from playground.data.images import images_to_tensor
 
     return images_to_tensor(test.images), test.attributes, test.factors
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from playground import plots
+from playground.data.images import images_to_tensor
 from playground.latent_map import separation_verdict
 from playground.evaluate import (evaluate_vae, first_images, load_tsne, merge_metrics, model_dir,
                                  save_tsne, weights_fingerprint)
@@ -76,8 +77,7 @@ def _model_device(model) -> torch.device:
 def _encode_mu(model, images_uint8: np.ndarray) -> torch.Tensor:
     """Posterior means (N, D) of uint8 images (N, 64, 64, 3), on the CPU."""
     device = _model_device(model)
-    x = torch.from_numpy(images_uint8).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    x = x.contiguous()  # (N, 3, H, W)
+    x = images_to_tensor(images_uint8).to(device)  # (N, 3, H, W)
     return model.encode(x)[0].float().cpu()
 
 

@@ -32,11 +32,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from playground import checkpoints
+from playground.data.images import IMAGE_SIZE, images_to_tensor, tensor_to_images
 from playground.inputs import check_seed, whole_number
 from playground.metrics import kl_per_dim
 from playground.model_cache import StampedCache, weights_stamp
 
-IMAGE_SIZE = 64  # side of every face the models see
 CACHE_SIZE = 4  # models kept loaded (3 shipped βs + one run)
 REFERENCE_SIZE = 512  # SynthFaces val faces used to rank latent dimensions by KL
 CHUNK = 64  # images per forward pass when encoding/decoding a large batch
@@ -155,39 +155,6 @@ def _as_vector(z, name: str) -> np.ndarray:
     if not np.all(np.isfinite(z)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return z
-
-
-def images_to_tensor(images) -> torch.Tensor:
-    """uint8 (N, 64, 64, 3) or float (N, 64, 64, 3) in [0, 1] → float32 (N, 3, 64, 64) in [0, 1].
-
-    A float torch tensor already shaped (N, 3, 64, 64) passes through (as float32).
-    """
-    if isinstance(images, torch.Tensor):
-        if images.dim() == 4 and images.shape[1] == 3 and images.is_floating_point():
-            return images.float()
-        images = images.detach().cpu().numpy()
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        raise ValueError(f"expected a batch of images (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), got "
-                         f"one image {arr.shape}: add a batch axis (images[None])")
-    if arr.ndim != 4 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
-        raise ValueError(f"expected images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), "
-                         f"got {arr.shape}")
-    if arr.dtype == np.uint8:
-        x = torch.from_numpy(np.array(arr, copy=True)).float().div_(255.0)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1 or np.isnan(arr).any()):
-            raise ValueError("float images must lie in [0, 1] (uint8 images in 0..255)")
-        x = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
-    else:
-        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {arr.dtype}")
-    return x.permute(0, 3, 1, 2).contiguous()  # (N, 3, 64, 64)
-
-
-def tensor_to_images(x: torch.Tensor) -> np.ndarray:
-    """float (N, 3, H, W) in [0, 1] → uint8 (N, H, W, 3) (rounded)."""
-    return (x.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)
-            .permute(0, 2, 3, 1).cpu().numpy())
 
 
 # --------------------------------------------------------------------------------- encode / decode

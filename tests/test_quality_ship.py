@@ -13,7 +13,7 @@ from playground.data.synthfaces import SynthFacesDataset
 from playground.models.judge import Judge, JudgeConfig
 from playground.models.vae import VAEConfig
 from playground.training import read_log
-from playground.vae_ops import images_to_tensor
+from playground.data.images import images_to_tensor
 from playground.trainers.vae import VAETrainConfig, train_vae
 from tests.test_train_cli import TINY, RandomFaces
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from playground import ldm_ops
 from playground import vae_ops as ops
+from playground.data.images import tensor_to_images
 from playground.ui import common, denoise, prompt
 from tests.test_ldm_ops import TINY_T, save_tiny_pipeline
 
@@ -111,7 +112,7 @@ def test_ddim_streams_to_the_sample_with_time_and_gif(client):
     assert gif.endswith(".gif") and Image.open(gif).n_frames >= 2
     # the last row of the final frame is the pipeline's sample for the same seed
     pipe = ldm_ops.get_pipeline("ldm")
-    expected = ldm_ops.unit_to_images(pipe.sample(["a smiling man"] * 3, guidance=3.0,
+    expected = tensor_to_images(pipe.sample(["a smiling man"] * 3, guidance=3.0,
                                                   steps=10, seed=0))
     picture = _image(ddim)
     top, left = common.LABEL_BADGE_PX + 2 + 2 * 130, 100 + 2
@@ -125,7 +126,7 @@ def test_dpm_solver_runs_in_the_few_step_column(client):
                                    api_name="/denoise_ddim")
     assert "DPM-Solver++(2M), 10 steps" in info
     pipe = ldm_ops.get_pipeline("ldm")
-    expected = ldm_ops.unit_to_images(pipe.sample(["a smiling man"] * 2, guidance=3.0,
+    expected = tensor_to_images(pipe.sample(["a smiling man"] * 2, guidance=3.0,
                                                   sampler="dpm++", steps=10, seed=0))
     picture = _image(few)
     top, left = common.LABEL_BADGE_PX + 2 + 2 * 130, 100 + 2
@@ -175,7 +176,7 @@ def test_generate_grid_seed_and_determinism(client):
     assert seed == 3 and "**Seed 3**" in notice and "Blond_Hair" in notice
     assert np.array_equal(_image(_generate(client)[0]), image)
     pipe = ldm_ops.get_pipeline("ldm")
-    first = ldm_ops.unit_to_images(pipe.sample(["a smiling woman with blond hair"] * 4,
+    first = tensor_to_images(pipe.sample(["a smiling woman with blond hair"] * 4,
                                                guidance=7.5, steps=10, seed=3))[0]
     assert np.array_equal(image[3:3 + 192:3, 3:3 + 192:3], first)
 
@@ -316,7 +317,7 @@ def test_guidance_taken_apart_at_one_step(client):
     x_T, _ = pipe.initial_noise(1, 3)
     steps = list(ddim_sample_progressive(pipe.denoiser(7.5), x_T, pipe.schedule, 10, 0.0,
                                          pipe.encode_prompts(["a smiling man"])))
-    expected = ldm_ops.unit_to_images(pipe.decode(steps[2].x_t))[0]
+    expected = tensor_to_images(pipe.decode(steps[2].x_t))[0]
     assert np.array_equal(view["images"][0], expected)
     with pytest.raises(Exception, match="(?i)step must be between 1 and 10, got 11"):
         client.predict("ldm", "a smiling man", "", 7.5, 10, 3, 11,

@@ -22,6 +22,7 @@ import torch
 
 from playground import ldm_ops
 from playground import vae_ops as ops
+from playground.data.images import tensor_to_images
 from playground.diffusion import NoiseSchedule, ddim_timesteps
 from playground.inputs import check_seed, in_range
 from playground.ui import common
@@ -195,7 +196,7 @@ def _frame(pipe: ldm_ops.LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tens
     """One step as (labelled picture at 2×, unlabelled GIF frame at 1×): rows x_t (latent
     channels), decoded x_t, decoded x̂_0 (pixel space: x_t, x̂_0); a column per face."""
     n = x_t.shape[0]
-    decoded = ldm_ops.unit_to_images(pipe.decode(torch.cat([x_t, x0_pred])))
+    decoded = tensor_to_images(pipe.decode(torch.cat([x_t, x0_pred])))
     if pipe.space == "latent":
         rows = [ldm_ops.latent_picture(x_t), decoded[:n], decoded[n:]]
         labels = list(ROW_LABELS)

@@ -16,8 +16,9 @@ import numpy as np
 
 from playground import ldm_ops
 from playground import vae_ops as ops
-from playground.ui import common
+from playground.data.images import tensor_to_images
 from playground.inputs import check_seed, in_range
+from playground.ui import common
 from playground.ui.denoise import (no_pipeline_message, pipeline_dropdown, refresh_pipelines,
                                    stream_user_errors)
 
@@ -95,7 +96,7 @@ def _check(model_name, prompt, negative, guidance, steps, n_faces, seed):
 
 
 def _grid(images) -> np.ndarray:
-    faces = ldm_ops.unit_to_images(images)  # (N, 64, 64, 3)
+    faces = tensor_to_images(images)  # (N, 64, 64, 3)
     n = len(faces)
     cols = min(GRID_COLUMNS, n)
     rows = -(-n // cols)
@@ -162,7 +163,7 @@ def sweep(model_name, prompt, negative, steps, seed, n_faces):
         if row is None:
             break
         rows.append(row)
-        cells.append(ldm_ops.unit_to_images(row["images"]))
+        cells.append(tensor_to_images(row["images"]))
         picture = common.labelled_grid(np.stack(cells), [f"w = {r['w']:g}" for r in rows],
                                        scale=2, pad=2, label_width=70)
         yield picture, _table(rows, judge is not None, wanted) + "\n\n" + "  \n".join(notes)
