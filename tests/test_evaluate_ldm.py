@@ -13,7 +13,8 @@ from playground import evaluate_ldm as ev
 from playground.checkpoints import load_model, save_model, trained_dir
 from playground.data.captions import caption_from_attributes
 from playground.diffusion import ScheduleConfig
-from playground.ldm_ops import load_pipeline, named_attributes
+from playground.ldm_ops import load_pipeline
+from playground.prompts import named_attributes
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.judge import Judge, JudgeConfig, judge_features

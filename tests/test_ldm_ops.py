@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from playground import checkpoints, ldm_ops
+from playground import forward_process, prompts
 from playground.ldm_ops import pad_condition
 from playground.data import captions
 from playground.data import synthfaces as sf
@@ -263,32 +264,32 @@ def test_bad_prompts_raise_clear_errors(pipe):
     ("", {}),
 ])
 def test_named_attributes(prompt, expected):
-    assert ldm_ops.named_attributes(prompt) == expected
+    assert prompts.named_attributes(prompt) == expected
 
 
 def test_named_attributes_agree_with_the_zero_shot_phrases_and_the_training_captions():
     for attribute in sf.ATTRIBUTE_NAMES:
         present, absent = captions.zero_shot_prompts(attribute)
-        assert ldm_ops.named_attributes(present) == {attribute: 1}, present
-        assert ldm_ops.named_attributes(absent) == {attribute: 0}, absent
+        assert prompts.named_attributes(present) == {attribute: 1}, present
+        assert prompts.named_attributes(absent) == {attribute: 0}, absent
     factors = sf.generate_factors(300, 1)
     attributes = sf.attributes_from_factors(factors)
     texts = captions.captions_for_dataset(attributes, factors, seed=2)
     named = 0
     for i, text in enumerate(texts):
-        for attribute, value in ldm_ops.named_attributes(text).items():
+        for attribute, value in prompts.named_attributes(text).items():
             assert int(attributes[attribute][i]) == value, (text, attribute)
             named += 1
     assert named > 2 * len(texts)  # a caption names several attributes
 
 
 def test_prompt_info_notices(pipe):
-    info = ldm_ops.prompt_info("a smiling dragon", pipe.clip)
+    info = prompts.prompt_info("a smiling dragon", pipe.clip)
     assert info.unknown_words == ["dragon"] and info.attributes == {"Smiling": 1}
     assert not info.truncated and not info.empty
-    long = ldm_ops.prompt_info("a smiling man with glasses " * 5, pipe.clip)
+    long = prompts.prompt_info("a smiling man with glasses " * 5, pipe.clip)
     assert long.truncated and long.unknown_words == []
-    assert ldm_ops.prompt_info("   ", pipe.clip).empty
+    assert prompts.prompt_info("   ", pipe.clip).empty
     assert pipe.truncated(["a man", "a man " * 20]) == [False, True]
 
 
@@ -300,18 +301,18 @@ def test_adherence_and_diversity(pipe):
     calls = judge.predict_attributes(images, hard=True)
     smiling = int(calls["Smiling"][0])
     expected = float((calls["Smiling"] == smiling).float().mean())
-    score = ldm_ops.adherence(judge, images, {"Smiling": smiling})
+    score = prompts.adherence(judge, images, {"Smiling": smiling})
     assert score["accuracy"] == pytest.approx(expected)
-    flipped = ldm_ops.adherence(judge, images, {"Smiling": 1 - smiling})
+    flipped = prompts.adherence(judge, images, {"Smiling": 1 - smiling})
     assert flipped["accuracy"] == pytest.approx(1 - expected)
-    assert ldm_ops.adherence(judge, images, {}) == {"accuracy": None, "per_attribute": {}}
+    assert prompts.adherence(judge, images, {}) == {"accuracy": None, "per_attribute": {}}
     same = images[:1].repeat(3, 1, 1, 1)
-    assert ldm_ops.diversity(judge, same) == pytest.approx(0.0, abs=1e-6)
-    assert ldm_ops.diversity(judge, images) > 0 and ldm_ops.diversity(judge, images[:1]) is None
+    assert prompts.diversity(judge, same) == pytest.approx(0.0, abs=1e-6)
+    assert prompts.diversity(judge, images) > 0 and prompts.diversity(judge, images[:1]) is None
 
 
 def test_guidance_sweep_rows(pipe):
-    rows = list(ldm_ops.guidance_sweep_progressive(pipe, "a smiling man", weights=(1.0, 4.0),
+    rows = list(prompts.guidance_sweep_progressive(pipe, "a smiling man", weights=(1.0, 4.0),
                                                    n=2, steps=3, seed=4,
                                                    judge=ldm_ops.get_judge()))
     assert [r["w"] for r in rows] == [1.0, 4.0]
@@ -320,7 +321,7 @@ def test_guidance_sweep_rows(pipe):
     for r in rows:
         assert 0 <= r["accuracy"] <= 1 and set(r["per_attribute"]) == {"Smiling"}
         assert r["diversity"] >= 0 and r["seconds"] > 0
-    no_judge = next(ldm_ops.guidance_sweep_progressive(pipe, "a man", weights=(2.0,), n=2,
+    no_judge = next(prompts.guidance_sweep_progressive(pipe, "a man", weights=(2.0,), n=2,
                                                        steps=2))
     assert no_judge["accuracy"] is None and no_judge["diversity"] is None
 
@@ -329,7 +330,7 @@ def test_guidance_sweep_rows(pipe):
 def test_noised_images_follow_the_closed_form():
     schedule = NoiseSchedule()
     face = sf.generate(1, 0)[0]  # (1, 64, 64, 3)
-    out = ldm_ops.noised_images(face, 300, seed=1, schedule=schedule)
+    out = forward_process.noised_images(face, 300, seed=1, schedule=schedule)
     x0 = torch.from_numpy(face).permute(0, 3, 1, 2).float() / 127.5 - 1
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
     ab = float(schedule.alphas_cumprod[300])
@@ -338,22 +339,22 @@ def test_noised_images_follow_the_closed_form():
     assert (got - expected).abs().max() <= 1 / 255 + 1e-6
     assert np.array_equal(out["x0"], face)
     # the same ε at every t; almost the face at t = 0, almost pure ε at t = T - 1
-    assert np.array_equal(ldm_ops.noised_images(face, 999, 1, schedule)["noise"], out["noise"])
-    assert np.abs(ldm_ops.noised_images(face, 0, 1, schedule)["x_t"].astype(int) - face).mean() < 3
-    late = ldm_ops.noised_images(face, 999, 1, schedule)
+    assert np.array_equal(forward_process.noised_images(face, 999, 1, schedule)["noise"], out["noise"])
+    assert np.abs(forward_process.noised_images(face, 0, 1, schedule)["x_t"].astype(int) - face).mean() < 3
+    late = forward_process.noised_images(face, 999, 1, schedule)
     assert np.abs(late["x_t"].astype(int) - late["noise"]).mean() < 3
     with pytest.raises(ValueError, match="timestep t must be between 0 and 999"):
-        ldm_ops.noised_images(face, 1000, 1, schedule)
+        forward_process.noised_images(face, 1000, 1, schedule)
 
 
 def test_noised_latents_and_latent_picture(pipe):
     face = sf.generate(1, 0)[0]
-    out = ldm_ops.noised_latents(pipe, face, 5, seed=0)
+    out = forward_process.noised_latents(pipe, face, 5, seed=0)
     assert out["z_t"].shape == (1, 64, 64, 3) and out["decoded"].shape == (1, 64, 64, 3)
-    picture = ldm_ops.latent_picture(torch.tensor([-3.0, 0.0, 3.0, 9.0]).view(1, 4, 1, 1))
+    picture = forward_process.latent_picture(torch.tensor([-3.0, 0.0, 3.0, 9.0]).view(1, 4, 1, 1))
     # 4 channels in a 2 × 2 grid of 32 px tiles: black, grey, white, white (clipped)
     assert picture.shape == (1, 64, 64, 3)
     assert [picture[0, 0, 0, 0], picture[0, 0, 40, 0], picture[0, 40, 0, 0],
             picture[0, 40, 40, 0]] == [0, 128, 255, 255]
-    curves = ldm_ops.schedule_curves(pipe.schedule)
+    curves = forward_process.schedule_curves(pipe.schedule)
     assert curves["snr"].shape == (TINY_T,) and np.all(np.diff(curves["alphas_cumprod"]) < 0)

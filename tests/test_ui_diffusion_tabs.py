@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from playground import ldm_ops
+from playground import forward_process
 from playground import vae_ops as ops
 from playground.data.images import tensor_to_images
 from playground.ui import common, denoise, prompt
@@ -62,7 +63,7 @@ def test_forward_process_pictures_plot_and_notice(client):
     assert plot is not None
     # what the core computes for the same face, t and noise seed (shown 4× larger)
     face = ops.random_face(0)
-    expected = ldm_ops.noised_images(face[None], TINY_T - 1, 0, ldm_ops.get_pipeline().schedule)
+    expected = forward_process.noised_images(face[None], TINY_T - 1, 0, ldm_ops.get_pipeline().schedule)
     assert np.array_equal(_image(x0)[::4, ::4], face)
     assert np.array_equal(_image(x_t)[::4, ::4], expected["x_t"][0])
     assert np.array_equal(_image(eps)[::4, ::4], expected["noise"][0])

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from playground import ldm_ops
+from playground import forward_process
 from playground import vae_ops as ops
 from playground.data.images import tensor_to_images
 from playground.diffusion import NoiseSchedule, ddim_timesteps
@@ -102,7 +103,7 @@ def schedule_figure(schedule: NoiseSchedule, cursors: dict[str, int] | None = No
     vertical line per cursor {label: t} and dots on the ᾱ_t curve per marks {label: [t, …]}."""
     import plotly.graph_objects as go
 
-    curves = ldm_ops.schedule_curves(schedule)
+    curves = forward_process.schedule_curves(schedule)
     T = schedule.num_timesteps
     keep = np.unique(np.linspace(0, T - 1, min(T, 250)).round().astype(int))  # light JSON
     fig = go.Figure()
@@ -149,12 +150,12 @@ def _schedule_for(model_name) -> tuple[NoiseSchedule, ldm_ops.LatentDiffusion | 
 def forward(model_name, source, seed, index, upload, t, noise_seed):
     """Face, t and noise seed in → (x_0, ε, x_t, latent z_t, decoded z_t, plot, notice)."""
     schedule, pipe = _schedule_for(model_name)
-    t = ldm_ops.check_timestep(t, schedule)
+    t = forward_process.check_timestep(t, schedule)
     noise_seed = check_seed(noise_seed, "noise seed")
     face, note = common.load_face(source, seed, index, upload)
     with ldm_ops.inference():
-        pixels = ldm_ops.noised_images(face[None], t, noise_seed, schedule)
-        latent = ldm_ops.noised_latents(pipe, face[None], t, noise_seed) if (
+        pixels = forward_process.noised_images(face[None], t, noise_seed, schedule)
+        latent = forward_process.noised_latents(pipe, face[None], t, noise_seed) if (
             pipe is not None and pipe.space == "latent") else None
     ab = float(schedule.alphas_cumprod[t])
     notice = (f"{note}. **t = {t}**: ᾱ_t = {ab:.4f}, so x_t = {math.sqrt(ab):.3f}·x_0 + "
@@ -198,7 +199,7 @@ def _frame(pipe: ldm_ops.LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tens
     n = x_t.shape[0]
     decoded = tensor_to_images(pipe.decode(torch.cat([x_t, x0_pred])))
     if pipe.space == "latent":
-        rows = [ldm_ops.latent_picture(x_t), decoded[:n], decoded[n:]]
+        rows = [forward_process.latent_picture(x_t), decoded[:n], decoded[n:]]
         labels = list(ROW_LABELS)
     else:
         rows, labels = [decoded[:n], decoded[n:]], list(PIXEL_ROW_LABELS)

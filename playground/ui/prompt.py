@@ -15,6 +15,7 @@ import gradio as gr
 import numpy as np
 
 from playground import ldm_ops
+from playground import prompts
 from playground import vae_ops as ops
 from playground.data.images import tensor_to_images
 from playground.inputs import check_seed, in_range
@@ -49,7 +50,7 @@ attribute the prompt names — the fraction of (face, attribute) pairs it finds 
 
 def _notes(pipe: ldm_ops.LatentDiffusion, prompt: str, negative: str, guidance: float) -> list[str]:
     """What to tell the user about the prompt before the faces are judged."""
-    info = ldm_ops.prompt_info(prompt, pipe.clip)
+    info = prompts.prompt_info(prompt, pipe.clip)
     notes = []
     if info.empty:
         notes.append("**Empty prompt: unconditional faces** (ε(x_t, ∅) only" +
@@ -65,19 +66,19 @@ def _notes(pipe: ldm_ops.LatentDiffusion, prompt: str, negative: str, guidance: 
     if info.truncated:
         notes.append(f"**The prompt was cut** at the tokenizer's {pipe.clip.context_length} "
                      "tokens: the end of it is ignored.")
-    if negative.strip() and ldm_ops.prompt_info(negative, pipe.clip).truncated:
+    if negative.strip() and prompts.prompt_info(negative, pipe.clip).truncated:
         notes.append("The negative prompt was cut at the tokenizer's context length.")
     if negative.strip() and guidance == 1:
         notes.append("With w = 1 the negative prompt has no effect (only ε(x_t, c) is used).")
     if info.attributes:
         notes.append("Attributes named: " + ", ".join(
             f"{a}{'' if v else ' (absent)'}" for a, v in info.attributes.items()) + ".")
-    known = ldm_ops.measured_attribute_accuracy(pipe.name)
+    known = prompts.measured_attribute_accuracy(pipe.name)
     poor = {a: share for a, share in known.items()
-            if a in info.attributes and share < ldm_ops.DRAWN_POORLY}
+            if a in info.attributes and share < prompts.DRAWN_POORLY}
     if poor:
         notes.append(f"**This model draws {', '.join(poor)} poorly**: at w = "
-                     f"{ldm_ops.NOTICE_GUIDANCE:g} the judge found "
+                     f"{prompts.NOTICE_GUIDANCE:g} the judge found "
                      + ", ".join(f"{a} on {share:.0%}" for a, share in poor.items())
                      + " of its faces (its metrics.json, measured with DDIM on the sweep's "
                      "prompts). Try several seeds, or see the README for why.")
@@ -145,7 +146,7 @@ def sweep(model_name, prompt, negative, steps, seed, n_faces):
     pipe, prompt, negative, _, steps, n_faces, seed = _check(
         model_name, prompt, negative, 1.0, steps, n_faces, seed)
     judge = ldm_ops.get_judge()
-    wanted = ldm_ops.named_attributes(prompt)
+    wanted = prompts.named_attributes(prompt)
     notes = _notes(pipe, prompt, negative, 7.5)
     if judge is None:
         notes.append("**No judge model** (trained/judge is not trained yet): adherence and "
@@ -155,7 +156,7 @@ def sweep(model_name, prompt, negative, steps, seed, n_faces):
     notes.append(f"Seed {seed} (the same x_T for every w), DDIM {steps} steps, {n_faces} "
                  f"faces per w, by **{pipe.name}**.")
     rows, cells = [], []
-    chain = ldm_ops.guidance_sweep_progressive(pipe, prompt, n=n_faces, steps=steps, seed=seed,
+    chain = prompts.guidance_sweep_progressive(pipe, prompt, n=n_faces, steps=steps, seed=seed,
                                                negative_prompt=negative, judge=judge)
     while True:
         with ldm_ops.inference():
