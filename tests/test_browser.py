@@ -93,6 +93,10 @@ def test_every_tab_opens_and_is_screenshotted(page, shots):
     for name in names:
         _open_tab(page, name)
         assert page.get_by_role("tabpanel").first.is_visible()
+        # the outputs the page draws on load are drawn before the picture is taken
+        _settled_images(page.locator("[role=tabpanel]:visible").first)
+        page.wait_for_function("() => !document.querySelector('.progress-text, .eta-bar')",
+                               timeout=60_000)
         path = shots / f"tab_{name.lower().replace(' ', '_')}.png"
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10_000  # a real picture, not a blank page
