@@ -444,3 +444,21 @@ def test_guidance_anatomy_is_an_extrapolation_in_x0(schedule):
                                schedule.predict_x0(x_t, t, eps_c))
     torch.testing.assert_close(guidance_anatomy(x_t, t, eps_u, eps_c, 0.0, schedule).eps_guided,
                                eps_u)
+
+
+def test_ddim_inversion_returns_to_the_face_as_the_steps_shrink(schedule):
+    """Invert x_0 to x_T, sample back with the same steps: the round trip error falls like
+    1/S (a first-order ODE solver run both ways; measured 0.10 at S = 50, 0.026 at S = 200),
+    and x_T looks like the noise it should be."""
+    from playground.diffusion import ddim_invert
+
+    denoiser = gaussian_denoiser(schedule, sd=0.5)
+    x_0 = (0.3 + 0.5 * draw_noise((2, 3, 4, 4), seeded(1))).double()  # a sample of the data
+    errors = {}
+    for steps in (50, 100, 200):
+        x_T = ddim_invert(denoiser, x_0, schedule, steps=steps)
+        assert 0.8 < float(x_T.std()) < 1.1 and x_T.shape == x_0.shape
+        back = ddim_sample(denoiser, x_T, schedule, steps=steps)
+        errors[steps] = float((back - x_0).abs().max())
+    assert errors[100] < 0.6 * errors[50] and errors[200] < 0.6 * errors[100]
+    assert errors[200] < 0.05

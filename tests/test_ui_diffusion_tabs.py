@@ -323,3 +323,20 @@ def test_guidance_taken_apart_at_one_step(client):
     with pytest.raises(Exception, match="(?i)step must be between 1 and 10, got 11"):
         client.predict("ldm", "a smiling man", "", 7.5, 10, 3, 11,
                        api_name="/prompt_guidance_step")
+
+
+def test_a_face_is_inverted_and_re_prompted(client):
+    from playground.inversion import invert_and_edit
+
+    picture, text = client.predict("ldm", "data", 0, 3, None, "", "a person wearing a hat", 1.0,
+                                   20, api_name="/prompt_invert")
+    assert "SynthFaces test face #3" in text and "DDIM round trip" in text
+    image = _image(picture)
+    assert image.shape == (common.LABEL_BADGE_PX + 18 + 3 + 195, 60 + 3 + 4 * 195, 3)
+    pipe = ldm_ops.get_pipeline("ldm")
+    out = invert_and_edit(pipe, ops.dataset_face(3), "", "a person wearing a hat", 1.0, 20)
+    top, left = common.LABEL_BADGE_PX + 18 + 3, 60 + 3
+    for j in range(4):  # the four pictures are the core's, cell by cell
+        cell = image[top:top + 192:3, left + j * 195:left + j * 195 + 192:3]
+        assert np.array_equal(cell, out["images"][j])
+    assert f"{out['psnr']['round_trip']:.1f} dB" in text

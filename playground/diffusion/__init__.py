@@ -11,6 +11,7 @@ from playground.diffusion.guidance import (GuidanceAnatomy, GuidedDenoiser,
                                            classifier_free_guidance, guidance_anatomy)
 from playground.diffusion.samplers import (
     Step,
+    ddim_invert,
     ddim_sample,
     ddim_sample_progressive,
     ddim_timesteps,
@@ -29,6 +30,7 @@ __all__ = [
     "ScheduleConfig",
     "Step",
     "classifier_free_guidance",
+    "ddim_invert",
     "ddim_sample",
     "ddim_sample_progressive",
     "ddim_timesteps",

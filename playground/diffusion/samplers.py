@@ -352,3 +352,50 @@ def dpmpp_2m_sample(
     for step in dpmpp_2m_sample_progressive(denoiser, x_T, schedule, steps, cond, spacing, callback):
         x = step.x_t
     return x
+
+
+# -- DDIM inversion ------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def ddim_invert(
+    denoiser: Denoiser,
+    x_0: torch.Tensor,
+    schedule: NoiseSchedule,
+    steps: int = 50,
+    cond: Any = None,
+    spacing: str = "trailing",
+) -> torch.Tensor:
+    """DDIM inversion: the x_T from which deterministic DDIM (η = 0, same steps) returns to x_0.
+
+    DDIM with η = 0 is the Euler discretisation of an ODE, so it can be run backwards: over the
+    timesteps of ``ddim_timesteps`` in increasing order, from s (the previous one; alphabar = 1
+    before the first) to t:
+        eps^ = eps(x_s, t)
+        x^_0 = (x_s - sqrt(1 - alphabar_s) eps^) / sqrt(alphabar_s)
+        x_t  = sqrt(alphabar_t) x^_0 + sqrt(1 - alphabar_t) eps^
+    eps is evaluated at x_s in place of the unknown x_t (the step the sampler takes from t
+    uses eps(x_t, t)), so the round trip is exact only as the steps get small; strong guidance
+    makes it worse (the guided eps is far from the data's own). DDPM, being stochastic, has no
+    such inverse.
+
+    Args:
+        denoiser: (x_t, t, cond) -> eps.
+        x_0: the clean sample (N, C, H, W) (a face's latent).
+        schedule: the model's noise schedule.
+        steps: S, the number of denoiser calls (1 .. T); sample back with the same S.
+        cond: passed through to the denoiser.
+        spacing: "trailing" or "leading", see ``ddim_timesteps``.
+    Returns:
+        x_T (N, C, H, W).
+    """
+    _check_inputs(x_0, schedule, None)
+    ascending = ddim_timesteps(schedule.num_timesteps, steps, spacing).flip(0).tolist()
+    x, alphabar_s = x_0, torch.tensor(1.0, dtype=torch.float64)
+    for t in ascending:
+        alphabar_t = schedule.alphas_cumprod[t]
+        eps = _predict_eps(denoiser, x, t, cond)
+        x0_pred = (x - _scalar((1 - alphabar_s).sqrt(), x) * eps) / _scalar(alphabar_s.sqrt(), x)
+        x = _scalar(alphabar_t.sqrt(), x) * x0_pred + _scalar((1 - alphabar_t).sqrt(), x) * eps
+        alphabar_s = alphabar_t
+    return x

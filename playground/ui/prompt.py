@@ -19,7 +19,7 @@ from playground import prompts
 from playground import vae_ops as ops
 from playground.data.images import tensor_to_images
 from playground.inputs import check_seed, in_range
-from playground.ui import common
+from playground.ui import common, invert
 from playground.ui.denoise import (no_pipeline_message, pipeline_dropdown, refresh_pipelines,
                                    stream_user_errors)
 
@@ -269,3 +269,4 @@ def build(demo: gr.Blocks | None = None) -> None:
         anatomy_button.click(anatomy, anatomy_in, [anatomy_picture, anatomy_text],
                              api_name="prompt_guidance_step", concurrency_id="diffusion",
                              validator=common.field_validator(anatomy_in))
+        invert.build(model)
