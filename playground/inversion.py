@@ -27,13 +27,15 @@ from playground.models.autoencoder import psnr
 LABELS = ("face", "autoencoder's copy", "DDIM round trip", "edited prompt")
 
 
-def invert(pipe: ldm_ops.LatentDiffusion, faces: np.ndarray, prompt: str, guidance: float,
-           steps: int) -> torch.Tensor:
-    """uint8 faces (N, 64, 64, 3) → their x_T (N, C, h, w) under `prompt` and guidance w."""
-    prompt = ldm_ops.check_prompt(prompt)
+def invert(pipe: ldm_ops.LatentDiffusion, faces: np.ndarray, prompts: str | list[str],
+           guidance: float, steps: int) -> torch.Tensor:
+    """uint8 faces (N, 64, 64, 3) → their x_T (N, C, h, w) under `prompts` (one, or one per
+    face) and guidance w."""
+    prompts = [prompts] * len(faces) if isinstance(prompts, str) else list(prompts)
+    prompts = ldm_ops.check_prompts(prompts)
     _, steps, _ = ldm_ops.check_sampler("ddim", steps, 0.0, pipe.num_timesteps)
     z_0 = pipe.encode(images_to_tensor(faces))
-    cond = pipe.encode_prompts([prompt] * len(z_0))
+    cond = pipe.encode_prompts(prompts)
     return ddim_invert(pipe.denoiser(ldm_ops.check_guidance(guidance)), z_0, pipe.schedule,
                        steps, cond)
 
@@ -60,19 +62,20 @@ def invert_and_edit(pipe: ldm_ops.LatentDiffusion, face: np.ndarray, prompt: str
             "x_T": x_T}
 
 
-def inversion_table(pipe: ldm_ops.LatentDiffusion, faces: np.ndarray, prompt: str = "",
+def inversion_table(pipe: ldm_ops.LatentDiffusion, faces: np.ndarray, prompts: list[str],
                     steps: tuple[int, ...] = (10, 20, 50, 100),
                     guidance: tuple[float, ...] = (1.0, 3.0, 7.5)) -> list[dict]:
-    """Round-trip PSNR (dB, mean over `faces`) for every S × w, and the autoencoder's ceiling:
+    """Round-trip PSNR (dB, mean over `faces`, each inverted and sampled back under its own
+    prompt) for every S × w, and the autoencoder's ceiling:
     [{"steps", "guidance", "psnr", "ceiling"}]."""
     original = images_to_tensor(faces)
     ceiling = float(psnr(pipe.decode(pipe.encode(original)), original).mean())
     rows = []
     for s in steps:
         for w in guidance:
-            x_T = invert(pipe, faces, prompt, w, s)
-            back = pipe.sample([prompt] * len(faces), guidance=w, sampler="ddim", steps=s,
-                               eta=0.0, x_T=x_T)
+            x_T = invert(pipe, faces, prompts, w, s)
+            back = pipe.sample(list(prompts), guidance=w, sampler="ddim", steps=s, eta=0.0,
+                               x_T=x_T)
             rows.append({"steps": s, "guidance": w, "psnr": float(psnr(back, original).mean()),
                          "ceiling": ceiling})
     return rows
