@@ -79,3 +79,28 @@ def inversion_table(pipe: ldm_ops.LatentDiffusion, faces: np.ndarray, prompts: l
             rows.append({"steps": s, "guidance": w, "psnr": float(psnr(back, original).mean()),
                          "ceiling": ceiling})
     return rows
+
+
+def diffusion_morph(pipe: ldm_ops.LatentDiffusion, face_a: np.ndarray, face_b: np.ndarray,
+                    frames: int = 8, steps: int = 50) -> np.ndarray:
+    """Two faces morphed through the diffusion model's noise → uint8 (frames, 64, 64, 3):
+    both inverted (empty prompt, w = 1) to x_T, the path between them taken along the great
+    circle (slerp: x_T is Gaussian, so points stay at its typical radius), each point sampled
+    back with DDIM (η = 0). The ends are the two round trips."""
+    from playground.vae_ops import interpolate
+
+    x_T = invert(pipe, np.stack([face_a, face_b]), "", 1.0, steps)  # (2, C, h, w)
+    shape = x_T.shape[1:]
+    path = interpolate(x_T[0].flatten().cpu().numpy(), x_T[1].flatten().cpu().numpy(), frames,
+                       "slerp")  # (frames, C·h·w)
+    x = torch.from_numpy(path).to(x_T).view(frames, *shape)
+    return tensor_to_images(pipe.sample([""] * frames, guidance=1.0, sampler="ddim",
+                                        steps=steps, eta=0.0, x_T=x))
+
+
+def path_smoothness(judge, frames: np.ndarray) -> float:
+    """The mean distance between the judge's features of consecutive frames (N, 64, 64, 3):
+    lower is smoother (a path that changes the face a little at every step)."""
+    with torch.no_grad():
+        feats = judge.features(images_to_tensor(frames).to(next(judge.parameters()).device))
+    return float((feats[1:] - feats[:-1]).norm(dim=1).mean())

@@ -340,3 +340,33 @@ def test_a_face_is_inverted_and_re_prompted(client):
         cell = image[top:top + 192:3, left + j * 195:left + j * 195 + 192:3]
         assert np.array_equal(cell, out["images"][j])
     assert f"{out['psnr']['round_trip']:.1f} dB" in text
+
+
+def test_a_morph_in_both_worlds_and_its_smoothness(client):
+    import os
+    import shutil
+
+    from playground.inversion import diffusion_morph, invert, path_smoothness
+    from playground.ui import morph
+    from tests.test_vae_ops import save_tiny_vae
+
+    pipe = ldm_ops.get_pipeline("ldm")
+    a, b = ops.random_face(1), ops.random_face(2)
+    frames = diffusion_morph(pipe, a, b, frames=4, steps=10)
+    assert frames.shape == (4, 64, 64, 3) and frames.dtype == np.uint8
+    x_T = invert(pipe, np.stack([a, b]), "", 1.0, 10)  # the ends are the two round trips
+    ends = tensor_to_images(pipe.sample(["", ""], guidance=1.0, steps=10, x_T=x_T))
+    assert np.array_equal(frames[0], ends[0]) and np.array_equal(frames[-1], ends[1])
+    judge = ldm_ops.get_judge()
+    still = path_smoothness(judge, np.repeat(frames[:1], 4, axis=0))
+    assert still == pytest.approx(0.0, abs=1e-5) and path_smoothness(judge, frames) > still
+    folder = Path(os.environ["PLAYGROUND_TRAINED"]) / "vae-beta1"
+    save_tiny_vae(folder, beta=1.0, seed=1)
+    try:
+        picture, notice = morph.both_worlds("vae-beta1", "random", 1, 0, None, "random", 2, 0,
+                                            None, 4)
+        assert picture.shape == (common.LABEL_BADGE_PX + 2 + 2 * 130, 150 + 2 + 4 * 130, 3)
+        assert "β-VAE **" in notice and "diffusion **" in notice
+    finally:
+        shutil.rmtree(folder)
+        ops.clear_model_cache()

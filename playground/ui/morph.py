@@ -10,6 +10,7 @@ import gradio as gr
 import numpy as np
 
 from playground import checkpoints
+from playground import ldm_ops
 from playground import vae_ops as ops
 from playground.inputs import check_seed, in_range
 from playground.metrics import active_dims
@@ -120,6 +121,47 @@ def compare_betas(source_a, seed_a, index_a, upload_a, source_b, seed_b, index_b
     return picture, notice
 
 
+BOTH_DDIM_STEPS = 50  # DDIM steps of the inversions and of every frame of the diffusion morph
+BOTH_EXPLAIN = r"""
+#### The same two faces, morphed in both worlds
+Above, the path runs through the β-VAE's $z$. Here it also runs through the diffusion model's
+noise: both faces are inverted by DDIM to their $x_T$ (see the Prompt tab), the path between
+the two $x_T$ follows the great circle (slerp), and every point is sampled back with DDIM. The
+judge measures how smooth each path is: the mean distance between its features of consecutive
+frames (lower: the face changes a little at every step).
+"""
+
+
+@common.user_errors
+def both_worlds(model_name, source_a, seed_a, index_a, upload_a, source_b, seed_b, index_b,
+                upload_b, steps):
+    """The faces morphed through the β-VAE's z (slerp) and through diffusion's x_T → (two
+    labelled rows, the judge's smoothness of each)."""
+    from playground.inversion import diffusion_morph, path_smoothness
+
+    model = ops.get_model(model_name)
+    steps = in_range(steps, "steps S", MIN_STEPS, MAX_STEPS, whole=True)
+    face_a, face_b, notes = _faces(source_a, seed_a, index_a, upload_a,
+                                   source_b, seed_b, index_b, upload_b)
+    names = ldm_ops.list_pipelines()
+    if not names:
+        raise ValueError(ldm_ops.no_pipeline_hint())
+    pipe, judge = ldm_ops.get_pipeline(ldm_ops.default_pipeline(names)), ldm_ops.get_judge()
+    vae_frames = ops.morph(model, face_a, face_b, steps, "slerp")
+    with ldm_ops.inference():
+        ldm_frames = diffusion_morph(pipe, face_a, face_b, frames=steps,
+                                     steps=min(BOTH_DDIM_STEPS, pipe.num_timesteps))
+    picture = common.labelled_grid(np.stack([vae_frames, ldm_frames]),
+                                   [f"β-VAE {model_name}", f"diffusion {pipe.name}"],
+                                   scale=2, pad=2, label_width=150)
+    if judge is None:
+        return picture, notes + "  \nNo judge model: the smoothness cannot be measured."
+    with ldm_ops.inference():
+        smooth = [path_smoothness(judge, f) for f in (vae_frames, ldm_frames)]
+    return picture, (f"{notes}  \nJudge's mean step between frames (lower is smoother): "
+                     f"β-VAE **{smooth[0]:.2f}**, diffusion **{smooth[1]:.2f}**.")
+
+
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks (`demo`, if given, morphs once on page load)."""
     with gr.Tab("Morph"):
@@ -164,6 +206,13 @@ def build(demo: gr.Blocks | None = None) -> None:
                                     type="numpy", format="png", interactive=False, scale=3)
         compare_notice = gr.Markdown()
 
+        gr.Markdown(BOTH_EXPLAIN, latex_delimiters=common.LATEX)
+        with gr.Row():
+            both_button = gr.Button("Morph in both worlds", scale=1)
+            both_grid = gr.Image(label="rows: the β-VAE's z (slerp) · diffusion's x_T (slerp)",
+                                 type="numpy", format="png", interactive=False, scale=4)
+        both_notice = gr.Markdown()
+
         faces_in = [*picker_a.inputs, *picker_b.inputs]
         refresh.click(common.refresh_models, model, model, api_name="morph_models")
         common.wire_upload(picker_a, "morph_use_upload_a")
@@ -177,3 +226,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         compare_in = [*faces_in, sample_seed, n_samples]
         compare.click(compare_betas, compare_in, [compare_grid, compare_notice],
                       api_name="compare_betas", validator=common.field_validator(compare_in))
+        both_in = [model, *faces_in, steps]
+        both_button.click(both_worlds, both_in, [both_grid, both_notice],
+                          api_name="morph_both_worlds", concurrency_id="diffusion",
+                          validator=common.field_validator(both_in))
