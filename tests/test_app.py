@@ -52,8 +52,8 @@ def test_preload_loads_every_model_and_skips_a_broken_one(tmp_path, monkeypatch)
     import app
     from playground import ldm_ops
     from playground import vae_ops as ops
-    from tests.test_ldm_ops import save_tiny_pipeline
-    from tests.test_vae_ops import save_tiny_vae
+    from tests.helpers import save_tiny_pipeline
+    from tests.helpers import save_tiny_vae
 
     trained = tmp_path / "trained"
     monkeypatch.setenv("PLAYGROUND_TRAINED", str(trained))
@@ -79,7 +79,7 @@ def test_the_app_starts_as_a_hugging_face_space_would_run_it(tmp_path):
     import time
     from pathlib import Path
 
-    from tests.test_vae_ops import save_tiny_vae
+    from tests.helpers import save_tiny_vae
 
     trained = tmp_path / "trained"
     save_tiny_vae(trained / "vae-beta1", beta=1.0, seed=1)

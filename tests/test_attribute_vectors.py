@@ -6,7 +6,7 @@ import torch
 from playground import attribute_vectors as av
 from playground import vae_ops as ops
 from playground.data.synthfaces import SynthFacesDataset
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_vae
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from playground import bench
 from playground import latent_map as lm
 from playground import vae_ops as ops
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_vae
 
 FAST_ROWS = "traverse_decode_ms,traverse_decode_handler_ms,morph_ms,latent_map_s," \
             "synthfaces_img_s_1proc,vae_train_img_s,traverse_overhead_ratio"
@@ -122,7 +122,7 @@ def test_bad_arguments_are_refused_clearly(model_env, args, message):
 
 @pytest.fixture
 def pipeline_env(model_env, tmp_path):
-    from tests.test_ldm_ops import save_tiny_pipeline
+    from tests.helpers import save_tiny_pipeline
 
     save_tiny_pipeline(tmp_path / "trained")
     return model_env

@@ -12,8 +12,8 @@ import pytest
 
 from playground import ldm_ops
 from playground import vae_ops as ops
-from tests.test_ldm_ops import save_tiny_pipeline
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_pipeline
+from tests.helpers import save_tiny_vae
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

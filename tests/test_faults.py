@@ -27,7 +27,7 @@ import torch
 from playground import checkpoints
 from playground import vae_ops as ops
 from playground.training import TRAIN_STATE_JSON, TRAIN_STATE_TENSORS, read_log
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_vae
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py

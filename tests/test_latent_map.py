@@ -13,7 +13,7 @@ from playground import latent_map as lm
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
 from playground.ui import common
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_vae
 
 N = 100  # the smallest map
 

@@ -12,58 +12,12 @@ from playground import forward_process, prompts
 from playground.ldm_ops import pad_condition
 from playground.data import captions
 from playground.data import synthfaces as sf
-from playground.diffusion import (NoiseSchedule, ScheduleConfig, classifier_free_guidance,
+from playground.diffusion import (NoiseSchedule, classifier_free_guidance,
                                   ddim_sample, ddim_timesteps)
-from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
-from playground.models.clip import CLIPConfig, TextImageCLIP
-from playground.models.judge import Judge, JudgeConfig
-from playground.models.unet import LatentUNet, UNetConfig
-
-TINY_T = 20  # diffusion steps of the tiny schedule (DDPM runs all of them)
-TINY_CONTEXT = 16  # tokens per prompt of the tiny CLIP (so a prompt can be cut)
-
-
-def _known_tokens(clip: TextImageCLIP) -> tuple[int, ...]:
-    """Token ids of 200 SynthFaces training captions (what a trained CLIP records)."""
-    factors = sf.generate_factors(200, 0)
-    texts = captions.captions_for_dataset(sf.attributes_from_factors(factors), factors, seed=0)
-    return tuple(sorted(set(clip.tokenize(texts).unique().tolist())))
-
-
-def tiny_models(seed: int = 0, num_timesteps: int = TINY_T):
-    """(autoencoder, clip, unet): random tiny models; the U-Net's zero-initialised layers get
-    random weights, so its ε depends on x_t, t and the prompt (a fresh one predicts ε = 0)."""
-    torch.manual_seed(seed)
-    autoencoder = KLAutoencoder(AutoencoderConfig(latent_size=8, channels=(8, 8, 8, 8)))
-    clip_config = dict(embed_dim=16, patch_size=16, vision_width=16, vision_layers=1,
-                       vision_head_width=8, context_length=TINY_CONTEXT, text_width=16,
-                       text_heads=2, text_layers=1)
-    clip = TextImageCLIP(CLIPConfig(**clip_config))
-    clip = TextImageCLIP(CLIPConfig(**clip_config, known_tokens=_known_tokens(clip)))
-    unet = LatentUNet(UNetConfig(sample_size=8, channels=(8, 16), attention_levels=(1,),
-                                 head_dim=8, context_dim=16, autoencoder="autoencoder",
-                                 text_encoder="clip",
-                                 schedule=ScheduleConfig(num_timesteps=num_timesteps)))
-    with torch.no_grad():
-        for p in unet.parameters():
-            if not p.abs().max() > 0:
-                p.normal_(0.0, 0.3)
-    return autoencoder, clip, unet
-
-
-def save_tiny_pipeline(trained, name: str = "ldm", seed: int = 0, judge: bool = False,
-                       num_timesteps: int = TINY_T):
-    """Save a tiny autoencoder, CLIP and U-Net (called `name`, with a schedule of
-    `num_timesteps`) under `trained` (and a tiny judge with `judge`); returns the U-Net folder."""
-    autoencoder, clip, unet = tiny_models(seed, num_timesteps)
-    checkpoints.save_model(trained / "autoencoder", autoencoder)
-    checkpoints.save_model(trained / "clip", clip)
-    if judge:
-        torch.manual_seed(seed)
-        checkpoints.save_model(trained / "judge",
-                               Judge(JudgeConfig(channels=(8, 8, 16, 16), feature_dim=16)))
-    return checkpoints.save_model(trained / name, unet)
-
+from playground.models.autoencoder import KLAutoencoder
+from playground.models.clip import TextImageCLIP
+from playground.models.unet import LatentUNet
+from tests.helpers import TINY_T, save_tiny_pipeline, tiny_models
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

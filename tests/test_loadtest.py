@@ -5,7 +5,7 @@ checked to be finite). The full run is ``python -m playground.loadtest --users 2
 import pytest
 
 from playground import loadtest
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_vae
 
 pytest.importorskip("gradio_client")
 
@@ -24,7 +24,7 @@ def report(tmp_path_factory):
         save_tiny_vae(root / "trained" / f"vae-beta{beta:g}", beta=beta, seed=int(beta))
     diffusion = True
     try:
-        from tests.test_ldm_ops import save_tiny_pipeline
+        from tests.helpers import save_tiny_pipeline
 
         save_tiny_pipeline(root / "trained")
     except Exception as err:  # the diffusion stack is still being built

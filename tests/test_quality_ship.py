@@ -15,7 +15,7 @@ from playground.models.vae import VAEConfig
 from playground.training import read_log
 from playground.data.images import images_to_tensor
 from playground.trainers.vae import VAETrainConfig, train_vae
-from tests.test_train_cli import TINY, RandomFaces
+from tests.helpers import TINY_TRAIN as TINY, RandomFaces
 
 
 class Identity(torch.nn.Module):

@@ -25,7 +25,7 @@ from PIL import Image
 
 from playground import checkpoints
 from playground import vae_ops as ops
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_vae
 
 gradio_client = pytest.importorskip("gradio_client")
 httpx = pytest.importorskip("httpx")
@@ -96,7 +96,7 @@ def world(tmp_path_factory):
         (trained / name / weights).write_bytes(payload)
     (trained / "linked").symlink_to(outside / "decoy", target_is_directory=True)
     try:  # a tiny latent diffusion pipeline (trained/ldm, clip, autoencoder) for the Prompt tab
-        from tests.test_ldm_ops import save_tiny_pipeline
+        from tests.helpers import save_tiny_pipeline
 
         save_tiny_pipeline(trained)
         pipeline = True

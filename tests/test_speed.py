@@ -10,7 +10,7 @@ from playground.training import speed
 from playground.checkpoints import load_model
 from playground.training import (add_cumulative, cumulative_of_model, cumulative_of_run,
                                  load_train_state, read_log)
-from tests.test_train_cli import EXACT, TINY, RandomFaces
+from tests.helpers import EXACT, TINY_TRAIN as TINY, RandomFaces
 
 from playground.trainers.vae import VAETrainConfig, train_vae
 

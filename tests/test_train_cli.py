@@ -8,7 +8,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,32 +17,11 @@ from playground.train import main
 from playground.training import (DatasetImages, TensorImages, epoch_batches, load_train_state,
                                  optimizer_from_flat, optimizer_to_flat, read_log)
 from playground.trainers.vae import VAETrainConfig, train_vae
+from tests.helpers import TINY_TRAIN as TINY, RandomFaces
 
 REPO = Path(__file__).resolve().parent.parent
 # fp32 and one layout: exact replay (resume, DDP) holds for fixed arithmetic, not across a
 # timed choice that can differ between two runs
-EXACT = dict(amp="none", layout="contiguous")
-TINY = dict(batch_size=16, channels=(8, 8, 8, 8), latent_dim=8, eval_size=16, log_every=1,
-            progress=False, **EXACT)
-
-
-class RandomFaces(torch.utils.data.Dataset):
-    """Random uint8 images with the SynthFaces item format."""
-
-    def __init__(self, n, seed=0, expose_images=True):
-        images = np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
-        if expose_images:
-            self.images = images
-        self._images = images
-
-    def __len__(self):
-        return len(self._images)
-
-    def __getitem__(self, i):
-        image = torch.from_numpy(self._images[i]).permute(2, 0, 1).float() / 255
-        return {"image": image, "attributes": torch.zeros(2), "index": i}
-
-
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
 

@@ -285,7 +285,7 @@ def test_app_start_cancel_resume_and_the_queue(client, jobs, monkeypatch):
 
 @pytest.mark.usefixtures("isolated_run_env")
 def test_status_of_a_run_that_is_not_a_vae_shows_no_samples(jobs):
-    from tests.test_vae_ops import save_tiny_vae
+    from tests.helpers import save_tiny_vae
 
     folder = checkpoints.runs_dir() / "not-a-vae"
     save_tiny_vae(folder)

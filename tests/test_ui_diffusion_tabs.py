@@ -12,7 +12,7 @@ from playground import forward_process
 from playground import vae_ops as ops
 from playground.data.images import tensor_to_images
 from playground.ui import common, denoise, prompt
-from tests.test_ldm_ops import TINY_T, save_tiny_pipeline
+from tests.helpers import TINY_T, save_tiny_pipeline
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -348,7 +348,7 @@ def test_a_morph_in_both_worlds_and_its_smoothness(client):
 
     from playground.inversion import diffusion_morph, invert, path_smoothness
     from playground.ui import morph
-    from tests.test_vae_ops import save_tiny_vae
+    from tests.helpers import save_tiny_vae
 
     pipe = ldm_ops.get_pipeline("ldm")
     a, b = ops.random_face(1), ops.random_face(2)

@@ -5,7 +5,7 @@ from PIL import Image
 
 from playground import vae_ops as ops
 from playground.ui import common, traverse
-from tests.test_vae_ops import save_tiny_vae
+from tests.helpers import save_tiny_vae
 
 gradio_client = pytest.importorskip("gradio_client")
 

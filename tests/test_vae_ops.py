@@ -13,18 +13,7 @@ from playground import checkpoints
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
 from playground.metrics import kl_per_dim
-from playground.models.vae import BetaVAE, VAEConfig
-
-TINY = dict(latent_dim=8, channels=(8, 16, 16, 16))
-
-
-def save_tiny_vae(folder, beta=4.0, seed=0):
-    """A random-initialised tiny β-VAE saved as a model folder; returns the model."""
-    torch.manual_seed(seed)
-    model = BetaVAE(VAEConfig(beta=beta, **TINY))
-    checkpoints.save_model(folder, model, metrics={"beta": beta})
-    return model
-
+from tests.helpers import save_tiny_vae
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
