@@ -108,6 +108,14 @@ def _predict_eps(denoiser: Denoiser, x: torch.Tensor, t: int, cond: Any) -> torc
     return eps.to(x.dtype)  # e.g. a bf16-autocast model: keep the sampler's arithmetic in x's dtype
 
 
+def _final(x_T: torch.Tensor, chain: Iterator[Step]) -> torch.Tensor:
+    """Drain a progressive sampler → its last x_t, the sample x_0 (x_T if it took no step)."""
+    x = x_T
+    for step in chain:
+        x = step.x_t
+    return x
+
+
 def _scalar(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A float64 schedule entry as a 0-d tensor of like's dtype and device."""
     return value.to(device=like.device, dtype=like.dtype)
@@ -172,10 +180,7 @@ def ddpm_sample(
     callback: Callable[[Step], None] | None = None,
 ) -> torch.Tensor:
     """DDPM ancestral sampling; returns x_0 (N, C, H, W). See ``ddpm_sample_progressive``."""
-    x = x_T
-    for step in ddpm_sample_progressive(denoiser, x_T, schedule, cond, generator, clip_x0, callback):
-        x = step.x_t
-    return x
+    return _final(x_T, ddpm_sample_progressive(denoiser, x_T, schedule, cond, generator, clip_x0, callback))
 
 
 # -- DDIM ---------------------------------------------------------------------------------------
@@ -258,12 +263,9 @@ def ddim_sample(
     callback: Callable[[Step], None] | None = None,
 ) -> torch.Tensor:
     """DDIM sampling; returns x_0 (N, C, H, W). See ``ddim_sample_progressive``."""
-    x = x_T
-    for step in ddim_sample_progressive(
+    return _final(x_T, ddim_sample_progressive(
         denoiser, x_T, schedule, steps, eta, cond, generator, clip_x0, spacing, callback
-    ):
-        x = step.x_t
-    return x
+    ))
 
 
 # -- DPM-Solver++ (2M) ---------------------------------------------------------------------------
@@ -348,10 +350,7 @@ def dpmpp_2m_sample(
     callback: Callable[[Step], None] | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) sampling; returns x_0 (N, C, H, W). See ``dpmpp_2m_sample_progressive``."""
-    x = x_T
-    for step in dpmpp_2m_sample_progressive(denoiser, x_T, schedule, steps, cond, spacing, callback):
-        x = step.x_t
-    return x
+    return _final(x_T, dpmpp_2m_sample_progressive(denoiser, x_T, schedule, steps, cond, spacing, callback))
 
 
 # -- DDIM inversion ------------------------------------------------------------------------------
