@@ -256,3 +256,37 @@ def test_clicking_a_point_of_the_latent_map_shows_its_face(page):
         return box && box.value === String(i);
     }""", arg=xy[2], timeout=20_000)
     page.get_by_text(f"test face #{xy[2]}").first.wait_for(timeout=30_000)
+
+
+def test_the_new_lessons_answer_in_the_page(page, shots):
+    """Guidance taken apart and a face inverted (Prompt), an attribute slider (Traverse), the
+    morph in both worlds (Morph), DPM-Solver++ (Denoise): each draws its picture."""
+    _open_tab(page, "Prompt")
+    page.locator("#prompt-anatomy").click()
+    page.locator("#prompt-anatomy-picture img").first.wait_for(timeout=60_000)
+    page.locator("#prompt-invert").click()
+    page.locator("#prompt-invert-picture img").first.wait_for(timeout=60_000)
+    page.get_by_text("DDIM round trip").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "tab_prompt_lessons.png"), full_page=True)
+
+    _open_tab(page, "Traverse")
+    before = _decoded_src(page)
+    page.get_by_text("Attribute vectors: edit by arithmetic").first.click()
+    edit = page.locator("#traverse-edit-1 input[type=range]").first  # + Eyeglasses
+    edit.wait_for(timeout=20_000)
+    edit.fill("2")
+    _src_changes(page, DECODED, before, timeout=60_000)
+
+    _open_tab(page, "Morph")
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_role("button", name="Morph in both worlds").click()
+    page.get_by_text("Judge's mean step between frames").first.wait_for(timeout=60_000)
+
+    _open_tab(page, "Denoise")
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_role("radio", name="DPM-Solver++ (2M)").check()
+    page.locator("#run-ddim").click()
+    page.wait_for_function("""() => {
+        const s = document.querySelector("#denoise-ddim-info");
+        return s && s.innerText.includes("DPM-Solver++(2M)") && s.innerText.includes("on the server");
+    }""", timeout=60_000)
