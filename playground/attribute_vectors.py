@@ -27,6 +27,7 @@ import numpy as np
 from playground import checkpoints
 from playground import vae_ops as ops
 from playground.data.images import images_to_tensor
+from playground.model_cache import weights_sha256
 
 TRAIN_FACES = 5000  # faces of the train split that define the vectors
 EDIT_FACES = 500  # test faces whose edits are judged
@@ -36,8 +37,6 @@ EDITS = ("Smiling", "Eyeglasses", "Wearing_Hat", "Blond_Hair", "Mustache", "Wear
 
 
 def _cache_file(model_name: str) -> Path:
-    from playground.latent_map import weights_sha256
-
     folder = checkpoints.resolve_model_dir(model_name, allow_paths=False)
     digest = weights_sha256(folder / checkpoints.WEIGHTS_FILE)[:16]
     return checkpoints.cache_dir() / "attribute-vectors" / f"{model_name}-{digest}.npz"

@@ -376,6 +376,7 @@ def bench_vae_overhead(name: str, runs: int, inner: int, method: str,
                        points: int) -> tuple[dict, dict]:
     """UI overhead of the β-VAE tabs and the SynthFaces tab (see ROWS)."""
     from playground import latent_map as lm
+    from playground import separation
     from playground import vae_ops as ops
     from playground.data import synthfaces as sf
     from playground.ui import data_tab, morph, traverse
@@ -414,7 +415,7 @@ def bench_vae_overhead(name: str, runs: int, inner: int, method: str,
     def map_core():
         result = lm.latent_map(name, method, points, 0, cached_only=True)
         colour = lm.colour_values(result, tab.DEFAULT_COLOUR)
-        lm.separation(result["points"], colour["labels"], seed=result["seed"])
+        separation.separation(result["points"], colour["labels"], seed=result["seed"])
 
     _ratio(values, notes, "latent_map_overhead_ratio",
            *_paired(lambda: tab.show_cached_map(name, method, points, 0, tab.DEFAULT_COLOUR, ""),
@@ -496,6 +497,7 @@ def bench_embeddings(name: str, n: int, seed: int = 0) -> tuple[dict, dict]:
     with the kNN separation of Smiling on each map for context."""
     from playground import embed
     from playground import latent_map as lm
+    from playground import separation
     from playground import vae_ops as ops
     from playground.data import synthfaces as sf
 
@@ -509,7 +511,7 @@ def bench_embeddings(name: str, n: int, seed: int = 0) -> tuple[dict, dict]:
         t0 = time.perf_counter()
         points = fn()
         values[key] = time.perf_counter() - t0
-        knn = lm.separation(points, smiling, seed=seed)["knn_acc"]
+        knn = separation.separation(points, smiling, seed=seed)["knn_acc"]
         notes[key] = (f"{n} points of dimension {mu.shape[1]} ({name}); Smiling kNN accuracy "
                       f"on the map {knn:.3f}" if knn is not None else f"{n} points")
 

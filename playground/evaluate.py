@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import hashlib
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ from playground import metrics, plots
 from playground.data.images import images_to_tensor
 from playground.checkpoints import METRICS_FILE, WEIGHTS_FILE, atomic_write_bytes, resolve_model_dir
 from playground.embed import embed
+from playground.model_cache import weights_sha256
 
 SEPARATION_ATTRIBUTE = "Smiling"  # the attribute whose separation the assignment asks about
 TSNE_FILE = "tsne_smiling.npz"  # t-SNE coordinates written next to metrics.json by --write
@@ -256,13 +256,7 @@ def model_dir(name: str | os.PathLike) -> Path:
 def weights_fingerprint(folder: str | os.PathLike) -> str | None:
     """SHA-256 of ``folder/model.safetensors`` (None if absent): ties metrics to the weights."""
     path = Path(folder) / WEIGHTS_FILE
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return weights_sha256(path) if path.is_file() else None
 
 
 def merge_metrics(folder: str | os.PathLike, new: dict) -> dict:

@@ -8,7 +8,7 @@ well the neighbourhood of a point predicts its colour.
     m = latent_map("vae-beta4", method="tsne", n_points=2000, seed=0)
     m["points"]                       # (N, 2) float32, row i = test face i
     c = colour_values(m, "Smiling")   # {"kind": "attribute", "values": (N,), ...}
-    separation(m["points"], c["labels"])   # {"knn_acc", "silhouette", "baseline", ...}
+    separation(m["points"], c["labels"])   # playground.separation: kNN accuracy, silhouette …
 
 Caches, so the first view is instant:
     memory   the last few maps, keyed by model file, method, N and seed;
@@ -25,8 +25,7 @@ Caches, so the first view is instant:
 ``python -m playground.latent_map NAME [--method tsne umap pca] [--n 2000]`` precomputes the
 files (e.g. before shipping a model).
 
-Text search ranks the faces by CLIP similarity to a query. It needs the CLIP model of the text
-encoder work (``trained/clip``); until it exists, `text_scores` raises a ValueError saying so.
+Text search (ranking the faces by CLIP similarity to a query) is `playground.text_search`.
 """
 from __future__ import annotations
 
@@ -42,37 +41,29 @@ from pathlib import Path
 
 import numpy as np
 
-from playground import checkpoints, embed, metrics
+from playground import checkpoints, embed
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
-from playground.data.images import images_to_tensor
 from playground.inputs import check_seed
+from playground.model_cache import weights_sha256
 
 METHODS = embed.METHODS  # ("tsne", "umap", "pca")
 METHOD_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 MIN_POINTS, MAX_POINTS = 100, 5000  # faces on a map (the test split has 5,000)
 DEFAULT_POINTS = 2000  # = evaluate's n_tsne, so its tsne_smiling.npz serves the default map
 SPLIT = "test"  # the faces shown are the first N of this split
-KNN_K = 10  # neighbours of the kNN separation score
-FOLDS = 5  # cross-validation folds of the kNN score
-SILHOUETTE_MAX = 2000  # silhouette (O(N²)) on at most this many points, sampled with the seed
 CHECK_FACES = 8  # faces re-encoded to check that a cache file belongs to the model
 CHECK_TOLERANCE = 0.05  # max |Δμ| allowed for those faces (fp16 weights/storage move μ ~1e-3)
 CACHE_FORMAT = 1  # bump when the file layout changes
 MEMORY_CACHE = 6  # maps kept in memory
 RENDER_CHUNK = 250  # faces rendered between progress reports
 TSNE_FILE = "tsne_smiling.npz"  # written by `python -m playground.evaluate --write`
-CLIP_MODEL = "clip"  # the text encoder's model name (trained/clip)
-MAX_QUERY_CHARS = 2_000  # longer text-search queries are refused (as the Prompt tab does)
-CLIP_MISSING = "text search needs the CLIP model (not trained yet)"
-TEXT_TOP = 50  # faces highlighted by a text query
 
 Progress = Callable[[float, str], None]
 
 _memory: OrderedDict[tuple, dict] = OrderedDict()
 _memory_lock = threading.Lock()
 _compute_lock = threading.Lock()  # one embedding at a time: the CPU has two cores
-_sha_memo: dict[tuple, str] = {}
 
 
 # --------------------------------------------------------------------------------- inputs
@@ -180,7 +171,6 @@ def clear_cache() -> None:
     """Forget the maps held in memory (files stay); tests and benchmarks of the first view."""
     with _memory_lock:
         _memory.clear()
-    _sha_memo.clear()
 
 
 def _memory_get(key: tuple) -> dict | None:
@@ -279,21 +269,6 @@ def _from_evaluate_file(folder: Path, n: int, seed: int, attributes: dict) -> np
     return points
 
 
-def weights_sha256(path: Path) -> str:
-    """SHA-256 of a weights file (memoised by path, modification time and size)."""
-    import hashlib
-
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _sha_memo:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _sha_memo[key] = digest.hexdigest()
-    return _sha_memo[key]
-
-
 def map_cache_dir(model_name: str) -> Path:
     """Where the app keeps the maps it computes for `model_name`: the cache folder
     (``$PLAYGROUND_CACHE``), never trained/. A file there is used only while its μ of the
@@ -364,172 +339,6 @@ def colour_values(result: dict, name: str) -> dict:
                 "labels": (values > median).astype(np.int64),
                 "label_note": f"{name} split at its median {median:.2f}"}
     raise AssertionError(name)  # check_colour let through a name of neither kind
-
-
-def separation(points, labels, k: int = KNN_K, seed: int = 0) -> dict:
-    """Is the label separated on the map? (playground.metrics on the 2-D points)
-
-    Returns:
-        dict with ``knn_acc`` (cross-validated accuracy of a k-NN classifier, k = 10),
-        ``baseline`` (accuracy of always guessing the most common class), ``silhouette``
-        (mean silhouette of the classes, on at most SILHOUETTE_MAX points sampled with
-        `seed`), ``n``, ``k``, ``folds`` and ``note`` ("" or why a number is None: a label with
-        one class only, or a class too rare for cross-validation).
-    """
-    points = np.asarray(points, np.float32)
-    labels = np.asarray(labels)
-    out = {"knn_acc": None, "knn_balanced_acc": None, "silhouette": None, "baseline": None,
-           "classes": 0, "n": len(labels), "k": k, "folds": FOLDS, "note": ""}
-    if points.ndim != 2 or len(points) != len(labels):
-        raise ValueError(f"points (N, 2) and labels (N,) must have the same N, got "
-                         f"{points.shape} and {labels.shape}")
-    out["baseline"] = metrics.majority_baseline(labels)
-    classes, counts = np.unique(labels, return_counts=True)
-    out["classes"] = len(classes)
-    if len(classes) < 2:
-        out["note"] = "every point has the same value: nothing to separate"
-        return out
-    folds = min(FOLDS, int(counts.min()))
-    if folds < 2:
-        out["note"] = "a class has a single point: too rare to score"
-        return out
-    out["folds"] = folds
-    for key, balanced in (("knn_acc", False), ("knn_balanced_acc", True)):
-        out[key] = metrics.knn_accuracy(points, labels, k=min(k, len(labels) // 2),
-                                        folds=folds, seed=seed, balanced=balanced)
-    if len(points) > SILHOUETTE_MAX:
-        pick = np.random.default_rng(seed).choice(len(points), SILHOUETTE_MAX, replace=False)
-        if len(np.unique(labels[pick])) >= 2:
-            out["silhouette"] = metrics.silhouette(points[pick], labels[pick])
-    else:
-        out["silhouette"] = metrics.silhouette(points, labels)
-    if folds < FOLDS:
-        out["note"] = f"{folds}-fold cross-validation (the rarest class has {counts.min()} points)"
-    return out
-
-
-DOMINANT_SHARE = 0.8  # a class with this share of the points "dominates" the label
-
-
-def separation_verdict(knn_acc: float, baseline: float, silhouette: float | None,
-                       balanced_acc: float | None = None, classes: int = 2) -> tuple[str, str]:
-    """("clear" | "partial" | "none", one-sentence reason) from the separation numbers.
-
-    Gain = the share of the possible improvement over chance: (balanced − 1/C) / (1 − 1/C) with
-    the balanced kNN accuracy when there is one (a dominant class cannot inflate it), else
-    (kNN acc − majority baseline) / (1 − baseline). Silhouette thresholds follow Kaufman &
-    Rousseeuw (> 0.5 strong, 0.25–0.5 weak, < 0.25 no substantial cluster structure); an
-    unknown silhouette does not block "clear".
-    """
-    if balanced_acc is not None:
-        chance = 1.0 / max(classes, 2)
-        gain, against = (balanced_acc - chance) / (1.0 - chance), "chance (balanced accuracy)"
-    else:
-        gain = (knn_acc - baseline) / max(1.0 - baseline, 1e-9)
-        against = "the majority baseline"
-    clusters = silhouette is None or silhouette >= 0.25
-    sil = "n/a" if silhouette is None else f"{silhouette:.2f}"
-    if gain >= 0.6 and clusters:
-        return "clear", (f"neighbours almost always share the label ({gain:.0%} of the possible "
-                         f"gain over {against}) and the classes form distinct clusters "
-                         f"(silhouette {sil})")
-    if gain >= 0.2:
-        structure = ("distinct clusters" if clusters else
-                     "no distinct clusters (silhouette < 0.25): the classes lie side by side "
-                     "in overlapping regions rather than in separate islands")
-        return "partial", (f"the label is predictable from a point's neighbours ({gain:.0%} of "
-                           f"the possible gain over {against}) but there are {structure}")
-    if gain <= 0:
-        return "none", (f"a point's neighbours predict the label no better than {against}, "
-                        f"and the silhouette {sil} shows no cluster structure")
-    return "none", (f"a point's neighbours barely predict the label ({gain:.0%} of the possible "
-                    f"gain over {against}; silhouette {sil})")
-
-
-# --------------------------------------------------------------------------------- text search
-def text_search_available() -> bool:
-    """True when a CLIP model (``clip`` in trained/ or runs/) exists."""
-    try:
-        checkpoints.resolve_model_dir(CLIP_MODEL, allow_paths=False)
-    except ValueError:
-        return False
-    return True
-
-
-FALLBACK_QUERY = "a photo of a person wearing a hat"
-
-
-def example_query() -> str:
-    """A search the shipped CLIP answers well: the positive zero-shot prompt of the attribute
-    with its best measured zero-shot ROC AUC (metrics.json), so the example in the box shows
-    text search working rather than a query the model cannot read yet."""
-    from playground.data.captions import zero_shot_prompts
-
-    try:
-        auc = checkpoints.load_metrics(CLIP_MODEL, allow_paths=False).get(
-            "zero_shot_auc_per_attribute") or {}
-        best = max(auc, key=auc.get) if auc else None
-        return zero_shot_prompts(best)[0] if best else FALLBACK_QUERY
-    except (ValueError, OSError):
-        return FALLBACK_QUERY
-
-
-_clip_cache: dict = {}  # {"stamp": (folder, mtime, size), "model": ..., "images": {n: (N, E)}}
-
-
-def _load_clip():
-    """The CLIP model: ``encode_text(list[str]) → (T, E)``, ``encode_image(x) → (N, E)``."""
-    model = checkpoints.load_model(CLIP_MODEL, allow_paths=False)
-    if not (hasattr(model, "encode_text") and hasattr(model, "encode_image")):
-        raise ValueError("the CLIP model has no encode_text/encode_image methods: text search "
-                         "expects encode_text(list of str) and encode_image(x (N, 3, 64, 64) in "
-                         "[0, 1]), each returning one embedding per row")
-    return model
-
-
-def _clip_and_stamp():
-    folder = checkpoints.resolve_model_dir(CLIP_MODEL, allow_paths=False)
-    st = (folder / checkpoints.WEIGHTS_FILE).stat()
-    stamp = (str(folder), st.st_mtime_ns, st.st_size)
-    if _clip_cache.get("stamp") != stamp:
-        _clip_cache.clear()
-        _clip_cache.update(stamp=stamp, model=_load_clip(), images={})
-    return _clip_cache["model"], _clip_cache["images"]
-
-
-def text_scores(query: str, n_points: int) -> np.ndarray:
-    """Cosine similarity of the query's CLIP text embedding to each of the first n test faces.
-
-    Returns:
-        (N,) float32 in [−1, 1].
-    Raises:
-        ValueError: CLIP_MISSING while there is no CLIP model; an empty query.
-    """
-    if not text_search_available():
-        raise ValueError(CLIP_MISSING)
-    query = (query or "").strip()
-    if not query:
-        raise ValueError(f"type a description to search for, e.g. '{example_query()}'")
-    if len(query) > MAX_QUERY_CHARS:
-        raise ValueError(f"the search text has {len(query):,} characters; at most "
-                         f"{MAX_QUERY_CHARS:,} (CLIP reads 77 tokens, about 300 characters)")
-    n = check_points(n_points)
-    import torch
-
-    clip, image_features = _clip_and_stamp()
-    with torch.inference_mode():
-        images = image_features.get(n)
-        if images is None:  # embed the faces once per model and map size
-            faces = sf.render(sf.generate_factors(n, sf.SPLIT_SEEDS[SPLIT]))
-            images = np.concatenate([
-                torch.as_tensor(clip.encode_image(images_to_tensor(faces[s:s + 250])))
-                .float().numpy() for s in range(0, n, 250)])  # (N, E)
-            images /= np.linalg.norm(images, axis=1, keepdims=True) + 1e-12
-            image_features.clear()
-            image_features[n] = images
-        text = torch.as_tensor(clip.encode_text([query])).float().numpy()[0]  # (E,)
-    text /= np.linalg.norm(text) + 1e-12
-    return (images @ text).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------- CLI

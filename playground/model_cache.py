@@ -51,3 +51,22 @@ class StampedCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+_sha_memo: dict[tuple, str] = {}
+
+
+def weights_sha256(path: Path) -> str:
+    """SHA-256 of a weights file, memoised by path, modification time and size (a cache keyed
+    by it — a latent map, attribute vectors — follows a retrained model)."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _sha_memo:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _sha_memo[key] = digest.hexdigest()
+    return _sha_memo[key]

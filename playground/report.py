@@ -30,7 +30,7 @@ import torch
 
 from playground import plots
 from playground.data.images import images_to_tensor
-from playground.latent_map import separation_verdict
+from playground.separation import separation_verdict
 from playground.evaluate import (evaluate_vae, first_images, load_tsne, merge_metrics, model_dir,
                                  save_tsne, weights_fingerprint)
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from playground import checkpoints, evaluate
 from playground import latent_map as lm
+from playground import separation, text_search
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
 from playground.ui import common
@@ -199,13 +200,13 @@ def test_separation_scores_tell_separated_from_mixed_labels():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 150)
     apart = rng.normal(size=(300, 2)) + labels[:, None] * 10.0  # two far-apart blobs
-    s = lm.separation(apart, labels)
+    s = separation.separation(apart, labels)
     assert s["knn_acc"] == 1.0 and s["baseline"] == 0.5 and s["silhouette"] > 0.7
-    mixed = lm.separation(rng.normal(size=(300, 2)), labels)
+    mixed = separation.separation(rng.normal(size=(300, 2)), labels)
     assert abs(mixed["knn_acc"] - 0.5) < 0.12 and abs(mixed["silhouette"]) < 0.1
-    one = lm.separation(apart, np.zeros(300, int))
+    one = separation.separation(apart, np.zeros(300, int))
     assert one["knn_acc"] is None and one["baseline"] == 1.0 and "same value" in one["note"]
-    rare = lm.separation(apart, np.r_[np.zeros(297, int), np.ones(3, int)])
+    rare = separation.separation(apart, np.r_[np.zeros(297, int), np.ones(3, int)])
     assert rare["folds"] == 3 and "3-fold" in rare["note"] and rare["knn_acc"] is not None
 
 
@@ -215,12 +216,12 @@ def test_a_clean_cluster_of_a_rare_class_is_called_separated_and_dominance_is_sa
     rng = np.random.default_rng(2)
     labels = np.r_[np.zeros(270, int), np.ones(30, int)]  # hats on 10 % of the faces
     clean = rng.normal(size=(300, 2)) + labels[:, None] * 10.0
-    s = lm.separation(clean, labels)
+    s = separation.separation(clean, labels)
     assert s["knn_balanced_acc"] > 0.95 and s["classes"] == 2
     text = _scores_markdown(s, {"name": "Wearing_Hat", "kind": "binary"}, {})
     assert "**well separated**" in text and "One class dominates (90% of the faces)" in text
     # the same share, no structure: plain accuracy near the baseline, balanced near chance
-    mixed = lm.separation(rng.normal(size=(300, 2)), labels)
+    mixed = separation.separation(rng.normal(size=(300, 2)), labels)
     assert mixed["knn_balanced_acc"] < 0.6
     assert "**not separated on this map**" in _scores_markdown(
         mixed, {"name": "Wearing_Hat", "kind": "binary"}, {})
@@ -228,17 +229,17 @@ def test_a_clean_cluster_of_a_rare_class_is_called_separated_and_dominance_is_sa
 
 def test_silhouette_of_a_large_map_uses_a_sample():
     rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, lm.SILHOUETTE_MAX + 500)
+    labels = rng.integers(0, 2, separation.SILHOUETTE_MAX + 500)
     points = rng.normal(size=(len(labels), 2)) + labels[:, None] * 8.0
-    s = lm.separation(points, labels)
+    s = separation.separation(points, labels)
     assert s["n"] == len(labels) and s["silhouette"] > 0.6 and s["knn_acc"] > 0.99
 
 
 # ------------------------------------------------------------------------------ text search hook
 def test_text_search_says_it_needs_clip_until_clip_exists(models):
-    assert not lm.text_search_available()
+    assert not text_search.text_search_available()
     with pytest.raises(ValueError, match=r"text search needs the CLIP model \(not trained yet\)"):
-        lm.text_scores("a smiling face", N)
+        text_search.text_scores("a smiling face", N)
 
 
 class _ColourClip:
@@ -257,19 +258,19 @@ def test_text_scores_rank_faces_by_cosine_similarity_when_a_clip_model_exists(mo
     folder.mkdir()
     (folder / checkpoints.CONFIG_FILE).write_text('{"kind": "clip"}')
     (folder / checkpoints.WEIGHTS_FILE).write_bytes(b"stand-in")
-    monkeypatch.setattr(lm, "_load_clip", lambda: _ColourClip())
-    monkeypatch.setattr(lm, "_clip_cache", {})
-    assert lm.text_search_available()
-    scores = lm.text_scores("red", N)
+    monkeypatch.setattr(text_search, "_load_clip", lambda: _ColourClip())
+    monkeypatch.setattr(text_search, "_clip_cache", {})
+    assert text_search.text_search_available()
+    scores = text_search.text_scores("red", N)
     rgb = _test_faces(N).reshape(N, -1, 3).astype(np.float64).mean(1) / 255
     expected = rgb[:, 0] / np.linalg.norm(rgb, axis=1)
     np.testing.assert_allclose(scores, expected, atol=1e-4)
     blue = rgb[:, 2] / np.linalg.norm(rgb, axis=1)
-    assert np.argmax(lm.text_scores("blue", N)) == np.argmax(blue)
+    assert np.argmax(text_search.text_scores("blue", N)) == np.argmax(blue)
     with pytest.raises(ValueError, match="type a description"):
-        lm.text_scores("  ", N)
+        text_search.text_scores("  ", N)
     with pytest.raises(ValueError, match="at most 2,000"):
-        lm.text_scores("red " * 100_000, N)
+        text_search.text_scores("red " * 100_000, N)
 
 
 # ------------------------------------------------------------------------------ the tab
@@ -326,7 +327,7 @@ def test_the_map_is_coloured_by_an_attribute_with_scores_in_markdown(client):
     assert [t["name"] for t in traces] == [f"Smiling: no ({np.sum(smiling == 0)})",
                                            f"Smiling: yes ({np.sum(smiling == 1)})"]
     assert "face #%{customdata}" in traces[0]["hovertemplate"]
-    s = lm.separation(m["points"], smiling)
+    s = separation.separation(m["points"], smiling)
     assert f"kNN accuracy **{s['knn_acc']:.2f}** vs majority baseline **{s['baseline']:.2f}**" \
         in scores
     assert "silhouette" in scores and "Map " in notice
@@ -400,13 +401,13 @@ def test_the_command_line_precomputes_a_map_next_to_the_model_to_ship(models, ca
 
 
 def test_the_example_query_is_the_attribute_this_clip_reads_best(models):
-    assert lm.example_query() == lm.FALLBACK_QUERY  # no CLIP yet
+    assert text_search.example_query() == text_search.FALLBACK_QUERY  # no CLIP yet
     folder = models / "trained" / "clip"
     folder.mkdir()
     (folder / checkpoints.CONFIG_FILE).write_text('{"kind": "clip"}')
     checkpoints.atomic_write_json(folder / checkpoints.METRICS_FILE, {
         "zero_shot_auc_per_attribute": {"Smiling": 0.49, "Wearing_Hat": 0.99, "Bald": 0.7}})
-    assert lm.example_query() == "a photo of a person wearing a hat"
+    assert text_search.example_query() == "a photo of a person wearing a hat"
     with pytest.raises(ValueError, match="e.g. 'a photo of a person wearing a hat'"):
         folder.joinpath(checkpoints.WEIGHTS_FILE).write_bytes(b"stand-in")
-        lm.text_scores(" ", N)
+        text_search.text_scores(" ", N)

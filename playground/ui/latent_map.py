@@ -19,6 +19,7 @@ import gradio as gr
 import numpy as np
 
 from playground import latent_map as lm
+from playground import separation, text_search
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
 from playground.ui import common
@@ -112,10 +113,10 @@ def _scores_markdown(scores: dict, colour: dict, result: dict) -> str:
             f"accuracy **{bal:.2f}** (chance {1 / scores['classes']:.2f}); silhouette **{sil}**")
     if scores["note"]:
         text += f" ({scores['note']})"
-    if base >= lm.DOMINANT_SHARE:
+    if base >= separation.DOMINANT_SHARE:
         text += (f"  \nOne class dominates ({base:.0%} of the faces): guessing it alone scores "
                  f"{base:.2f}, so the verdict reads the balanced accuracy.")
-    verdict, reason = lm.separation_verdict(knn, base, scores["silhouette"], bal,
+    verdict, reason = separation.separation_verdict(knn, base, scores["silhouette"], bal,
                                             scores["classes"])
     word = {"clear": "well separated", "partial": "partly separated",
             "none": "not separated on this map"}[verdict]
@@ -138,8 +139,8 @@ def _highlight(query: str, n: int) -> tuple[np.ndarray | None, str]:
     query = (query or "").strip()
     if not query:
         return None, ""
-    scores = lm.text_scores(query, n)  # ValueError(CLIP_MISSING) until the CLIP model exists
-    top = np.argsort(-scores, kind="stable")[:lm.TEXT_TOP]
+    scores = text_search.text_scores(query, n)  # ValueError(CLIP_MISSING) until the CLIP model exists
+    top = np.argsort(-scores, kind="stable")[:text_search.TEXT_TOP]
     return top, (f" Circled: the {len(top)} faces most similar to “{query}” by CLIP "
                  f"(cosine {scores[top[-1]]:.2f} … {scores[top[0]]:.2f}).")
 
@@ -147,7 +148,7 @@ def _highlight(query: str, n: int) -> tuple[np.ndarray | None, str]:
 def _render(result: dict, colour_by: str, query: str):
     colour = lm.colour_values(result, colour_by)
     highlight, query_note = _highlight(query, result["n"])
-    scores = lm.separation(result["points"], colour["labels"], seed=result["seed"])
+    scores = separation.separation(result["points"], colour["labels"], seed=result["seed"])
     return (_figure(result, colour, highlight, (query or "").strip()),
             _scores_markdown(scores, colour, result), _notice(result, query_note))
 
@@ -157,8 +158,8 @@ def show_map(model_name, method, n_points, seed, colour_by, query="",
              progress=gr.Progress()):
     """Map settings in → (plotly figure, separation scores (Markdown), notice (Markdown))."""
     lm.check_colour(colour_by)  # before a possibly long computation
-    if (query or "").strip() and not lm.text_search_available():
-        raise ValueError(lm.CLIP_MISSING)  # before a possibly long computation
+    if (query or "").strip() and not text_search.text_search_available():
+        raise ValueError(text_search.CLIP_MISSING)  # before a possibly long computation
 
     def report(fraction, message):
         progress(fraction, desc=message)
@@ -177,7 +178,7 @@ def show_cached_map(model_name, method, n_points, seed, colour_by, query=""):
         return None, "", ("This map is not precomputed yet: press **Show map** to compute it "
                           "(on 2 busy cores t-SNE of 2,000 points takes ~10–30 s, UMAP's first "
                           "use ~20 s more to compile; PCA is instant).")
-    return _render(result, colour_by, "" if not lm.text_search_available() else query)
+    return _render(result, colour_by, "" if not text_search.text_search_available() else query)
 
 
 # ------------------------------------------------------------------------------ one point
@@ -242,7 +243,7 @@ CLICK_HOOK = """() => {
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks (`demo`, if given, shows a cached map on load)."""
     threading.Thread(target=_warm_imports, daemon=True, name="latent-map-imports").start()
-    clip_ready = lm.text_search_available()
+    clip_ready = text_search.text_search_available()
     with gr.Tab("Latent map"):
         gr.Markdown(common.no_models_message(), visible=bool(common.no_models_message()))
         with gr.Row():
@@ -258,10 +259,10 @@ def build(demo: gr.Blocks | None = None) -> None:
                 show_button = gr.Button("Show map", variant="primary")
                 query = gr.Textbox(
                     label="text search (CLIP)", lines=1, interactive=clip_ready,
-                    placeholder=(f"e.g. {lm.example_query()}" if clip_ready
-                                 else lm.CLIP_MISSING))
+                    placeholder=(f"e.g. {text_search.example_query()}" if clip_ready
+                                 else text_search.CLIP_MISSING))
                 if not clip_ready:
-                    gr.Markdown(f"*{lm.CLIP_MISSING[0].upper() + lm.CLIP_MISSING[1:]}: "
+                    gr.Markdown(f"*{text_search.CLIP_MISSING[0].upper() + text_search.CLIP_MISSING[1:]}: "
                                 "the search box opens once `trained/clip` exists.*")
             with gr.Column(scale=7):
                 plot = gr.Plot(label="latent map (click a point to see its face)",
