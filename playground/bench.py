@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from playground import pictures
+
 NO_DIFFUSION = "no diffusion model yet"
 
 # row: (budget or None, what is timed)
@@ -188,7 +190,7 @@ def bench_morph(name: str, runs: int, inner: int) -> dict:
 
     def run():
         frames = ops.morph(model, a, b, 8, "lerp")
-        return ops.gif_bytes(frames, fps=morph.GIF_FPS, pingpong=True, scale=2)
+        return pictures.gif_bytes(frames, fps=morph.GIF_FPS, pingpong=True, scale=2)
 
     return {"morph_ms": _median_time(run, runs, inner) * 1000}
 
@@ -403,7 +405,7 @@ def bench_vae_overhead(name: str, runs: int, inner: int, method: str,
 
     def morph_core():
         frames = ops.morph(model, ops.random_face(1), ops.random_face(2), 8, "lerp")
-        ops.gif_bytes(frames, fps=morph.GIF_FPS, pingpong=True, scale=2)
+        pictures.gif_bytes(frames, fps=morph.GIF_FPS, pingpong=True, scale=2)
 
     _ratio(values, notes, "morph_overhead_ratio",
            *_paired(lambda: morph.morph(name, "random", 1, 0, None, "random", 2, 0, None, 8,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from playground import pictures
 from playground import checkpoints
 from playground import train_jobs as tj
 from playground import vae_ops as ops
@@ -198,7 +199,7 @@ def test_start_handler_streams_status_curve_and_sample_grid(jobs):
     records = [r for r in read_log(checkpoints.runs_dir() / name) if r["type"] == "train"]
     assert list(fig.data[1].y) == [r["kl"] for r in records]
     assert grid.shape == GRID_SHAPE
-    first_face = ops.upscale(ops.reference_images(8)[0], train.GRID_SCALE)  # top-left cell
+    first_face = pictures.upscale(ops.reference_images(8)[0], train.GRID_SCALE)  # top-left cell
     assert np.array_equal(grid[train.GRID_PAD:train.GRID_PAD + 128,
                                train.GRID_PAD:train.GRID_PAD + 128], first_face)
     again = train.show(name)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from playground import pictures
 from playground import checkpoints
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
@@ -259,20 +260,20 @@ def _gif_frames(data: bytes) -> list[np.ndarray]:
 
 def test_gif_has_the_frames_pingpong_and_scale():
     frames = np.stack([np.full((8, 10, 3), 30 * i, np.uint8) for i in range(5)])
-    plain = _gif_frames(ops.gif_bytes(frames, fps=10))
+    plain = _gif_frames(pictures.gif_bytes(frames, fps=10))
     assert len(plain) == 5 and plain[0].shape == (8, 10, 3)
     assert [int(f[0, 0, 0]) for f in plain] == [0, 30, 60, 90, 120]
-    looped = _gif_frames(ops.gif_bytes(frames, fps=10, pingpong=True, scale=3))
+    looped = _gif_frames(pictures.gif_bytes(frames, fps=10, pingpong=True, scale=3))
     assert len(looped) == 8 and looped[0].shape == (24, 30, 3)
     assert [int(f[0, 0, 0]) for f in looped] == [0, 30, 60, 90, 120, 90, 60, 30]
-    assert Image.open(io.BytesIO(ops.gif_bytes(frames, fps=10))).info["duration"] == 100
+    assert Image.open(io.BytesIO(pictures.gif_bytes(frames, fps=10))).info["duration"] == 100
 
 
 def test_gif_rejects_bad_frames():
     with pytest.raises(ValueError, match="uint8"):
-        ops.gif_bytes(np.zeros((2, 8, 8, 3), np.float32))
+        pictures.gif_bytes(np.zeros((2, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="fps"):
-        ops.gif_bytes(np.zeros((2, 8, 8, 3), np.uint8), fps=0)
+        pictures.gif_bytes(np.zeros((2, 8, 8, 3), np.uint8), fps=0)
 
 
 # ------------------------------------------------------------------------------ faces

@@ -10,21 +10,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from playground import pictures
 from playground.data import synthfaces as sf
 
 
 def image_grid(images: np.ndarray, cols: int, scale: int = 1, pad: int = 0,
                pad_value: int = 255) -> Image.Image:
-    """uint8 (N, H, W, 3) -> one PIL image with ``cols`` columns (nearest-neighbour scaled)."""
-    n, h, w, _ = images.shape
+    """uint8 (N, H, W, 3) -> one PIL image with ``cols`` columns, the whole picture (gaps
+    included) nearest-neighbour scaled by ``scale``; the last row is filled with `pad_value`."""
+    images = np.asarray(images)
+    n = len(images)
     rows = -(-n // cols)
-    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), pad_value, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        canvas[y:y + h, x:x + w] = img
-    out = Image.fromarray(canvas)
-    return out.resize((out.width * scale, out.height * scale), Image.NEAREST) if scale > 1 else out
+    blank = np.full((rows * cols - n, *images.shape[1:]), pad_value, np.uint8)
+    cells = np.concatenate([images, blank]).reshape(rows, cols, *images.shape[1:])
+    return Image.fromarray(pictures.upscale(pictures.grid(cells, 1, pad, pad_value), scale))
 
 
 def factor_sweep(steps: int = 8, base: dict | None = None) -> tuple[list[str], np.ndarray]:

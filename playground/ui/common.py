@@ -18,6 +18,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from playground import pictures
 from playground import checkpoints
 from playground import vae_ops as ops
 from playground.inputs import MAX_SEED, _shown, in_range  # noqa: F401  (common.MAX_SEED for the tabs)
@@ -298,7 +299,7 @@ def _number(value, name: str) -> int:
 # ------------------------------------------------------------------------------ pictures
 def show(face: np.ndarray, scale: int = SHOW_SCALE) -> np.ndarray:
     """One uint8 (64, 64, 3) face enlarged for display (nearest neighbour)."""
-    return ops.upscale(np.asarray(face), scale)
+    return pictures.upscale(np.asarray(face), scale)
 
 
 _FONT = None
@@ -338,7 +339,7 @@ def labelled_grid(cells: np.ndarray, row_labels: list[str], col_labels: list[str
                   scale: int = 2, pad: int = 2, label_width: int = 120) -> np.ndarray:
     """uint8 (R, C, 64, 64, 3) → one picture with a label left of every row (and on top of
     column when `col_labels` is given), below a white band the gr.Image label badge covers."""
-    body = ops.grid(cells, scale=scale, pad=pad)
+    body = pictures.grid(cells, scale=scale, pad=pad)
     header = LABEL_BADGE_PX + (18 if col_labels else 0)
     canvas = Image.new("RGB", (label_width + body.shape[1], header + body.shape[0]), "white")
     canvas.paste(Image.fromarray(body), (label_width, header))

@@ -20,9 +20,9 @@ import gradio as gr
 import numpy as np
 import torch
 
+from playground import pictures
 from playground import ldm_ops
 from playground import forward_process
-from playground import vae_ops as ops
 from playground.data.images import tensor_to_images
 from playground.diffusion import NoiseSchedule, ddim_timesteps
 from playground.inputs import check_seed, in_range
@@ -207,7 +207,7 @@ def _frame(pipe: ldm_ops.LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tens
         labels[-1] = "sample x_0"
     cells = np.stack(rows)  # (rows, N, 64, 64, 3)
     return (common.labelled_grid(cells, labels, scale=2, pad=2, label_width=100),
-            ops.grid(cells, scale=1, pad=2))
+            pictures.grid(cells, scale=1, pad=2))
 
 
 def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
@@ -254,7 +254,7 @@ def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
                 plot = schedule_figure(pipe.schedule, {label.split(",")[0]: step.t}, marks)
             yield picture, info, plot, None
     start = time.perf_counter()
-    gif = common.save_gif(ops.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
+    gif = common.save_gif(pictures.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
                           f"{sampler}-{seed}")
     drawing += time.perf_counter() - start
     wall = time.perf_counter() - started

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
+from playground import pictures
 from playground import checkpoints
 from playground import ldm_ops
 from playground import vae_ops as ops
@@ -64,9 +65,9 @@ def morph(model_name, source_a, seed_a, index_a, upload_a, source_b, seed_b, ind
     face_a, face_b, notes = _faces(source_a, seed_a, index_a, upload_a,
                                    source_b, seed_b, index_b, upload_b)
     frames = ops.morph(model, face_a, face_b, steps, mode)  # (steps, 64, 64, 3)
-    gif = ops.gif_bytes(frames, fps=GIF_FPS, pingpong=True, scale=2)
+    gif = pictures.gif_bytes(frames, fps=GIF_FPS, pingpong=True, scale=2)
     notice = f"{notes}  \n{steps} steps, {mode}, decoded by **{model_name}**."
-    return (common.show(face_a, 2), common.show(face_b, 2), ops.strip(frames, scale=2, pad=2),
+    return (common.show(face_a, 2), common.show(face_b, 2), pictures.strip(frames, scale=2, pad=2),
             common.save_gif(gif, f"morph-{model_name}-{mode}"), notice)
 
 

@@ -14,9 +14,9 @@ import time
 import gradio as gr
 import numpy as np
 
+from playground import pictures
 from playground import ldm_ops
 from playground import prompts
-from playground import vae_ops as ops
 from playground.data.images import tensor_to_images
 from playground.inputs import check_seed, in_range
 from playground.ui import common, invert
@@ -103,7 +103,7 @@ def _grid(images) -> np.ndarray:
     rows = -(-n // cols)
     blank = np.full((rows * cols - n, *faces.shape[1:]), 255, np.uint8)
     cells = np.concatenate([faces, blank]).reshape(rows, cols, *faces.shape[1:])
-    return ops.grid(cells, scale=3, pad=3)
+    return pictures.grid(cells, scale=3, pad=3)
 
 
 @common.user_errors

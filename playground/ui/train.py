@@ -15,8 +15,8 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
+from playground import pictures
 from playground import train_jobs as tj
-from playground import vae_ops as ops
 from playground.ui import common
 
 GRID_SCALE, GRID_PAD = 2, 2  # each face of the sample grid at 128 px, 2 px apart
@@ -134,7 +134,7 @@ def sample_grid(name: str) -> np.ndarray | None:
     cells = tj.sample_cells(name)
     if cells is None:
         return None
-    return ops.grid(cells, scale=GRID_SCALE, pad=GRID_PAD)
+    return pictures.grid(cells, scale=GRID_SCALE, pad=GRID_PAD)
 
 
 def _runs_update(name: str | None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
+from playground import pictures
 from playground import vae_ops as ops
 from playground.attribute_vectors import EDITS, attribute_vectors
 from playground.metrics import ACTIVE_KL, active_dims
@@ -164,8 +165,8 @@ def traversal(state, n_dims, *values):
         scale=2, pad=2, label_width=110)
     # GIF: frame j shows every traversed dimension at value j, side by side; back and forth.
     frames = cells.transpose(1, 0, 2, 3, 4)  # (9, R, 64, 64, 3)
-    frames = np.stack([ops.strip(f, pad=2) for f in frames])  # (9, 68, R·66 + 2, 3)
-    gif = ops.gif_bytes(frames, fps=6, pingpong=True, scale=2)
+    frames = np.stack([pictures.strip(f, pad=2) for f in frames])  # (9, 68, R·66 + 2, 3)
+    gif = pictures.gif_bytes(frames, fps=6, pingpong=True, scale=2)
     return picture, common.save_gif(gif, f"traversal-{state['model']}")
 
 
