@@ -48,13 +48,14 @@ def in_range(value: Any, name: str, low: float, high: float, whole: bool = False
     range (e.g. "seed must be between 0 and 2147483647, got -5")."""
     out = whole_number(value, name) if whole else number(value, name)
     if not low <= out <= high:
-        raise ValueError(f"{name} must be between {_shown(low)} and {_shown(high)}{unit}, "
-                         f"got {_shown(out)}")
+        raise ValueError(f"{name} must be between {shown(low)} and {shown(high)}{unit}, "
+                         f"got {shown(out)}")
     return out
 
 
-def _shown(x: float) -> str:
-    """2147483647 as itself (not 2.14748e+09), 0.05 as 0.05."""
+def shown(x: float) -> str:
+    """A bound or value as a message shows it: 2147483647 as itself (not 2.14748e+09), 0.05 as
+    0.05."""
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 

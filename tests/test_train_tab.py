@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground import pictures
-from playground import checkpoints
+from playground import checkpoints, pictures
 from playground import train_jobs as tj
 from playground import vae_ops as ops
 from playground.training import read_log

@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import pictures
-from playground import checkpoints
+from playground import checkpoints, pictures
 from playground import vae_ops as ops
 from playground.data import synthfaces as sf
 from playground.metrics import kl_per_dim

@@ -18,10 +18,9 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from playground import pictures
-from playground import checkpoints
+from playground import checkpoints, pictures
 from playground import vae_ops as ops
-from playground.inputs import MAX_SEED, _shown, in_range  # noqa: F401  (common.MAX_SEED for the tabs)
+from playground.inputs import MAX_SEED, in_range, shown  # noqa: F401  (common.MAX_SEED: the tabs')
 
 SOURCES = ("random", "data", "upload")  # where a face comes from
 DATA_SIZE = 5_000  # faces in the SynthFaces test split ("a face from the data")
@@ -95,7 +94,7 @@ def field_message(value, label: str, low: float, high: float, whole: bool) -> st
     """What is wrong with `value` for the field `label` (None when nothing is)."""
     if value is None or value == "":
         kind = "a whole number" if whole else "a number"
-        return f"{label} is empty: enter {kind} between {_shown(low)} and {_shown(high)}"
+        return f"{label} is empty: enter {kind} between {shown(low)} and {shown(high)}"
     try:
         in_range(value, label, low, high, whole=whole)
     except ValueError as err:

@@ -20,9 +20,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from playground import pictures
-from playground import ldm_ops
-from playground import forward_process
+from playground import forward_process, ldm_ops, pictures
 from playground.data.images import tensor_to_images
 from playground.diffusion import NoiseSchedule, ddim_timesteps
 from playground.inputs import check_seed, in_range

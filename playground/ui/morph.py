@@ -9,9 +9,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from playground import pictures
-from playground import checkpoints
-from playground import ldm_ops
+from playground import checkpoints, ldm_ops, pictures
 from playground import vae_ops as ops
 from playground.inputs import check_seed, in_range
 from playground.metrics import active_dims

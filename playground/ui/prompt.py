@@ -14,9 +14,7 @@ import time
 import gradio as gr
 import numpy as np
 
-from playground import pictures
-from playground import ldm_ops
-from playground import prompts
+from playground import ldm_ops, pictures, prompts
 from playground.data.images import tensor_to_images
 from playground.inputs import check_seed, in_range
 from playground.ui import common, invert
