@@ -233,31 +233,6 @@ def test_a_bad_value_is_named_under_its_field_and_nothing_else_changes(page, tab
         .some(e => e.innerText.includes(msg))""", arg=message, timeout=20_000)
 
 
-def test_clicking_a_point_of_the_latent_map_shows_its_face(page):
-    _open_tab(page, "Latent map")
-    panel = page.locator("[role=tabpanel]:visible").first
-    panel.get_by_role("radio", name="PCA").first.check()  # the map follows the choice
-    plot = page.locator("#latent-map-plot .js-plotly-plot").first
-    plot.wait_for(timeout=60_000)
-    page.wait_for_function("() => document.querySelector('#latent-map-plot .js-plotly-plot')"
-                           ".dataset.pointHook === '1'", timeout=20_000)
-    # click where the plot draws the first point of its first trace
-    xy = page.evaluate("""() => {
-        const div = document.querySelector('#latent-map-plot .js-plotly-plot');
-        const trace = div._fullData[0], layout = div._fullLayout;
-        const x = layout.xaxis.d2p(trace.x[0]) + layout._size.l;
-        const y = layout.yaxis.d2p(trace.y[0]) + layout._size.t;
-        const box = div.getBoundingClientRect();
-        return [box.left + x, box.top + y, trace.customdata[0]];
-    }""")
-    page.mouse.click(xy[0], xy[1])
-    page.wait_for_function("""i => {
-        const box = document.querySelector('#latent-map-index input');
-        return box && box.value === String(i);
-    }""", arg=xy[2], timeout=20_000)
-    page.get_by_text(f"test face #{xy[2]}").first.wait_for(timeout=30_000)
-
-
 def test_the_new_lessons_answer_in_the_page(page, shots):
     """Guidance taken apart and a face inverted (Prompt), an attribute slider (Traverse), the
     morph in both worlds (Morph), DPM-Solver++ (Denoise): each draws its picture."""

@@ -35,7 +35,8 @@ def invert(model_name, source, seed, index, upload, prompt, edit_prompt, guidanc
     pipe = ldm_ops.get_pipeline(model_name)
     face, note = common.load_face(source, seed, index, upload)
     guidance = in_range(guidance, "guidance w", 0.0, MAX_GUIDANCE)
-    steps = in_range(steps, "DDIM steps", MIN_STEPS, MAX_STEPS, whole=True)
+    steps = min(in_range(steps, "DDIM steps", MIN_STEPS, MAX_STEPS, whole=True),
+                pipe.num_timesteps)  # a model trained with fewer timesteps takes all of them
     with ldm_ops.inference():
         out = invert_and_edit(pipe, face, prompt, edit_prompt, guidance, steps)
     picture = common.labelled_grid(out["images"][None], ["DDIM"], list(LABELS), scale=3, pad=3,

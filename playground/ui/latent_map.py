@@ -217,28 +217,6 @@ def show_point(model_name, n_points, index):
     return common.show(face), common.show(reconstruction), _point_markdown(index)
 
 
-# A click on the map (gr.Plot has no click event) writes the point's test-face index, which
-# every trace carries as customdata, into the index box and presses "Show face". The hook
-# re-attaches to every new figure Gradio draws.
-CLICK_HOOK = """() => {
-  const hook = () => {
-    const div = document.querySelector('#latent-map-plot .js-plotly-plot');
-    if (!div || div.dataset.pointHook === '1' || typeof div.on !== 'function') return;
-    div.dataset.pointHook = '1';
-    div.on('plotly_click', (event) => {
-      const point = event && event.points && event.points[0];
-      if (!point || point.customdata === undefined) return;
-      const box = document.querySelector('#latent-map-index input');
-      box.value = String(point.customdata);
-      box.dispatchEvent(new Event('input', {bubbles: true}));
-      setTimeout(() => document.querySelector('#latent-map-show-face').click(), 50);
-    });
-  };
-  new MutationObserver(hook).observe(document.body, {childList: true, subtree: true});
-  hook();
-}"""
-
-
 # ------------------------------------------------------------------------------ layout
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks (`demo`, if given, shows a cached map on load)."""
@@ -265,14 +243,13 @@ def build(demo: gr.Blocks | None = None) -> None:
                     gr.Markdown(f"*{text_search.CLIP_MISSING[0].upper() + text_search.CLIP_MISSING[1:]}: "
                                 "the search box opens once `trained/clip` exists.*")
             with gr.Column(scale=7):
-                plot = gr.Plot(label="latent map (click a point to see its face)",
-                               elem_id="latent-map-plot")
+                plot = gr.Plot(label="latent map", elem_id="latent-map-plot")
                 notice = gr.Markdown()
                 scores = gr.Markdown()
         with gr.Row():
             with gr.Column(scale=3):
                 index = common.number_box(0, "point index", 0, lm.MAX_POINTS - 1,
-                                          info="click a point on the map, or type its index",
+                                          info="hover a point to read it",
                                           elem_id="latent-map-index")
                 point_button = gr.Button("Show face", elem_id="latent-map-show-face")
                 info = gr.Markdown()
@@ -293,7 +270,6 @@ def build(demo: gr.Blocks | None = None) -> None:
               validator=common.field_validator(map_inputs))
         if demo is not None:  # no error without models: it shows the hint instead
             demo.load(show_cached_map, map_inputs, map_outputs, api_name="latent_map_cached")
-            demo.load(None, None, None, js=CLICK_HOOK)  # a click on a point shows its face
         gr.on([point_button.click, index.submit], show_point, [model, n_points, index],
               [face, reconstruction, info], api_name="latent_map_point",
               validator=common.field_validator([model, n_points, index]))
