@@ -253,10 +253,50 @@ def test_hard_negative_captions_flip_one_attribute_and_keep_the_phrasing(small_s
     assert changed[[list(attrs).index(a) for a in names]].sum() == 64  # only flippable ones
     model = tiny_clip(context_length=77)
     captions = CaptionTokens(train, model, seed=0, hard_negatives=True)
-    positives, negatives = captions.for_epoch(0), captions.negatives_for_epoch(0)
-    assert positives.shape == negatives.shape
+    positives, negatives = captions.for_epoch(0), captions.negatives_for_epoch(0)[0]
+    assert captions.negatives_for_epoch(0).shape == (1, *positives.shape)
     different = (positives != negatives).any(dim=1).float().mean()
     assert different > 0.9  # nearly every flip changes the words (a few phrases coincide)
     same_start = (positives[:, :3] == negatives[:, :3]).all(dim=1).float().mean()
     assert same_start > 0.5  # the same caption seed: most keep their opening words
-    assert not torch.equal(captions.negatives_for_epoch(1), negatives)  # redrawn each epoch
+    assert not torch.equal(captions.negatives_for_epoch(1)[0], negatives)  # redrawn each epoch
+
+
+def test_several_hard_negatives_flip_different_small_details(small_sets):
+    from playground.data.captions import captions_for_dataset
+    from playground.quality import SMALL_DETAILS
+    from playground.trainers.clip import NEGATIVE_POOLS, CaptionTokens
+
+    train = small_sets[0]
+    model = tiny_clip(context_length=77)
+    captions = CaptionTokens(train, model, seed=0, hard_negatives=True, negatives_per_image=3,
+                             pool=NEGATIVE_POOLS["small"])
+    positives, negatives = captions.for_epoch(0), captions.negatives_for_epoch(0)
+    assert negatives.shape == (3, *positives.shape)
+    # rebuild each negative's attributes from its words: the flipped attribute is found by
+    # trying every small detail on the positive caption's attributes, one at a time
+    attrs = {k: np.asarray(v) for k, v in train.attributes.items()}
+    n = len(positives)
+    seed = 0 * 100_003 + 0
+    flipped_by = np.full((3, n), -1)
+    for j, name in enumerate(SMALL_DETAILS):
+        one = {k: v.copy() for k, v in attrs.items()}
+        one[name] = 1 - one[name]
+        tokens = model.tokenize(captions_for_dataset(one, train.factors, seed=seed))
+        for k in range(3):
+            flipped_by[k][(tokens == negatives[k]).all(dim=1).numpy()] = j
+    found = (flipped_by >= 0).all(axis=0)
+    assert found.mean() > 0.9  # every negative is its caption with one small detail flipped
+    assert (flipped_by[0][found] != flipped_by[1][found]).all()  # K different details per face
+    assert (flipped_by[1][found] != flipped_by[2][found]).all()
+    assert (flipped_by[0][found] != flipped_by[2][found]).all()
+    assert len(set(flipped_by[0][found].tolist())) > 5  # drawn from the whole pool
+
+
+def test_negative_options_are_checked():
+    from playground.trainers.clip import CLIPTrainConfig
+
+    with pytest.raises(ValueError, match="negative_pool"):
+        CLIPTrainConfig(negative_pool="large")
+    with pytest.raises(ValueError, match="negatives_per_image"):
+        CLIPTrainConfig(negative_pool="small", negatives_per_image=10)
