@@ -51,13 +51,13 @@ train-vaes: install
 # Promote the runs to trained/ (fp16), measure them on the test split, precompute latent maps.
 ship-vaes: install
 	for b in $(VAE_BETAS); do \
-	  $(PY) -m playground.ship runs/vae-beta$$b vae-beta$$b && \
-	  $(PY) -m playground.evaluate vae-beta$$b --write --threads 1 > /dev/null || exit 1; \
+	  $(PY) -m playground.training.ship runs/vae-beta$$b vae-beta$$b && \
+	  $(PY) -m playground.evaluation.vae vae-beta$$b --write --threads 1 > /dev/null || exit 1; \
 	done
-	$(PY) -m playground.latent_map $(addprefix vae-beta,$(VAE_BETAS)) --method tsne umap pca
+	$(PY) -m playground.pipelines.latent_map $(addprefix vae-beta,$(VAE_BETAS)) --method tsne umap pca
 
 report: install
-	$(PY) -m playground.report vae --out assets/report --threads 1
+	$(PY) -m playground.evaluation.report vae --out assets/report --threads 1
 
 # Speed options (bf16 autocast, channels_last) are chosen by each run on its machine (--amp auto,
 # --layout auto): never named in a recipe. `make bench-training` shows what each option gives.
@@ -91,17 +91,17 @@ train-diffusion: install
 	  --out runs/judge > runs/train-judge.log 2>&1 && \
 	$(T1) $(PY) -m playground.train clip --minutes 28 --threads 1 --no-progress \
 	  --out runs/clip > runs/train-clip.log 2>&1; wait
-	$(PY) -m playground.ship runs/autoencoder autoencoder
-	$(PY) -m playground.ship runs/judge judge
-	$(PY) -m playground.ship runs/clip clip
+	$(PY) -m playground.training.ship runs/autoencoder autoencoder
+	$(PY) -m playground.training.ship runs/judge judge
+	$(PY) -m playground.training.ship runs/clip clip
 	$(T1) $(VENV)/bin/torchrun --nproc_per_node=2 -m playground.train ldm --autoencoder autoencoder \
 	  --clip clip --minutes 72 --lr 5e-4 --threads 1 --no-progress --out runs/ldm \
 	  > runs/train-ldm.log 2>&1
-	$(PY) -m playground.ship runs/ldm ldm
+	$(PY) -m playground.training.ship runs/ldm ldm
 
 # The LDM's tables (trained/ldm/metrics.json) and assets/ldm_prompts.png (~25 min).
 eval-ldm: install
-	$(T1) $(PY) -m playground.evaluate_ldm ldm --judge judge --write --threads 1 --minutes 23
+	$(T1) $(PY) -m playground.evaluation.ldm ldm --judge judge --write --threads 1 --minutes 23
 
 clean:
 	rm -rf $(VENV) .pytest_cache

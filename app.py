@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.ui import data_tab, denoise, morph, prompt, traverse
-from playground.ui import latent_map as latent_map_tab
-from playground.ui import train as train_tab
+from playground.app import data_tab, denoise, morph, prompt, traverse
+from playground.app import latent_map as latent_map_tab
+from playground.app import train as train_tab
 
 TITLE = "VAE & Diffusion Playground"
 CACHE_CLEANUP = (3600, 7200)  # hourly, delete result files older than 2 h (~50 kB per call)
@@ -42,13 +42,13 @@ def queue_kwargs() -> dict:
 def launch_kwargs(queue_size: int = QUEUE_SIZE, **overrides) -> dict:
     """`Blocks.launch` settings of the served app; `overrides` add or replace keys (tests:
     ``prevent_thread_lock=True``, a free port). No /monitoring dashboard (by default Gradio
-    serves its event summary to anyone); cross-site writes refused (playground.ui.guard); at
-    most `queue_size` queue joins admitted at once (playground.ui.join_limit: the events'
+    serves its event summary to anyone); cross-site writes refused (playground.app.guard); at
+    most `queue_size` queue joins admitted at once (playground.app.join_limit: the events'
     validators would otherwise let a burst past the queue's max_size)."""
     from starlette.middleware import Middleware
 
-    from playground.ui.guard import CrossOriginWriteGuard
-    from playground.ui.join_limit import JoinLimiter
+    from playground.app.guard import CrossOriginWriteGuard
+    from playground.app.join_limit import JoinLimiter
 
     middleware = [Middleware(CrossOriginWriteGuard),
                   Middleware(JoinLimiter, max_in_flight=queue_size)]
@@ -61,8 +61,8 @@ def preload() -> list[str]:
     """Load every shipped model into the caches the tabs use (the β-VAEs, the latent-diffusion
     pipeline, the judge), so no visitor waits for a first load. A missing or broken model is
     skipped (its tab says so when used). Returns the names of what was loaded."""
-    from playground import ldm_ops
-    from playground import vae_ops as ops
+    from playground.pipelines import latent_diffusion
+    from playground.pipelines import vae as ops
 
     loaded = []
     for name in ops.list_vae_models():
@@ -71,14 +71,14 @@ def preload() -> list[str]:
             loaded.append(name)
         except (ValueError, OSError, RuntimeError):
             continue
-    for name in ldm_ops.list_pipelines()[:1]:  # the default one; others load on demand
+    for name in latent_diffusion.list_pipelines()[:1]:  # the default one; others load on demand
         try:
-            ldm_ops.get_pipeline(name)
+            latent_diffusion.get_pipeline(name)
             loaded.append(name)
         except (ValueError, OSError, RuntimeError):
             continue
-    if ldm_ops.get_judge() is not None:
-        loaded.append(ldm_ops.JUDGE_MODEL)
+    if latent_diffusion.get_judge() is not None:
+        loaded.append(latent_diffusion.JUDGE_MODEL)
     return loaded
 
 

@@ -10,6 +10,6 @@ def load(name, device="cpu"):
         name: a model name under ``trained/`` (e.g. ``"vae-beta4"``) or a path to a run folder.
         device: where to put the weights (default CPU; pass ``"cuda"`` explicitly for a GPU).
     """
-    from playground.checkpoints import load_model
+    from playground.store.checkpoints import load_model
 
     return load_model(name, device=device)

@@ -7,7 +7,7 @@ Examples:
     torchrun --nproc_per_node=2 -m playground.train vae --beta 4 --device cuda   # DDP
 
 Run ``python -m playground.train vae --help`` for all options. Subcommands come from
-`playground.trainers.TRAINERS`.
+`playground.training.trainers.TRAINERS`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import argparse
 import importlib
 import sys
 
-from playground.trainers import TRAINERS
+from playground.training.trainers import TRAINERS
 
 
 def build_parser() -> argparse.ArgumentParser:

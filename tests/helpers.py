@@ -6,7 +6,6 @@
 import numpy as np
 import torch
 
-from playground import checkpoints
 from playground.data import captions
 from playground.data import synthfaces as sf
 from playground.diffusion import ScheduleConfig
@@ -15,6 +14,7 @@ from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.judge import Judge, JudgeConfig
 from playground.models.unet import LatentUNet, UNetConfig
 from playground.models.vae import BetaVAE, VAEConfig
+from playground.store import checkpoints
 
 TINY_VAE = dict(latent_dim=8, channels=(8, 16, 16, 16))
 

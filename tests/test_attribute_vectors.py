@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from playground import attribute_vectors as av
-from playground import vae_ops as ops
 from playground.data.synthfaces import SynthFacesDataset
+from playground.pipelines import attribute_vectors as av
+from playground.pipelines import vae as ops
 from tests.helpers import save_tiny_vae
 
 

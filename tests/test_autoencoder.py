@@ -7,12 +7,17 @@ import pytest
 import torch
 
 import playground
-from playground.checkpoints import load_model, save_model
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder, psnr
+from playground.store.checkpoints import load_model, save_model
 from playground.train import main
-from playground.trainers.autoencoder import (AutoencoderTrainConfig, autoencoder_loss,
-                                             cosine_lr, latent_statistics, train_autoencoder)
 from playground.training import TensorImages, load_train_state, read_log
+from playground.training.trainers.autoencoder import (
+    AutoencoderTrainConfig,
+    autoencoder_loss,
+    cosine_lr,
+    latent_statistics,
+    train_autoencoder,
+)
 
 TINY = AutoencoderConfig(latent_size=16, channels=(8, 8, 16))
 TINY_TRAIN = dict(channels=(8, 8, 16), batch_size=8, eval_size=8, scale_sample=16,

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from playground import bench
-from playground import latent_map as lm
-from playground import vae_ops as ops
+from playground.bench import speed
+from playground.pipelines import latent_map as lm
+from playground.pipelines import vae as ops
 from tests.helpers import save_tiny_vae
 
 FAST_ROWS = "traverse_decode_ms,traverse_decode_handler_ms,morph_ms,latent_map_s," \
@@ -41,7 +41,7 @@ def _bench(env, *args, check=True):
 
 def _check_report(report: dict, measured: set[str], pipeline: bool = False) -> None:
     """Every row is there; a number is positive, a null has a note; `ok` follows the budget."""
-    for key in bench.ROWS:
+    for key in speed.ROWS:
         assert key in report, key
         value = report[key]
         if key in measured:
@@ -54,7 +54,7 @@ def _check_report(report: dict, measured: set[str], pipeline: bool = False) -> N
                         value <= budget["max"] if "max" in budget else value >= budget["min"])
             assert report["ok"][key] is expected, key
     if not pipeline:
-        for key in bench.PIPELINE_ROWS:
+        for key in speed.PIPELINE_ROWS:
             assert report[key] is None and report["notes"][key] == "no diffusion model yet"
     for key in OVERHEAD_ROWS & measured:
         handler, core = (float(v) for v in re.findall(r"([\d.]+) ms", report["notes"][key]))
@@ -79,9 +79,9 @@ def test_quick_json_has_every_row_with_numbers_or_notes(model_env, tmp_path):
 @pytest.mark.slow
 def test_quick_json_measures_every_row_that_exists_today(model_env):
     report = json.loads(_bench(model_env, "--json").stdout)
-    measured = set(bench.ROWS) - set(bench.PIPELINE_ROWS) - {"synthfaces_img_s",
+    measured = set(speed.ROWS) - set(speed.PIPELINE_ROWS) - {"synthfaces_img_s",
                                                              "data_vs_train_ratio"}
-    if report["notes"]["opentsne_s"] == bench.NO_OPENTSNE:
+    if report["notes"]["opentsne_s"] == speed.NO_OPENTSNE:
         measured.discard("opentsne_s")
     _check_report(report, measured)
     assert report["umap_vs_tsne_ratio"] == pytest.approx(
@@ -94,7 +94,7 @@ def test_without_models_the_model_rows_are_null_with_the_hint(tmp_path, monkeypa
     monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
     monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
     ops.clear_model_cache()
-    report = bench.run(quick=True, only={"traverse_decode_ms", "morph_ms", "latent_map_s"})
+    report = speed.run(quick=True, only={"traverse_decode_ms", "morph_ms", "latent_map_s"})
     for key in ("traverse_decode_ms", "morph_ms", "latent_map_s"):
         assert report[key] is None and "no β-VAE models found" in report["notes"][key]
         assert report["ok"][key] is None
@@ -102,9 +102,9 @@ def test_without_models_the_model_rows_are_null_with_the_hint(tmp_path, monkeypa
 
 
 def test_budget_check():
-    assert bench.meets(29.9, {"max": 30}) is True and bench.meets(30.1, {"max": 30}) is False
-    assert bench.meets(3.0, {"min": 3}) is True and bench.meets(2.9, {"min": 3}) is False
-    assert bench.meets(None, {"max": 1}) is None
+    assert speed.meets(29.9, {"max": 30}) is True and speed.meets(30.1, {"max": 30}) is False
+    assert speed.meets(3.0, {"min": 3}) is True and speed.meets(2.9, {"min": 3}) is False
+    assert speed.meets(None, {"max": 1}) is None
 
 
 @pytest.mark.parametrize("args,message", [
@@ -133,7 +133,7 @@ def test_quick_json_measures_the_diffusion_rows_on_a_tiny_pipeline(pipeline_env)
     pytest.importorskip("diffusers")
     report = json.loads(_bench(pipeline_env, "--json", "--only",
                                "ddim50_s,ours_ddim50_s").stdout)
-    measured = set(bench.PIPELINE_ROWS)
+    measured = set(speed.PIPELINE_ROWS)
     _check_report(report, measured, pipeline=True)
     assert report["diffusion_model"] == "ldm"
     for kind, prefix in (("ddim", "ddim50"), ("ddpm", "ddpm")):
@@ -153,7 +153,7 @@ def test_untrained_diffusion_times_the_shipped_architectures(model_env):
     pytest.importorskip("diffusers")
     report = json.loads(_bench(model_env, "--json", "--only", "ddim50_s",
                                "--untrained-diffusion").stdout)
-    assert report["diffusion_model"] == bench.UNTRAINED and report["untrained_diffusion"]
+    assert report["diffusion_model"] == speed.UNTRAINED and report["untrained_diffusion"]
     for key in ("ddim50_s", "prompt_s", "ddpm1000_s", "prompt_overhead_ratio"):
         assert report[key] > 0 and report["notes"][key].startswith("UNTRAINED weights"), key
     assert "50 steps" in report["notes"]["ddim50_s"]  # the real schedule: T = 1000
@@ -162,9 +162,9 @@ def test_untrained_diffusion_times_the_shipped_architectures(model_env):
 
 def test_without_diffusers_the_rows_say_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers → ImportError
-    values, notes = bench.bench_vs_diffusers("ldm", 1)
+    values, notes = speed.bench_vs_diffusers("ldm", 1)
     assert values == {} and set(notes) == DIFFUSERS_ROWS
-    assert all(n == bench.NO_DIFFUSERS and "not installed" in n for n in notes.values())
+    assert all(n == speed.NO_DIFFUSERS and "not installed" in n for n in notes.values())
 
 
 def teardown_module():

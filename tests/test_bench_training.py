@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from playground import bench_training as bt
+from playground.bench import training as bt
 
 ROOT = Path(__file__).resolve().parents[1]
 

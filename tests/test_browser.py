@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from playground import ldm_ops
-from playground import vae_ops as ops
-from tests.helpers import save_tiny_pipeline
-from tests.helpers import save_tiny_vae
+from playground.pipelines import latent_diffusion
+from playground.pipelines import vae as ops
+from tests.helpers import save_tiny_pipeline, save_tiny_vae
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -39,7 +38,7 @@ def app_url(tmp_path_factory):
         mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
         mp.setattr(ops, "REFERENCE_SIZE", 64)
     ops.clear_model_cache()
-    ldm_ops.clear_cache()
+    latent_diffusion.clear_cache()
     import app
 
     demo = app.build_app()
@@ -51,7 +50,7 @@ def app_url(tmp_path_factory):
         demo.close()
         mp.undo()
         ops.clear_model_cache()
-        ldm_ops.clear_cache()
+        latent_diffusion.clear_cache()
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,7 @@ def test_synthfaces_grid_button_draws_faces(page):
 
 def test_train_tab_runs_a_tiny_vae_and_shows_its_curve_and_samples(page, shots, tmp_path,
                                                                    monkeypatch):
-    from playground import train_jobs as tj
+    from playground.app import jobs as tj
 
     # A tiny model and 4 steps (the server runs in this process), in a runs/ of its own.
     monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))

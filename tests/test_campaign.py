@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from playground.store.checkpoints import read_json
 from playground.training import campaign
-from playground.checkpoints import read_json
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
@@ -104,7 +104,7 @@ def test_curves_draw_every_model_with_a_curve(tmp_path):
 
 
 def test_an_ab_runs_its_arms_side_by_side_and_tables_them(tmp_path, monkeypatch, capsys):
-    from playground import quality
+    from playground.evaluation import quality
     from playground.training import ab
 
     def fake_measure(path, judge="judge", n=0):  # the judge is not what is tested here

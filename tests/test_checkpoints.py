@@ -11,11 +11,19 @@ from safetensors.torch import load_file
 from torch import nn
 
 import playground
-from playground import checkpoints
-from playground.checkpoints import (ModelNotFoundError, atomic_write_bytes, list_models,
-                                    load_config, load_metrics, load_model, register_kind,
-                                    resolve_model_dir, save_model)
 from playground.models.vae import BetaVAE, VAEConfig
+from playground.store import checkpoints
+from playground.store.checkpoints import (
+    ModelNotFoundError,
+    atomic_write_bytes,
+    list_models,
+    load_config,
+    load_metrics,
+    load_model,
+    register_kind,
+    resolve_model_dir,
+    save_model,
+)
 
 TINY = VAEConfig(latent_dim=8, channels=(8, 8, 8, 8), beta=4.0)
 

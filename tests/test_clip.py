@@ -5,15 +5,25 @@ import numpy as np
 import pytest
 import torch
 
-from playground.checkpoints import (load_model, read_safetensors, save_model,
-                                    save_safetensors)
 from playground.data.captions import ATTRIBUTE_PHRASES
 from playground.data.synthfaces import SynthFacesDataset
-from playground.models.clip import (EMBEDDING_KEY, KNOWN_ROWS_KEY, CLIPConfig,
-                                    PretrainedCLIPAdapter, PretrainedUnavailableError,
-                                    TextImageCLIP, load_pretrained_clip)
-from playground.trainers.clip import (CLIPTrainConfig, caption_vocabulary, retrieval_accuracy,
-                                      train_clip, zero_shot_accuracy)
+from playground.models.clip import (
+    EMBEDDING_KEY,
+    KNOWN_ROWS_KEY,
+    CLIPConfig,
+    PretrainedCLIPAdapter,
+    PretrainedUnavailableError,
+    TextImageCLIP,
+    load_pretrained_clip,
+)
+from playground.store.checkpoints import load_model, read_safetensors, save_model, save_safetensors
+from playground.training.trainers.clip import (
+    CLIPTrainConfig,
+    caption_vocabulary,
+    retrieval_accuracy,
+    train_clip,
+    zero_shot_accuracy,
+)
 
 TINY = dict(embed_dim=8, patch_size=16, vision_width=16, vision_layers=1, vision_head_width=8,
             context_length=24, text_width=16, text_heads=2, text_layers=1)
@@ -223,7 +233,7 @@ def test_train_clip_resume_is_exact(tmp_path, small_sets):
 def test_contrastive_loss_is_clips_and_hard_negatives_enter_the_image_side():
     import open_clip
 
-    from playground.trainers.clip import contrastive_loss
+    from playground.training.trainers.clip import contrastive_loss
 
     g = torch.Generator().manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
@@ -242,7 +252,7 @@ def test_contrastive_loss_is_clips_and_hard_negatives_enter_the_image_side():
 
 
 def test_hard_negative_captions_flip_one_attribute_and_keep_the_phrasing(small_sets):
-    from playground.trainers.clip import CaptionTokens, flip_one_attribute
+    from playground.training.trainers.clip import CaptionTokens, flip_one_attribute
 
     train = small_sets[0]
     attrs = {k: np.asarray(v)[:64] for k, v in train.attributes.items()}
@@ -264,8 +274,8 @@ def test_hard_negative_captions_flip_one_attribute_and_keep_the_phrasing(small_s
 
 def test_several_hard_negatives_flip_different_small_details(small_sets):
     from playground.data.captions import captions_for_dataset
-    from playground.quality import SMALL_DETAILS
-    from playground.trainers.clip import NEGATIVE_POOLS, CaptionTokens
+    from playground.evaluation.quality import SMALL_DETAILS
+    from playground.training.trainers.clip import NEGATIVE_POOLS, CaptionTokens
 
     train = small_sets[0]
     model = tiny_clip(context_length=77)
@@ -294,7 +304,7 @@ def test_several_hard_negatives_flip_different_small_details(small_sets):
 
 
 def test_negative_options_are_checked():
-    from playground.trainers.clip import CLIPTrainConfig
+    from playground.training.trainers.clip import CLIPTrainConfig
 
     with pytest.raises(ValueError, match="negative_pool"):
         CLIPTrainConfig(negative_pool="large")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground.embed import embed
+from playground.evaluation.projection import embed
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The LDM evaluation (playground.evaluate_ldm) on tiny real models saved to a temporary trained/:
+"""The LDM evaluation (playground.evaluation.ldm) on tiny real models saved to a temporary trained/:
 each part writes its keys, merging keeps the others, FD of a set against itself is 0, the same
 seed gives the same numbers, and the targets follow from the numbers."""
 import dataclasses
@@ -9,17 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import evaluate_ldm as ev
-from playground.checkpoints import load_model, save_model, trained_dir
 from playground.data.captions import caption_from_attributes
 from playground.diffusion import ScheduleConfig
-from playground.ldm_ops import load_pipeline
-from playground.prompts import named_attributes
+from playground.evaluation import ldm as ev
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.judge import Judge, JudgeConfig, judge_features
 from playground.models.unet import LatentUNet, UNetConfig
 from playground.models.vae import BetaVAE, VAEConfig
+from playground.pipelines.latent_diffusion import load_pipeline
+from playground.pipelines.prompts import named_attributes
+from playground.store.checkpoints import load_model, save_model, trained_dir
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 

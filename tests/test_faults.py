@@ -4,7 +4,7 @@ full), an app started with a missing or corrupt checkpoint.
 - kill -9 mid-epoch → ``--resume`` continues from the last checkpoint on disk and finishes
   with exactly the planned number of steps, each logged once; a watcher reading the run folder
   while the process trains and dies never finds a partial checkpoint file.
-- `playground.ship` with a failing disk gives a one-line error and leaves trained/ as it was.
+- `playground.training.ship` with a failing disk gives a one-line error and leaves trained/ as it was.
 - the app starts with a corrupt and a missing model: both are named as unavailable at the top
   of the β-VAE tabs, the good model works, the broken one gives a clear error.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground import checkpoints
-from playground import vae_ops as ops
+from playground.pipelines import vae as ops
+from playground.store import checkpoints
 from playground.training import TRAIN_STATE_JSON, TRAIN_STATE_TENSORS, read_log
 from tests.helpers import save_tiny_vae
 
@@ -246,7 +246,7 @@ NO_PERMISSION = PermissionError(errno.EACCES, "Permission denied")
         "no-permission-aside", "no-permission-swap", "no-permission-mkdir"])
 def test_a_failed_ship_leaves_trained_untouched(shipped_and_run, capsys, target,
                                                 err, after, times):
-    from playground import ship
+    from playground.training import ship
 
     trained, run = shipped_and_run
     before = _tree(trained)
@@ -262,7 +262,7 @@ def test_a_failed_ship_leaves_trained_untouched(shipped_and_run, capsys, target,
 
 
 def test_a_ship_that_succeeds_replaces_the_model_whole(shipped_and_run, capsys):
-    from playground import ship
+    from playground.training import ship
 
     trained, run = shipped_and_run
     assert ship.main([str(run), "vae-tiny"]) == 0
@@ -305,7 +305,7 @@ def test_the_app_starts_with_broken_models_and_the_rest_works(broken_models, mon
     import httpx
 
     import app
-    from playground.ui import common
+    from playground.app import common
 
     monkeypatch.setattr(ops, "REFERENCE_SIZE", 64)
     assert common.model_names() == ["vae-beta1"]

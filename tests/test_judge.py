@@ -7,16 +7,34 @@ import torch
 from scipy import linalg
 
 import playground
-from playground.checkpoints import save_model
-from playground.data.synthfaces import (ATTRIBUTE_NAMES, CATEGORICAL_FACTORS,
-                                        CONTINUOUS_FACTORS, attributes_from_factors,
-                                        sample_factors)
-from playground.metrics_fd import frechet_distance, frechet_distance_from_stats, gaussian_stats
-from playground.models.judge import (Judge, JudgeConfig, attribute_probabilities, fd_judge,
-                                     judge_features)
+from playground.data.synthfaces import (
+    ATTRIBUTE_NAMES,
+    CATEGORICAL_FACTORS,
+    CONTINUOUS_FACTORS,
+    attributes_from_factors,
+    sample_factors,
+)
+from playground.evaluation.frechet import (
+    frechet_distance,
+    frechet_distance_from_stats,
+    gaussian_stats,
+)
+from playground.models.judge import (
+    Judge,
+    JudgeConfig,
+    attribute_probabilities,
+    fd_judge,
+    judge_features,
+)
+from playground.store.checkpoints import save_model
 from playground.train import main
-from playground.trainers.judge import FactorTargets, JudgeTrainConfig, judge_loss, train_judge
 from playground.training import load_train_state, read_log
+from playground.training.trainers.judge import (
+    FactorTargets,
+    JudgeTrainConfig,
+    judge_loss,
+    train_judge,
+)
 
 TINY = JudgeConfig(channels=(8, 8, 16, 16), feature_dim=16)
 TINY_CLI = ["--channels", "8,8,16,16", "--feature-dim", "16", "--batch-size", "16",

@@ -8,12 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import checkpoints, evaluate
-from playground import latent_map as lm
-from playground import separation, text_search
-from playground import vae_ops as ops
+from playground.app import common
 from playground.data import synthfaces as sf
-from playground.ui import common
+from playground.evaluation import separation
+from playground.evaluation import vae as vae_evaluation
+from playground.pipelines import latent_map as lm
+from playground.pipelines import text_search
+from playground.pipelines import vae as ops
+from playground.store import checkpoints
 from tests.helpers import save_tiny_vae
 
 N = 100  # the smallest map
@@ -117,7 +119,7 @@ def test_a_cache_file_of_another_model_or_a_damaged_one_is_not_used(models):
 
 def test_a_cache_survives_the_fp16_copy_that_ship_makes(models):
     lm.latent_map("vae-beta1", "pca", N)  # cached under the name vae-beta1
-    from playground.ship import ship
+    from playground.training.ship import ship
 
     ship(models / "runs" / "vae-beta1", "vae-beta1")  # trained/vae-beta1 now shadows the run
     lm.clear_cache()
@@ -127,9 +129,9 @@ def test_a_cache_survives_the_fp16_copy_that_ship_makes(models):
 
 
 def _evaluate_file(folder, points, labels, seed=0):
-    evaluate.save_tsne(folder, {"_tsne": {"points": points, "labels": labels},
+    vae_evaluation.save_tsne(folder, {"_tsne": {"points": points, "labels": labels},
                                 "eval_split": "test", "eval_seed": seed})
-    evaluate.merge_metrics(folder, {"smiling_knn_acc": 0.5})  # records the weights' SHA-256
+    vae_evaluation.merge_metrics(folder, {"smiling_knn_acc": 0.5})  # records the weights' SHA-256
 
 
 def test_the_tsne_file_of_evaluate_serves_the_tsne_map_when_it_matches(models):
@@ -211,7 +213,7 @@ def test_separation_scores_tell_separated_from_mixed_labels():
 
 
 def test_a_clean_cluster_of_a_rare_class_is_called_separated_and_dominance_is_said():
-    from playground.ui.latent_map import _scores_markdown
+    from playground.app.latent_map import _scores_markdown
 
     rng = np.random.default_rng(2)
     labels = np.r_[np.zeros(270, int), np.ones(30, int)]  # hats on 10 % of the faces

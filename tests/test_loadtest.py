@@ -1,10 +1,10 @@
 """The load test, short: 4 sessions × 2 s × 2 batches on tiny models, every tab in the mix, no
 errors, and a full queue answers "busy" at once (a queue of 4 here; the app's own size is
-checked to be finite). The full run is ``python -m playground.loadtest --users 20 --seconds 60``
+checked to be finite). The full run is ``python -m playground.bench.load --users 20 --seconds 60``
 (figures in RELIABILITY.md)."""
 import pytest
 
-from playground import loadtest
+from playground.bench import load
 from tests.helpers import save_tiny_vae
 
 pytest.importorskip("gradio_client")
@@ -35,7 +35,7 @@ def report(tmp_path_factory):
     mp.setenv("PLAYGROUND_CACHE", str(root / "cache"))
     mp.setenv("OMP_NUM_THREADS", "1")
     try:
-        result = loadtest.run(users=4, seconds=2, quick=True, max_size=4)
+        result = load.run(users=4, seconds=2, quick=True, max_size=4)
     finally:
         mp.undo()
     result["_diffusion"] = diffusion

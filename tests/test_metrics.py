@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground import metrics
+from playground.evaluation import metrics
 
 
 def _factors(n, rng):

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from playground.model_cache import StampedCache, weights_stamp
+from playground.store.model_cache import StampedCache, weights_stamp
 
 
 def test_same_stamp_hits_new_stamp_reloads_and_the_oldest_is_dropped():

@@ -1,4 +1,4 @@
-"""Headline numbers (playground.quality), training probes, and ship --if-better with its curve."""
+"""Headline numbers (playground.evaluation.quality), training probes, and ship --if-better with its curve."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from playground import quality, ship as ship_module
-from playground.checkpoints import load_model, read_json
+from playground.data.images import images_to_tensor
 from playground.data.synthfaces import SynthFacesDataset
+from playground.evaluation import quality
 from playground.models.judge import Judge, JudgeConfig
 from playground.models.vae import VAEConfig
+from playground.store.checkpoints import load_model, read_json
 from playground.training import read_log
-from playground.data.images import images_to_tensor
-from playground.trainers.vae import VAETrainConfig, train_vae
-from tests.helpers import TINY_TRAIN as TINY, RandomFaces
+from playground.training import ship as ship_module
+from playground.training.trainers.vae import VAETrainConfig, train_vae
+from tests.helpers import TINY_TRAIN as TINY
+from tests.helpers import RandomFaces
 
 
 class Identity(torch.nn.Module):
@@ -122,10 +124,10 @@ def test_ship_if_better_keeps_the_better_model_and_its_curve(tmp_path, monkeypat
 def _pipeline_runs(runs, tag: int):
     """Run folders of a tiny autoencoder, CLIP and a U-Net that names them (as a trainer
     writes it: bare names of folders in runs/)."""
-    from playground.checkpoints import save_model
     from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
     from playground.models.clip import CLIPConfig, TextImageCLIP
     from playground.models.unet import LatentUNet, UNetConfig
+    from playground.store.checkpoints import save_model
 
     torch.manual_seed(tag)
     save_model(runs / f"ae-{tag}", KLAutoencoder(AutoencoderConfig(latent_size=16,
@@ -165,7 +167,7 @@ def test_a_pipeline_ships_as_a_whole_or_not_at_all(tmp_path, monkeypatch, capsys
     assert (config["autoencoder"], config["text_encoder"]) == ("autoencoder", "clip")
     assert sorted(p.name for p in trained.iterdir()) == ["autoencoder", "clip", "ldm"]
     # the shipped pipeline loads from trained/ alone, with the weights of its runs
-    from playground.ldm_ops import load_pipeline
+    from playground.pipelines.latent_diffusion import load_pipeline
     pipeline = load_pipeline("ldm")
     ae_run = load_model(tmp_path / "runs" / "ae-1")
     for a, b in zip(pipeline.autoencoder.state_dict().values(), ae_run.state_dict().values()):

@@ -6,8 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import plots, report
-from playground.evaluate import evaluate_vae, merge_metrics, public_metrics, save_tsne, load_tsne
+from playground.evaluation import plots, report
+from playground.evaluation.vae import (
+    evaluate_vae,
+    load_tsne,
+    merge_metrics,
+    public_metrics,
+    save_tsne,
+)
 
 N = 64  # faces evaluated (t-SNE perplexity 30 needs more than 30)
 
@@ -164,15 +170,15 @@ def test_separation_verdict_follows_the_numbers():
 
 def test_cli_writes_metrics_and_the_report_reuses_them_until_the_weights_change(
         tmp_path, monkeypatch, models, capsys):
-    from playground import evaluate
-    from playground.checkpoints import save_model
+    from playground.evaluation import vae as vae_evaluation
+    from playground.store.checkpoints import save_model
 
     monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
     monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
     folder = save_model(tmp_path / "trained" / "vae-beta4", models["vae-beta4"],
                         metrics={"beta": 4.0, "train_seconds": 3.0})
     args = ["--n", str(N), "--n-tsne", str(N)]
-    assert evaluate.main(["vae-beta4", *args, "--write"]) == 0
+    assert vae_evaluation.main(["vae-beta4", *args, "--write"]) == 0
     printed = json.loads(capsys.readouterr().out)
     stored = json.loads((folder / "metrics.json").read_text())
     assert stored["train_seconds"] == 3.0 and stored["mig"] == printed["mig"]

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground import checkpoints
-from playground import vae_ops as ops
+from playground.pipelines import vae as ops
+from playground.store import checkpoints
 from tests.helpers import save_tiny_vae
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -414,7 +414,7 @@ def test_same_origin_and_origin_less_writes_pass(http, server):
 
 
 def test_the_guard_rule():
-    from playground.ui.guard import origin_allowed
+    from playground.app.guard import origin_allowed
 
     hosts = ["127.0.0.1:7860"]
     assert origin_allowed("GET", "https://evil.example", hosts)  # reads: CORS decides
@@ -586,7 +586,7 @@ def test_the_join_limiter_answers_busy_once_its_admissions_are_full():
     the next join is told 503 'Queue is full', other requests pass, and slots come back."""
     import asyncio
 
-    from playground.ui.join_limit import JoinLimiter
+    from playground.app.join_limit import JoinLimiter
 
     release = asyncio.Event()
 

@@ -1,9 +1,9 @@
 """Shipping a run: fp16 weights, same config and metrics, outputs close to the run's."""
 import torch
 
-from playground.checkpoints import load_model, read_json, save_model
 from playground.models.vae import BetaVAE, VAEConfig
-from playground.ship import ship
+from playground.store.checkpoints import load_model, read_json, save_model
+from playground.training.ship import ship
 
 
 def test_ship_writes_fp16_model_close_to_the_run(tmp_path, monkeypatch):

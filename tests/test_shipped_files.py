@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.checkpoints import load_model
+from playground.store.checkpoints import load_model
 
 TRAINED = Path(__file__).resolve().parents[1] / "trained"
 SPACE_FILE_LIMIT = 10 * 2**20  # the Hub refuses larger files outside LFS / Xet

@@ -6,13 +6,18 @@ import time
 import pytest
 import torch
 
-from playground.training import speed
-from playground.checkpoints import load_model
-from playground.training import (add_cumulative, cumulative_of_model, cumulative_of_run,
-                                 load_train_state, read_log)
-from tests.helpers import EXACT, TINY_TRAIN as TINY, RandomFaces
-
-from playground.trainers.vae import VAETrainConfig, train_vae
+from playground.store.checkpoints import load_model
+from playground.training import (
+    add_cumulative,
+    cumulative_of_model,
+    cumulative_of_run,
+    load_train_state,
+    read_log,
+    speed,
+)
+from playground.training.trainers.vae import VAETrainConfig, train_vae
+from tests.helpers import EXACT, RandomFaces
+from tests.helpers import TINY_TRAIN as TINY
 
 
 # ----------------------------------------------------------------------------- choosing

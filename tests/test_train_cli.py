@@ -11,13 +11,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground import checkpoints
-from playground.checkpoints import load_model
+from playground.store import checkpoints
+from playground.store.checkpoints import load_model
 from playground.train import main
-from playground.training import (DatasetImages, TensorImages, epoch_batches, load_train_state,
-                                 optimizer_from_flat, optimizer_to_flat, read_log)
-from playground.trainers.vae import VAETrainConfig, train_vae
-from tests.helpers import TINY_TRAIN as TINY, RandomFaces
+from playground.training import (
+    DatasetImages,
+    TensorImages,
+    epoch_batches,
+    load_train_state,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    read_log,
+)
+from playground.training.trainers.vae import VAETrainConfig, train_vae
+from tests.helpers import TINY_TRAIN as TINY
+from tests.helpers import RandomFaces
 
 REPO = Path(__file__).resolve().parent.parent
 # fp32 and one layout: exact replay (resume, DDP) holds for fixed arithmetic, not across a
@@ -271,11 +279,11 @@ def test_torchrun_cli_with_two_processes(tmp_path):
 
 
 @pytest.mark.parametrize("module, cls", [
-    ("playground.trainers.vae", "VAETrainConfig"),
-    ("playground.trainers.autoencoder", "AutoencoderTrainConfig"),
-    ("playground.trainers.judge", "JudgeTrainConfig"),
-    ("playground.trainers.clip", "CLIPTrainConfig"),
-    ("playground.trainers.ldm", "LDMTrainConfig"),
+    ("playground.training.trainers.vae", "VAETrainConfig"),
+    ("playground.training.trainers.autoencoder", "AutoencoderTrainConfig"),
+    ("playground.training.trainers.judge", "JudgeTrainConfig"),
+    ("playground.training.trainers.clip", "CLIPTrainConfig"),
+    ("playground.training.trainers.ldm", "LDMTrainConfig"),
 ])
 @pytest.mark.parametrize("option, value, message", [
     ("lr", 0.0, "lr must be > 0"),

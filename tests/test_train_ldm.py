@@ -3,18 +3,17 @@ weights in the saved model, pixel space."""
 import json
 
 import numpy as np
-
 import pytest
 import torch
 
-from playground.checkpoints import load_config, load_model, save_model
 from playground.data.synthfaces import SynthFacesDataset
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.unet import LatentUNet
+from playground.store.checkpoints import load_config, load_model, save_model
 from playground.train import main
-from playground.trainers.ldm import LDMTrainConfig, encode_prompts, train_ldm
 from playground.training import load_train_extra, load_train_state, read_log
+from playground.training.trainers.ldm import LDMTrainConfig, encode_prompts, train_ldm
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
@@ -125,7 +124,7 @@ def test_pixel_space_run(tmp_path, faces):
 
 def test_min_snr_weights_follow_the_formula():
     from playground.diffusion.schedule import NoiseSchedule
-    from playground.trainers.ldm import min_snr_weights
+    from playground.training.trainers.ldm import min_snr_weights
 
     schedule = NoiseSchedule()
     t = torch.tensor([0, 100, 500, 999])
@@ -144,7 +143,7 @@ def test_a_min_snr_run_trains_and_keeps_the_plain_val_loss(tmp_path, faces):
 
 
 def test_training_latents_are_cached_by_the_autoencoders_weights(tmp_path):
-    from playground.trainers.ldm import cached_latents, encode_images
+    from playground.training.trainers.ldm import cached_latents, encode_images
 
     ae, _ = tiny_models()
     images = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)

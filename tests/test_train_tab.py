@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground import checkpoints, pictures
-from playground import train_jobs as tj
-from playground import vae_ops as ops
+from playground.app import jobs as tj
+from playground.app import train
+from playground.data import pictures
+from playground.pipelines import vae as ops
+from playground.store import checkpoints
 from playground.training import read_log
-from playground.ui import train
 
 gradio_client = pytest.importorskip("gradio_client")
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground import vae_ops as ops
-from playground.ui import common, traverse
+from playground.app import common, traverse
+from playground.pipelines import vae as ops
 from tests.helpers import save_tiny_vae
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -110,7 +110,7 @@ def test_slider_decode_follows_the_sliders_and_matches_the_core(client):
 
 
 def test_attribute_sliders_add_their_vector_to_the_face(client):
-    from playground.attribute_vectors import attribute_vectors
+    from playground.pipelines.attribute_vectors import attribute_vectors
 
     _encode(client, "random", seed=4)
     model = ops.get_model("vae-beta10")

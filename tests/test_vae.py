@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from playground.losses import bce_loss, beta_vae_loss, kl_normal
+from playground.models.losses import bce_loss, beta_vae_loss, kl_normal
 from playground.models.vae import BetaVAE, VAEConfig
 
 TINY = VAEConfig(latent_dim=8, channels=(8, 8, 8, 8))

@@ -9,11 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import checkpoints, pictures
-from playground import vae_ops as ops
+from playground.data import pictures
 from playground.data import synthfaces as sf
-from playground.metrics import kl_per_dim
+from playground.evaluation.metrics import kl_per_dim
+from playground.pipelines import vae as ops
+from playground.store import checkpoints
 from tests.helpers import save_tiny_vae
+
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from playground import pictures
+from playground.data import pictures
 from playground.data import synthfaces as sf
 
 

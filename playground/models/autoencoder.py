@@ -3,7 +3,7 @@ convolutional autoencoder with a *spatial* latent.
 
 Encoder E: image x (N, 3, 64, 64) in [0, 1] → the mean and log-variance of a diagonal Gaussian
 q(z | x) over a latent z of shape (N, latent_channels, latent_size, latent_size), e.g. 16×16×4.
-Decoder D: z → image. Training (`playground.trainers.autoencoder`) minimises
+Decoder D: z → image. Training (`playground.training.trainers.autoencoder`) minimises
 
     L = |x − D(z)|  (or (x − D(z))², both averaged per element)
         + kl_weight · KL(q(z | x) ‖ N(0, I))  (averaged per latent element),  z = μ + σ·ε,

@@ -31,9 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from playground.data.synthfaces import (ATTRIBUTE_NAMES, ATTRIBUTE_THRESHOLDS,
-                                        CATEGORICAL_FACTORS, CONTINUOUS_FACTORS)
-from playground.metrics_fd import frechet_distance
+from playground.data.synthfaces import (
+    ATTRIBUTE_NAMES,
+    ATTRIBUTE_THRESHOLDS,
+    CATEGORICAL_FACTORS,
+    CONTINUOUS_FACTORS,
+)
+from playground.evaluation.frechet import frechet_distance
 from playground.models.checks import check_images
 
 

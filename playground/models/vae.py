@@ -4,7 +4,7 @@ Encoder: four stride-2 convolutions 64 → 32 → 16 → 8 → 4, then a linear 
 the log-variance log σ² of q(z | x) = N(μ, diag σ²). Decoder: a linear map from z to a
 (256, 4, 4) feature map, then four stride-2 transposed convolutions back to 64×64 Bernoulli
 logits (one per pixel and channel). The β of the β-VAE lives in the loss
-(`playground.losses.beta_vae_loss`); it is stored here only so a checkpoint knows how it was
+(`playground.models.losses.beta_vae_loss`); it is stored here only so a checkpoint knows how it was
 trained.
 
 With the default config the model has 2,957,955 parameters (about 3 M).

@@ -1,4 +1,4 @@
-"""What every trainer shares (the trainers themselves are in `playground.trainers`):
+"""What every trainer shares (the trainers themselves are in `playground.training.trainers`):
 
 - `distributed`  devices and DDP: `resolve_device`, `setup_distributed` (torchrun's RANK /
                  WORLD_SIZE), broadcasts and reductions
@@ -18,23 +18,68 @@
 
 The names below are the ones trainers, tools and tests import from ``playground.training``.
 """
-from playground.training.batches import (DatasetImages, TensorImages, epoch_batches, image_source,
-                                         mix_seed, open_dataset, open_on_all_ranks, shard,
-                                         steps_per_epoch)
-from playground.training.distributed import (DistInfo, all_reduce_sum, barrier, broadcast_flag,
-                                             broadcast_float, resolve_device, setup_distributed,
-                                             teardown_distributed)
+from playground.training.batches import (
+                                         DatasetImages,
+                                         TensorImages,
+                                         epoch_batches,
+                                         image_source,
+                                         mix_seed,
+                                         open_dataset,
+                                         open_on_all_ranks,
+                                         shard,
+                                         steps_per_epoch,
+)
+from playground.training.distributed import (
+                                         DistInfo,
+                                         all_reduce_sum,
+                                         barrier,
+                                         broadcast_flag,
+                                         broadcast_float,
+                                         resolve_device,
+                                         setup_distributed,
+                                         teardown_distributed,
+)
 from playground.training.loop import TrainLoop, run_trainer
-from playground.training.options import (AMP_MODES, LR_SCHEDULES, StartAndSpeed, add_common_arguments,
-                                         autocast, budget_progress, check_resume_args,
-                                         check_run_options, config_from_args, cosine_lr, int_tuple,
-                                         json_args)
-from playground.training.runs import (LOG_FILE, TRAIN_STATE_JSON, TRAIN_STATE_TENSORS, Every,
-                                      GracefulStop, RunFolder, Stopwatch, progress_bar, read_log)
-from playground.training.state import (STATE_FORMAT, load_train_extra, load_train_state,
-                                       optimizer_from_flat, optimizer_to_flat, save_train_state)
-from playground.training.warm_start import (CUMULATIVE_KEYS, add_cumulative, cumulative_of_model,
-                                            cumulative_of_run, warm_start)
+from playground.training.options import (
+                                         AMP_MODES,
+                                         LR_SCHEDULES,
+                                         StartAndSpeed,
+                                         add_common_arguments,
+                                         autocast,
+                                         budget_progress,
+                                         check_resume_args,
+                                         check_run_options,
+                                         config_from_args,
+                                         cosine_lr,
+                                         int_tuple,
+                                         json_args,
+)
+from playground.training.runs import (
+                                         LOG_FILE,
+                                         TRAIN_STATE_JSON,
+                                         TRAIN_STATE_TENSORS,
+                                         Every,
+                                         GracefulStop,
+                                         RunFolder,
+                                         Stopwatch,
+                                         progress_bar,
+                                         read_log,
+)
+from playground.training.state import (
+                                         STATE_FORMAT,
+                                         load_train_extra,
+                                         load_train_state,
+                                         optimizer_from_flat,
+                                         optimizer_to_flat,
+                                         save_train_state,
+)
+from playground.training.warm_start import (
+                                         CUMULATIVE_KEYS,
+                                         add_cumulative,
+                                         cumulative_of_model,
+                                         cumulative_of_run,
+                                         warm_start,
+)
 
 __all__ = [
     "DatasetImages",

@@ -5,7 +5,7 @@
 
 Every arm is ``python -m playground.train <base> <arm options>`` with the same seed and budget;
 the arms run side by side, one thread each, so they share the machine alike (equal CPU time
-and equal disturbance). Each finished arm is measured by `playground.quality.measure` (its
+and equal disturbance). Each finished arm is measured by `playground.evaluation.quality.measure` (its
 headline number and the numbers behind it) and the table is printed as markdown and saved as
 JSON under runs/ab-<name>/.
 """
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from playground.checkpoints import METRICS_FILE, read_json, runs_dir
+from playground.store.checkpoints import METRICS_FILE, read_json, runs_dir
 
 # metrics.json entries shown beside the quality numbers, when the run has them
 RUN_KEYS = ("steps", "epochs", "val_loss", "recon_bce", "kl", "train_img_per_s", "speed_options")
@@ -59,7 +59,7 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from playground.quality import measure
+    from playground.evaluation.quality import measure
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--name", required=True, help="the A/B's name: runs/ab-<name>/")

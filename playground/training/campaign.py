@@ -6,8 +6,8 @@
 
 Each model continues where it stands: ``--resume`` when its run folder (runs/<name>) holds a
 checkpoint, else a warm start (``--init``) from trained/<name>, else from scratch. After its
-run, ``python -m playground.ship --if-better`` replaces the shipped model only if its
-headline number (`playground.quality`) improved, and β-VAEs are re-measured for metrics.json.
+run, ``python -m playground.training.ship --if-better`` replaces the shipped model only if its
+headline number (`playground.evaluation.quality`) improved, and β-VAEs are re-measured for metrics.json.
 The U-Net trains on the autoencoder and CLIP runs of the same campaign and ships with them
 (``ship --chain``, when its prompt accuracy improved): they never ship alone under it.
 A model whose headline already meets its target (`TARGETS`, read from the ``quality`` entry
@@ -27,9 +27,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from playground.checkpoints import METRICS_FILE, read_json, runs_dir, trained_dir
-from playground.ship import pipelines_using
+from playground.store.checkpoints import METRICS_FILE, read_json, runs_dir, trained_dir
 from playground.training import TRAIN_STATE_JSON
+from playground.training.ship import pipelines_using
 
 # model name → (trainer subcommand and its fixed options)
 RECIPES: dict[str, list[str]] = {
@@ -130,10 +130,10 @@ def after_commands(name: str, judge: str) -> list[list[str]]:
         print(f"  {name}: ships with the U-Net trained on it (ship --chain)", flush=True)
         return []
     ship = "--chain" if RECIPES[name][0] == "ldm" else "--if-better"
-    cmds = [[sys.executable, "-m", "playground.ship", str(runs_dir() / name), name, ship,
+    cmds = [[sys.executable, "-m", "playground.training.ship", str(runs_dir() / name), name, ship,
              "--judge", judge]]
     if RECIPES[name][0] == "vae":
-        cmds.append([sys.executable, "-m", "playground.evaluate", name, "--write"])
+        cmds.append([sys.executable, "-m", "playground.evaluation.vae", name, "--write"])
     return cmds
 
 

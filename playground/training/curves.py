@@ -6,7 +6,7 @@ Each panel is one model of trained/: its quality probes during training (small d
 on held-out validation faces) and each shipped version (large dots, measured on test faces by
 ``ship --if-better``), at the CPU-hours spent on it so far (GPU-hours are noted in the
 title), with its target as a dashed line. ``--measure-missing`` measures a model that has no
-curve yet (`playground.quality.measure`) and starts its curve.jsonl with that point.
+curve yet (`playground.evaluation.quality.measure`) and starts its curve.jsonl with that point.
 """
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from playground.training.campaign import RECIPES, TARGETS
-from playground.checkpoints import METRICS_FILE, read_json, trained_dir
-from playground.ship import CURVE_FILE, curve_point, read_curve
+from playground.store.checkpoints import METRICS_FILE, read_json, trained_dir
 from playground.training import cumulative_of_model
+from playground.training.campaign import RECIPES, TARGETS
+from playground.training.ship import CURVE_FILE, curve_point, read_curve
 
 
 def start_curve(name: str, judge: str = "judge") -> list[dict]:
     """Measure trained/<name> and write its first curve point (its cumulative counters)."""
     import json
 
-    from playground.checkpoints import atomic_write_bytes
-    from playground.quality import measure, record
+    from playground.evaluation.quality import measure, record
+    from playground.store.checkpoints import atomic_write_bytes
 
     folder = trained_dir() / name
     scores = measure(str(folder), judge=judge)

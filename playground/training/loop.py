@@ -10,15 +10,31 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from playground.checkpoints import save_model
+from playground.store.checkpoints import save_model
 from playground.training import speed
-from playground.training.batches import epoch_batches, image_source, open_on_all_ranks, shard, steps_per_epoch
-from playground.training.distributed import (DistInfo, barrier, broadcast_flag, broadcast_float,
-                                             setup_distributed, teardown_distributed)
+from playground.training.batches import (
+    epoch_batches,
+    image_source,
+    open_on_all_ranks,
+    shard,
+    steps_per_epoch,
+)
+from playground.training.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_flag,
+    broadcast_float,
+    setup_distributed,
+    teardown_distributed,
+)
 from playground.training.options import budget_progress, check_resume_args, cosine_lr, json_args
 from playground.training.runs import Every, GracefulStop, RunFolder, Stopwatch, progress_bar
-from playground.training.state import (load_train_extra, load_train_state, optimizer_from_flat,
-                                       save_train_state)
+from playground.training.state import (
+    load_train_extra,
+    load_train_state,
+    optimizer_from_flat,
+    save_train_state,
+)
 from playground.training.warm_start import add_cumulative, cumulative_of_run, warm_start
 
 WARM_STEPS = 1  # steps of a session left out of its img/s (first allocations, compilation)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from playground.checkpoints import read_json
+from playground.store.checkpoints import read_json
 from playground.training import speed
 from playground.training.runs import TRAIN_STATE_JSON
 
@@ -24,7 +24,7 @@ class StartAndSpeed:
     amp: str = "auto"  # bf16 autocast: "auto" (timed at the start of the run), "none" (fp32) or "bf16"
     layout: str = "auto"  # activations "channels_last" or "contiguous"; "auto" = timed at the start
     compile: bool = False  # torch.compile the model (minutes of compiling first; see the training bench)
-    probe_minutes: float = 5.0  # log the model's quality probe (playground.quality) this often; 0 = never
+    probe_minutes: float = 5.0  # log the model's quality probe (playground.evaluation.quality) this often; 0 = never
 
 
 # Generic over a trainer's config dataclass (fields such as seed, batch_size, lr, out, ...).

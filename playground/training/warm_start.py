@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from playground.checkpoints import load_model, read_json, resolve_model_dir
+from playground.store.checkpoints import load_model, read_json, resolve_model_dir
 
 CUMULATIVE_KEYS = ("steps", "images", "cpu_hours", "gpu_hours", "stretches")
 
@@ -42,7 +42,7 @@ def warm_start(model: nn.Module, init: str, verbose: bool = True) -> dict[str, f
     """Load the weights of the saved model `init` (a name in trained/ or runs/, or a folder)
     into `model`, which must have the same architecture. Returns the cumulative training
     counters of `init`, which the new run adds to its own."""
-    from playground.checkpoints import METRICS_FILE
+    from playground.store.checkpoints import METRICS_FILE
 
     folder = resolve_model_dir(init)
     source = load_model(folder)

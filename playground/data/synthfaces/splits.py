@@ -9,12 +9,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from playground.data.synthfaces.factors import (ATTRIBUTE_NAMES, BLOCK, CONTINUOUS_FACTORS,
-                                                FACTOR_NAMES, RENDERER_VERSION, SPLIT_SEEDS,
-                                                SPLIT_SIZES, attributes_from_factors,
-                                                sample_factors)
-from playground.checkpoints import cache_dir
+from playground.data.synthfaces.factors import (
+    ATTRIBUTE_NAMES,
+    BLOCK,
+    CONTINUOUS_FACTORS,
+    FACTOR_NAMES,
+    RENDERER_VERSION,
+    SPLIT_SEEDS,
+    SPLIT_SIZES,
+    attributes_from_factors,
+    sample_factors,
+)
 from playground.data.synthfaces.renderer import render_parallel
+from playground.store.checkpoints import cache_dir
+
 
 # ----------------------------------------------------------------------------------------
 # Generation, cached splits, Dataset

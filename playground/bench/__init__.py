@@ -1,0 +1,1 @@
+"""Benchmarks: sampling speed (python -m playground.bench), training speed, browser, load."""

@@ -1,0 +1,1 @@
+"""Numbers about models: metrics, Fréchet distances, projections, the headline quality, reports."""

@@ -1,0 +1,1 @@
+"""Where models live: checkpoints (safetensors + config.json), the model cache."""

@@ -1,0 +1,488 @@
+"""Train the playground's CLIP: ``python -m playground.train clip [--minutes 20 | --epochs 3]``.
+
+Contrastive image–caption training (Radford et al. 2021) on SynthFaces with open_clip's own
+pieces: the `TextImageCLIP` model (open_clip's CLIP class) and its BPE tokenizer. Each image i
+is paired with a caption drawn from its attributes and factors; the caption changes every
+epoch (`captions_for_dataset(..., seed=epoch)`), so the model sees many phrasings of the same
+face. Per batch of B pairs, with s = exp(logit_scale):
+
+    logits = s · f_img · f_txtᵀ  (B × B),   L = ½ [CE(logits, diag) + CE(logitsᵀ, diag)]
+
+Hard negatives (on by default): within a batch, hair colour, hat and pose already tell every
+caption apart, so plain CLIP never needs to look at a mustache or glasses (zero-shot AUC 0.50
+on every small detail after 0.5 CPU-hours). Each image therefore also meets its own caption with
+one attribute flipped, B more columns on the image side (`contrastive_loss`). A linear probe on
+the image embeddings after 1.5 CPU-hours of that still reads glasses at AUC 0.53, though the
+ViT's patch embeddings read them at 1.00: the tower sees the detail and drops it, since one flip
+in 18 per image is too rare a reason to keep it. `negatives_per_image` and `negative_pool`
+("small": only the small details are flipped) make that reason K times as frequent.
+
+Under DDP each process contrasts its own share of the batch (no feature gather).
+
+Afterwards the model is frozen and used by latent diffusion as its text encoder. metrics.json
+holds the zero-shot attribute accuracy on the test split — for each attribute, is an image
+closer to "a photo of a person smiling" than to "… not smiling"? — per attribute and mean, with
+the majority-class baseline, and image→caption retrieval accuracy within groups of 100.
+The token ids of the training captions are stored in the config (``known_tokens``), so the
+app can say which words of a prompt the model has never seen.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset, zero_shot_prompts
+from playground.evaluation.quality import SMALL_DETAILS
+from playground.models.clip import CLIPConfig, TextImageCLIP
+from playground.store.checkpoints import runs_dir
+from playground.training import (
+    DistInfo,
+    GracefulStop,
+    StartAndSpeed,
+    TrainLoop,
+    add_common_arguments,
+    autocast,
+    check_run_options,
+    config_from_args,
+    image_source,
+    open_dataset,
+    run_trainer,
+)
+
+HELP = "small CLIP (open_clip classes) on SynthFaces captions: the text encoder of latent diffusion"
+
+MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature so logits stay ≤ 100
+
+
+@dataclass
+class CLIPTrainConfig(StartAndSpeed):
+    """One CLIP training run (saved in train_state.json as "args")."""
+
+    embed_dim: int = 128  # shared embedding size
+    patch_size: int = 8  # ViT patch side (64 / 8 = 8×8 patches)
+    vision_width: int = 128  # ViT width
+    vision_layers: int = 3  # ViT blocks
+    vision_head_width: int = 32  # ViT attention head size
+    text_width: int = 128  # text transformer width (= the U-Net's context dim)
+    text_layers: int = 4  # text transformer blocks
+    text_heads: int = 4  # text attention heads
+    context_length: int = 77  # tokens per prompt (SynthFaces captions need ≤ ~65)
+    data_root: str | None = None  # SynthFaces cache folder
+    epochs: int | None = None  # stop after this many epochs (3 if no minutes/max_steps given)
+    minutes: float | None = None  # stop after this much training time, summed over resumes
+    max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
+    batch_size: int = 128  # global batch: B pairs contrasted against each other
+    hard_negatives: bool = True  # each image also meets its own caption with one attribute flipped
+    negatives_per_image: int = 1  # K hard negatives per image, each flipping a different attribute
+    negative_pool: str = "all"  # attributes a negative may flip: "all" or "small" (SMALL_DETAILS)
+    lr: float = 1e-3  # AdamW learning rate (peak of the cosine schedule)
+    lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end) or "constant"
+    lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
+    weight_decay: float = 0.05  # AdamW weight decay
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
+    seed: int = 0  # initial weights, data order, captions
+    train_size: int | None = None  # use the first N training images (None = the whole split)
+    eval_size: int | None = 1000  # first N validation images for the per-epoch zero-shot check
+    test_size: int | None = None  # first N test images for metrics.json (None = the whole split)
+    checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
+    log_every: int = 20  # a "train" line in log.jsonl every N steps
+    num_workers: int = 2  # unused (SynthFaces is in memory); kept for the shared options
+    threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
+    progress: bool = True  # tqdm progress bar
+    out: str | None = None  # run folder (default: runs/clip)
+
+    def __post_init__(self):
+        check_run_options(self)
+        if self.batch_size < 2:
+            raise ValueError("a contrastive batch needs at least 2 pairs")
+        if self.negative_pool not in NEGATIVE_POOLS:
+            raise ValueError(f"negative_pool must be one of {sorted(NEGATIVE_POOLS)}, "
+                             f"got {self.negative_pool!r}")
+        if not 1 <= self.negatives_per_image <= len(NEGATIVE_POOLS[self.negative_pool]):
+            raise ValueError(f"negatives_per_image must be 1..{len(NEGATIVE_POOLS[self.negative_pool])}"
+                             f" for the {self.negative_pool!r} pool, got {self.negatives_per_image}")
+        self.model_config()
+
+    def model_config(self, known_tokens: tuple[int, ...] = ()) -> CLIPConfig:
+        return CLIPConfig(embed_dim=self.embed_dim, patch_size=self.patch_size,
+                          vision_width=self.vision_width, vision_layers=self.vision_layers,
+                          vision_head_width=self.vision_head_width,
+                          text_width=self.text_width, text_layers=self.text_layers,
+                          text_heads=self.text_heads, context_length=self.context_length,
+                          known_tokens=known_tokens)
+
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else runs_dir() / "clip"
+
+
+# attributes a hard negative may flip (each needs a zero-shot phrase, hence a caption phrase)
+NEGATIVE_POOLS: dict[str, tuple[str, ...]] = {
+    "all": tuple(ATTRIBUTE_PHRASES),
+    "small": tuple(a for a in SMALL_DETAILS if a in ATTRIBUTE_PHRASES),
+}
+
+FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
+                   "text_width", "text_layers", "text_heads", "context_length", "batch_size",
+                   "seed", "train_size", "hard_negatives")
+
+
+# =========================================================================== captions
+class CaptionTokens:
+    """The token ids of every training image's caption for one epoch at a time: (N, L); with
+    `hard_negatives`, also each image's K hard-negative captions (K, N, L): the same phrasing
+    of the same face with one attribute flipped (K different attributes of `pool`, drawn per
+    epoch and image), e.g. "… with glasses" for a face without them, so that the small details
+    decide the match (NegCLIP, Yuksekgonul et al. 2023)."""
+
+    def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
+                 negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"]):
+        attributes = getattr(dataset, "attributes", None)
+        if not attributes:
+            raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
+                             "(and .factors for SynthFaces)")
+        self.attributes = {k: np.asarray(v) for k, v in attributes.items()}
+        self.factors = getattr(dataset, "factors", None)
+        self.flippable = [a for a in pool if a in self.attributes]
+        if hard_negatives and len(self.flippable) < negatives_per_image:
+            raise ValueError(f"{negatives_per_image} hard negatives per image need as many "
+                             f"flippable attributes; the dataset has {self.flippable}")
+        self.model, self.seed, self.hard_negatives = model, seed, hard_negatives
+        self.negatives_per_image = negatives_per_image
+        self.epoch, self.tokens, self.negatives = None, None, None
+
+    def for_epoch(self, epoch: int) -> torch.Tensor:
+        self._make(epoch)
+        return self.tokens
+
+    def negatives_for_epoch(self, epoch: int) -> torch.Tensor:
+        self._make(epoch)
+        return self.negatives
+
+    def _make(self, epoch: int) -> None:
+        if self.epoch == epoch:
+            return
+        seed = self.seed * 100_003 + epoch
+        self.tokens = self.model.tokenize(captions_for_dataset(self.attributes, self.factors,
+                                                               seed=seed))
+        if self.hard_negatives:
+            n = len(self.tokens)
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            # K distinct attributes per image: the first K of a random order of the pool
+            choices = np.argsort(rng.random((n, len(self.flippable))), axis=1)
+            # the same caption seed: the phrasing stays, only the flipped attribute's words change
+            self.negatives = torch.stack([
+                self.model.tokenize(captions_for_dataset(
+                    flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
+                    self.factors, seed=seed))
+                for k in range(self.negatives_per_image)])
+        self.epoch = epoch
+
+
+def flip_one_attribute(attributes: dict[str, np.ndarray], names: list[str],
+                       rng: np.random.Generator | None = None,
+                       choice: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A copy of `attributes` (name → (N,) 0/1) in which each row has one of `names` set to
+    its opposite: names[choice[i]] for row i, or drawn uniformly with `rng`."""
+    n = len(next(iter(attributes.values())))
+    if choice is None:
+        choice = rng.integers(len(names), size=n)
+    out = {k: np.asarray(v).copy() for k, v in attributes.items()}
+    for j, name in enumerate(names):
+        rows = choice == j
+        out[name][rows] = 1 - out[name][rows]
+    return out
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+                     logit_scale: torch.Tensor,
+                     negative_text_features: torch.Tensor | None = None) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE, with optional hard-negative captions on the image side.
+
+    image_features, text_features: (B, E) normalised pairs; negative_text_features: (B', E)
+    extra captions no image matches. With s = logit_scale:
+        L = ½ [CE(s · img · [txt; neg]ᵀ, diag) + CE(s · txt · imgᵀ, diag)]
+    Without negatives this is open_clip's ClipLoss (one process).
+    """
+    labels = torch.arange(image_features.shape[0], device=image_features.device)
+    candidates = (text_features if negative_text_features is None
+                  else torch.cat([text_features, negative_text_features]))
+    per_image = logit_scale * image_features @ candidates.T  # (B, B + B')
+    per_text = logit_scale * text_features @ image_features.T  # (B, B)
+    return 0.5 * (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels))
+
+
+def caption_vocabulary(dataset, model: TextImageCLIP, seeds: tuple[int, ...] = (0, 1, 2),
+                       n: int = 20_000) -> tuple[int, ...]:
+    """Token ids used by the captions of the first `n` faces under a few caption seeds."""
+    attrs = {k: np.asarray(v)[:n] for k, v in dataset.attributes.items()}
+    factors = ({k: np.asarray(v)[:n] for k, v in dataset.factors.items()}
+               if getattr(dataset, "factors", None) else None)
+    seen: set[int] = set()
+    for seed in seeds:
+        tokens = model.tokenize(captions_for_dataset(attrs, factors, seed=seed))
+        seen.update(torch.unique(tokens).tolist())
+    seen.discard(0)
+    return tuple(sorted(seen))
+
+
+# =========================================================================== evaluation
+@torch.no_grad()
+def image_embeddings(model: TextImageCLIP, source, batch_size: int = 250) -> torch.Tensor:
+    """Normalised image embeddings (N, E) of a whole image source."""
+    model.eval()
+    parts = [model.encode_image(x).float().cpu()
+             for x in source.iterate(torch.split(torch.arange(len(source)), batch_size))]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: TextImageCLIP, image_features: torch.Tensor,
+                       attributes: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per attribute: predict "present" when an image is closer to the positive prompt than
+    to the negative one (`zero_shot_prompts`), compare with the truth.
+
+    Args:
+        image_features: (N, E) normalised; attributes: name → (≥ N,) 0/1 arrays.
+    Returns:
+        ``zero_shot_acc`` (mean), ``zero_shot_acc_per_attribute``, ``zero_shot_baseline``
+        (majority-class accuracy, mean) and ``…_per_attribute``; ``zero_shot_balanced_acc``
+        (mean of the true-positive and true-negative rates) and ``zero_shot_auc`` (ROC AUC of
+        the margin sim(pos) − sim(neg)), each with ``…_per_attribute`` — both 0.5 at chance
+        whatever the attribute's frequency.
+    """
+    model.eval()
+    n = image_features.shape[0]
+    names = [a for a in ATTRIBUTE_PHRASES if a in attributes]
+    if not names:
+        raise ValueError("no attribute with zero-shot phrases in this dataset")
+    prompts = [p for a in names for p in zero_shot_prompts(a)]
+    text = model.encode_text(prompts).float().cpu()  # (2A, E)
+    sims = image_features @ text.T  # (N, 2A)
+    from sklearn.metrics import roc_auc_score
+
+    acc, base, balanced, auc = {}, {}, {}, {}
+    for j, name in enumerate(names):
+        margin = (sims[:, 2 * j] - sims[:, 2 * j + 1]).numpy()  # > 0: closer to "present"
+        pred = margin > 0
+        y = np.asarray(attributes[name])[:n].astype(bool)
+        acc[name] = float((pred == y).mean())
+        base[name] = float(max(y.mean(), 1 - y.mean()))
+        if 0 < y.sum() < n:
+            balanced[name] = float(0.5 * (pred[y].mean() + (~pred[~y]).mean()))
+            auc[name] = float(roc_auc_score(y, margin))
+    return {"zero_shot_acc": float(np.mean(list(acc.values()))),
+            "zero_shot_acc_per_attribute": acc,
+            "zero_shot_baseline": float(np.mean(list(base.values()))),
+            "zero_shot_baseline_per_attribute": base,
+            # threshold-free and prior-free views of the same margins (chance: 0.5 each)
+            "zero_shot_balanced_acc": float(np.mean(list(balanced.values()))) if balanced else None,
+            "zero_shot_balanced_acc_per_attribute": balanced,
+            "zero_shot_auc": float(np.mean(list(auc.values()))) if auc else None,
+            "zero_shot_auc_per_attribute": auc}
+
+
+@torch.no_grad()
+def retrieval_accuracy(model: TextImageCLIP, image_features: torch.Tensor, captions: list[str],
+                       group: int = 100) -> float:
+    """Image → caption top-1 accuracy within consecutive groups of `group` pairs (chance
+    1 / group): is each image's own caption the closest of the group's captions?"""
+    model.eval()
+    hits, total = 0, 0
+    for s in range(0, len(captions) - group + 1, group):
+        text = model.encode_text(captions[s:s + group]).float().cpu()
+        sims = image_features[s:s + group] @ text.T
+        hits += int((sims.argmax(dim=1) == torch.arange(group)).sum())
+        total += group
+    return hits / total if total else float("nan")
+
+
+def evaluate_clip(model: TextImageCLIP, test_set, device: torch.device | str = "cpu"
+                  ) -> dict[str, Any]:
+    """Zero-shot attribute scores and image→caption retrieval on a captioned test set."""
+    feats = image_embeddings(model, image_source(test_set, torch.device(device)))
+    attrs = getattr(test_set, "attributes", {})
+    test_captions = captions_for_dataset(attrs, getattr(test_set, "factors", None), seed=0)
+    group = min(100, len(test_captions))
+    return {**zero_shot_accuracy(model, feats, attrs),
+            "retrieval_top1": retrieval_accuracy(model, feats, test_captions, group),
+            "retrieval_group": group,
+            "n_test": int(feats.shape[0]),
+            "vocabulary_tokens": len(model.config.known_tokens)}
+
+
+def main_evaluate(argv: list[str] | None = None) -> int:
+    """``python -m playground.training.trainers.clip NAME [--write]``: re-measure a CLIP on the test
+    split (and update its metrics.json with --write)."""
+    from playground.store.checkpoints import (
+        atomic_write_json,
+        load_metrics,
+        load_model,
+        resolve_model_dir,
+    )
+
+    p = argparse.ArgumentParser(prog="python -m playground.training.trainers.clip",
+                                description=main_evaluate.__doc__)
+    p.add_argument("name", help="model name (trained/, runs/) or folder")
+    p.add_argument("--test-size", type=int, default=None, help="first N test faces (default all)")
+    p.add_argument("--write", action="store_true", help="merge the scores into its metrics.json")
+    args = p.parse_args(argv)
+    model = load_model(args.name).float().eval()
+    scores = evaluate_clip(model, open_dataset("synthfaces", "test", args.test_size, None))
+    print(f"zero-shot accuracy {scores['zero_shot_acc']:.4f} (majority {scores['zero_shot_baseline']:.4f}), "
+          f"balanced {scores['zero_shot_balanced_acc']:.4f}, AUC {scores['zero_shot_auc']:.4f}, "
+          f"retrieval top-1 {scores['retrieval_top1']:.3f} of {scores['retrieval_group']}")
+    if args.write:
+        folder = resolve_model_dir(args.name)
+        atomic_write_json(folder / "metrics.json", {**load_metrics(args.name), **scores})
+    return 0
+
+
+# =========================================================================== training
+def train_clip(cfg: CLIPTrainConfig, *, resume: bool = False, train_set=None, val_set=None,
+               test_set=None, stop_event=None) -> dict[str, Any] | None:
+    """Train (or, with `resume`, continue) a `TextImageCLIP` in ``cfg.out_dir()``.
+
+    Datasets need ``.images`` (uint8 (N, 64, 64, 3)), ``.attributes`` and (SynthFaces)
+    ``.factors``; given ones replace the SynthFaces splits (a given `val_set` also serves as
+    the test set unless `test_set` is given).
+    Returns:
+        the metrics written to metrics.json (on rank 0; None on other ranks).
+    """
+    return run_trainer(cfg, stop_event, lambda info, device, stop: _train(
+        cfg, info, device, resume, train_set, val_set, test_set, stop))
+
+
+def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: bool,
+           train_set, val_set, test_set, stop: GracefulStop):
+    loop = TrainLoop(cfg, info, device, stop, resume,
+                     rng_scheme="order seeded by (seed, epoch); captions by (seed, epoch, index)")
+    if test_set is None and val_set is not None:
+        test_set = val_set
+    train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, "synthfaces")
+    loop.set_data(len(train_source), default_epochs=3)
+    vocabulary: tuple[int, ...] = ()
+
+    def build():
+        nonlocal vocabulary
+        model = TextImageCLIP(cfg.model_config()).to(device)
+        vocabulary = caption_vocabulary(train_set, model)
+        model.config.known_tokens = vocabulary
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+        rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+        return model, opt
+
+    model = loop.setup_model(build, FIXED_ON_RESUME)
+    captions = CaptionTokens(train_set, model, cfg.seed, cfg.hard_negatives,
+                             cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool])
+
+    def step(x, idx, epoch, step_in_epoch):
+        tokens = captions.for_epoch(epoch)[idx.cpu()]
+        if cfg.hard_negatives:  # one text pass for all: ((1 + K) B, L), positives first
+            negatives = captions.negatives_for_epoch(epoch)[:, idx.cpu()]  # (K, B, L)
+            tokens = torch.cat([tokens, negatives.flatten(0, 1)])
+        tokens = model.trim_tokens(tokens).to(device)
+        with torch.no_grad():
+            model.clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        with autocast(device, loop.amp):
+            img, txt, scale = loop.net(x, tokens)
+        img, txt, negatives = img.float(), txt.float(), None
+        if cfg.hard_negatives:
+            txt, negatives = txt[:len(x)], txt[len(x):]
+        loss = contrastive_loss(img, txt, scale.float(), negatives)
+        with torch.no_grad():
+            logits = img.float() @ txt.float().T
+            acc = (logits.argmax(dim=1) == torch.arange(len(x), device=logits.device)).float().mean()
+        return loss, torch.stack([loss.detach(), acc, scale.detach().float()])
+
+    def validate(epoch):
+        if info.is_main:
+            feats = image_embeddings(model, val_source)
+            val = zero_shot_accuracy(model, feats, getattr(val_set, "attributes", {}))
+            loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch,
+                          "zero_shot_acc": val["zero_shot_acc"], "elapsed": loop.elapsed()})
+            print(f"epoch {epoch}: val zero-shot attribute accuracy {val['zero_shot_acc']:.4f} "
+                  f"(majority baseline {val['zero_shot_baseline']:.4f})", flush=True)
+
+    def probe() -> dict[str, float]:
+        """The learning curves' point: zero-shot ROC AUC and accuracy on the validation faces."""
+        scores = zero_shot_accuracy(model, image_embeddings(model, val_source),
+                                    getattr(val_set, "attributes", {}))
+        return {k: v for k, v in scores.items() if k.startswith("zero_shot")
+                and isinstance(v, float)}
+
+    loop.run(train_source, step, ("loss", "batch_acc", "logit_scale"), validate=validate,
+             log_lr=True, postfix=lambda m, img_s: dict(loss=f"{m['loss']:.3f}",
+                                                        acc=f"{m['batch_acc']:.2f}",
+                                                        img_s=f"{img_s:.0f}"),
+             probe=probe if info.is_main and getattr(val_set, "attributes", None) else None)
+
+    def final():
+        nonlocal test_set
+        if test_set is None:
+            test_set = open_dataset("synthfaces", "test", cfg.test_size, cfg.data_root)
+        scores = evaluate_clip(model, test_set, device)
+        zs = scores
+        group = scores["retrieval_group"]
+        metrics = {
+            **scores,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **loop.run_metrics(),
+        }
+        return metrics, (f"done: {loop.global_step} steps, test zero-shot attribute accuracy "
+                         f"{zs['zero_shot_acc']:.4f} (baseline {zs['zero_shot_baseline']:.4f}), "
+                         f"retrieval top-1 {metrics['retrieval_top1']:.3f} of {group} "
+                         f"→ {loop.out.path}")
+
+    return loop.finish(final)
+
+
+# =========================================================================== command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``python -m playground.train clip``. Unset options keep the checkpoint's
+    values on --resume (and the defaults shown otherwise)."""
+    d = CLIPTrainConfig()
+    S = argparse.SUPPRESS
+    for flag, name, help_text in (
+            ("--embed-dim", "embed_dim", "shared embedding size"),
+            ("--patch-size", "patch_size", "ViT patch side"),
+            ("--vision-width", "vision_width", "ViT width"),
+            ("--vision-layers", "vision_layers", "ViT blocks"),
+            ("--vision-head-width", "vision_head_width", "ViT attention head size"),
+            ("--text-width", "text_width", "text transformer width"),
+            ("--text-layers", "text_layers", "text transformer blocks"),
+            ("--text-heads", "text_heads", "text attention heads"),
+            ("--context-length", "context_length", "tokens per prompt")):
+        p.add_argument(flag, dest=name, type=int, default=S,
+                       help=f"{help_text} (default {getattr(d, name)})")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S,
+                   help=f"AdamW weight decay (default {d.weight_decay:g})")
+    p.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false", default=S,
+                   help="plain CLIP loss: no caption with one attribute flipped per image")
+    p.add_argument("--negatives-per-image", dest="negatives_per_image", type=int, default=S,
+                   help=f"hard negatives per image, each flipping another attribute "
+                        f"(default {d.negatives_per_image})")
+    p.add_argument("--negative-pool", dest="negative_pool", choices=sorted(NEGATIVE_POOLS),
+                   default=S, help=f"attributes a hard negative may flip: all, or only the small "
+                                   f"details (default {d.negative_pool})")
+    add_common_arguments(p, d, "run folder (default runs/clip)",
+                         eval_help="the per-epoch zero-shot check")
+
+
+def main(args: argparse.Namespace) -> int:
+    train_clip(config_from_args(CLIPTrainConfig, args), resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main_evaluate())

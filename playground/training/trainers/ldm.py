@@ -1,0 +1,509 @@
+"""Train the latent-diffusion U-Net:
+``python -m playground.train ldm --autoencoder autoencoder --clip clip [--minutes 70] [--amp bf16]``.
+
+Objective (Ho et al. 2020, in the latent space of Rombach et al. 2022), per batch:
+
+    z_0 = autoencoder.encode(x)            scaled latents (~unit variance), the posterior MEAN
+    t ~ U{0, …, T−1},  ε ~ N(0, I)         seeded by (seed, epoch, step)
+    z_t = sqrt(ᾱ_t) z_0 + sqrt(1 − ᾱ_t) ε  (NoiseSchedule.q_sample)
+    c   = CLIP text-token states of the caption, or of "" with probability cond_drop
+    L   = mean ‖ε − ε_θ(z_t, t, c)‖²
+
+- The frozen autoencoder encodes every training image ONCE at the start, through the mean of
+  q(z | x) (deterministic; with this autoencoder's tiny KL weight σ is negligible next to the
+  diffusion noise); the latents stay in memory. ``--space pixel`` trains the same U-Net on the
+  64×64 images scaled to [-1, 1] instead (no autoencoder).
+- Captions are redrawn every epoch (``captions_for_dataset(..., seed=epoch)``) and encoded per
+  batch by the frozen CLIP (``tokenize`` → ``encode_text_tokens`` + ``text_mask``). Padding
+  columns past the longest caption of the batch are cut (they are masked out anyway). With
+  probability ``cond_drop`` (seeded per epoch and image) a caption becomes the null prompt "",
+  so one network learns ε(z_t, c) and ε(z_t, ∅) for classifier-free guidance.
+- EMA weights: after each optimizer step ema ← d·ema + (1−d)·θ with d = min(ema_decay,
+  (1+n)/(10+n)) (n = updates so far); they are part of the train state, so a resumed run is
+  exact, and they are what model.safetensors holds (the shipped, loadable model).
+- model.safetensors + config.json hold a `LatentUNet` (kind "unet"); its `UNetConfig` names
+  the ``autoencoder`` and ``text_encoder`` (as bare model names when they were found in
+  trained/ or runs/) and the noise ``schedule``, so a loader can rebuild the pipeline.
+- metrics.json: final train loss, val loss (EMA and raw weights) on a fixed val batch
+  (seeded t and ε, full captions), img/s, steps, epochs, parameters, latent statistics.
+
+Adam with a cosine learning-rate decay over the budget, seeded batches per epoch (exact
+resume), periodic atomic checkpoints, ``--minutes`` budgets, DDP: see `playground.training`.
+`measure_train_throughput` times training steps of any U-Net config on random inputs (the
+pixel-vs-latent comparison).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from playground.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
+from playground.models.unet import SPACES, LatentUNet, UNetConfig, count_parameters
+from playground.store.checkpoints import load_model, resolve_model_dir, runs_dir, trained_dir
+from playground.training import (
+    DistInfo,
+    GracefulStop,
+    StartAndSpeed,
+    TrainLoop,
+    add_common_arguments,
+    autocast,
+    check_run_options,
+    config_from_args,
+    int_tuple,
+    mix_seed,
+    open_on_all_ranks,
+    read_log,
+    resolve_device,
+    run_trainer,
+    shard,
+)
+from playground.training.ema import EMA
+from playground.training.trainers.ldm_latents import InMemoryBatches, cached_latents, encode_images
+
+HELP = ("latent diffusion U-Net: ε-prediction on autoencoder latents, cross-attention to CLIP "
+        "text tokens, EMA weights")
+
+
+@dataclass
+class LDMTrainConfig(StartAndSpeed):
+    """One LDM training run (saved in train_state.json as "args")."""
+
+    autoencoder: str = "autoencoder"  # first-stage KLAutoencoder: model name or folder (latent space)
+    clip: str = "clip"  # TextImageCLIP whose per-token text states condition the U-Net: name or folder
+    space: str = "latent"  # "latent" (autoencoder latents) or "pixel" (64×64 images in [-1, 1])
+    channels: tuple[int, ...] = (48, 96, 144)  # U-Net width per level (~107 img/s bf16, 1 thread)
+    num_res_blocks: int = 1  # ResBlocks per level on the way down
+    attention_levels: tuple[int, ...] = (1, 2)  # levels with self-/cross-attention (8×8 and 4×4 of a 16×16 latent)
+    head_dim: int = 32  # channels per attention head
+    cond_drop: float = 0.1  # probability that a caption is replaced by "" (classifier-free guidance)
+    ema_decay: float = 0.999  # EMA decay of the shipped weights (warm-up min(d, (1+n)/(10+n)))
+    schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
+    num_timesteps: int = 1000  # T
+    probe_judge: str | None = "judge"  # judge of the prompt-accuracy probe (None: val loss only)
+    cache_latents: bool = True  # keep the training latents on disk, keyed by the autoencoder's weights
+    loss_weighting: str = "uniform"  # "uniform" ε-MSE (Ho et al.) or "min_snr" (Hang et al. 2023)
+    min_snr_gamma: float = 5.0  # γ of Min-SNR: weight min(SNR_t, γ) / SNR_t on each sample's ε-MSE
+    dataset: str = "synthfaces"  # captions need SynthFaces' attributes and factors
+    data_root: str | None = None  # SynthFaces cache folder
+    epochs: int | None = None  # stop after this many epochs (10 if no minutes/max_steps given)
+    minutes: float | None = None  # stop after this much training time, summed over resumes
+    max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
+    batch_size: int = 64  # global batch, split evenly across DDP processes
+    lr: float = 3e-4  # Adam learning rate (peak of the cosine schedule)
+    lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end of the budget) or "constant"
+    lr_min_ratio: float = 0.1  # final learning rate of the cosine schedule, as a fraction of lr
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
+    seed: int = 0  # initial weights, data order, t, ε and caption dropping
+    train_size: int | None = None  # use the first N training images (None = the whole split)
+    eval_size: int | None = 256  # validation images in the fixed val batch
+    checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
+    log_every: int = 20  # a "train" line in log.jsonl every N steps
+    num_workers: int = 2  # unused (all data are in memory); kept for the shared options
+    threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
+    progress: bool = True  # tqdm progress bar
+    out: str | None = None  # run folder (default runs/ldm, or runs/ldm-pixel)
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        self.attention_levels = tuple(int(c) for c in self.attention_levels)
+        check_run_options(self, counts=("batch_size", "log_every", "num_timesteps"),
+                          choices={"space": SPACES, "schedule": SCHEDULE_KINDS,
+                                   "dataset": ("synthfaces",),
+                                   "loss_weighting": LOSS_WEIGHTINGS})
+        if self.min_snr_gamma <= 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma}")
+        if not 0 <= self.cond_drop < 1:
+            raise ValueError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self.model_config(context_dim=8)  # validates the architecture now
+
+    def schedule_config(self) -> ScheduleConfig:
+        return ScheduleConfig(num_timesteps=self.num_timesteps, kind=self.schedule)
+
+    def model_config(self, context_dim: int, sample_shape: Sequence[int] | None = None,
+                     autoencoder: str = "", text_encoder: str = "") -> UNetConfig:
+        """The U-Net for samples of `sample_shape` (C, H, W) (default: 3×64×64 pixels or the
+        4×16×16 latent) and text tokens of width `context_dim`."""
+        if sample_shape is None:
+            sample_shape = (3, 64, 64) if self.space == "pixel" else (4, 16, 16)
+        c, h, w = sample_shape
+        if h != w:
+            raise ValueError(f"the U-Net needs square samples, got {tuple(sample_shape)}")
+        return UNetConfig(in_channels=c, sample_size=h,
+                          channels=self.channels, num_res_blocks=self.num_res_blocks,
+                          attention_levels=self.attention_levels, head_dim=self.head_dim,
+                          context_dim=context_dim, space=self.space, autoencoder=autoencoder,
+                          text_encoder=text_encoder, schedule=self.schedule_config())
+
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return runs_dir() / ("ldm" if self.space == "latent" else "ldm-pixel")
+
+
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ loss weights of an ε-prediction model (Hang et al. 2023): (N,) float32.
+
+    SNR_t = ᾱ_t / (1 − ᾱ_t); the ε-MSE of step t is weighted min(SNR_t, γ) / SNR_t, so the
+    nearly clean steps (huge SNR, easy, and conflicting with the noisy ones) count less.
+    """
+    abar = alphas_cumprod.to(t.device, torch.float64)[t]
+    snr = abar / (1 - abar)
+    return (snr.clamp(max=gamma) / snr).float()
+
+
+# Changing these would make a resumed run a different run.
+FIXED_ON_RESUME = ("autoencoder", "clip", "space", "channels", "num_res_blocks",
+                   "attention_levels", "head_dim", "cond_drop", "ema_decay", "schedule",
+                   "num_timesteps", "dataset", "batch_size", "seed", "train_size", "eval_size")
+
+
+# =========================================================================== EMA
+# =========================================================================== data
+@torch.no_grad()
+def encode_prompts(text_encoder, captions: Sequence[str], device: torch.device,
+                   amp: str = "none", trim: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token text states of the frozen text encoder.
+
+    Returns:
+        context (B, L, D) float32 and mask (B, L) bool (True = real token). With `trim`, the
+        columns after the last real token of the batch are cut (the U-Net masks them anyway,
+        so this changes nothing but the cost).
+    """
+    tokens = text_encoder.tokenize(list(captions)).to(device)
+    with autocast(device, amp):
+        context = text_encoder.encode_text_tokens(tokens)
+    mask = text_encoder.text_mask(tokens).to(device).bool()
+    if trim:
+        used = mask.any(dim=0).nonzero()
+        length = int(used.max()) + 1 if used.numel() else 1
+        context, mask = context[:, :length], mask[:, :length]
+    return context.float(), mask
+
+
+def _model_name(arg: str) -> str:
+    """A bare model name for config.json when `arg` is a folder inside trained/ or runs/ that
+    the name finds again (so the shipped config does not depend on where it was trained); else
+    the folder's absolute path (runs/clip while trained/clip exists: the name would find the
+    shipped one)."""
+    path = resolve_model_dir(arg)
+    for root in (trained_dir(), runs_dir()):
+        try:
+            if path.parent == root.resolve() and resolve_model_dir(path.name) == path:
+                return path.name
+        except (OSError, ValueError):
+            continue
+    return str(path)
+
+
+def _frozen(model):
+    model.eval()
+    if isinstance(model, nn.Module):
+        model.requires_grad_(False)
+    return model
+
+
+# =========================================================================== training
+def train_ldm(cfg: LDMTrainConfig, *, resume: bool = False, train_set=None, val_set=None,
+              autoencoder=None, text_encoder=None, stop_event=None) -> dict[str, Any] | None:
+    """Train (or, with `resume`, continue) a `LatentUNet` in ``cfg.out_dir()``.
+
+    `train_set` / `val_set` (objects with ``.images`` uint8 (N, 64, 64, 3), ``.attributes`` and
+    ``.factors``, like `SynthFacesDataset`) replace the SynthFaces splits; `autoencoder` /
+    `text_encoder` (objects with the `KLAutoencoder` / `TextImageCLIP` methods used here)
+    replace the models named by ``cfg.autoencoder`` / ``cfg.clip`` (whose names are still what
+    config.json records). Returns the metrics written to metrics.json (rank 0; None elsewhere).
+    """
+    return run_trainer(cfg, stop_event, lambda info, device, stop: _train(
+        cfg, info, device, resume, train_set, val_set, autoencoder, text_encoder, stop))
+
+
+def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bool,
+           train_set, val_set, autoencoder, text_encoder, stop: GracefulStop):
+    loop = TrainLoop(cfg, info, device, stop, resume,
+                     rng_scheme="order, t and ε seeded by (seed, epoch, step); captions and "
+                                "their dropping by (seed, epoch)")
+    if train_set is None:
+        train_set = open_on_all_ranks(info, cfg.dataset, "train", cfg.train_size, cfg.data_root)
+    if val_set is None:
+        val_set = open_on_all_ranks(info, cfg.dataset, "val", cfg.eval_size, cfg.data_root)
+    pixel = cfg.space == "pixel"
+
+    # frozen models and their names for config.json
+    ae_name = ""
+    if not pixel:
+        if autoencoder is None:
+            autoencoder = load_model(cfg.autoencoder, device)
+            ae_name = _model_name(cfg.autoencoder)
+        else:
+            ae_name = cfg.autoencoder
+        autoencoder = _frozen(autoencoder).to(device)
+    if text_encoder is None:
+        text_encoder = load_model(cfg.clip, device)
+        clip_name = _model_name(cfg.clip)
+    else:
+        clip_name = cfg.clip
+    text_encoder = _frozen(text_encoder)
+    if isinstance(text_encoder, nn.Module):
+        text_encoder = text_encoder.to(device)
+    context_dim = int(encode_prompts(text_encoder, [""], device)[0].shape[-1])
+
+    # data: latents (or uint8 pixels) in memory, captions per epoch
+    t0 = time.perf_counter()
+    if pixel:
+        train_x = torch.from_numpy(np.asarray(train_set.images)).permute(0, 3, 1, 2).contiguous()
+        val_x = InMemoryBatches(torch.from_numpy(np.asarray(val_set.images)).permute(0, 3, 1, 2),
+                                device).batch(torch.arange(len(val_set.images)))
+    else:
+        from playground.data.synthfaces import cache_dir
+
+        if info.is_main:
+            print(f"encoding {len(train_set.images)} training images with the autoencoder "
+                  "(or reading them from the latent cache) ...", flush=True)
+        cache = cache_dir(cfg.data_root) / "latents" if cfg.cache_latents else None
+        train_x, from_cache = cached_latents(autoencoder, train_set.images, device, cache)
+        if info.is_main and from_cache:
+            print("latents read from the cache (same autoencoder weights, same images)", flush=True)
+        val_x = encode_images(autoencoder, val_set.images, device).to(device)
+    encode_seconds = time.perf_counter() - t0
+    source = InMemoryBatches(train_x, device)
+    sample = source.batch(torch.arange(min(len(source), 4096))).float()  # x_0 as the U-Net sees it
+    data_std, data_mean = sample.std().item(), sample.mean().item()
+    del sample
+    loop.set_data(len(source), default_epochs=10)
+    sample_shape = tuple(train_x.shape[1:])
+
+    schedule = NoiseSchedule(cfg.schedule_config())
+    T = cfg.num_timesteps
+    unet_config = cfg.model_config(context_dim, sample_shape, ae_name, clip_name)
+
+    ema: EMA | None = None
+
+    def build():
+        nonlocal ema
+        model = LatentUNet(unet_config).to(device)
+        ema = EMA(model, cfg.ema_decay)
+        return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    model = loop.setup_model(build, FIXED_ON_RESUME)
+    if loop.resumed_extra:
+        ema.load_state_tensors(loop.resumed_extra)
+    elif cfg.init:  # the EMA starts from the warm-started weights, not the random ones,
+        ema = EMA(model, cfg.ema_decay)  # at its full decay: they are an average already
+        ema.num_updates = int(loop.prior.get("steps", 0))
+    elif resume and loop.has_checkpoint:
+        raise ValueError(f"{loop.out.path}'s checkpoint has no EMA weights")
+    loop.after_step = lambda: ema.update(model)
+    loop.extra_state = ema.state_tensors
+    loop.model_to_save = lambda: ema.model
+
+    # captions (and which of them are dropped) for one epoch, computed once per epoch
+    from playground.data.captions import captions_for_dataset
+    cache: dict[int, tuple[list[str], torch.Tensor]] = {}
+
+    def epoch_captions(epoch: int):
+        if epoch not in cache:
+            cache.clear()
+            caps = captions_for_dataset(train_set.attributes, train_set.factors, seed=epoch)
+            g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, 0xD20F))
+            cache[epoch] = (caps, torch.rand(len(caps), generator=g) < cfg.cond_drop)
+        return cache[epoch]
+
+    def diffusion_loss(net_, x0, t, eps, context, mask, weighted=True):
+        x_t = schedule.q_sample(x0, t, eps)
+        with autocast(device, loop.amp):
+            eps_pred = net_(x_t, t, context, mask)
+        per_sample = (eps_pred.float() - eps).pow(2).flatten(1).mean(1)  # (B,)
+        if weighted and cfg.loss_weighting == "min_snr":
+            per_sample = per_sample * min_snr_weights(schedule.alphas_cumprod, t, cfg.min_snr_gamma)
+        return per_sample.mean()
+
+    def step(x0, idx, epoch, step_in_epoch):
+        g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
+        t = shard(torch.randint(0, T, (loop.batch,), generator=g), info).to(device)
+        eps = shard(torch.randn((loop.batch, *sample_shape), generator=g), info).to(device)
+        caps, drop = epoch_captions(epoch)
+        texts = ["" if drop[i] else caps[i] for i in idx.tolist()]
+        context, mask = encode_prompts(text_encoder, texts, device, loop.amp)
+        loss = diffusion_loss(loop.net, x0, t, eps, context, mask)
+        return loss, torch.stack([loss.detach(), (drop[idx].float().mean()).to(device)])
+
+    # the fixed val batch: full captions (seed 0), seeded t and ε
+    val_caps = captions_for_dataset(val_set.attributes, val_set.factors, seed=0)
+    gv = torch.Generator().manual_seed(mix_seed(cfg.seed, 0x7A1))
+    val_t = torch.randint(0, T, (len(val_caps),), generator=gv).to(device)
+    val_eps = torch.randn((len(val_caps), *sample_shape), generator=gv).to(device)
+
+    @torch.no_grad()
+    def val_loss(m: nn.Module) -> float:
+        was_training = m.training
+        m.eval()
+        total, n = 0.0, 0
+        for sl in torch.split(torch.arange(len(val_caps)), 64):
+            context, mask = encode_prompts(text_encoder, [val_caps[i] for i in sl], device, loop.amp)
+            loss = diffusion_loss(m, val_x[sl.to(val_x.device)], val_t[sl], val_eps[sl],
+                                  context, mask, weighted=False)  # plain ε-MSE: comparable
+            total += loss.item() * len(sl)
+            n += len(sl)
+        m.train(was_training)
+        return total / n
+
+    def validate(epoch):
+        if not info.is_main:
+            return
+        v_ema, v_raw = val_loss(ema.model), val_loss(model)
+        loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch,
+                      "val_loss": v_ema, "val_loss_raw": v_raw, "elapsed": loop.elapsed()})
+        print(f"epoch {epoch}: val loss {v_ema:.4f} (EMA), {v_raw:.4f} (raw)", flush=True)
+
+    def probe() -> dict[str, float]:
+        """The learning curves' point: EMA val ε-MSE, and prompt accuracy (2 samples per
+        prompt) when the data is latent and a judge is there."""
+        scores = {"val_loss": val_loss(ema.model)}
+        if probe_judge is not None:
+            from playground.evaluation.quality import ldm_prompt_accuracy
+            from playground.pipelines.latent_diffusion import LatentDiffusion
+
+            pipeline = LatentDiffusion(unet=ema.model, autoencoder=autoencoder,
+                                       clip=text_encoder, schedule=schedule)
+            scores.update(ldm_prompt_accuracy(pipeline, probe_judge, k=2))
+        return scores
+
+    probe_judge = None
+    if info.is_main and cfg.probe_minutes > 0 and not pixel:
+        from playground.evaluation.quality import load_judge
+
+        probe_judge = load_judge(cfg.probe_judge, device)
+    loop.run(source, step, ("loss", "dropped"), validate=validate, log_lr=True,
+             postfix=lambda m, img_s: dict(loss=f"{m['loss']:.4f}", img_s=f"{img_s:.0f}"),
+             probe=probe if info.is_main else None)
+
+    def final():
+        train_lines = [r for r in read_log(loop.out.path) if r.get("type") == "train"]
+        recent = [r["loss"] for r in train_lines[-10:] if "loss" in r]
+        v_ema, v_raw = val_loss(ema.model), val_loss(model)
+        metrics = {
+            "train_loss": float(np.mean(recent)) if recent else None,
+            "val_loss": v_ema,
+            "val_loss_raw": v_raw,
+            "n_val": len(val_caps),
+            "parameters": count_parameters(model),
+            "space": cfg.space,
+            "sample_shape": list(sample_shape),
+            "autoencoder": ae_name,
+            "text_encoder": clip_name,
+            "context_dim": context_dim,
+            "cond_drop": cfg.cond_drop,
+            "ema_decay": cfg.ema_decay,
+            "ema_updates": ema.num_updates,
+            "data_std": data_std,
+            "data_mean": data_mean,
+            "encode_seconds": encode_seconds,
+            **loop.run_metrics(),
+        }
+        return metrics, (f"done: {loop.global_step} steps, val loss {v_ema:.4f} (EMA) "
+                         f"→ {loop.out.path}")
+
+    return loop.finish(final)
+
+
+# =========================================================================== throughput
+def measure_train_throughput(unet_config: UNetConfig, input_shape: Sequence[int],
+                             context_shape: Sequence[int], batch_size: int = 64, steps: int = 5,
+                             amp: str = "none", device: str | torch.device = "cpu",
+                             warmup: int = 1, seed: int = 0) -> float:
+    """Training images per second of a U-Net (forward, MSE loss, backward, Adam step) on
+    random inputs, timed by the wall clock after `warmup` untimed steps.
+
+    Args:
+        input_shape: (C, H, W) of x_t, e.g. (4, 16, 16) for the latent or (3, 64, 64) pixels
+            (``unet_config.in_channels`` must match C).
+        context_shape: (L, D) of the text tokens, e.g. (77, 128) (all L tokens real).
+    Returns:
+        images per second.
+    """
+    device = resolve_device(device)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = LatentUNet(unet_config).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn((batch_size, *input_shape), generator=g).to(device)
+    eps = torch.randn((batch_size, *input_shape), generator=g).to(device)
+    context = torch.randn((batch_size, *context_shape), generator=g).to(device)
+    mask = torch.ones(batch_size, context_shape[0], dtype=torch.bool, device=device)
+    t = torch.randint(0, unet_config.schedule.num_timesteps, (batch_size,), generator=g).to(device)
+
+    def one():
+        with autocast(device, amp):
+            pred = model(x, t, context, mask)
+        loss = (pred.float() - eps).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        one()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        one()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+# =========================================================================== command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``python -m playground.train ldm``. Unset options keep the checkpoint's
+    values on --resume (and the defaults shown otherwise)."""
+    d = LDMTrainConfig()
+    S = argparse.SUPPRESS
+    p.add_argument("--autoencoder", default=S,
+                   help=f"first-stage autoencoder: model name or folder (default {d.autoencoder})")
+    p.add_argument("--clip", default=S,
+                   help=f"text encoder (TextImageCLIP): model name or folder (default {d.clip})")
+    p.add_argument("--space", choices=SPACES, default=S,
+                   help=f"latent (autoencoder latents) or pixel (64×64 images) (default {d.space})")
+    p.add_argument("--channels", type=int_tuple, default=S,
+                   help=f"U-Net width per level, comma separated (default "
+                        f"{','.join(map(str, d.channels))})")
+    p.add_argument("--res-blocks", dest="num_res_blocks", type=int, default=S,
+                   help=f"ResBlocks per level (default {d.num_res_blocks})")
+    p.add_argument("--attention-levels", dest="attention_levels", type=int_tuple, default=S,
+                   help=f"levels with attention, 0 = full resolution (default "
+                        f"{','.join(map(str, d.attention_levels))})")
+    p.add_argument("--head-dim", dest="head_dim", type=int, default=S,
+                   help=f"channels per attention head (default {d.head_dim})")
+    p.add_argument("--cond-drop", dest="cond_drop", type=float, default=S,
+                   help=f"probability of training on the empty prompt (default {d.cond_drop:g})")
+    p.add_argument("--ema-decay", dest="ema_decay", type=float, default=S,
+                   help=f"EMA decay of the saved weights (default {d.ema_decay:g})")
+    p.add_argument("--schedule", choices=SCHEDULE_KINDS, default=S,
+                   help=f"noise schedule (default {d.schedule})")
+    p.add_argument("--no-latent-cache", dest="cache_latents", action="store_false", default=S,
+                   help="encode the training images afresh instead of using the latent cache")
+    p.add_argument("--loss-weighting", dest="loss_weighting", choices=LOSS_WEIGHTINGS, default=S,
+                   help=f"uniform ε-MSE or Min-SNR-γ weighting (default {d.loss_weighting})")
+    p.add_argument("--min-snr-gamma", dest="min_snr_gamma", type=float, default=S,
+                   help=f"γ of Min-SNR (default {d.min_snr_gamma:g})")
+    p.add_argument("--timesteps", dest="num_timesteps", type=int, default=S,
+                   help=f"diffusion steps T (default {d.num_timesteps})")
+    add_common_arguments(p, d, "run folder (default runs/ldm, or runs/ldm-pixel)",
+                         eval_help="the fixed validation batch", test_size=False)
+
+
+def main(args: argparse.Namespace) -> int:
+    train_ldm(config_from_args(LDMTrainConfig, args), resume=args.resume)
+    return 0
