@@ -61,7 +61,7 @@ def preload() -> list[str]:
     """Load every shipped model into the caches the tabs use (the β-VAEs, the latent-diffusion
     pipeline, the judge), so no visitor waits for a first load. A missing or broken model is
     skipped (its tab says so when used). Returns the names of what was loaded."""
-    from playground.pipelines import latent_diffusion
+    from playground.pipelines import diffusion_models
     from playground.pipelines import vae as ops
 
     loaded = []
@@ -71,14 +71,14 @@ def preload() -> list[str]:
             loaded.append(name)
         except (ValueError, OSError, RuntimeError):
             continue
-    for name in latent_diffusion.list_pipelines()[:1]:  # the default one; others load on demand
+    for name in diffusion_models.list_pipelines()[:1]:  # the default one; others load on demand
         try:
-            latent_diffusion.get_pipeline(name)
+            diffusion_models.get_pipeline(name)
             loaded.append(name)
         except (ValueError, OSError, RuntimeError):
             continue
-    if latent_diffusion.get_judge() is not None:
-        loaded.append(latent_diffusion.JUDGE_MODEL)
+    if diffusion_models.get_judge() is not None:
+        loaded.append(diffusion_models.JUDGE_MODEL)
     return loaded
 
 

@@ -50,7 +50,7 @@ def test_preload_loads_every_model_and_skips_a_broken_one(tmp_path, monkeypatch)
     """`app.preload` (what `python app.py` runs before serving) fills the tab caches; a
     corrupt model is skipped, the others still load."""
     import app
-    from playground.pipelines import latent_diffusion
+    from playground.pipelines import diffusion_models
     from playground.pipelines import vae as ops
     from tests.helpers import save_tiny_pipeline, save_tiny_vae
 
@@ -63,7 +63,7 @@ def test_preload_loads_every_model_and_skips_a_broken_one(tmp_path, monkeypatch)
     save_tiny_pipeline(trained, judge=True)
     loaded = app.preload()
     assert loaded == ["vae-beta4", "ldm", "judge"]
-    assert latent_diffusion.get_pipeline("ldm") is latent_diffusion.get_pipeline("ldm")  # cached, not reloaded
+    assert diffusion_models.get_pipeline("ldm") is diffusion_models.get_pipeline("ldm")  # cached, not reloaded
     assert ops.get_model("vae-beta4") is ops.get_model("vae-beta4")
 
 

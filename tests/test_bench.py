@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from playground.bench import speed
+from playground.bench import diffusion_rows, speed, vae_rows
 from playground.pipelines import latent_map as lm
 from playground.pipelines import vae as ops
 from tests.helpers import save_tiny_vae
@@ -81,7 +81,7 @@ def test_quick_json_measures_every_row_that_exists_today(model_env):
     report = json.loads(_bench(model_env, "--json").stdout)
     measured = set(speed.ROWS) - set(speed.PIPELINE_ROWS) - {"synthfaces_img_s",
                                                              "data_vs_train_ratio"}
-    if report["notes"]["opentsne_s"] == speed.NO_OPENTSNE:
+    if report["notes"]["opentsne_s"] == vae_rows.NO_OPENTSNE:
         measured.discard("opentsne_s")
     _check_report(report, measured)
     assert report["umap_vs_tsne_ratio"] == pytest.approx(
@@ -153,7 +153,7 @@ def test_untrained_diffusion_times_the_shipped_architectures(model_env):
     pytest.importorskip("diffusers")
     report = json.loads(_bench(model_env, "--json", "--only", "ddim50_s",
                                "--untrained-diffusion").stdout)
-    assert report["diffusion_model"] == speed.UNTRAINED and report["untrained_diffusion"]
+    assert report["diffusion_model"] == diffusion_rows.UNTRAINED and report["untrained_diffusion"]
     for key in ("ddim50_s", "prompt_s", "ddpm1000_s", "prompt_overhead_ratio"):
         assert report[key] > 0 and report["notes"][key].startswith("UNTRAINED weights"), key
     assert "50 steps" in report["notes"]["ddim50_s"]  # the real schedule: T = 1000
@@ -162,9 +162,9 @@ def test_untrained_diffusion_times_the_shipped_architectures(model_env):
 
 def test_without_diffusers_the_rows_say_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers → ImportError
-    values, notes = speed.bench_vs_diffusers("ldm", 1)
+    values, notes = diffusion_rows.bench_vs_diffusers("ldm", 1)
     assert values == {} and set(notes) == DIFFUSERS_ROWS
-    assert all(n == speed.NO_DIFFUSERS and "not installed" in n for n in notes.values())
+    assert all(n == diffusion_rows.NO_DIFFUSERS and "not installed" in n for n in notes.values())
 
 
 def teardown_module():

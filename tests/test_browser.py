@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.pipelines import latent_diffusion
+from playground.pipelines import diffusion_models
 from playground.pipelines import vae as ops
 from tests.helpers import save_tiny_pipeline, save_tiny_vae
 
@@ -38,7 +38,7 @@ def app_url(tmp_path_factory):
         mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
         mp.setattr(ops, "REFERENCE_SIZE", 64)
     ops.clear_model_cache()
-    latent_diffusion.clear_cache()
+    diffusion_models.clear_cache()
     import app
 
     demo = app.build_app()
@@ -50,7 +50,7 @@ def app_url(tmp_path_factory):
         demo.close()
         mp.undo()
         ops.clear_model_cache()
-        latent_diffusion.clear_cache()
+        diffusion_models.clear_cache()
 
 
 @pytest.fixture(scope="module")
@@ -161,11 +161,11 @@ def test_synthfaces_grid_button_draws_faces(page):
 
 def test_train_tab_runs_a_tiny_vae_and_shows_its_curve_and_samples(page, shots, tmp_path,
                                                                    monkeypatch):
-    from playground.app import jobs as tj
+    from playground.app import train_settings
 
     # A tiny model and 4 steps (the server runs in this process), in a runs/ of its own.
     monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr(tj, "SETTINGS", tj.JobSettings(
+    monkeypatch.setattr(train_settings, "SETTINGS", train_settings.JobSettings(
         latent_dim=8, channels=(8, 16), eval_size=16, log_every=1, max_steps=4, cpu_threads=1,
         poll_seconds=0.1))
     _open_tab(page, "Train")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from playground.store.checkpoints import read_json
+from playground.store.files import read_json
 from playground.training import campaign
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py

@@ -8,8 +8,13 @@ import pytest
 
 from playground.data import synthfaces
 from playground.data.captions import (
-    ATTRIBUTE_PHRASES, CELEBA_ATTRIBUTE_NAMES, caption_from_attributes, caption_from_factors,
-    captions_for_dataset, hue_colour_name, zero_shot_prompts,
+    ATTRIBUTE_PHRASES,
+    CELEBA_ATTRIBUTE_NAMES,
+    caption_from_attributes,
+    caption_from_factors,
+    captions_for_dataset,
+    hue_colour_name,
+    zero_shot_prompts,
 )
 
 # The test's own idea of which words claim an attribute (independent of the module's tables).

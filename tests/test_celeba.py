@@ -8,7 +8,10 @@ from PIL import Image
 
 from playground.data import celeba as celeba_module
 from playground.data.celeba import (
-    CelebADataset, CelebADownloadError, CelebANotFoundError, check_celeba_folder,
+    CelebADataset,
+    CelebADownloadError,
+    CelebANotFoundError,
+    check_celeba_folder,
 )
 
 NAMES = (

@@ -12,18 +12,18 @@ from torch import nn
 
 import playground
 from playground.models.vae import BetaVAE, VAEConfig
-from playground.store import checkpoints
+from playground.store import files
 from playground.store.checkpoints import (
     ModelNotFoundError,
-    atomic_write_bytes,
     list_models,
     load_config,
     load_metrics,
     load_model,
-    register_kind,
     resolve_model_dir,
     save_model,
 )
+from playground.store.files import atomic_write_bytes
+from playground.store.model_kinds import register_kind
 
 TINY = VAEConfig(latent_dim=8, channels=(8, 8, 8, 8), beta=4.0)
 
@@ -221,7 +221,7 @@ def test_an_interrupted_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
     def crash(fd):
         raise KeyboardInterrupt("killed during fsync")
 
-    monkeypatch.setattr(checkpoints.os, "fsync", crash)
+    monkeypatch.setattr(files.os, "fsync", crash)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(target, b"new contents that never land")
     assert target.read_bytes() == b"old contents"
@@ -238,7 +238,7 @@ def test_save_model_is_atomic_per_file(model_dirs, monkeypatch):
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoints.os, "replace", failing_replace)
+    monkeypatch.setattr(files.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         save_model(folder, tiny_model(2))
     assert (folder / "model.safetensors").read_bytes() == before

@@ -11,7 +11,29 @@ from PIL import Image
 
 from playground.data.captions import caption_from_attributes
 from playground.diffusion import ScheduleConfig
-from playground.evaluation import ldm as ev
+from playground.evaluation.ldm import scores
+from playground.evaluation.ldm.budget import (
+    BUDGET_SHARES,
+    StepCost,
+    choose_counts,
+    estimate_seconds,
+)
+from playground.evaluation.ldm.cli import main
+from playground.evaluation.ldm.config import (
+    GRID_PROMPTS,
+    GUIDANCE_PROMPTS,
+    MAX_SAMPLES,
+    EvalConfig,
+)
+from playground.evaluation.ldm.guidance_sweep import guidance_targets
+from playground.evaluation.ldm.model_comparisons import PIXEL_CLAIM
+from playground.evaluation.ldm.run import PARTS, evaluate, merge_into_metrics
+from playground.evaluation.ldm.sampler_table import table1_targets
+from playground.evaluation.ldm.scores import (
+    fd_to_reference,
+    mean_pairwise_distance,
+    reference_stats,
+)
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.judge import Judge, JudgeConfig, judge_features
@@ -34,8 +56,8 @@ TINY_VAE = dict(latent_dim=8, channels=(8, 8, 16, 16))
 # Small but complete: both samplers, guidance on and off, two prompts (one with 3 targets).
 SMALL = dict(samples=6, guidance_samples=3, batch_size=8, table_steps=(2, 4), fast_steps=4,
              guidance_scales=(0.0, 1.0, 7.5), reference_n=24, grid_seeds=2,
-             grid_prompts=ev.GRID_PROMPTS[:2], progress=False,
-             guidance_prompts=(ev.GUIDANCE_PROMPTS[0], ev.GUIDANCE_PROMPTS[5]), ceiling_faces=48)
+             grid_prompts=GRID_PROMPTS[:2], progress=False,
+             guidance_prompts=(GUIDANCE_PROMPTS[0], GUIDANCE_PROMPTS[5]), ceiling_faces=48)
 
 
 def _jitter(model, seed, scale=0.1):
@@ -63,7 +85,7 @@ def tiny_trained():
 
 
 def small_config(tmp_path, **overrides):
-    return ev.EvalConfig(**{**SMALL, "grid_path": str(tmp_path / "grid.png"), **overrides})
+    return EvalConfig(**{**SMALL, "grid_path": str(tmp_path / "grid.png"), **overrides})
 
 
 def numbers(result):
@@ -78,24 +100,24 @@ def numbers(result):
 
 # ----------------------------------------------------------------------------- prompts
 def test_sweep_prompts_are_training_captions_and_agree_with_the_prompt_parser():
-    for p in ev.GUIDANCE_PROMPTS:
+    for p in GUIDANCE_PROMPTS:
         captions = {caption_from_attributes(p.attributes, seed) for seed in range(400)}
         assert p.prompt in captions, p.prompt  # the text encoder was trained on this very text
         assert named_attributes(p.prompt).items() <= p.attributes.items(), p.prompt
-    assert len({p.prompt for p in ev.GUIDANCE_PROMPTS}) == len(ev.GUIDANCE_PROMPTS)
+    assert len({p.prompt for p in GUIDANCE_PROMPTS}) == len(GUIDANCE_PROMPTS)
 
 
 # ----------------------------------------------------------------------------- numbers
 def test_fd_of_a_set_against_itself_is_zero_and_the_reference_is_cached(tiny_trained):
     judge = Judge(TINY_JUDGE).eval()
-    ref = ev.reference_stats(judge, "test", 24)
-    assert ev.reference_stats(judge, "test", 24) is ref  # computed once
+    ref = reference_stats(judge, "test", 24)
+    assert reference_stats(judge, "test", 24) is ref  # computed once
     from playground.data.synthfaces import SynthFacesDataset
 
     feats = judge_features(judge, SynthFacesDataset("test", n=24).images)
-    assert ev.fd_to_reference(feats, ref) == pytest.approx(0.0, abs=1e-8)
-    assert ev.fd_to_reference(feats + 1.0, ref) == pytest.approx(16.0, rel=1e-6)  # ‖Δμ‖² = 16·1²
-    assert ev.mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])) == \
+    assert fd_to_reference(feats, ref) == pytest.approx(0.0, abs=1e-8)
+    assert fd_to_reference(feats + 1.0, ref) == pytest.approx(16.0, rel=1e-6)  # ‖Δμ‖² = 16·1²
+    assert mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])) == \
         pytest.approx((5 + 0 + 5) / 3)
 
 
@@ -108,11 +130,11 @@ def test_targets_are_computed_from_the_numbers():
         return out + [{"sampler": "DDPM", "eta": 1.0, "steps": 1000, "method": "ddpm",
                        "fd": full_fd, "seconds": full_s}]
 
-    good = ev.table1_targets(rows((5.0, 2.0), (9.0, 3.0), 1.8, 1.0, 19.0))
+    good = table1_targets(rows((5.0, 2.0), (9.0, 3.0), 1.8, 1.0, 19.0))
     assert good["ddim_beats_ddpm"]["met"] and good["ddim50_fd_within_20pct_of_ddpm1000"]["met"]
     assert good["ddpm1000_over_ddim50_time"]["ratio"] == pytest.approx(19.0)
     assert good["ddpm1000_over_ddim50_time"]["met"]
-    bad = ev.table1_targets(rows((5.0, 4.0), (9.0, 3.0), 1.8, 1.0, 17.0))
+    bad = table1_targets(rows((5.0, 4.0), (9.0, 3.0), 1.8, 1.0, 17.0))
     assert not bad["ddim_beats_ddpm"]["met"] and bad["ddim_beats_ddpm"]["per_steps"]["10"]["ddim_better"]
     assert bad["ddim50_fd_within_20pct_of_ddpm1000"]["ratio"] == pytest.approx(4.0 / 1.8)
     assert not bad["ddim50_fd_within_20pct_of_ddpm1000"]["met"]
@@ -120,31 +142,31 @@ def test_targets_are_computed_from_the_numbers():
 
     sweep = [{"w": w, "accuracy": a, "diversity": d} for w, a, d in
              ((0.0, 0.3, 9.0), (1.0, 0.5, 8.0), (3.0, 0.8, 7.0), (7.5, 0.95, 6.0), (10.0, 0.96, 5.0))]
-    g = ev.guidance_targets(sweep)
+    g = guidance_targets(sweep)
     assert g["accuracy_at_7.5"]["met"] and g["accuracy_rising_1_to_7.5"]["met"]
     assert g["accuracy_rising_1_to_7.5"]["monotone"] and g["diversity_falling"]["met"]
     sweep[3] = {"w": 7.5, "accuracy": 0.45, "diversity": 8.5}
-    g = ev.guidance_targets(sweep)
+    g = guidance_targets(sweep)
     assert not g["accuracy_at_7.5"]["met"] and not g["accuracy_rising_1_to_7.5"]["met"]
     assert not g["diversity_falling"]["met"] and g["diversity_falling"]["last_below_first"]
 
 
 def test_auto_counts_fit_the_budget_and_given_counts_are_kept():
-    cost = ev.StepCost(batch_size=100, overhead=0.5, per_step=0.3)  # 3 ms per sample and step
-    cfg = ev.EvalConfig(minutes=25)
-    n, k = ev.choose_counts(ev.PARTS, cfg, cost, cost, 1000)
-    shares = ev.BUDGET_SHARES
+    cost = StepCost(batch_size=100, overhead=0.5, per_step=0.3)  # 3 ms per sample and step
+    cfg = EvalConfig(minutes=25)
+    n, k = choose_counts(PARTS, cfg, cost, cost, 1000)
+    shares = BUDGET_SHARES
     table_budget = 25 * 60 * (shares["table1"] + shares["vae"]) / sum(shares.values())
-    assert ev.estimate_seconds("table1", cfg, n, k, cost, cost, 1000) <= table_budget
-    assert ev.estimate_seconds("table1", cfg, n + 10, k, cost, cost, 1000) > table_budget
+    assert estimate_seconds("table1", cfg, n, k, cost, cost, 1000) <= table_budget
+    assert estimate_seconds("table1", cfg, n + 10, k, cost, cost, 1000) > table_budget
     guidance_budget = 25 * 60 * shares["guidance"] / sum(shares.values())
-    assert ev.estimate_seconds("guidance", cfg, n, k, cost, cost, 1000) <= guidance_budget
-    assert ev.estimate_seconds("guidance", cfg, n, k + 1, cost, cost, 1000) > guidance_budget
-    assert 20 <= n < ev.MAX_SAMPLES and n % 10 == 0 and k >= 4
-    fast = ev.StepCost(batch_size=100, overhead=0.0, per_step=1e-6)
-    assert ev.choose_counts(ev.PARTS, cfg, fast, fast, 1000) == (1000, 1000 // 12)
+    assert estimate_seconds("guidance", cfg, n, k, cost, cost, 1000) <= guidance_budget
+    assert estimate_seconds("guidance", cfg, n, k + 1, cost, cost, 1000) > guidance_budget
+    assert 20 <= n < MAX_SAMPLES and n % 10 == 0 and k >= 4
+    fast = StepCost(batch_size=100, overhead=0.0, per_step=1e-6)
+    assert choose_counts(PARTS, cfg, fast, fast, 1000) == (1000, 1000 // 12)
     given = dataclasses.replace(cfg, samples=7, guidance_samples=5)
-    assert ev.choose_counts(ev.PARTS, given, cost, cost, 1000) == (7, 5)
+    assert choose_counts(PARTS, given, cost, cost, 1000) == (7, 5)
 
 
 # ----------------------------------------------------------------------------- the parts
@@ -156,8 +178,8 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     judge = load_model("judge")
     cfg = small_config(tmp_path)
 
-    first = ev.evaluate(pipe, judge, ["table1", "guidance", "vae"], cfg)
-    ev.merge_into_metrics(folder, first)
+    first = evaluate(pipe, judge, ["table1", "guidance", "vae"], cfg)
+    merge_into_metrics(folder, first)
     table = first["ddim_table"]
     assert [(r["sampler"], r["steps"], r["method"]) for r in table] == [
         ("DDIM", 2, "ddim"), ("DDIM", 4, "ddim"), ("DDPM", 2, "ddim"), ("DDPM", 4, "ddim"),
@@ -165,8 +187,8 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     assert all(r["n"] == 6 and r["fd"] >= 0 and r["seconds"] > 0 and r["cpu_seconds"] > 0
                for r in table)
     assert table[0]["eta"] == 0.0 and table[2]["eta"] == 1.0
-    assert first["targets"]["ddim_table"] == ev.table1_targets(table, 4)
-    assert first["targets"]["guidance_sweep"] == ev.guidance_targets(first["guidance_sweep"])
+    assert first["targets"]["ddim_table"] == table1_targets(table, 4)
+    assert first["targets"]["guidance_sweep"] == guidance_targets(first["guidance_sweep"])
     assert [r["w"] for r in first["guidance_sweep"]] == [0.0, 1.0, 7.5]
     per_prompt = first["guidance_per_prompt"]
     assert [p["targets"] for p in per_prompt] == [{"Smiling": 1},
@@ -197,21 +219,21 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
 
     # the VAE table alone, in a "new process" (no shared cache), gives the same numbers, and
     # its merge keeps the other parts' keys
-    ev._REFERENCE_CACHE.clear()
-    second = ev.evaluate(pipe, judge, ["vae"], cfg)
+    scores._REFERENCE_CACHE.clear()
+    second = evaluate(pipe, judge, ["vae"], cfg)
     assert second["fd_by_model"] == pytest.approx(first["fd_by_model"], rel=1e-6, abs=1e-9)
-    merged = ev.merge_into_metrics(folder, second)
+    merged = merge_into_metrics(folder, second)
     assert merged["train_loss"] == 0.1 and merged["ddim_table"] == json.loads(json.dumps(table))
     assert merged["samples"]["other"] == 1 and merged["targets"]["other"] is True
     assert {"ddim_table", "guidance_sweep", "vae_vs_ldm"} <= set(merged["samples"])
     assert {"ddim_table", "guidance_sweep", "vae_vs_ldm"} <= set(merged["targets"])
 
     # same seed, same numbers; another seed, other numbers
-    again = ev.evaluate(pipe, judge, ["table1", "guidance"], cfg)
+    again = evaluate(pipe, judge, ["table1", "guidance"], cfg)
     assert numbers(again)["fd"] == pytest.approx(numbers(first)["fd"], rel=1e-6)
     assert numbers(again)["acc"] == numbers(first)["acc"]
     assert numbers(again)["div"] == pytest.approx(numbers(first)["div"], rel=1e-6)
-    other = ev.evaluate(pipe, judge, ["table1"], dataclasses.replace(cfg, seed=1))
+    other = evaluate(pipe, judge, ["table1"], dataclasses.replace(cfg, seed=1))
     assert numbers(other)["fd"] != pytest.approx(numbers(first)["fd"], rel=1e-6)
 
 
@@ -219,7 +241,7 @@ def test_cli_pixel_and_grid_parts(tiny_trained, tmp_path, capsys):
     folder = tiny_trained / "ldm"
     (folder / "metrics.json").write_text(json.dumps({"ddim_table": [{"kept": True}]}))
     grid = tmp_path / "grid.png"
-    assert ev.main(["ldm", "--judge", "judge", "--only", "pixel", "grid", "--write",
+    assert main(["ldm", "--judge", "judge", "--only", "pixel", "grid", "--write",
                     "--grid-out", str(grid), "--pixel-batch-size", "2", "--pixel-steps", "1",
                     "--batch-size", "8", "--no-progress", "--threads", "1"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -229,11 +251,11 @@ def test_cli_pixel_and_grid_parts(tiny_trained, tmp_path, capsys):
     assert pv["pixel_shape"] == [3, 64, 64] and pv["latent_shape"] == [4, 8, 8]
     assert pv["latent_img_s"] > 0 and pv["pixel_img_s"] > 0
     assert pv["ratio"] == pytest.approx(pv["latent_img_s"] / pv["pixel_img_s"])
-    assert metrics["targets"]["pixel_vs_latent"]["met"] == (pv["ratio"] >= ev.PIXEL_CLAIM)
+    assert metrics["targets"]["pixel_vs_latent"]["met"] == (pv["ratio"] >= PIXEL_CLAIM)
     assert pv["context_shape"][1] == 16 and 3 <= pv["context_shape"][0] <= 77
     image = Image.open(grid)
-    assert image.size[1] > len(ev.GRID_PROMPTS) * 128  # one 2×-scaled row of faces per prompt
-    assert metrics["prompt_grid"]["prompts"] == list(ev.GRID_PROMPTS)
+    assert image.size[1] > len(GRID_PROMPTS) * 128  # one 2×-scaled row of faces per prompt
+    assert metrics["prompt_grid"]["prompts"] == list(GRID_PROMPTS)
     assert metrics["prompt_grid"]["columns"] == 8 and printed["prompt_grid"] == metrics["prompt_grid"]
     assert set(metrics["samples"]) == {"pixel_vs_latent", "prompt_grid"}
     assert len(metrics["samples"]["prompt_grid"]["ldm_weights_sha256"]) == 64
@@ -241,7 +263,7 @@ def test_cli_pixel_and_grid_parts(tiny_trained, tmp_path, capsys):
 
 def test_cli_refuses_unknown_models(tiny_trained, capsys):
     with pytest.raises(SystemExit) as exc:
-        ev.main(["no-such-ldm", "--judge", "judge", "--only", "grid"])
+        main(["no-such-ldm", "--judge", "judge", "--only", "grid"])
     assert exc.value.code == 2 and "no-such-ldm" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        ev.main(["ldm", "--judge", "judge", "--samples", "1"])
+        main(["ldm", "--judge", "judge", "--samples", "1"])

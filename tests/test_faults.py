@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from playground.pipelines import vae as ops
-from playground.store import checkpoints
+from playground.store import checkpoints, files
 from playground.training import TRAIN_STATE_JSON, TRAIN_STATE_TENSORS, read_log
 from tests.helpers import save_tiny_vae
 
@@ -56,9 +56,9 @@ def _check_whole(folder: Path) -> list[str]:
         path = folder / name
         try:
             if name.endswith(".safetensors"):
-                checkpoints.read_safetensors(path)
+                files.read_safetensors(path)
             else:
-                checkpoints.read_json(path)
+                files.read_json(path)
         except FileNotFoundError:
             continue  # not written yet
         except ValueError as err:
@@ -81,7 +81,7 @@ class Watcher(threading.Thread):
 
 def _saved_step(folder: Path) -> int:
     """global_step of the checkpoint a resume starts from (the safetensors file's metadata)."""
-    _, metadata = checkpoints.read_safetensors(folder / TRAIN_STATE_TENSORS)
+    _, metadata = files.read_safetensors(folder / TRAIN_STATE_TENSORS)
     return json.loads(metadata["train_state"])["global_step"]
 
 
@@ -125,7 +125,7 @@ def _check_finished(out: Path) -> None:
     total = STEPS_PER_EPOCH * EPOCHS
     state = json.loads((out / TRAIN_STATE_JSON).read_text())
     assert state["global_step"] == total and state["epoch"] == EPOCHS
-    metrics = checkpoints.read_json(out / "metrics.json")
+    metrics = files.read_json(out / "metrics.json")
     assert metrics["steps"] == total
     steps = [r["step"] for r in read_log(out) if r["type"] == "train"]
     assert steps == list(range(1, total + 1))  # every step once: no gap, no duplicate

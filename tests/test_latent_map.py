@@ -12,10 +12,10 @@ from playground.app import common
 from playground.data import synthfaces as sf
 from playground.evaluation import separation
 from playground.evaluation import vae as vae_evaluation
+from playground.pipelines import face_sources, text_search
 from playground.pipelines import latent_map as lm
-from playground.pipelines import text_search
 from playground.pipelines import vae as ops
-from playground.store import checkpoints
+from playground.store import checkpoints, files
 from tests.helpers import save_tiny_vae
 
 N = 100  # the smallest map
@@ -359,8 +359,8 @@ def test_a_point_shows_its_face_reconstruction_attributes_and_factors(client):
     face, recon, info = client.predict("vae-beta10", N, 12, api_name="/latent_map_point")
     shown = np.asarray(Image.open(face).convert("RGB"))
     assert shown.shape == (64 * common.SHOW_SCALE,) * 2 + (3,)
-    assert np.array_equal(shown[::common.SHOW_SCALE, ::common.SHOW_SCALE], ops.dataset_face(12))
-    expected = ops.reconstruct(ops.get_model("vae-beta10"), ops.dataset_face(12)[None])[0]
+    assert np.array_equal(shown[::common.SHOW_SCALE, ::common.SHOW_SCALE], face_sources.dataset_face(12))
+    expected = ops.reconstruct(ops.get_model("vae-beta10"), face_sources.dataset_face(12)[None])[0]
     rec = np.asarray(Image.open(recon).convert("RGB"))[::common.SHOW_SCALE, ::common.SHOW_SCALE]
     assert np.array_equal(rec, expected)
     factors = sf.generate_factors(13, sf.SPLIT_SEEDS["test"])
@@ -407,7 +407,7 @@ def test_the_example_query_is_the_attribute_this_clip_reads_best(models):
     folder = models / "trained" / "clip"
     folder.mkdir()
     (folder / checkpoints.CONFIG_FILE).write_text('{"kind": "clip"}')
-    checkpoints.atomic_write_json(folder / checkpoints.METRICS_FILE, {
+    files.atomic_write_json(folder / checkpoints.METRICS_FILE, {
         "zero_shot_auc_per_attribute": {"Smiling": 0.49, "Wearing_Hat": 0.99, "Bald": 0.7}})
     assert text_search.example_query() == "a photo of a person wearing a hat"
     with pytest.raises(ValueError, match="e.g. 'a photo of a person wearing a hat'"):

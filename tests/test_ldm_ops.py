@@ -18,7 +18,7 @@ from playground.diffusion import (
 from playground.models.autoencoder import KLAutoencoder
 from playground.models.clip import TextImageCLIP
 from playground.models.unet import LatentUNet
-from playground.pipelines import forward_process, latent_diffusion, prompts
+from playground.pipelines import diffusion_models, forward_process, latent_diffusion, prompts
 from playground.pipelines.latent_diffusion import pad_condition
 from playground.store import checkpoints
 from tests.helpers import TINY_T, save_tiny_pipeline, tiny_models
@@ -31,15 +31,15 @@ def trained(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("PLAYGROUND_TRAINED", str(root / "trained"))
     mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
-    latent_diffusion.clear_cache()
+    diffusion_models.clear_cache()
     yield root / "trained"
     mp.undo()
-    latent_diffusion.clear_cache()
+    diffusion_models.clear_cache()
 
 
 @pytest.fixture(scope="module")
 def pipe(trained):
-    return latent_diffusion.get_pipeline("ldm")
+    return diffusion_models.get_pipeline("ldm")
 
 
 PROMPTS = ["a smiling woman with blond hair", "a man with a beard and glasses"]
@@ -52,9 +52,9 @@ def test_load_pipeline_reads_the_component_names_and_schedule(pipe, trained):
     assert pipe.names == {"unet": "ldm", "autoencoder": "autoencoder", "clip": "clip"}
     assert pipe.num_timesteps == TINY_T and pipe.sample_shape == (4, 8, 8)
     assert not pipe.unet.training and not any(p.requires_grad for p in pipe.unet.parameters())
-    assert latent_diffusion.list_pipelines() == ["ldm"]
+    assert diffusion_models.list_pipelines() == ["ldm"]
     # the same weights give the same pipeline object from the cache; new weights reload it
-    assert latent_diffusion.get_pipeline("ldm") is pipe
+    assert diffusion_models.get_pipeline("ldm") is pipe
     direct = latent_diffusion.load_pipeline(trained / "ldm")
     assert torch.equal(direct.sample(PROMPTS, steps=3, seed=1),
                        pipe.sample(PROMPTS, steps=3, seed=1))
@@ -64,33 +64,33 @@ def test_changed_weights_are_reloaded(tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path))
     monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
     save_tiny_pipeline(tmp_path, seed=0)
-    first = latent_diffusion.get_pipeline("ldm")
+    first = diffusion_models.get_pipeline("ldm")
     unet = tiny_models(seed=1)[2]
     checkpoints.save_model(tmp_path / "ldm", unet)
     os.utime(tmp_path / "ldm" / checkpoints.WEIGHTS_FILE, ns=(1, 1))  # surely a new stamp
-    second = latent_diffusion.get_pipeline("ldm")
+    second = diffusion_models.get_pipeline("ldm")
     assert second is not first
     assert torch.equal(second.unet.conv_in.weight, unet.conv_in.weight)
-    latent_diffusion.clear_cache()
+    diffusion_models.clear_cache()
 
 
 def test_missing_model_or_component_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
     monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
     with pytest.raises(ValueError, match="not trained yet.*python -m playground.train ldm"):
-        latent_diffusion.get_pipeline("ldm")
+        diffusion_models.get_pipeline("ldm")
     with pytest.raises(ValueError, match="not trained yet"):
-        latent_diffusion.get_pipeline(None)
+        diffusion_models.get_pipeline(None)
     _, _, unet = tiny_models()
     unet.config.autoencoder = "gone"
     checkpoints.save_model(tmp_path / "trained" / "ldm", unet)
     checkpoints.save_model(tmp_path / "trained" / "clip", tiny_models()[1])
     with pytest.raises(ValueError, match="autoencoder 'gone', which cannot be found"):
-        latent_diffusion.get_pipeline("ldm")
+        diffusion_models.get_pipeline("ldm")
     with pytest.raises(ValueError, match="is a 'clip' model, not a diffusion U-Net"):
-        latent_diffusion.get_pipeline("clip")
+        diffusion_models.get_pipeline("clip")
     with pytest.raises(ValueError, match="invalid model name"):
-        latent_diffusion.get_pipeline("../ldm")
+        diffusion_models.get_pipeline("../ldm")
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -254,7 +254,7 @@ def test_prompt_info_notices(pipe):
 
 # ------------------------------------------------------------------------------ judge scores
 def test_adherence_and_diversity(pipe):
-    judge = latent_diffusion.get_judge()
+    judge = diffusion_models.get_judge()
     assert judge is not None
     images = pipe.sample(PROMPTS * 2, steps=3, seed=0)  # (4, 3, 64, 64)
     calls = judge.predict_attributes(images, hard=True)
@@ -273,7 +273,7 @@ def test_adherence_and_diversity(pipe):
 def test_guidance_sweep_rows(pipe):
     rows = list(prompts.guidance_sweep_progressive(pipe, "a smiling man", weights=(1.0, 4.0),
                                                    n=2, steps=3, seed=4,
-                                                   judge=latent_diffusion.get_judge()))
+                                                   judge=diffusion_models.get_judge()))
     assert [r["w"] for r in rows] == [1.0, 4.0]
     assert torch.equal(rows[0]["images"], pipe.sample(["a smiling man"] * 2, guidance=1.0,
                                                       steps=3, seed=4))

@@ -12,7 +12,8 @@ from playground.data.synthfaces import SynthFacesDataset
 from playground.evaluation import quality
 from playground.models.judge import Judge, JudgeConfig
 from playground.models.vae import VAEConfig
-from playground.store.checkpoints import load_model, read_json
+from playground.store.checkpoints import load_model
+from playground.store.files import read_json
 from playground.training import read_log
 from playground.training import ship as ship_module
 from playground.training.trainers.vae import VAETrainConfig, train_vae

@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 
 from playground.evaluation import plots, report
+from playground.evaluation.report_markdown import separation_paragraph
+from playground.evaluation.separation import separation_verdict
 from playground.evaluation.vae import (
     evaluate_vae,
     load_tsne,
@@ -116,8 +118,8 @@ def test_report_md_carries_the_computed_numbers(written):
     assert f"**{top['smiling_knn_acc']:.3f}**" in answer
     assert f"**{top['smiling_baseline']:.3f}**" in answer
     assert f"**{top['smiling_silhouette']:.3f}**" in answer
-    verdict, _ = report.separation_verdict(top["smiling_knn_acc"], top["smiling_baseline"],
-                                           top["smiling_silhouette"])
+    verdict, _ = separation_verdict(top["smiling_knn_acc"], top["smiling_baseline"],
+                                    top["smiling_silhouette"])
     opening = {"clear": "**Yes.**", "partial": "**Partly.**", "none": "**No.**"}[verdict]
     assert answer.strip().startswith(opening)
     for key in ("reconstructions", "generations", "interpolations", "tsne", "kl",
@@ -143,29 +145,29 @@ def test_separation_paragraph_is_written_from_the_numbers():
     labels = {n: f"β = {b:g}" for n, b in betas.items()}
     rising = {"a": _fake_result(0.60, 0.02, 0.62), "b": _fake_result(0.75, 0.10, 0.80),
               "c": _fake_result(0.97, 0.55, 0.98)}
-    text = report.separation_paragraph(rising, labels, betas)
+    text = separation_paragraph(rising, labels, betas)
     assert text.startswith("**Yes.** For β = 10")
     assert "**0.970**" in text and "**0.500**" in text and "**0.550**" in text
     assert "rises as β grows" in text and "z7 (r = +0.900)" in text
     assert "128-D μ space the same classifier reaches 0.980" in text
     flat = {"a": _fake_result(0.52, 0.0, 0.51), "b": _fake_result(0.51, 0.0, 0.50),
             "c": _fake_result(0.53, 0.01, 0.70)}
-    text = report.separation_paragraph(flat, labels, betas)
+    text = separation_paragraph(flat, labels, betas)
     assert text.startswith("**No.**")
     assert "differences in kNN accuracy are within the sampling noise" in text
     assert "loses some of the neighbourhood information (-0.170" in text
 
 
 def test_separation_verdict_follows_the_numbers():
-    assert report.separation_verdict(0.98, 0.5, 0.6)[0] == "clear"
-    assert report.separation_verdict(0.80, 0.5, 0.1)[0] == "partial"
-    assert report.separation_verdict(0.53, 0.5, 0.01)[0] == "none"
-    assert report.separation_verdict(0.90, 0.9, 0.5)[0] == "none"  # baseline already 0.9
+    assert separation_verdict(0.98, 0.5, 0.6)[0] == "clear"
+    assert separation_verdict(0.80, 0.5, 0.1)[0] == "partial"
+    assert separation_verdict(0.53, 0.5, 0.01)[0] == "none"
+    assert separation_verdict(0.90, 0.9, 0.5)[0] == "none"  # baseline already 0.9
     # a dominant class: balanced accuracy decides, not plain accuracy against 0.9
-    assert report.separation_verdict(0.99, 0.9, 0.6, balanced_acc=0.97)[0] == "clear"
-    verdict, reason = report.separation_verdict(0.91, 0.9, 0.1, balanced_acc=0.55)
+    assert separation_verdict(0.99, 0.9, 0.6, balanced_acc=0.97)[0] == "clear"
+    verdict, reason = separation_verdict(0.91, 0.9, 0.1, balanced_acc=0.55)
     assert verdict == "none" and "balanced accuracy" in reason
-    assert report.separation_verdict(0.7, 0.34, None, balanced_acc=0.9, classes=3)[0] == "clear"
+    assert separation_verdict(0.7, 0.34, None, balanced_acc=0.9, classes=3)[0] == "clear"
 
 
 def test_cli_writes_metrics_and_the_report_reuses_them_until_the_weights_change(

@@ -213,7 +213,7 @@ def test_file_route_serves_nothing_outside_the_app(server, path):
 def test_file_route_serves_no_model_or_source_file(server, world):
     repo = checkpoints.repo_root()
     for target in (world["trained"] / GOOD / "model.safetensors", world["outside"] / "decoy" /
-                   "config.json", repo / "app.py", repo / "playground" / "checkpoints.py"):
+                   "config.json", repo / "app.py", repo / "playground" / "store" / "checkpoints.py"):
         status, body = raw_get(server, f"/gradio_api/file={target}")
         assert status == 403 and b"File not allowed" in body, (target, status)
 

@@ -2,7 +2,8 @@
 import torch
 
 from playground.models.vae import BetaVAE, VAEConfig
-from playground.store.checkpoints import load_model, read_json, save_model
+from playground.store.checkpoints import load_model, save_model
+from playground.store.files import read_json
 from playground.training.ship import ship
 
 

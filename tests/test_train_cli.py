@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground.store import checkpoints
+from playground.store import files
 from playground.store.checkpoints import load_model
 from playground.train import main
 from playground.training import (
@@ -99,10 +99,10 @@ def test_a_crash_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatc
             raise OSError("killed while saving")
         real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoints.os, "replace", crash_on_state)
+    monkeypatch.setattr(files.os, "replace", crash_on_state)
     with pytest.raises(OSError, match="killed while saving"):
         run(tmp_path / "run", resume=True, max_steps=4)
-    monkeypatch.setattr(checkpoints.os, "replace", real_replace)
+    monkeypatch.setattr(files.os, "replace", real_replace)
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     _, _, state = load_train_state(tmp_path / "run")
     assert state["global_step"] == 2  # the old checkpoint, whole
@@ -283,7 +283,7 @@ def test_torchrun_cli_with_two_processes(tmp_path):
     ("playground.training.trainers.autoencoder", "AutoencoderTrainConfig"),
     ("playground.training.trainers.judge", "JudgeTrainConfig"),
     ("playground.training.trainers.clip", "CLIPTrainConfig"),
-    ("playground.training.trainers.ldm", "LDMTrainConfig"),
+    ("playground.training.trainers.ldm_config", "LDMTrainConfig"),
 ])
 @pytest.mark.parametrize("option, value, message", [
     ("lr", 0.0, "lr must be > 0"),

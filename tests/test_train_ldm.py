@@ -13,7 +13,8 @@ from playground.models.unet import LatentUNet
 from playground.store.checkpoints import load_config, load_model, save_model
 from playground.train import main
 from playground.training import load_train_extra, load_train_state, read_log
-from playground.training.trainers.ldm import LDMTrainConfig, encode_prompts, train_ldm
+from playground.training.trainers.ldm import encode_prompts, train_ldm
+from playground.training.trainers.ldm_config import LDMTrainConfig
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
@@ -143,7 +144,7 @@ def test_a_min_snr_run_trains_and_keeps_the_plain_val_loss(tmp_path, faces):
 
 
 def test_training_latents_are_cached_by_the_autoencoders_weights(tmp_path):
-    from playground.training.trainers.ldm import cached_latents, encode_images
+    from playground.training.trainers.ldm_latents import cached_latents, encode_images
 
     ae, _ = tiny_models()
     images = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)

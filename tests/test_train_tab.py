@@ -8,23 +8,25 @@ import pytest
 from PIL import Image
 
 from playground.app import jobs as tj
-from playground.app import train
+from playground.app import run_folders, run_status, train, train_settings
 from playground.data import pictures
 from playground.pipelines import vae as ops
-from playground.store import checkpoints
+from playground.store import checkpoints, files
 from playground.training import read_log
 
 gradio_client = pytest.importorskip("gradio_client")
 
 TINY = dict(latent_dim=8, channels=(8, 16), eval_size=16, log_every=1, cpu_threads=1,
             poll_seconds=0.05, samples=8, wait_seconds=30)
-CPU = tj.Policy(True, "cpu", "cpu (test)", tj.CPU_MAX_MINUTES, tj.MAX_TRAIN_SIZE, None, "")
+CPU = train_settings.Policy(True, "cpu", "cpu (test)", train_settings.CPU_MAX_MINUTES,
+                            train_settings.MAX_TRAIN_SIZE, None, "")
 GRID_SHAPE = (3 * (64 * train.GRID_SCALE + train.GRID_PAD) + train.GRID_PAD,
               8 * (64 * train.GRID_SCALE + train.GRID_PAD) + train.GRID_PAD, 3)
 
 
 def _settings(monkeypatch, max_steps=4, **kw):
-    monkeypatch.setattr(tj, "SETTINGS", tj.JobSettings(**{**TINY, "max_steps": max_steps, **kw}))
+    settings = train_settings.JobSettings(**{**TINY, "max_steps": max_steps, **kw})
+    monkeypatch.setattr(train_settings, "SETTINGS", settings)
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def jobs(monkeypatch):
     training at the end is stopped."""
     for var in ("SPACE_ID", "PLAYGROUND_TRAINING"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(tj, "training_policy", lambda *a, **k: CPU)
+    monkeypatch.setattr(train_settings, "training_policy", lambda *a, **k: CPU)
     _settings(monkeypatch)
     manager = tj.TrainJobs()
     monkeypatch.setattr(tj, "JOBS", manager)
@@ -45,8 +47,8 @@ def jobs(monkeypatch):
 
 
 def _request(name="run-a", minutes=1.0, train_size=64, batch_size=16, **kw):
-    return tj.TrainRequest(name=name, minutes=minutes, train_size=train_size,
-                           batch_size=batch_size, **kw)
+    return train_settings.TrainRequest(name=name, minutes=minutes, train_size=train_size,
+                                       batch_size=batch_size, **kw)
 
 
 def _wait_for(predicate, timeout=30.0):
@@ -64,21 +66,22 @@ def _steps(name):
 
 # ------------------------------------------------------------------------------ policy and checks
 def test_policy_gpu_cpu_space_and_off():
-    local = tj.training_policy(env={}, cuda=False)
+    local = train_settings.training_policy(env={}, cuda=False)
     assert (local.enabled, local.device, local.max_minutes, local.note) == (
-        True, "cpu", tj.CPU_MAX_MINUTES, "")
+        True, "cpu", train_settings.CPU_MAX_MINUTES, "")
     assert local.device_label.startswith("cpu (")
-    gpu = tj.training_policy(env={"SPACE_ID": "me/playground"}, cuda=True)
-    assert gpu.device == "cuda" and gpu.max_minutes == tj.GPU_MAX_MINUTES and gpu.enabled
-    space = tj.training_policy(env={"SPACE_ID": "me/playground"}, cuda=False)
-    assert space.enabled and space.max_minutes == tj.SPACE_MAX_MINUTES
-    assert space.max_train_size == tj.SPACE_MAX_TRAIN_SIZE and "Space" in space.note
-    off = tj.training_policy(env={"PLAYGROUND_TRAINING": "off"}, cuda=False)
+    gpu = train_settings.training_policy(env={"SPACE_ID": "me/playground"}, cuda=True)
+    assert gpu.device == "cuda" and gpu.max_minutes == train_settings.GPU_MAX_MINUTES
+    assert gpu.enabled
+    space = train_settings.training_policy(env={"SPACE_ID": "me/playground"}, cuda=False)
+    assert space.enabled and space.max_minutes == train_settings.SPACE_MAX_MINUTES
+    assert space.max_train_size == train_settings.SPACE_MAX_TRAIN_SIZE and "Space" in space.note
+    off = train_settings.training_policy(env={"PLAYGROUND_TRAINING": "off"}, cuda=False)
     assert not off.enabled and "switched off" in off.note
     with pytest.raises(ValueError, match="switched off"):
         tj.TrainJobs().start(_request(), policy=off)
     with pytest.raises(ValueError, match="between 0.05 and 2 on this machine"):
-        tj.check_request(_request(minutes=5), space)
+        train_settings.check_request(_request(minutes=5), space)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -98,7 +101,8 @@ def test_policy_gpu_cpu_space_and_off():
 ])
 def test_bad_requests_are_refused_with_the_reason(change, message):
     with pytest.raises(ValueError, match=message):
-        tj.check_request(tj.TrainRequest(**{**vars(_request()), **change}), CPU)
+        request = train_settings.TrainRequest(**{**vars(_request()), **change})
+        train_settings.check_request(request, CPU)
 
 
 @pytest.mark.usefixtures("isolated_run_env")
@@ -119,7 +123,7 @@ def test_names_never_touch_trained_reserved_or_existing_runs(jobs):
     jobs.wait(30)
     with pytest.raises(ValueError, match="exists already: press Resume"):
         jobs.start(_request("my-vae-beta4"))
-    assert tj.free_name(4.0) == "my-vae-beta4-2"
+    assert run_folders.free_name(4.0) == "my-vae-beta4-2"
 
 
 # ------------------------------------------------------------------------------ the job manager
@@ -133,9 +137,9 @@ def test_a_run_trains_to_its_limit_and_appears_in_the_model_lists(jobs):
     assert [r["epoch"] for r in final.records if r["type"] == "val"] == [1]
     assert final.metrics["steps"] == 4 and final.metrics["device"] == "cpu"
     assert final.metrics["beta"] == 2.0 and final.train_state["args"]["train_size"] == 64
-    assert tj.app_runs() == [name] and name in ops.list_vae_models()
+    assert run_folders.app_runs() == [name] and name in ops.list_vae_models()
     assert ops.get_model(name).config.beta == 2.0
-    cells = tj.sample_cells(name)
+    cells = run_status.sample_cells(name)
     assert cells.shape == (3, 8, 64, 64, 3) and cells.dtype == np.uint8
     assert np.array_equal(cells[0], ops.reference_images(8))  # row 1: the validation faces
     model = checkpoints.load_model(checkpoints.runs_dir() / name)
@@ -257,7 +261,7 @@ def test_app_start_cancel_resume_and_the_queue(client, jobs, monkeypatch):
     # a bad number is refused before the queue, with a message naming the field
     with pytest.raises(Exception, match="batch size must be between 4 and 512, got 1"):
         client.predict("app-x", 3, 1, 64, 1, 0, api_name="/train_start")
-    assert "app-x" not in tj.app_runs()
+    assert "app-x" not in run_folders.app_runs()
 
     # Cancel and resume through the API.
     _settings(monkeypatch, max_steps=None)
@@ -278,7 +282,7 @@ def test_app_start_cancel_resume_and_the_queue(client, jobs, monkeypatch):
     assert "**finished**" in second.result(timeout=60)[2]
     runs_dir = checkpoints.runs_dir()
     first_end = (runs_dir / "app-c" / checkpoints.METRICS_FILE).stat().st_mtime
-    marker = checkpoints.read_json(runs_dir / "app-d" / tj.APP_MARKER)
+    marker = files.read_json(runs_dir / "app-d" / run_folders.APP_MARKER)
     second_start = marker["sessions"][0]["started"]
     assert second_start >= first_end - 0.01
     assert client.predict(None, api_name="/train_runs")["choices"][0][0] == "app-d"
@@ -290,7 +294,7 @@ def test_status_of_a_run_that_is_not_a_vae_shows_no_samples(jobs):
 
     folder = checkpoints.runs_dir() / "not-a-vae"
     save_tiny_vae(folder)
-    config = checkpoints.read_json(folder / checkpoints.CONFIG_FILE)
-    checkpoints.atomic_write_json(folder / checkpoints.CONFIG_FILE, {**config, "kind": "judge"})
+    config = files.read_json(folder / checkpoints.CONFIG_FILE)
+    files.atomic_write_json(folder / checkpoints.CONFIG_FILE, {**config, "kind": "judge"})
     name, runs, status, fig, grid = train.show("not-a-vae")
     assert grid is None and "**new**" in status and runs["choices"] == []

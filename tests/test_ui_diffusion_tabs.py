@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground.app import common, denoise, prompt
+from playground.app import common, diffusion_picker, prompt
 from playground.data.images import tensor_to_images
-from playground.pipelines import forward_process, latent_diffusion
+from playground.pipelines import diffusion_models, face_sources, forward_process
 from playground.pipelines import vae as ops
 from tests.helpers import TINY_T, save_tiny_pipeline
 
@@ -38,14 +38,14 @@ def client(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("PLAYGROUND_TRAINED", str(root / "trained"))
     mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
-    latent_diffusion.clear_cache()
+    diffusion_models.clear_cache()
     demo = _launch()
     try:
         yield gradio_client.Client(demo.local_url, verbose=False)
     finally:
         demo.close()
         mp.undo()
-        latent_diffusion.clear_cache()
+        diffusion_models.clear_cache()
 
 
 # ------------------------------------------------------------------------------ Denoise
@@ -61,8 +61,8 @@ def test_forward_process_pictures_plot_and_notice(client):
     assert f"t = {TINY_T - 1}" in notice and "Schedule of **ldm**" in notice
     assert plot is not None
     # what the core computes for the same face, t and noise seed (shown 4× larger)
-    face = ops.random_face(0)
-    expected = forward_process.noised_images(face[None], TINY_T - 1, 0, latent_diffusion.get_pipeline().schedule)
+    face = face_sources.random_face(0)
+    expected = forward_process.noised_images(face[None], TINY_T - 1, 0, diffusion_models.get_pipeline().schedule)
     assert np.array_equal(_image(x0)[::4, ::4], face)
     assert np.array_equal(_image(x_t)[::4, ::4], expected["x_t"][0])
     assert np.array_equal(_image(eps)[::4, ::4], expected["noise"][0])
@@ -111,7 +111,7 @@ def test_ddim_streams_to_the_sample_with_time_and_gif(client):
     assert "DDIM, 10 steps, η = 0" in info and "s of sampling for 3 face(s)" in info
     assert gif.endswith(".gif") and Image.open(gif).n_frames >= 2
     # the last row of the final frame is the pipeline's sample for the same seed
-    pipe = latent_diffusion.get_pipeline("ldm")
+    pipe = diffusion_models.get_pipeline("ldm")
     expected = tensor_to_images(pipe.sample(["a smiling man"] * 3, guidance=3.0,
                                                   steps=10, seed=0))
     picture = _image(ddim)
@@ -125,7 +125,7 @@ def test_dpm_solver_runs_in_the_few_step_column(client):
     few, info, *_ = client.predict("ldm", "a smiling man", 3.0, 2, 0, 10, 0.0, "dpm++",
                                    api_name="/denoise_ddim")
     assert "DPM-Solver++(2M), 10 steps" in info
-    pipe = latent_diffusion.get_pipeline("ldm")
+    pipe = diffusion_models.get_pipeline("ldm")
     expected = tensor_to_images(pipe.sample(["a smiling man"] * 2, guidance=3.0,
                                                   sampler="dpm++", steps=10, seed=0))
     picture = _image(few)
@@ -175,7 +175,7 @@ def test_generate_grid_seed_and_determinism(client):
     assert image.shape == (3 + 195, 3 + 4 * 195, 3)  # 4 faces at 3× with 3 px gaps
     assert seed == 3 and "**Seed 3**" in notice and "Blond_Hair" in notice
     assert np.array_equal(_image(_generate(client)[0]), image)
-    pipe = latent_diffusion.get_pipeline("ldm")
+    pipe = diffusion_models.get_pipeline("ldm")
     first = tensor_to_images(pipe.sample(["a smiling woman with blond hair"] * 4,
                                                guidance=7.5, steps=10, seed=3))[0]
     assert np.array_equal(image[3:3 + 192:3, 3:3 + 192:3], first)
@@ -202,7 +202,7 @@ def test_prompt_notices(client, text, expected):
 def test_the_notice_names_what_this_model_draws_poorly(client):
     import os
 
-    from playground.store.checkpoints import atomic_write_json, read_json
+    from playground.store.files import atomic_write_json, read_json
 
     path = Path(os.environ["PLAYGROUND_TRAINED"]) / "ldm" / "metrics.json"
     before = read_json(path) if path.is_file() else {}
@@ -247,7 +247,7 @@ def test_guidance_sweep_rows_and_table(client):
 
 
 def test_sweep_without_a_judge_says_so(client, monkeypatch):
-    monkeypatch.setattr(latent_diffusion, "get_judge", lambda name="judge": None)
+    monkeypatch.setattr(diffusion_models, "get_judge", lambda name="judge": None)
     *_, (grid, table) = list(prompt.sweep("ldm", "a smiling man", "", 10, 0, 2))
     assert "No judge model" in table and "| 1 | – | – |" in table
 
@@ -266,9 +266,9 @@ def test_without_a_diffusion_model(tmp_path):
     mp = pytest.MonkeyPatch()
     mp.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
     mp.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
-    latent_diffusion.clear_cache()
+    diffusion_models.clear_cache()
     try:
-        assert "Model not trained yet" in denoise.no_pipeline_message()
+        assert "Model not trained yet" in diffusion_picker.no_pipeline_message()
         demo = _launch()
         try:
             c = gradio_client.Client(demo.local_url, verbose=False)
@@ -284,7 +284,7 @@ def test_without_a_diffusion_model(tmp_path):
             demo.close()
     finally:
         mp.undo()
-        latent_diffusion.clear_cache()
+        diffusion_models.clear_cache()
 
 
 def test_stop_says_where_each_running_sampler_stopped(client):
@@ -305,7 +305,7 @@ def test_guidance_taken_apart_at_one_step(client):
     image = _image(picture)
     # one row of 5 faces at 3× with 3 px gaps, under the badge band and the column titles
     assert image.shape == (common.LABEL_BADGE_PX + 18 + 3 + 195, 70 + 3 + 5 * 195, 3)
-    pipe = latent_diffusion.get_pipeline("ldm")
+    pipe = diffusion_models.get_pipeline("ldm")
     view = guidance_at_step(pipe, "a smiling man", 7.5, 10, 3, seed=3)
     # the guided guess is the conditional one pushed w - 1 = 6.5 times the gap further:
     # its shift equals (w - 1) · sqrt(1/ᾱ_t - 1) · RMS(ε_c − ε_∅)
@@ -332,8 +332,8 @@ def test_a_face_is_inverted_and_re_prompted(client):
     assert "SynthFaces test face #3" in text and "DDIM round trip" in text
     image = _image(picture)
     assert image.shape == (common.LABEL_BADGE_PX + 18 + 3 + 195, 60 + 3 + 4 * 195, 3)
-    pipe = latent_diffusion.get_pipeline("ldm")
-    out = invert_and_edit(pipe, ops.dataset_face(3), "", "a person wearing a hat", 1.0, 20)
+    pipe = diffusion_models.get_pipeline("ldm")
+    out = invert_and_edit(pipe, face_sources.dataset_face(3), "", "a person wearing a hat", 1.0, 20)
     top, left = common.LABEL_BADGE_PX + 18 + 3, 60 + 3
     for j in range(4):  # the four pictures are the core's, cell by cell
         cell = image[top:top + 192:3, left + j * 195:left + j * 195 + 192:3]
@@ -349,14 +349,14 @@ def test_a_morph_in_both_worlds_and_its_smoothness(client):
     from playground.pipelines.inversion import diffusion_morph, invert, path_smoothness
     from tests.helpers import save_tiny_vae
 
-    pipe = latent_diffusion.get_pipeline("ldm")
-    a, b = ops.random_face(1), ops.random_face(2)
+    pipe = diffusion_models.get_pipeline("ldm")
+    a, b = face_sources.random_face(1), face_sources.random_face(2)
     frames = diffusion_morph(pipe, a, b, frames=4, steps=10)
     assert frames.shape == (4, 64, 64, 3) and frames.dtype == np.uint8
     x_T = invert(pipe, np.stack([a, b]), "", 1.0, 10)  # the ends are the two round trips
     ends = tensor_to_images(pipe.sample(["", ""], guidance=1.0, steps=10, x_T=x_T))
     assert np.array_equal(frames[0], ends[0]) and np.array_equal(frames[-1], ends[1])
-    judge = latent_diffusion.get_judge()
+    judge = diffusion_models.get_judge()
     still = path_smoothness(judge, np.repeat(frames[:1], 4, axis=0))
     assert still == pytest.approx(0.0, abs=1e-5) and path_smoothness(judge, frames) > still
     folder = Path(os.environ["PLAYGROUND_TRAINED"]) / "vae-beta1"

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from playground.app import common, traverse
+from playground.pipelines import face_sources, latent_paths
 from playground.pipelines import vae as ops
 from tests.helpers import save_tiny_vae
 
@@ -77,7 +78,7 @@ def test_encode_shows_the_face_its_decoding_and_labels_the_sliders(client, sourc
     sliders, edits = sliders[:traverse.N_SLIDERS], sliders[traverse.N_SLIDERS:]
     assert edits == [0.0] * len(traverse.EDIT_VECTORS)  # a new face starts unedited
     assert _image(face).shape == (SHOWN, SHOWN, 3) and _image(decoded).shape == (SHOWN, SHOWN, 3)
-    expected = ops.random_face(3) if source == "random" else ops.dataset_face(7)
+    expected = face_sources.random_face(3) if source == "random" else face_sources.dataset_face(7)
     assert np.array_equal(_image(face)[::common.SHOW_SCALE, ::common.SHOW_SCALE], expected)
     assert len(sliders) == traverse.N_SLIDERS
     order, kl = ops.dims_by_kl(ops.get_model("vae-beta10"))
@@ -91,7 +92,7 @@ def test_encode_shows_the_face_its_decoding_and_labels_the_sliders(client, sourc
     model = ops.get_model("vae-beta10")
     z = ops.encode_mean(model, expected[None])[0]
     assert np.abs(np.asarray(values) - np.clip(z[order[:8]], -3, 3)).max() <= 0.025 + 1e-6
-    decoded_there = ops.decode(model, ops.with_values(z, order[:8], values)[None])[0]
+    decoded_there = ops.decode(model, latent_paths.with_values(z, order[:8], values)[None])[0]
     assert np.array_equal(_image(decoded)[::common.SHOW_SCALE, ::common.SHOW_SCALE], decoded_there)
 
 
@@ -99,11 +100,11 @@ def test_slider_decode_follows_the_sliders_and_matches_the_core(client):
     _encode(client, "random", seed=4)
     model = ops.get_model("vae-beta10")
     order, _ = ops.dims_by_kl(model)
-    z0 = ops.encode_mean(model, ops.random_face(4)[None])[0]
+    z0 = ops.encode_mean(model, face_sources.random_face(4)[None])[0]
     values = [3.0] + [0.0] * (traverse.N_SLIDERS - 1)
     moved = _image(client.predict(*values, api_name="/traverse_decode"))
     assert moved.shape == (SHOWN, SHOWN, 3)
-    expected = ops.decode(model, ops.with_values(z0, order[:8], values)[None])[0]
+    expected = ops.decode(model, latent_paths.with_values(z0, order[:8], values)[None])[0]
     assert np.array_equal(moved[::common.SHOW_SCALE, ::common.SHOW_SCALE], expected)
     other = _image(client.predict(*([-3.0] + values[1:]), api_name="/traverse_decode"))
     assert not np.array_equal(moved, other)
@@ -115,12 +116,12 @@ def test_attribute_sliders_add_their_vector_to_the_face(client):
     _encode(client, "random", seed=4)
     model = ops.get_model("vae-beta10")
     order, _ = ops.dims_by_kl(model)
-    z0 = ops.encode_mean(model, ops.random_face(4)[None])[0]
+    z0 = ops.encode_mean(model, face_sources.random_face(4)[None])[0]
     dims = [0.0] * traverse.N_SLIDERS
     alphas = [0.0, 2.0, 0.0, -1.0]  # + 2 glasses, − 1 blond hair (Smiling, Eyeglasses, Hat, Blond)
     moved = _image(client.predict(*dims, *alphas, api_name="/traverse_decode"))
     vectors = attribute_vectors("vae-beta10")
-    z = ops.with_values(z0, order[:8], dims) + 2.0 * vectors["Eyeglasses"] - vectors["Blond_Hair"]
+    z = latent_paths.with_values(z0, order[:8], dims) + 2.0 * vectors["Eyeglasses"] - vectors["Blond_Hair"]
     expected = ops.decode(model, z[None].astype(np.float32))[0]
     assert np.abs(moved[::common.SHOW_SCALE, ::common.SHOW_SCALE].astype(int) - expected).max() <= 1
     plain = _image(client.predict(*dims, api_name="/traverse_decode"))  # α's default to 0
@@ -198,7 +199,7 @@ def test_morph_strip_and_gif(client, steps, mode):
     assert _frames(gif) == 2 * steps - 2
     assert f"{steps} steps, {mode}" in notice
     model = ops.get_model("vae-beta4")
-    expected = ops.morph(model, ops.random_face(1), ops.dataset_face(5), steps, mode)
+    expected = latent_paths.morph(model, face_sources.random_face(1), face_sources.dataset_face(5), steps, mode)
     assert np.array_equal(_image(strip)[2:130:2, 2:130:2], expected[0])
 
 

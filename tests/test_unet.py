@@ -6,7 +6,7 @@ from playground.diffusion.schedule import ScheduleConfig
 from playground.models.unet import LatentUNet, UNetConfig, timestep_embedding
 from playground.store.checkpoints import load_config, load_model, save_model
 from playground.training.ema import EMA
-from playground.training.trainers.ldm import measure_train_throughput
+from playground.training.trainers.ldm_throughput import measure_train_throughput
 
 TINY = dict(in_channels=4, sample_size=8, channels=(8, 16), attention_levels=(1,), head_dim=8,
             context_dim=12)

@@ -12,8 +12,9 @@ from PIL import Image
 from playground.data import pictures
 from playground.data import synthfaces as sf
 from playground.evaluation.metrics import kl_per_dim
+from playground.pipelines import face_sources, latent_paths
 from playground.pipelines import vae as ops
-from playground.store import checkpoints
+from playground.store import checkpoints, model_kinds
 from tests.helpers import save_tiny_vae
 
 
@@ -77,7 +78,7 @@ class _NotAVAEConfig:
 
 
 def test_a_model_of_another_kind_is_not_a_vae(models_dir):
-    checkpoints.register_kind("not-a-vae-test", _NotAVAEConfig,
+    model_kinds.register_kind("not-a-vae-test", _NotAVAEConfig,
                               lambda cfg: torch.nn.Linear(cfg.width, cfg.width))
     config = _NotAVAEConfig()
     checkpoints.save_model(models_dir / "runs" / "linear", torch.nn.Linear(2, 2), config=config)
@@ -169,17 +170,17 @@ def test_reference_images_are_the_start_of_the_val_split():
 def test_traversal_changes_only_the_chosen_dimension(model, faces):
     z0 = ops.encode_mean(model, faces[:1])[0]
     dims, values = [5, 2], np.linspace(-3, 3, 9)
-    z = ops.traversal_latents(z0, dims, values)
+    z = latent_paths.traversal_latents(z0, dims, values)
     assert z.shape == (2, 9, 8)
     for r, d in enumerate(dims):
         others = np.arange(8) != d
         assert np.array_equal(z[r][:, others], np.repeat(z0[None, others], 9, 0))
         assert np.array_equal(z[r][:, d], values.astype(np.float32))
-    grid = ops.traversal_grid(model, z0, dims, values)
+    grid = latent_paths.traversal_grid(model, z0, dims, values)
     assert grid.shape == (2, 9, 64, 64, 3) and grid.dtype == np.uint8
     for r, d in enumerate(dims):
         for j in (0, 4, 8):
-            single = ops.decode(model, ops.with_values(z0, [d], [values[j]])[None])[0]
+            single = ops.decode(model, latent_paths.with_values(z0, [d], [values[j]])[None])[0]
             assert np.abs(grid[r, j].astype(int) - single).max() <= 1  # batch vs single rounding
     assert not np.array_equal(grid[0, 0], grid[0, 8])  # the dimension does change the face
 
@@ -188,7 +189,7 @@ def test_traversal_changes_only_the_chosen_dimension(model, faces):
                                           ([1.5], "integers"), ([], "at least one")])
 def test_traversal_rejects_bad_dimensions(dims, message):
     with pytest.raises(ValueError, match=message):
-        ops.traversal_latents(np.zeros(8), dims, [0.0, 1.0])
+        latent_paths.traversal_latents(np.zeros(8), dims, [0.0, 1.0])
 
 
 # ------------------------------------------------------------------------------ interpolation
@@ -196,23 +197,23 @@ def test_traversal_rejects_bad_dimensions(dims, message):
 def test_interpolation_endpoints_are_exact(mode):
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=16).astype(np.float32), rng.normal(size=16).astype(np.float32)
-    path = ops.interpolate(a, b, steps=8, mode=mode)
+    path = latent_paths.interpolate(a, b, steps=8, mode=mode)
     assert path.shape == (8, 16) and path.dtype == np.float32
     assert np.array_equal(path[0], a) and np.array_equal(path[-1], b)
 
 
 def test_lerp_is_the_straight_line():
     a, b = np.zeros(4), np.array([2.0, 4.0, 6.0, 8.0])
-    np.testing.assert_allclose(ops.interpolate(a, b, steps=5)[2], [1, 2, 3, 4])
+    np.testing.assert_allclose(latent_paths.interpolate(a, b, steps=5)[2], [1, 2, 3, 4])
 
 
 def test_slerp_keeps_the_norm_of_equal_norm_vectors_and_lerp_does_not():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=32), rng.normal(size=32)
     b *= np.linalg.norm(a) / np.linalg.norm(b)
-    slerp = ops.interpolate(a, b, steps=9, mode="slerp")
+    slerp = latent_paths.interpolate(a, b, steps=9, mode="slerp")
     np.testing.assert_allclose(np.linalg.norm(slerp, axis=1), np.linalg.norm(a), rtol=1e-5)
-    lerp = ops.interpolate(a, b, steps=9, mode="lerp")
+    lerp = latent_paths.interpolate(a, b, steps=9, mode="lerp")
     assert np.linalg.norm(lerp[4]) < 0.9 * np.linalg.norm(a)  # the chord cuts inside
     # and it moves along the great circle: equal angles between neighbours
     unit = slerp / np.linalg.norm(slerp, axis=1, keepdims=True)
@@ -222,11 +223,11 @@ def test_slerp_keeps_the_norm_of_equal_norm_vectors_and_lerp_does_not():
 
 def test_slerp_of_parallel_vectors_is_the_line_and_antiparallel_is_refused():
     a = np.array([1.0, 2.0, 3.0])
-    path = ops.interpolate(a, 3 * a, steps=3, mode="slerp")
+    path = latent_paths.interpolate(a, 3 * a, steps=3, mode="slerp")
     np.testing.assert_allclose(path[1], 2 * a, rtol=1e-6)
-    assert np.all(np.isfinite(ops.interpolate(np.zeros(3), a, steps=4, mode="slerp")))
+    assert np.all(np.isfinite(latent_paths.interpolate(np.zeros(3), a, steps=4, mode="slerp")))
     with pytest.raises(ValueError, match="opposite"):
-        ops.interpolate(a, -a, mode="slerp")
+        latent_paths.interpolate(a, -a, mode="slerp")
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -235,18 +236,18 @@ def test_slerp_of_parallel_vectors_is_the_line_and_antiparallel_is_refused():
 ])
 def test_interpolation_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ops.interpolate(np.zeros(4), np.ones(4), **kwargs)
+        latent_paths.interpolate(np.zeros(4), np.ones(4), **kwargs)
     with pytest.raises(ValueError, match="same shape"):
-        ops.interpolate(np.zeros(4), np.ones(5))
+        latent_paths.interpolate(np.zeros(4), np.ones(5))
 
 
 def test_morph_decodes_the_path_between_two_faces(model, faces):
-    frames = ops.morph(model, faces[0], faces[1], steps=5, mode="slerp")
+    frames = latent_paths.morph(model, faces[0], faces[1], steps=5, mode="slerp")
     assert frames.shape == (5, 64, 64, 3) and frames.dtype == np.uint8
     mu = ops.encode_mean(model, faces[:2])
     assert np.abs(frames[0].astype(int) - ops.decode(model, mu[:1])[0]).max() <= 1
     with pytest.raises(ValueError, match="face B must be a uint8"):
-        ops.morph(model, faces[0], faces[1, :32], steps=3)
+        latent_paths.morph(model, faces[0], faces[1, :32], steps=3)
 
 
 # ------------------------------------------------------------------------------ GIF
@@ -279,14 +280,14 @@ def test_gif_rejects_bad_frames():
 
 # ------------------------------------------------------------------------------ faces
 def test_random_and_dataset_faces_match_synthfaces():
-    assert np.array_equal(ops.random_face(7), sf.generate(1, seed=7)[0][0])
-    assert np.array_equal(ops.dataset_face(3), sf.SynthFacesDataset("test", n=4).images[3])
+    assert np.array_equal(face_sources.random_face(7), sf.generate(1, seed=7)[0][0])
+    assert np.array_equal(face_sources.dataset_face(3), sf.SynthFacesDataset("test", n=4).images[3])
     with pytest.raises(ValueError, match="between 0 and 4999"):
-        ops.dataset_face(5000)
+        face_sources.dataset_face(5000)
     with pytest.raises(ValueError, match="whole number"):
-        ops.dataset_face(1.5)
+        face_sources.dataset_face(1.5)
     with pytest.raises(ValueError, match="seed must be between"):
-        ops.random_face(-1)
+        face_sources.random_face(-1)
 
 
 # ------------------------------------------------------------------------------ uploads
@@ -300,7 +301,7 @@ def test_upload_rgba_is_put_on_white_and_cropped(tmp_path):
     rgba = np.zeros((200, 300, 4), np.uint8)
     rgba[..., 0] = 255  # red, but fully transparent on the left half
     rgba[:, 150:, 3] = 255
-    face, notice = ops.prepare_upload(_save(tmp_path, Image.fromarray(rgba), "a.png"))
+    face, notice = face_sources.prepare_upload(_save(tmp_path, Image.fromarray(rgba), "a.png"))
     assert face.shape == (64, 64, 3) and face.dtype == np.uint8
     assert notice == ("RGBA → RGB (transparent areas on white), cropped 300×200 → 200×200, "
                       "resized to 64×64")
@@ -310,13 +311,13 @@ def test_upload_rgba_is_put_on_white_and_cropped(tmp_path):
 
 def test_upload_grey_palette_and_16_bit(tmp_path):
     grey = Image.fromarray(np.full((64, 64), 77, np.uint8))  # mode L, already 64×64
-    face, notice = ops.prepare_upload(_save(tmp_path, grey, "g.png"))
+    face, notice = face_sources.prepare_upload(_save(tmp_path, grey, "g.png"))
     assert notice == "L → RGB" and face[0, 0].tolist() == [77, 77, 77]
 
     palette = Image.fromarray(np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(
         np.uint8) % 4).convert("P")
     palette.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9] + [0] * 756)
-    face, notice = ops.prepare_upload(_save(tmp_path, palette, "p.png"))
+    face, notice = face_sources.prepare_upload(_save(tmp_path, palette, "p.png"))
     assert face.shape == (64, 64, 3) and notice == "P → RGB, resized 100×100 to 64×64"
 
     deep = np.full((128, 128), 65535, np.uint16)
@@ -324,18 +325,18 @@ def test_upload_grey_palette_and_16_bit(tmp_path):
     image16 = Image.fromarray(deep)
     path = _save(tmp_path, image16, "d.png")
     assert Image.open(path).mode.startswith("I")
-    face, notice = ops.prepare_upload(path)
+    face, notice = face_sources.prepare_upload(path)
     assert notice == "16-bit grey scaled to 8 bits, resized 128×128 to 64×64"
     assert face[10, 5].tolist() == [128, 128, 128] and face[10, 60].tolist() == [255, 255, 255]
 
 
 def test_upload_odd_sizes_small_pictures_and_arrays(tmp_path):
     tall = Image.fromarray(np.random.default_rng(0).integers(0, 255, (301, 7, 3), np.uint8))
-    face, notice = ops.prepare_upload(_save(tmp_path, tall, "t.jpg", quality=95))
+    face, notice = face_sources.prepare_upload(_save(tmp_path, tall, "t.jpg", quality=95))
     assert face.shape == (64, 64, 3) and notice == "cropped 7×301 → 7×7, enlarged to 64×64"
-    same, notice = ops.prepare_upload(np.zeros((64, 64, 3), np.uint8))
+    same, notice = face_sources.prepare_upload(np.zeros((64, 64, 3), np.uint8))
     assert notice == "already 64×64 RGB, used as is" and not same.any()
-    face, _ = ops.prepare_upload(Image.new("CMYK", (65, 65)))
+    face, _ = face_sources.prepare_upload(Image.new("CMYK", (65, 65)))
     assert face.shape == (64, 64, 3)
 
 
@@ -349,13 +350,13 @@ def test_non_images_are_refused(tmp_path, content, name):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(ValueError, match="^not an image"):
-        ops.prepare_upload(path)
+        face_sources.prepare_upload(path)
 
 
 def test_missing_upload_and_wrong_types_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not an image: no file"):
-        ops.prepare_upload(tmp_path / "missing.png")
+        face_sources.prepare_upload(tmp_path / "missing.png")
     with pytest.raises(ValueError, match="not an image"):
-        ops.prepare_upload(12)
+        face_sources.prepare_upload(12)
     with pytest.raises(ValueError, match="not an image"):
-        ops.prepare_upload(np.zeros((4, 4, 2), np.uint8))
+        face_sources.prepare_upload(np.zeros((4, 4, 2), np.uint8))

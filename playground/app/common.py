@@ -19,9 +19,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from playground.data import pictures
+from playground.pipelines import face_sources
 from playground.pipelines import vae as ops
-from playground.pipelines.inputs import MAX_SEED, in_range, shown  # noqa: F401  (common.MAX_SEED: the tabs')
-from playground.store import checkpoints
+from playground.pipelines.inputs import MAX_SEED, in_range, shown, whole_number  # noqa: F401  (common.MAX_SEED: the tabs')
+from playground.store import checkpoints, files
 
 SOURCES = ("random", "data", "upload")  # where a face comes from
 DATA_SIZE = 5_000  # faces in the SynthFaces test split ("a face from the data")
@@ -183,7 +184,7 @@ def unavailable_models() -> list[tuple[str, str]]:
                 continue
             seen.add(name)  # a runs/ folder of the same name is shadowed
             try:
-                kind = checkpoints.read_json(folder / checkpoints.CONFIG_FILE).get("kind")
+                kind = files.read_json(folder / checkpoints.CONFIG_FILE).get("kind")
             except (ValueError, OSError, AttributeError):
                 kind = None
             problem = checkpoints.model_problem(folder) if kind in ("vae", None) else None
@@ -277,15 +278,15 @@ def load_face(source: str, seed, index, upload) -> tuple[np.ndarray, str]:
     """
     if source == "random":
         seed = _number(seed, "seed")
-        return ops.random_face(seed), f"random SynthFaces face, seed {seed}"
+        return face_sources.random_face(seed), f"random SynthFaces face, seed {seed}"
     if source == "data":
         index = _number(index, "data index")
-        return ops.dataset_face(index), f"SynthFaces test face #{index}"
+        return face_sources.dataset_face(index), f"SynthFaces test face #{index}"
     if source == "upload":
         if not upload:
             raise ValueError("upload a picture first (PNG, JPEG, WebP, …), or choose "
                              "'random' or 'data'")
-        face, notice = ops.prepare_upload(upload)
+        face, notice = face_sources.prepare_upload(upload)
         return face, f"uploaded {Path(str(upload)).name}: {notice}"
     raise ValueError(f"face source must be one of {list(SOURCES)}, got {source!r}")
 
@@ -293,7 +294,7 @@ def load_face(source: str, seed, index, upload) -> tuple[np.ndarray, str]:
 def _number(value, name: str) -> int:
     if value is None or value == "":
         raise ValueError(f"{name} is empty: enter a whole number")
-    return ops.whole_number(value, name)
+    return whole_number(value, name)
 
 
 # ------------------------------------------------------------------------------ pictures

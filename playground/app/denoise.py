@@ -3,40 +3,39 @@
 Events (api_name): denoise_models (↻), denoise_forward (face, t, noise seed → x_0, ε, x_t,
 the latent version and the ᾱ_t / SNR plot), denoise_use_upload + denoise_forward_upload (an
 upload selects and noises it), denoise_ddim, denoise_ddpm and denoise_run (DDIM, then DDPM, from
-the same x_T) — generators that stream x_t and x̂_0 step by step, then the wall time and a GIF.
+the same x_T) — generators that stream x_t and x̂_0 step by step, then the wall time and a GIF —
+and denoise_stop.
 
-Streaming: a sampler step is only drawn every `k`-th step (DDPM: every 20th of 1000), and a
-drawn frame is only sent when `FRAME_INTERVAL` has passed since the last one, so the browser
-keeps up; every drawn frame goes into the GIF. The text says the sampling time (U-Net and
-sampler) and, beside it, the whole run on the server: drawing the frames and the GIF, and the
-time spent handing frames to the page.
+The handlers check the widgets' values and call the core: the forward process is
+`playground.pipelines.forward_process`, one streamed sampler run `playground.app.sampler_stream`,
+the plot `playground.app.schedule_plot`, the model dropdown `playground.app.diffusion_picker`.
 """
 from __future__ import annotations
 
 import math
-import time
 
 import gradio as gr
 import numpy as np
-import torch
 
 from playground.app import common
-from playground.data import pictures
-from playground.data.images import tensor_to_images
-from playground.diffusion import NoiseSchedule, ddim_timesteps
-from playground.pipelines import forward_process, latent_diffusion
+from playground.app.diffusion_picker import (
+    no_pipeline_message,
+    pipeline_dropdown,
+    refresh_pipelines,
+)
+from playground.app.sampler_stream import RUNNING, stream
+from playground.app.schedule_plot import schedule_figure
+from playground.diffusion import NoiseSchedule
+from playground.pipelines import diffusion_models, forward_process
+from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS, check_prompt
+from playground.pipelines.inference import inference
 from playground.pipelines.inputs import check_seed, in_range
+from playground.pipelines.latent_diffusion import LatentDiffusion
 
 MAX_FACES = 4  # faces per sampler run
 MIN_DDIM_STEPS, MAX_DDIM_STEPS = 10, 100
 MAX_GUIDANCE = 15.0
-DDPM_EVERY = 20  # draw every 20th DDPM step: 50 frames of 1000 steps
-DDIM_FRAMES = 12  # draw about this many DDIM frames (every ⌈S / 12⌉-th step): the GIF
-FRAME_INTERVAL = 0.4  # seconds between frames sent to the browser (the last is always sent)
-PLOT_INTERVAL = 1.0  # seconds between updates of the schedule plot's marker
-GIF_FPS = 10
-ROW_LABELS = ("x_t (latent)", "decoded x_t", "x̂_0 decoded")
-PIXEL_ROW_LABELS = ("x_t", "x̂_0")
+FEW_STEP_SAMPLERS = [("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpm++")]  # the left column's
 
 FORWARD_EXPLAIN = r"""
 ### The forward process: noise in closed form
@@ -66,81 +65,11 @@ $x_T$ for both — the faces differ because their paths do.
 
 
 # ------------------------------------------------------------------------------ helpers
-stream_user_errors = common.user_errors  # handles generator handlers too (kept for imports)
-
-
-def pipeline_names() -> list[str]:
-    return latent_diffusion.list_pipelines()
-
-
-def no_pipeline_message(until: str = "Until then this tab shows the forward process only."
-                        ) -> str:
-    """Markdown notice for the top of a diffusion tab ("" when a model exists)."""
-    if pipeline_names():
-        return ""
-    hint = latent_diffusion.no_pipeline_hint()
-    return ("**Model not trained yet.** " + hint[0].upper() + hint[1:] +
-            ". Then press ↻. " + until)
-
-
-def pipeline_dropdown(label: str = "diffusion model (U-Net)") -> gr.Dropdown:
-    names = pipeline_names()
-    return gr.Dropdown(names, value=latent_diffusion.default_pipeline(names), label=label,
-                       allow_custom_value=True, interactive=True, scale=4)
-
-
-def refresh_pipelines(current: str | None):
-    """↻ handler: new choices for a diffusion-model dropdown (keeps `current` if it exists)."""
-    names = pipeline_names()
-    value = current if current in names else latent_diffusion.default_pipeline(names)
-    return gr.update(choices=names, value=value)
-
-
-def schedule_figure(schedule: NoiseSchedule, cursors: dict[str, int] | None = None,
-                    marks: dict[str, list[int]] | None = None, title: str = ""):
-    """Plotly figure of ᾱ_t (left axis) and SNR(t) (right axis, log) against t, with a
-    vertical line per cursor {label: t} and dots on the ᾱ_t curve per marks {label: [t, …]}."""
-    import plotly.graph_objects as go
-
-    curves = forward_process.schedule_curves(schedule)
-    T = schedule.num_timesteps
-    keep = np.unique(np.linspace(0, T - 1, min(T, 250)).round().astype(int))  # light JSON
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=keep, y=curves["alphas_cumprod"][keep], name="ᾱ_t",
-                             line=dict(color="#1f77b4"),
-                             hovertemplate="t = %{x}: ᾱ_t = %{y:.4f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=keep, y=curves["snr"][keep], name="SNR(t)", yaxis="y2",
-                             line=dict(color="#ff7f0e", dash="dot"),
-                             hovertemplate="t = %{x}: SNR = %{y:.3g}<extra></extra>"))
-    colours = ["#d62728", "#2ca02c", "#9467bd"]
-    for i, (label, ts) in enumerate((marks or {}).items()):
-        ts = np.asarray(ts, dtype=int)
-        fig.add_trace(go.Scatter(x=ts, y=curves["alphas_cumprod"][ts], mode="markers",
-                                 name=label, marker=dict(size=5, color=colours[i % 3]),
-                                 hovertemplate="t = %{x}<extra></extra>"))
-    for i, (label, t) in enumerate((cursors or {}).items()):
-        t = int(t)
-        fig.add_vline(x=t, line=dict(color=colours[i % 3], width=2))
-        fig.add_annotation(x=t, y=1.02, yref="paper", showarrow=False,
-                           text=f"{label}: t = {t}, ᾱ = {curves['alphas_cumprod'][t]:.3f}, "
-                                f"SNR = {curves['snr'][t]:.3g}",
-                           font=dict(color=colours[i % 3], size=11),
-                           xanchor="left" if t < T / 2 else "right")
-    fig.update_layout(
-        title=title or None, height=300, margin=dict(l=50, r=60, t=40 if title else 30, b=40),
-        xaxis=dict(title="timestep t", range=[0, T - 1]),
-        yaxis=dict(title="ᾱ_t (signal kept)", range=[0, 1.05]),
-        yaxis2=dict(title="SNR (log)", type="log", overlaying="y", side="right",
-                    showgrid=False),
-        legend=dict(orientation="h", y=-0.25), hovermode="x")
-    return fig
-
-
-def _schedule_for(model_name) -> tuple[NoiseSchedule, latent_diffusion.LatentDiffusion | None]:
+def _schedule_for(model_name) -> tuple[NoiseSchedule, LatentDiffusion | None]:
     """The chosen model's schedule and pipeline, or the default schedule and None."""
     if not model_name:
         return NoiseSchedule(), None
-    pipe = latent_diffusion.get_pipeline(model_name)
+    pipe = diffusion_models.get_pipeline(model_name)
     return pipe.schedule, pipe
 
 
@@ -152,7 +81,7 @@ def forward(model_name, source, seed, index, upload, t, noise_seed):
     t = forward_process.check_timestep(t, schedule)
     noise_seed = check_seed(noise_seed, "noise seed")
     face, note = common.load_face(source, seed, index, upload)
-    with latent_diffusion.inference():
+    with inference():
         pixels = forward_process.noised_images(face[None], t, noise_seed, schedule)
         latent = forward_process.noised_latents(pipe, face[None], t, noise_seed) if (
             pipe is not None and pipe.space == "latent") else None
@@ -181,8 +110,8 @@ def forward_upload(model_name, seed, index, upload, t, noise_seed):
 
 # ------------------------------------------------------------------------------ reverse
 def _check_run(model_name, prompt, guidance, n_faces, seed, steps, eta):
-    pipe = latent_diffusion.get_pipeline(model_name)
-    prompt = latent_diffusion.check_prompt(prompt)
+    pipe = diffusion_models.get_pipeline(model_name)
+    prompt = check_prompt(prompt)
     guidance = in_range(guidance, "guidance scale", 0.0, MAX_GUIDANCE)
     n_faces = in_range(n_faces, "number of faces", 1, MAX_FACES, whole=True)
     seed = check_seed(seed)
@@ -191,94 +120,12 @@ def _check_run(model_name, prompt, guidance, n_faces, seed, steps, eta):
     return pipe, prompt, guidance, n_faces, seed, min(steps, pipe.num_timesteps), eta
 
 
-def _frame(pipe: latent_diffusion.LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tensor,
-           final: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One step as (labelled picture at 2×, unlabelled GIF frame at 1×): rows x_t (latent
-    channels), decoded x_t, decoded x̂_0 (pixel space: x_t, x̂_0); a column per face."""
-    n = x_t.shape[0]
-    decoded = tensor_to_images(pipe.decode(torch.cat([x_t, x0_pred])))
-    if pipe.space == "latent":
-        rows = [forward_process.latent_picture(x_t), decoded[:n], decoded[n:]]
-        labels = list(ROW_LABELS)
-    else:
-        rows, labels = [decoded[:n], decoded[n:]], list(PIXEL_ROW_LABELS)
-    if final:
-        labels[-1] = "sample x_0"
-    cells = np.stack(rows)  # (rows, N, 64, 64, 3)
-    return (common.labelled_grid(cells, labels, scale=2, pad=2, label_width=100),
-            pictures.grid(cells, scale=1, pad=2))
-
-
-def _stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
-    """Run one sampler, yielding (picture, info, plot, gif path or None) frames."""
-    if sampler == "ddpm":
-        steps, every = pipe.num_timesteps, DDPM_EVERY
-        label = f"DDPM, {steps} steps"
-    else:
-        every = max(1, math.ceil(steps / DDIM_FRAMES))
-        label = (f"DDIM, {steps} steps, η = {eta:g}" if sampler == "ddim" else
-                 f"DPM-Solver++(2M), {steps} steps")
-    marks = ({"timesteps visited": ddim_timesteps(pipe.num_timesteps, steps).tolist()}
-             if sampler != "ddpm" else None)
-    chain = pipe.sample_progressive([prompt] * n_faces, guidance=guidance, sampler=sampler,
-                                    steps=steps, eta=eta, seed=seed, yield_every=every,
-                                    decode=False)
-    calls = steps * (1 if guidance in (0.0, 1.0) else 2)
-    sampling = drawing = 0.0
-    started = time.perf_counter()
-    last_plot = -PLOT_INTERVAL
-    frames, last_sent = [], 0.0
-    while True:
-        start = time.perf_counter()
-        with latent_diffusion.inference():
-            item = next(chain, None)
-        sampling += time.perf_counter() - start
-        if item is None:
-            break
-        step = item[0]
-        final = step.index == steps - 1
-        start = time.perf_counter()
-        with latent_diffusion.inference():
-            picture, gif_frame = _frame(pipe, step.x_t, step.x0_pred, final)
-        frames.append(gif_frame)
-        drawing += time.perf_counter() - start
-        now = time.perf_counter()
-        if final or now - last_sent >= FRAME_INTERVAL:
-            last_sent = now
-            info = (f"**{label}** — step {step.index + 1}/{steps}, t = {step.t} · "
-                    f"{sampling:.2f} s {RUNNING}")
-            plot = gr.update()  # the plot (a large Plotly figure) moves at most every second
-            if now - last_plot >= PLOT_INTERVAL:
-                last_plot = now
-                plot = schedule_figure(pipe.schedule, {label.split(",")[0]: step.t}, marks)
-            yield picture, info, plot, None
-    start = time.perf_counter()
-    gif = common.save_gif(pictures.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
-                          f"{sampler}-{seed}")
-    drawing += time.perf_counter() - start
-    wall = time.perf_counter() - started
-    what = "unconditional" if not prompt.strip() else f"“{prompt}”, w = {guidance:g}"
-    info = (f"**{label}**: {sampling:.2f} s of sampling for {n_faces} face(s) "
-            f"({1000 * sampling / steps:.1f} ms per step, {calls} U-Net evaluations of the "
-            f"batch{' (guidance doubles the batch)' if calls > steps else ''}). The run took "
-            f"**{wall:.2f} s** on the server: that, {drawing:.2f} s drawing {len(frames)} "
-            f"frames and the GIF, and {max(wall - sampling - drawing, 0):.2f} s sending "
-            f"frames to the page. Seed {seed} ({what}).")
-    yield picture, info, schedule_figure(pipe.schedule, {label.split(",")[0]: 0}, marks), gif
-
-
-RUNNING = "so far"  # the last words of a sampler's text while it runs
-
-
 def mark_stopped(*infos):
     """Stop's handler: each sampler text that was still running now says where it stopped
     (its last frame shown); finished or empty texts stay as they are."""
     return tuple(f"**Stopped** — {info.removesuffix(RUNNING).rstrip(' ·')} of sampling, at the "
                  "frame shown." if isinstance(info, str) and info.endswith(RUNNING) else info
                  for info in infos)
-
-
-FEW_STEP_SAMPLERS = [("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpm++")]  # the left column's
 
 
 def _run(samplers, model_name, prompt, guidance, n_faces, seed, steps, eta):
@@ -290,8 +137,8 @@ def _run(samplers, model_name, prompt, guidance, n_faces, seed, steps, eta):
     done = {"few": [gr.update()] * 3, "ddpm": [gr.update()] * 3}  # picture, info, gif
     for sampler in samplers:
         column = "ddpm" if sampler == "ddpm" else "few"
-        for picture, info, plot, gif in _stream(pipe, sampler, prompt, guidance, n_faces, seed,
-                                                 steps, eta):
+        for picture, info, plot, gif in stream(pipe, sampler, prompt, guidance, n_faces, seed,
+                                               steps, eta):
             mine = [picture, info, gif if gif is not None else gr.update()]
             if gif is not None:
                 done[column] = mine
@@ -306,7 +153,7 @@ def _few_step(solver) -> str:
     return solver
 
 
-@stream_user_errors
+@common.user_errors
 def run_ddim(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="ddim"):
     """Stream the few-step sampler (DDIM, or DPM-Solver++ with `solver` "dpm++") → (its
     picture, its info, DDPM picture, DDPM info, plot, its GIF, DDPM GIF); the DDPM outputs
@@ -315,13 +162,13 @@ def run_ddim(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="dd
                     eta)
 
 
-@stream_user_errors
+@common.user_errors
 def run_ddpm(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="ddim"):
     """Stream DDPM over all T steps (same outputs as `run_ddim`; `steps`/`eta` are DDIM's)."""
     yield from _run(("ddpm",), model_name, prompt, guidance, n_faces, seed, steps, eta)
 
 
-@stream_user_errors
+@common.user_errors
 def run_both(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="ddim"):
     """Stream the few-step sampler, then DDPM, from the same x_T (the seed's)."""
     yield from _run((_few_step(solver), "ddpm"), model_name, prompt, guidance, n_faces, seed,
@@ -371,7 +218,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         with gr.Row():
             with gr.Column(scale=2):
                 prompt = gr.Textbox("", label="prompt (empty: unconditional)", lines=1,
-                                    max_length=latent_diffusion.MAX_PROMPT_CHARS)
+                                    max_length=MAX_PROMPT_CHARS)
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=1.0, step=0.5,
                                      label="guidance w (1: the conditional model, one pass)")
                 with gr.Row():

@@ -8,7 +8,9 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.app import common
-from playground.pipelines import latent_diffusion
+from playground.pipelines import diffusion_models
+from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS
+from playground.pipelines.inference import inference
 from playground.pipelines.inputs import in_range
 from playground.pipelines.inversion import LABELS, invert_and_edit
 
@@ -32,12 +34,12 @@ prompt changed. DDPM draws new noise at every step: it has no such inverse.
 @common.user_errors
 def invert(model_name, source, seed, index, upload, prompt, edit_prompt, guidance, steps):
     """Face and prompts in → (labelled row of 4 pictures, the PSNRs)."""
-    pipe = latent_diffusion.get_pipeline(model_name)
+    pipe = diffusion_models.get_pipeline(model_name)
     face, note = common.load_face(source, seed, index, upload)
     guidance = in_range(guidance, "guidance w", 0.0, MAX_GUIDANCE)
     steps = min(in_range(steps, "DDIM steps", MIN_STEPS, MAX_STEPS, whole=True),
                 pipe.num_timesteps)  # a model trained with fewer timesteps takes all of them
-    with latent_diffusion.inference():
+    with inference():
         out = invert_and_edit(pipe, face, prompt, edit_prompt, guidance, steps)
     picture = common.labelled_grid(out["images"][None], ["DDIM"], list(LABELS), scale=3, pad=3,
                                    label_width=60)
@@ -56,9 +58,9 @@ def build(model: gr.Dropdown) -> None:
             gr.Markdown(EXPLAIN, latex_delimiters=common.LATEX)
             picker = common.face_picker("face to invert", seed=5)
             source = gr.Textbox("", label="its prompt (empty: unconditional)", lines=1,
-                                max_length=latent_diffusion.MAX_PROMPT_CHARS)
+                                max_length=MAX_PROMPT_CHARS)
             edited = gr.Textbox("a photo of a person wearing a hat", label="edited prompt",
-                                lines=1, max_length=latent_diffusion.MAX_PROMPT_CHARS)
+                                lines=1, max_length=MAX_PROMPT_CHARS)
             with gr.Row():
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=1.0, step=0.5,
                                      label="guidance w (1: inverts best)")

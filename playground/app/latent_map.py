@@ -21,9 +21,10 @@ import numpy as np
 from playground.app import common
 from playground.data import synthfaces as sf
 from playground.evaluation import separation
+from playground.pipelines import face_sources, text_search
 from playground.pipelines import latent_map as lm
-from playground.pipelines import text_search
 from playground.pipelines import vae as ops
+from playground.pipelines.inputs import whole_number
 
 METHOD_CHOICES = [(lm.METHOD_LABELS[m], m) for m in lm.METHODS]
 COLOUR_CHOICES = ([(f"{a} (attribute)", a) for a in sf.ATTRIBUTE_NAMES] +
@@ -208,12 +209,12 @@ def show_point(model_name, n_points, index):
     n = lm.check_points(n_points)
     if index is None or index == "":
         raise ValueError("point index is empty: enter the index shown when hovering a point")
-    index = ops.whole_number(index, "point index")
+    index = whole_number(index, "point index")
     if not 0 <= index < n:
         raise ValueError(f"point index must be between 0 and {n - 1} (the map shows test faces "
                          f"0–{n - 1}), got {index}")
     model = ops.get_model(model_name)
-    face = ops.dataset_face(index)
+    face = face_sources.dataset_face(index)
     reconstruction = ops.reconstruct(model, face[None])[0]
     return common.show(face), common.show(reconstruction), _point_markdown(index)
 

@@ -12,9 +12,10 @@ import numpy as np
 from playground.app import common
 from playground.data import pictures
 from playground.evaluation.metrics import active_dims
-from playground.pipelines import latent_diffusion
+from playground.pipelines import diffusion_models, latent_paths
 from playground.pipelines import vae as ops
-from playground.pipelines.inputs import check_seed, in_range
+from playground.pipelines.inference import inference
+from playground.pipelines.inputs import check_seed, in_range, whole_number
 from playground.store import checkpoints
 
 DEFAULT_STEPS = 8
@@ -59,12 +60,12 @@ def morph(model_name, source_a, seed_a, index_a, upload_a, source_b, seed_b, ind
           steps, mode):
     """Two faces, steps, lerp/slerp in → (face A, face B, strip, GIF path, notice)."""
     model = ops.get_model(model_name)
-    steps = ops.whole_number(steps, "steps")
+    steps = whole_number(steps, "steps")
     if not MIN_STEPS <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}")
     face_a, face_b, notes = _faces(source_a, seed_a, index_a, upload_a,
                                    source_b, seed_b, index_b, upload_b)
-    frames = ops.morph(model, face_a, face_b, steps, mode)  # (steps, 64, 64, 3)
+    frames = latent_paths.morph(model, face_a, face_b, steps, mode)  # (steps, 64, 64, 3)
     gif = pictures.gif_bytes(frames, fps=GIF_FPS, pingpong=True, scale=2)
     notice = f"{notes}  \n{steps} steps, {mode}, decoded by **{model_name}**."
     return (common.show(face_a, 2), common.show(face_b, 2), pictures.strip(frames, scale=2, pad=2),
@@ -144,12 +145,13 @@ def both_worlds(model_name, source_a, seed_a, index_a, upload_a, source_b, seed_
     steps = in_range(steps, "steps S", MIN_STEPS, MAX_STEPS, whole=True)
     face_a, face_b, notes = _faces(source_a, seed_a, index_a, upload_a,
                                    source_b, seed_b, index_b, upload_b)
-    names = latent_diffusion.list_pipelines()
+    names = diffusion_models.list_pipelines()
     if not names:
-        raise ValueError(latent_diffusion.no_pipeline_hint())
-    pipe, judge = latent_diffusion.get_pipeline(latent_diffusion.default_pipeline(names)), latent_diffusion.get_judge()
-    vae_frames = ops.morph(model, face_a, face_b, steps, "slerp")
-    with latent_diffusion.inference():
+        raise ValueError(diffusion_models.no_pipeline_hint())
+    pipe = diffusion_models.get_pipeline(diffusion_models.default_pipeline(names))
+    judge = diffusion_models.get_judge()
+    vae_frames = latent_paths.morph(model, face_a, face_b, steps, "slerp")
+    with inference():
         ldm_frames = diffusion_morph(pipe, face_a, face_b, frames=steps,
                                      steps=min(BOTH_DDIM_STEPS, pipe.num_timesteps))
     picture = common.labelled_grid(np.stack([vae_frames, ldm_frames]),
@@ -157,7 +159,7 @@ def both_worlds(model_name, source_a, seed_a, index_a, upload_a, source_b, seed_
                                    scale=2, pad=2, label_width=150)
     if judge is None:
         return picture, notes + "  \nNo judge model: the smoothness cannot be measured."
-    with latent_diffusion.inference():
+    with inference():
         smooth = [path_smoothness(judge, f) for f in (vae_frames, ldm_frames)]
     return picture, (f"{notes}  \nJudge's mean step between frames (lower is smoother): "
                      f"β-VAE **{smooth[0]:.2f}**, diffusion **{smooth[1]:.2f}**.")
@@ -180,7 +182,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                 with gr.Row():
                     steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=DEFAULT_STEPS, step=1,
                                       label="steps S (both faces included)")
-                    mode = gr.Radio(list(ops.INTERPOLATION_MODES), value="lerp",
+                    mode = gr.Radio(list(latent_paths.INTERPOLATION_MODES), value="lerp",
                                     label="interpolation")
                 run = gr.Button("Morph", variant="primary")
             with gr.Column(scale=2):

@@ -15,16 +15,18 @@ import gradio as gr
 import numpy as np
 
 from playground.app import common, invert
-from playground.app.denoise import (
+from playground.app.diffusion_picker import (
     no_pipeline_message,
     pipeline_dropdown,
     refresh_pipelines,
-    stream_user_errors,
 )
 from playground.data import pictures
 from playground.data.images import tensor_to_images
-from playground.pipelines import latent_diffusion, prompts
+from playground.pipelines import diffusion_models, prompts
+from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS, check_prompt
+from playground.pipelines.inference import inference
 from playground.pipelines.inputs import check_seed, in_range
+from playground.pipelines.latent_diffusion import LatentDiffusion
 
 MAX_FACES = 8
 GRID_COLUMNS = 4
@@ -51,7 +53,7 @@ attribute the prompt names — the fraction of (face, attribute) pairs it finds 
 """
 
 
-def _notes(pipe: latent_diffusion.LatentDiffusion, prompt: str, negative: str, guidance: float) -> list[str]:
+def _notes(pipe: LatentDiffusion, prompt: str, negative: str, guidance: float) -> list[str]:
     """What to tell the user about the prompt before the faces are judged."""
     info = prompts.prompt_info(prompt, pipe.clip)
     notes = []
@@ -89,9 +91,9 @@ def _notes(pipe: latent_diffusion.LatentDiffusion, prompt: str, negative: str, g
 
 
 def _check(model_name, prompt, negative, guidance, steps, n_faces, seed):
-    pipe = latent_diffusion.get_pipeline(model_name)
-    prompt = latent_diffusion.check_prompt(prompt)
-    negative = latent_diffusion.check_prompt(negative, "negative prompt")
+    pipe = diffusion_models.get_pipeline(model_name)
+    prompt = check_prompt(prompt)
+    negative = check_prompt(negative, "negative prompt")
     guidance = in_range(guidance, "guidance scale", 0.0, MAX_GUIDANCE)
     steps = in_range(steps, "steps", MIN_STEPS, MAX_STEPS, whole=True)
     n_faces = in_range(n_faces, "number of faces", 1, MAX_FACES, whole=True)
@@ -118,7 +120,7 @@ def generate(model_name, prompt, negative, guidance, steps, seed, randomize, n_f
         model_name, prompt, negative, guidance, steps, n_faces, seed)
     notes = _notes(pipe, prompt, negative, guidance)
     start = time.perf_counter()
-    with latent_diffusion.inference():
+    with inference():
         images = pipe.sample([prompt] * n_faces, guidance=guidance, steps=steps, seed=seed,
                              negative_prompt=negative)
     seconds = time.perf_counter() - start
@@ -143,12 +145,12 @@ def _table(rows: list[dict], judged: bool, wanted: dict) -> str:
     return "\n".join(lines)
 
 
-@stream_user_errors
+@common.user_errors
 def sweep(model_name, prompt, negative, steps, seed, n_faces):
     """The guidance sweep, streamed: after each w → (labelled grid so far, table + notes)."""
     pipe, prompt, negative, _, steps, n_faces, seed = _check(
         model_name, prompt, negative, 1.0, steps, n_faces, seed)
-    judge = latent_diffusion.get_judge()
+    judge = diffusion_models.get_judge()
     wanted = prompts.named_attributes(prompt)
     notes = _notes(pipe, prompt, negative, 7.5)
     if judge is None:
@@ -162,7 +164,7 @@ def sweep(model_name, prompt, negative, steps, seed, n_faces):
     chain = prompts.guidance_sweep_progressive(pipe, prompt, n=n_faces, steps=steps, seed=seed,
                                                negative_prompt=negative, judge=judge)
     while True:
-        with latent_diffusion.inference():
+        with inference():
             row = next(chain, None)
         if row is None:
             break
@@ -192,7 +194,7 @@ def anatomy(model_name, prompt, negative, guidance, steps, seed, at_step):
     pipe, prompt, negative, guidance, steps, _, seed = _check(
         model_name, prompt, negative, guidance, steps, 1, seed)
     at_step = in_range(at_step, "step", 1, steps, whole=True)
-    with latent_diffusion.inference():
+    with inference():
         view = guidance_at_step(pipe, prompt, guidance, steps, at_step - 1, seed, negative)
     picture = common.labelled_grid(view["images"][None], [f"t = {view['t']}"], list(LABELS),
                                    scale=3, pad=3, label_width=70)
@@ -218,10 +220,10 @@ def build(demo: gr.Blocks | None = None) -> None:
                     model = pipeline_dropdown()
                     refresh = gr.Button("↻", scale=0, min_width=40)
                 prompt = gr.Textbox(DEFAULT_PROMPT, label="prompt (empty: unconditional)",
-                                    lines=2, max_length=latent_diffusion.MAX_PROMPT_CHARS,
+                                    lines=2, max_length=MAX_PROMPT_CHARS,
                                     elem_id="prompt-text")
                 negative = gr.Textbox("", label="negative prompt (replaces ∅ in guidance)",
-                                      lines=1, max_length=latent_diffusion.MAX_PROMPT_CHARS)
+                                      lines=1, max_length=MAX_PROMPT_CHARS)
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=7.5, step=0.5,
                                      label="guidance scale w")
                 with gr.Row():

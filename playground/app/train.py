@@ -6,16 +6,17 @@ sample grid until the session ends; both share the queue slot ``concurrency_id="
 train_cancel (graceful stop with a checkpoint), train_status (one look at a run), train_pick
 (choose an earlier run), train_runs (↻ the list of runs started here).
 
-The work is in `playground.app.jobs` (the background job, checks, policy, samples); the
-handlers here turn widget values into one call there and its snapshots into pictures.
+The work is in `playground.app.jobs` (the background job), `playground.app.train_settings`
+(checks, policy), `playground.app.run_folders` (run names) and `playground.app.run_status`
+(snapshots, curves, samples); the handlers here turn widget values into one call there and its
+snapshots into pictures.
 """
 from __future__ import annotations
 
 import gradio as gr
 import numpy as np
 
-from playground.app import common
-from playground.app import jobs as tj
+from playground.app import common, jobs, run_folders, run_status, train_settings
 from playground.data import pictures
 
 GRID_SCALE, GRID_PAD = 2, 2  # each face of the sample grid at 128 px, 2 px apart
@@ -57,7 +58,7 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
-def status_text(snap: tj.RunSnapshot) -> str:
+def status_text(snap: run_status.RunSnapshot) -> str:
     """Markdown: the run's state, where it trains, how far it is and its latest losses."""
     state = snap.train_state or {}
     args = state.get("args", {})
@@ -104,12 +105,12 @@ def status_text(snap: tj.RunSnapshot) -> str:
     return "  \n".join(lines)
 
 
-def curve_figure(snap: tj.RunSnapshot):
+def curve_figure(snap: run_status.RunSnapshot):
     """Plotly: reconstruction (left) and KL (right) per face against the step, train and val."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    series = tj.curve_series(snap.records)
+    series = run_status.curve_series(snap.records)
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         "recon = −log p(x|z) (nats/face)", "KL(q(z|x) ‖ N(0, I)) (nats/face)"))
     styles = {"train": dict(mode="lines", line=dict(color="#1f77b4")),
@@ -130,18 +131,18 @@ def curve_figure(snap: tj.RunSnapshot):
 def sample_grid(name: str) -> np.ndarray | None:
     """The run's sample grid (None before its first checkpoint): 3 rows of faces (see
     `GRID_LABEL`), uint8 (3·130 + 2, S·130 + 2, 3)."""
-    cells = tj.sample_cells(name)
+    cells = run_status.sample_cells(name)
     if cells is None:
         return None
     return pictures.grid(cells, scale=GRID_SCALE, pad=GRID_PAD)
 
 
 def _runs_update(name: str | None):
-    runs = tj.app_runs()
+    runs = run_folders.app_runs()
     return gr.update(choices=runs, value=name if name in runs else None)
 
 
-def _view(snap: tj.RunSnapshot) -> tuple:
+def _view(snap: run_status.RunSnapshot) -> tuple:
     """(name, runs dropdown, status, loss curve, sample grid) for the tab's outputs."""
     return (snap.name, _runs_update(snap.name), status_text(snap), curve_figure(snap),
             sample_grid(snap.name))
@@ -151,32 +152,32 @@ def _view(snap: tj.RunSnapshot) -> tuple:
 @common.user_errors
 def start(name, beta, minutes, train_size, batch_size, seed):
     """Widgets in → a stream of views of the new run until its session ends."""
-    request = tj.TrainRequest(name=name or "", beta=beta, minutes=minutes,
+    request = train_settings.TrainRequest(name=name or "", beta=beta, minutes=minutes,
                               train_size=train_size, batch_size=batch_size, seed=seed)
-    run = tj.JOBS.start(request)
-    for snap in tj.JOBS.follow(run):
+    run = jobs.JOBS.start(request)
+    for snap in jobs.JOBS.follow(run):
         yield _view(snap)
 
 
 @common.user_errors
 def resume(name, minutes):
     """Run name and more minutes in → a stream of views until the session ends."""
-    run = tj.JOBS.resume(name, minutes)
-    for snap in tj.JOBS.follow(run):
+    run = jobs.JOBS.resume(name, minutes)
+    for snap in jobs.JOBS.follow(run):
         yield _view(snap)
 
 
 @common.user_errors
 def cancel(name):
     """Run name in → status (it stops after this step; the Start/Resume stream shows the end)."""
-    tj.JOBS.cancel(name)
-    return status_text(tj.JOBS.snapshot(name))
+    jobs.JOBS.cancel(name)
+    return status_text(jobs.JOBS.snapshot(name))
 
 
 @common.user_errors
 def show(name):
     """Run name in → its view now (any run in runs/, e.g. after a page reload)."""
-    return _view(tj.JOBS.snapshot(tj.check_name(name)))
+    return _view(jobs.JOBS.snapshot(run_folders.check_name(name)))
 
 
 def refresh_runs(current):
@@ -187,8 +188,8 @@ def refresh_runs(current):
 # ------------------------------------------------------------------------------ layout
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks."""
-    policy = tj.training_policy()
-    request = tj.TrainRequest()
+    policy = train_settings.training_policy()
+    request = train_settings.TrainRequest()
     with gr.Tab("Train"):
         if policy.note:
             gr.Markdown(f"⚠️ {policy.note}", elem_id="train-policy")
@@ -197,26 +198,26 @@ def build(demo: gr.Blocks | None = None) -> None:
                 gr.Markdown(f"Trains on **{policy.device_label}**, at most "
                             f"**{policy.max_minutes:g} minutes** per session.")
                 with gr.Row():
-                    runs = gr.Dropdown(tj.app_runs(), value=None, label="earlier runs",
+                    runs = gr.Dropdown(run_folders.app_runs(), value=None, label="earlier runs",
                                        interactive=True, scale=4)
                     refresh = gr.Button("↻", scale=0, min_width=40)
                 name = gr.Textbox("", label="run name (saved as runs/<name>)",
                                   placeholder="empty: my-vae-beta<β>", max_length=64,
                                   elem_id="train-name")
                 with gr.Row():
-                    beta = common.number_box(request.beta, "β", 0, tj.MAX_BETA, whole=False,
-                                             min_width=80)
+                    beta = common.number_box(request.beta, "β", 0, train_settings.MAX_BETA,
+                                             whole=False, min_width=80)
                     minutes = common.number_box(request.minutes,
                                                 f"minutes (≤ {policy.max_minutes:g})",
-                                                tj.MIN_MINUTES, policy.max_minutes, whole=False,
-                                                min_width=80)
+                                                train_settings.MIN_MINUTES,
+                                                policy.max_minutes, whole=False, min_width=80)
                 with gr.Row():
                     train_size = common.number_box(
                         min(request.train_size, policy.max_train_size),
-                        f"train size (faces, ≤ {policy.max_train_size})", tj.MIN_TRAIN_SIZE,
-                        policy.max_train_size, min_width=80)
+                        f"train size (faces, ≤ {policy.max_train_size})",
+                        train_settings.MIN_TRAIN_SIZE, policy.max_train_size, min_width=80)
                     batch_size = common.number_box(request.batch_size, "batch size",
-                                                   *tj.BATCH_RANGE, min_width=80)
+                                                   *train_settings.BATCH_RANGE, min_width=80)
                     seed = common.number_box(request.seed, "seed", 0, common.MAX_SEED,
                                              min_width=80)
                 with gr.Row():

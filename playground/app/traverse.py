@@ -15,8 +15,10 @@ import numpy as np
 from playground.app import common
 from playground.data import pictures
 from playground.evaluation.metrics import ACTIVE_KL, active_dims
+from playground.pipelines import latent_paths
 from playground.pipelines import vae as ops
 from playground.pipelines.attribute_vectors import EDITS, attribute_vectors
+from playground.pipelines.inputs import whole_number
 
 N_SLIDERS = 8  # live sliders, on the highest-KL dimensions
 SLIDER_RANGE = 3.0  # z_d ∈ [−3, 3]: ±3 prior standard deviations
@@ -105,7 +107,7 @@ def encode(model_name, source, seed, index, upload):
     # What the sliders show (z_d clipped to ±3, on the slider's 0.05 grid) is what gets
     # decoded, now and on every move.
     on_sliders = slider_values(z[dims])
-    shown = ops.with_values(z, dims, on_sliders)
+    shown = latent_paths.with_values(z, dims, on_sliders)
     decoded = ops.decode(model, shown[None])[0]
     state = {"model": model_name, "z": z, "dims": dims, "order": order, "kl": kl}
     active = active_dims(kl)
@@ -132,7 +134,7 @@ def _latent_from(state, values) -> tuple:
     dim_values, alphas = values[:len(dims)], values[N_SLIDERS:N_SLIDERS + len(EDIT_VECTORS)]
     if any(abs(v) > SLIDER_RANGE + 1e-6 for v in dim_values + alphas):
         raise ValueError(f"slider values must lie in [−{SLIDER_RANGE:g}, {SLIDER_RANGE:g}]")
-    z = ops.with_values(state["z"], dims, dim_values)
+    z = latent_paths.with_values(state["z"], dims, dim_values)
     if any(alphas):
         vectors = attribute_vectors(state["model"])
         for name, alpha in zip(EDIT_VECTORS, alphas):
@@ -152,14 +154,14 @@ def decode(state, *values):
 def traversal(state, n_dims, *values):
     """Top `n_dims` dimensions × 9 values around the current slider position → (grid, GIF path)."""
     model, z = _latent_from(state, values)
-    n_dims = ops.whole_number(n_dims, "number of dimensions")
+    n_dims = whole_number(n_dims, "number of dimensions")
     if not 1 <= n_dims <= MAX_GRID_DIMS:
         raise ValueError(f"number of dimensions must be between 1 and {MAX_GRID_DIMS}, "
                          f"got {n_dims}")
     kl = state["kl"]
     dims = state["order"][:n_dims]
     values = np.linspace(-SLIDER_RANGE, SLIDER_RANGE, GRID_VALUES)
-    cells = ops.traversal_grid(model, z, dims, values)  # (R, 9, 64, 64, 3)
+    cells = latent_paths.traversal_grid(model, z, dims, values)  # (R, 9, 64, 64, 3)
     picture = common.labelled_grid(
         cells, [f"z[{d}] KL {kl[d]:.2f}" for d in dims], [f"{v:+.2f}" for v in values],
         scale=2, pad=2, label_width=110)

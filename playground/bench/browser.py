@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for arm in arms:
             times[arm] += time_arm(arm, args.moves)
-    from playground.bench.speed import machine_info
+    from playground.bench.timing import machine_info
 
     report = {"arms": {arm: summary(t) for arm, t in times.items()},
               "targets": {"median_ms": 100, "p95_ms": 200}, "moves": args.moves,

@@ -34,345 +34,22 @@ import argparse
 import contextlib
 import json
 import os
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import numpy as np
+from playground.bench.load_plan import Plan, upload_picture
+from playground.bench.load_server import Server
+from playground.bench.load_sessions import busy_check, new_client, run_batch, warm_up
 
-# endpoint → why it is not part of the mix
-EXCLUDED = {
-    "/train_start": "starts a training run (one at a time, writes runs/)",
-    "/train_resume": "resumes a training run",
-    "/train_cancel": "cancels a training run",
-    "/train_status": "needs the name of an existing run",
-    "/train_pick": "needs the name of an existing run",
-    "/denoise_stop": "cancels other events",
-    "/prompt_random_seed": "client-side dice (no work on the server)",
-}
-HEAVY = {
-    "/denoise_ddpm": "DDPM 1000 steps (~20 s on 2 cores): --heavy",
-    "/denoise_run": "DDPM and DDIM together: --heavy",
-    "/prompt_sweep": "four guidance scales per call: --heavy",
-}
-# calls that share a session's state run in this order, as a user would make them
-SEQUENCES = [("/traverse_encode", "/traverse_decode", "/traverse_decode", "/traverse_grid")]
-# the map's seed is part of what is cached: students keep it, so it is not varied
-KEEP_SEED = {"/latent_map", "/latent_map_cached", "/latent_map_point"}
-# --quick: smaller versions of expensive defaults (tiny models in the test suite)
-QUICK = {
-    "/latent_map": {"method": "pca", "n_points": 200},
-    "/latent_map_cached": {"method": "pca", "n_points": 200},
-    "/latent_map_point": {"n_points": 200},
-    "/synthfaces_grid": {"count": 8},
-    "/prompt_generate": {"steps": 10, "n_faces": 1},
-    "/prompt_sweep": {"steps": 10, "n_faces": 1},
-    "/denoise_ddim": {"steps": 10, "n_faces": 1},
-    "/denoise_ddpm": {"n_faces": 1},
-    "/denoise_run": {"steps": 10, "n_faces": 1},
-    "/denoise_forward": {"t": 10},
-    "/denoise_forward_upload": {"t": 10},
-}
-BUSY_ENDPOINTS = ("/compare_betas", "/morph", "/synthfaces_grid")  # the first that works
 TARGETS = {"errors": 0, "rss_growth_mb": 100, "busy_answer_s": 2.0}
-SLIDER_RANGE = 3.0
 
 
 def _log(message: str) -> None:
+    """One progress line on stderr (stdout is for the report)."""
     print(f"[loadtest] {message}", file=sys.stderr, flush=True)
 
 
-# ------------------------------------------------------------------------------ the server
-_SERVER = """
-import json, sys
-import app
-opts = json.loads(sys.argv[1])
-app.limit_malloc_arenas()  # as app.main() does
-demo = app.build_app()
-queue = app.queue_kwargs()
-if opts.get("max_size"):
-    queue["max_size"] = opts["max_size"]
-demo.queue(**queue).launch(**app.launch_kwargs(queue["max_size"], prevent_thread_lock=True,
-                                               server_name="127.0.0.1", quiet=True))
-print("URL", demo.local_url, json.dumps(queue), flush=True)
-sys.stdin.read()  # serve until the parent closes stdin
-demo.close()
-"""
-
-
-class Server:
-    """The app in a child process (its RSS can be read); a fresh Gradio cache folder."""
-
-    def __init__(self, max_size: int | None = None):
-        from playground.store.checkpoints import repo_root
-
-        self.cache = tempfile.mkdtemp(prefix="loadtest-gradio-")
-        env = {**os.environ, "GRADIO_TEMP_DIR": self.cache, "GRADIO_ANALYTICS_ENABLED": "False"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, json.dumps({"max_size": max_size})],
-            cwd=repo_root(), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for line in self.proc.stdout:
-            if line.startswith("URL "):
-                _, url, queue = line.split(" ", 2)
-                self.url, self.queue = url.rstrip("/"), json.loads(queue)
-                break
-        else:
-            raise RuntimeError(f"the app did not start (exit code {self.proc.wait(60)})")
-
-    def rss_mb(self) -> float:
-        """Resident memory of the server process (VmRSS), MB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc")
-
-    def cache_mb(self) -> float:
-        return sum(p.stat().st_size for p in Path(self.cache).rglob("*") if p.is_file()) / 2**20
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(30)
-        except (subprocess.TimeoutExpired, OSError):
-            self.proc.kill()
-            self.proc.wait()
-        import shutil
-
-        shutil.rmtree(self.cache, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------ the mix
-def _picture(folder: str) -> str:
-    """A 96×72 PNG to upload (any size: the app crops and resizes it)."""
-    from PIL import Image
-
-    path = Path(folder) / "upload.png"
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)).save(path)
-    return str(path)
-
-
-class Plan:
-    """Which endpoints are called, and with what arguments."""
-
-    def __init__(self, api: dict, quick: bool, heavy: bool, picture: str,
-                 diffusion_model: str | None):
-        self.api, self.quick, self.picture = api, quick, picture
-        self.diffusion_model = diffusion_model
-        self.skipped: dict[str, str] = {}
-        endpoints = []
-        for name, info in api["named_endpoints"].items():
-            reason = EXCLUDED.get(name) or (None if heavy else HEAVY.get(name))
-            if reason is None:
-                reason = self._missing(info)
-            if reason:
-                self.skipped[name] = reason
-            else:
-                endpoints.append(name)
-        self.groups: list[tuple[str, ...]] = []
-        for seq in SEQUENCES:
-            if all(e in endpoints for e in seq):
-                self.groups.append(seq)
-        in_sequence = {e for g in self.groups for e in g}
-        self.groups += [(e,) for e in endpoints if e not in in_sequence]
-
-    def _missing(self, info: dict) -> str | None:
-        for p in info["parameters"]:
-            if p.get("parameter_has_default") or p["python_type"]["type"] in ("filepath", "str"):
-                continue  # no file: the picture; no text: "" (an empty text box)
-            if p["parameter_name"] == "model_name" and self.diffusion_model:
-                continue
-            if p["parameter_name"] == "current":
-                continue
-            if p["parameter_name"] == "model_name":
-                return "no diffusion model to call it with"
-            return f"no value for its parameter {p['parameter_name']!r}"
-        return None
-
-    def endpoints(self) -> list[str]:
-        return [e for g in self.groups for e in g]
-
-    def args(self, name: str, rng: np.random.Generator, raw: bool = False) -> dict:
-        """Keyword arguments for one call (`raw`: for the REST API, no file to upload)."""
-        from gradio_client import handle_file
-
-        quick = QUICK.get(name, {}) if self.quick else {}
-        kwargs = {}
-        for p in self.api["named_endpoints"][name]["parameters"]:
-            key, kind = p["parameter_name"], p["python_type"]["type"]
-            if key in quick:
-                value = quick[key]
-            elif kind == "filepath":
-                value = None if raw else handle_file(self.picture)
-            elif key == "model_name" and not p.get("parameter_has_default"):
-                value = self.diffusion_model
-            elif "seed" in key and kind == "int" and name not in KEEP_SEED:
-                value = int(rng.integers(0, 100_000))
-            elif re.fullmatch(r"param_\d+", key) and name in ("/traverse_decode", "/traverse_grid"):
-                value = round(float(rng.uniform(-SLIDER_RANGE, SLIDER_RANGE)), 2)
-            elif p.get("parameter_has_default"):
-                value = p["parameter_default"]
-            else:
-                value = "" if kind == "str" else None
-            kwargs[key] = value
-        return kwargs
-
-
-# ------------------------------------------------------------------------------ sessions
-class Tally:
-    """Latencies and outcomes per endpoint (thread-safe)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.times: dict[str, list[float]] = {}
-        self.errors: dict[str, list[str]] = {}
-        self.busy: dict[str, int] = {}
-
-    def add(self, name: str, seconds: float, error: str | None) -> None:
-        with self.lock:
-            if error is None:
-                self.times.setdefault(name, []).append(seconds)
-            elif "queue is full" in error.lower():
-                self.busy[name] = self.busy.get(name, 0) + 1
-            else:
-                self.errors.setdefault(name, []).append(error)
-
-    def summary(self) -> dict:
-        rows = {}
-        for name in sorted(set(self.times) | set(self.errors) | set(self.busy)):
-            t = sorted(self.times.get(name, []))
-            rows[name] = {
-                "count": len(t) + len(self.errors.get(name, [])) + self.busy.get(name, 0),
-                "errors": len(self.errors.get(name, [])), "busy": self.busy.get(name, 0),
-                "p50_ms": round(1000 * statistics.median(t), 1) if t else None,
-                "p95_ms": round(1000 * float(np.percentile(t, 95)), 1) if t else None,
-                "max_ms": round(1000 * t[-1], 1) if t else None}
-            if name in self.errors:
-                rows[name]["first_error"] = self.errors[name][0][:300]
-        return rows
-
-
-def _call(client, plan: Plan, name: str, rng, tally: Tally | None) -> str | None:
-    kwargs = plan.args(name, rng)
-    t0 = time.perf_counter()
-    error = None
-    try:
-        client.predict(**kwargs, api_name=name)
-    except Exception as err:  # an AppError (gr.Error) or a transport failure: both count
-        error = f"{type(err).__name__}: {err}"
-    if tally is not None:
-        tally.add(name, time.perf_counter() - t0, error)
-    return error
-
-
-def _client(url: str):
-    import gradio_client
-
-    return gradio_client.Client(url, verbose=False, download_files=False)
-
-
-def _session(url: str, plan: Plan, user: int, users: int, seconds: float, seed: int,
-             tally: Tally) -> int:
-    """One user: the plan's groups from a user-specific start (users spread evenly over the
-    list), seeded, until time is up."""
-    client = _client(url)
-    rng = np.random.default_rng([seed, user])
-    start = user * len(plan.groups) // users
-    groups = plan.groups[start:] + plan.groups[:start]
-    calls, deadline, i = 0, time.perf_counter() + seconds, 0
-    while time.perf_counter() < deadline:
-        for name in groups[i % len(groups)]:
-            _call(client, plan, name, rng, tally)
-            calls += 1
-        i += 1
-    return calls
-
-
-def run_batch(url: str, plan: Plan, users: int, seconds: float, seed: int) -> dict:
-    tally = Tally()
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(users) as pool:
-        calls = sum(pool.map(lambda u: _session(url, plan, u, users, seconds, seed, tally),
-                             range(users)))
-    wall = time.perf_counter() - t0
-    rows = tally.summary()
-    return {"requests": calls, "errors": sum(r["errors"] for r in rows.values()),
-            "busy": sum(r["busy"] for r in rows.values()), "wall_s": round(wall, 1),
-            "requests_per_s": round(calls / wall, 2), "endpoints": rows}
-
-
-def warm_up(url: str, plan: Plan, seed: int) -> dict:
-    """Every group once, in one session; failing endpoints leave the plan."""
-    client = _client(url)
-    rng = np.random.default_rng([seed, 10**6])
-    failed = {}
-    for group in list(plan.groups):
-        for name in group:
-            error = _call(client, plan, name, rng, None)
-            if error:
-                failed[name] = error[:300]
-    if failed:
-        plan.groups = [g for g in plan.groups if not any(e in failed for e in g)]
-    return failed
-
-
-# ------------------------------------------------------------------------------ busy check
-def busy_check(url: str, plan: Plan, max_size: int, seed: int) -> dict:
-    """Flood a slow endpoint with more simultaneous calls than the queue holds (asyncio: all
-    requests in flight at once, as from many browsers), then collect every accepted result."""
-    import asyncio
-
-    import httpx
-
-    endpoint = next((e for e in BUSY_ENDPOINTS if e in plan.endpoints()), None)
-    if endpoint is None:
-        return {"note": f"none of {BUSY_ENDPOINTS} is available"}
-    rng = np.random.default_rng(seed)
-    params = plan.api["named_endpoints"][endpoint]["parameters"]
-    n = 2 * max_size + 32
-    bodies = []
-    for _ in range(n):
-        kwargs = plan.args(endpoint, rng, raw=True)
-        bodies.append({"data": [kwargs[p["parameter_name"]] for p in params]})
-
-    async def flood() -> tuple[list, list[bool], float]:
-        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-        async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-            async def post(body):
-                t0 = time.perf_counter()
-                r = await http.post(f"/gradio_api/call{endpoint}", json=body)
-                return r.status_code, time.perf_counter() - t0, r.text
-
-            t0 = time.perf_counter()
-            results = await asyncio.gather(*(post(b) for b in bodies))
-
-            async def finish(event_id: str) -> bool:
-                r = await http.get(f"/gradio_api/call{endpoint}/{event_id}")
-                return "event: complete" in r.text
-
-            accepted = [json.loads(text)["event_id"] for s, _, text in results if s == 200]
-            finished = await asyncio.gather(*(finish(e) for e in accepted))
-            return results, finished, time.perf_counter() - t0
-
-    results, finished, drained = asyncio.run(flood())
-    busy = [(s, dt, text) for s, dt, text in results if s == 503]
-    t1 = time.perf_counter()
-    _client(url).predict(**plan.args(endpoint, rng), api_name=endpoint)
-    return {"endpoint": endpoint, "max_size": max_size, "sent": n, "busy": len(busy),
-            "busy_message": busy[0][2][:200] if busy else None,
-            "busy_answer_s": round(max(dt for _, dt, _ in busy), 3) if busy else None,
-            "accepted": len(finished), "accepted_finished": sum(finished),
-            "other_status": sorted({s for s, _, _ in results if s not in (200, 503)}),
-            "drained_s": round(drained, 1), "next_call_s": round(time.perf_counter() - t1, 2)}
-
-
-# ------------------------------------------------------------------------------ the run
 def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = False,
         heavy: bool = False, max_size: int | None = None, busy: bool = True,
         seed: int = 0) -> dict:
@@ -383,7 +60,7 @@ def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = Fa
     phases["server_start_s"] = round(time.perf_counter() - started, 1)
     workdir = tempfile.mkdtemp(prefix="loadtest-")
     try:
-        client = _client(server.url)
+        client = new_client(server.url)
         api = client.view_api(return_format="dict", print_info=False)
         diffusion = None
         if "/prompt_models" in api["named_endpoints"]:
@@ -391,7 +68,7 @@ def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = Fa
             choices = [c[0] if isinstance(c, (list, tuple)) else c
                        for c in (update or {}).get("choices", [])]
             diffusion = choices[0] if choices else None
-        plan = Plan(api, quick, heavy, _picture(workdir), diffusion)
+        plan = Plan(api, quick, heavy, upload_picture(workdir), diffusion)
         rss = {"start": round(server.rss_mb(), 1)}
         _log(f"{server.url}: {len(plan.endpoints())} endpoints in the mix; warming up")
         t0 = time.perf_counter()

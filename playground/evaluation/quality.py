@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from playground.store.checkpoints import load_model, read_json, resolve_model_dir
+from playground.store.checkpoints import load_model, resolve_model_dir
+from playground.store.files import read_json
 
 SMALL_DETAILS = ("Smiling", "Eyeglasses", "Wearing_Lipstick", "Mustache", "Goatee", "No_Beard",
                  "Mouth_Slightly_Open", "Arched_Eyebrows", "Narrow_Eyes")
@@ -153,7 +154,7 @@ def measure(name_or_path: str, judge: str = "judge", n: int = HEADLINE_FACES) ->
         out.update(ldm_prompt_probe(folder, judge))
     elif kind == "clip":
         from playground.data.synthfaces import SynthFacesDataset
-        from playground.training.trainers.clip import evaluate_clip
+        from playground.evaluation.clip import evaluate_clip
 
         scores = evaluate_clip(model, SynthFacesDataset("test", n=n))
         out.update({k: v for k, v in scores.items() if k.startswith("zero_shot")})
@@ -187,7 +188,8 @@ def ldm_prompt_accuracy(pipeline, judge_model, k: int = 8, steps: int = 20,
     """Prompt accuracy of a latent-diffusion pipeline on the guidance sweep's 12 prompts,
     `k` samples each, DDIM-`steps` at scale `guidance` (a cheap cut of the full sweep): the
     share of samples on which the judge finds every attribute the prompt names."""
-    from playground.evaluation.ldm import EvalConfig, initial_noise, sample_and_judge
+    from playground.evaluation.ldm.config import EvalConfig
+    from playground.evaluation.ldm.sampling import initial_noise, sample_and_judge
 
     prompts = EvalConfig().guidance_prompts
     x_T = initial_noise(pipeline, k, seed).repeat(len(prompts), 1, 1, 1)
@@ -211,7 +213,7 @@ def record(folder, scores: dict[str, Any]) -> dict[str, Any]:
     import json
     from pathlib import Path
 
-    from playground.store.checkpoints import atomic_write_bytes
+    from playground.store.files import atomic_write_bytes
 
     path = Path(folder) / "metrics.json"
     metrics = read_json(path) if path.is_file() else {}

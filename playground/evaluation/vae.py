@@ -24,12 +24,8 @@ import torch.nn.functional as F
 from playground.data.images import images_to_tensor
 from playground.evaluation import metrics, plots
 from playground.evaluation.projection import embed
-from playground.store.checkpoints import (
-    METRICS_FILE,
-    WEIGHTS_FILE,
-    atomic_write_bytes,
-    resolve_model_dir,
-)
+from playground.store.checkpoints import METRICS_FILE, WEIGHTS_FILE, resolve_model_dir
+from playground.store.files import atomic_write_bytes
 from playground.store.model_cache import weights_sha256
 
 SEPARATION_ATTRIBUTE = "Smiling"  # the attribute whose separation the assignment asks about

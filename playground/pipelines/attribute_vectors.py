@@ -26,7 +26,7 @@ import numpy as np
 
 from playground.data.images import images_to_tensor
 from playground.pipelines import vae as ops
-from playground.store import checkpoints
+from playground.store import checkpoints, disk_cache, files
 from playground.store.model_cache import weights_sha256
 
 TRAIN_FACES = 5000  # faces of the train split that define the vectors
@@ -39,7 +39,7 @@ EDITS = ("Smiling", "Eyeglasses", "Wearing_Hat", "Blond_Hair", "Mustache", "Wear
 def _cache_file(model_name: str) -> Path:
     folder = checkpoints.resolve_model_dir(model_name, allow_paths=False)
     digest = weights_sha256(folder / checkpoints.WEIGHTS_FILE)[:16]
-    return checkpoints.cache_dir() / "attribute-vectors" / f"{model_name}-{digest}.npz"
+    return disk_cache.cache_dir() / "attribute-vectors" / f"{model_name}-{digest}.npz"
 
 
 def attribute_vectors(model_name: str, n: int = TRAIN_FACES) -> dict[str, np.ndarray]:
@@ -71,7 +71,7 @@ def attribute_vectors(model_name: str, n: int = TRAIN_FACES) -> dict[str, np.nda
     np.savez(buf, n=np.array(n), **{f"v_{k}": v for k, v in vectors.items()})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoints.atomic_write_bytes(path, buf.getvalue())
+        files.atomic_write_bytes(path, buf.getvalue())
     except OSError:
         pass  # a read-only cache: the vectors are still returned
     _memory[(path, n)] = vectors

@@ -17,7 +17,7 @@ import torch
 
 from playground.data.images import tensor_to_images
 from playground.diffusion import ddim_sample_progressive, ddim_timesteps, guidance_anatomy
-from playground.pipelines import latent_diffusion
+from playground.pipelines import diffusion_inputs, latent_diffusion
 from playground.pipelines.inputs import whole_number
 
 PUSH_GAIN = 4.0  # the push picture is 0.5 + PUSH_GAIN · (guided − conditional), in [0, 1]
@@ -36,10 +36,10 @@ def guidance_at_step(pipe: latent_diffusion.LatentDiffusion, prompt: str, guidan
         with the prompt, in the model's space), and the checked ``guidance``, ``steps``,
         ``at_step``, ``seed``.
     """
-    prompt = latent_diffusion.check_prompt(prompt)
-    negative_prompt = latent_diffusion.check_prompt(negative_prompt, "negative prompt")
-    w = latent_diffusion.check_guidance(guidance)
-    _, steps, _ = latent_diffusion.check_sampler("ddim", steps, 0.0, pipe.num_timesteps)
+    prompt = diffusion_inputs.check_prompt(prompt)
+    negative_prompt = diffusion_inputs.check_prompt(negative_prompt, "negative prompt")
+    w = diffusion_inputs.check_guidance(guidance)
+    _, steps, _ = diffusion_inputs.check_sampler("ddim", steps, 0.0, pipe.num_timesteps)
     at_step = whole_number(at_step, "step")
     if not 0 <= at_step < steps:
         raise ValueError(f"step must be between 1 and {steps} (the run's steps), "

@@ -22,7 +22,7 @@ import torch
 from playground.data.images import images_to_tensor, tensor_to_images
 from playground.diffusion import ddim_invert
 from playground.models.autoencoder import psnr
-from playground.pipelines import latent_diffusion
+from playground.pipelines import diffusion_inputs, latent_diffusion
 
 LABELS = ("face", "autoencoder's copy", "DDIM round trip", "edited prompt")
 
@@ -32,11 +32,11 @@ def invert(pipe: latent_diffusion.LatentDiffusion, faces: np.ndarray, prompts: s
     """uint8 faces (N, 64, 64, 3) → their x_T (N, C, h, w) under `prompts` (one, or one per
     face) and guidance w."""
     prompts = [prompts] * len(faces) if isinstance(prompts, str) else list(prompts)
-    prompts = latent_diffusion.check_prompts(prompts)
-    _, steps, _ = latent_diffusion.check_sampler("ddim", steps, 0.0, pipe.num_timesteps)
+    prompts = diffusion_inputs.check_prompts(prompts)
+    _, steps, _ = diffusion_inputs.check_sampler("ddim", steps, 0.0, pipe.num_timesteps)
     z_0 = pipe.encode(images_to_tensor(faces))
     cond = pipe.encode_prompts(prompts)
-    return ddim_invert(pipe.denoiser(latent_diffusion.check_guidance(guidance)), z_0, pipe.schedule,
+    return ddim_invert(pipe.denoiser(diffusion_inputs.check_guidance(guidance)), z_0, pipe.schedule,
                        steps, cond)
 
 
@@ -49,7 +49,7 @@ def invert_and_edit(pipe: latent_diffusion.LatentDiffusion, face: np.ndarray, pr
         "round_trip", "edited"} in dB against the face, and ``x_T`` (1, C, h, w).
     """
     face = np.asarray(face)[None] if np.asarray(face).ndim == 3 else np.asarray(face)[:1]
-    edit_prompt = latent_diffusion.check_prompt(edit_prompt, "edited prompt")
+    edit_prompt = diffusion_inputs.check_prompt(edit_prompt, "edited prompt")
     x_T = invert(pipe, face, prompt, guidance, steps)
     copy = pipe.decode(pipe.encode(images_to_tensor(face)))
     kwargs = dict(guidance=guidance, sampler="ddim", steps=steps, eta=0.0, x_T=x_T)
@@ -87,7 +87,7 @@ def diffusion_morph(pipe: latent_diffusion.LatentDiffusion, face_a: np.ndarray, 
     both inverted (empty prompt, w = 1) to x_T, the path between them taken along the great
     circle (slerp: x_T is Gaussian, so points stay at its typical radius), each point sampled
     back with DDIM (η = 0). The ends are the two round trips."""
-    from playground.pipelines.vae import interpolate
+    from playground.pipelines.latent_paths import interpolate
 
     x_T = invert(pipe, np.stack([face_a, face_b]), "", 1.0, steps)  # (2, C, h, w)
     shape = x_T.shape[1:]

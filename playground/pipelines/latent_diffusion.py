@@ -1,5 +1,5 @@
-"""Latent diffusion as one object, plus what the Denoise and Prompt tabs and the evaluations
-need around it (no UI here).
+"""Latent diffusion as one object: `LatentDiffusion` (U-Net + autoencoder + CLIP + schedule)
+and `load_pipeline`, which builds it from the models on disk (no UI here).
 
     pipe = load_pipeline("ldm")        # trained/ldm + the autoencoder and CLIP its config names
     images = pipe.sample(["a smiling woman with blond hair"] * 4, guidance=7.5, steps=50,
@@ -17,13 +17,14 @@ Seeds: ``seed`` seeds one CPU `torch.Generator`; x_T is its first draw and the s
 per-step noise (DDPM, DDIM with η > 0) continues from it. So the same seed gives the same x_T
 for DDPM and DDIM, and the same faces on every device.
 
-Around the pipeline: the checks of its inputs and a model cache (`get_pipeline`, reloaded when
-a weights file changes). The forward process on pictures is `playground.pipelines.forward_process`; what a
-prompt names and how well faces follow it, `playground.pipelines.prompts`.
+Around the pipeline: the checks of its inputs are `playground.pipelines.diffusion_inputs`; the
+app's list of diffusion models and its cache of loaded ones (`get_pipeline`, reloaded when a
+weights file changes), `playground.pipelines.diffusion_models`. The forward process on pictures
+is `playground.pipelines.forward_process`; what a prompt names and how well faces follow it,
+`playground.pipelines.prompts`.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -39,25 +40,20 @@ from playground.diffusion import (
     dpmpp_2m_sample_progressive,
     draw_noise,
 )
+from playground.pipelines.diffusion_inputs import (
+    MAX_BATCH,
+    check_guidance,
+    check_prompt,
+    check_prompts,
+    check_sampler,
+)
 from playground.pipelines.inputs import whole_number
-from playground.pipelines.vae import inference  # noqa: F401  (re-exported for the tabs)
-from playground.store import checkpoints
-from playground.store.model_cache import StampedCache, weights_stamp
+from playground.store import checkpoints, files, model_kinds
 
 DEFAULT_PIPELINE = "ldm"  # the shipped U-Net's name (trained/ldm)
-JUDGE_MODEL = "judge"  # the shipped judge's name (trained/judge)
-SAMPLERS = ("ddim", "ddpm", "dpm++")  # dpm++: DPM-Solver++(2M), deterministic like DDIM η = 0
-DEFAULT_DDIM_STEPS = 50  # S when a DDIM run does not say
-MAX_BATCH = 1024  # prompts per sample call at most
-MAX_PROMPT_CHARS = 2_000  # longer prompts are refused (CLIP reads 77 tokens, ~300 characters)
 MAX_SEED = 2**63 - 1
-SWEEP_GUIDANCE = (1.0, 3.0, 7.5, 12.0)  # the Prompt tab's one-click guidance sweep
-CACHE_SIZE = 2  # pipelines kept loaded
 
 Condition = tuple[torch.Tensor, torch.Tensor]  # (context (B, L, D) float, mask (B, L) bool)
-
-_pipelines = StampedCache(CACHE_SIZE)  # U-Net name → LatentDiffusion (reloaded on new weights)
-_judges = StampedCache(2)  # judge name → Judge
 
 
 def pad_condition(cond: Condition, length: int) -> Condition:
@@ -291,75 +287,22 @@ class LatentDiffusion:
         return images
 
 
-# ============================================================================ checks
-def check_prompt(prompt, name: str = "prompt") -> str:
-    """A prompt string (None → ""); ValueError for a non-string or one over MAX_PROMPT_CHARS."""
-    if prompt is None:
-        return ""
-    if not isinstance(prompt, str):
-        raise ValueError(f"the {name} must be text, got {type(prompt).__name__}")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"the {name} is {len(prompt):,} characters long; at most "
-                         f"{MAX_PROMPT_CHARS:,} are accepted (the text encoder reads only the "
-                         "first 77 tokens, about 300 characters)")
-    return prompt
-
-
-def check_prompts(prompts) -> list[str]:
-    """A non-empty list of prompts (a single string is refused: it is easy to pass by mistake)."""
-    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
-        raise ValueError("prompts must be a list of strings (one face per prompt), got "
-                         f"{type(prompts).__name__}")
-    if not 1 <= len(prompts) <= MAX_BATCH:
-        raise ValueError(f"give between 1 and {MAX_BATCH} prompts, got {len(prompts)}")
-    return [check_prompt(p) for p in prompts]
-
-
-def check_guidance(guidance) -> float:
-    """The guidance scale w as a float ≥ 0; ValueError for NaN, ±inf, negative or not a number."""
-    try:
-        w = float(guidance)
-    except (TypeError, ValueError):
-        raise ValueError(f"the guidance scale must be a number, got {guidance!r}") from None
-    if not math.isfinite(w) or w < 0:
-        raise ValueError(f"the guidance scale must be a finite number >= 0, got {guidance!r}")
-    return w
-
-
-def check_sampler(sampler, steps, eta, num_timesteps: int) -> tuple[str, int, float]:
-    """(sampler, steps, eta) checked, with the default steps filled in."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if steps is None:
-        steps = num_timesteps if sampler == "ddpm" else min(DEFAULT_DDIM_STEPS, num_timesteps)
-    steps = whole_number(steps, "steps")
-    if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"steps must be between 1 and {num_timesteps}, got {steps}")
-    try:
-        eta = float(eta)
-    except (TypeError, ValueError):
-        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}") from None
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-    return sampler, steps, eta
-
-
 # ============================================================================ loading
 def _register_unet_kind() -> None:
     """Make kind "unet" loadable even where the checkpoint registry does not list it yet."""
     try:
-        checkpoints.get_kind("unet")
+        model_kinds.get_kind("unet")
     except ValueError:
         from playground.models.unet import LatentUNet, UNetConfig
 
-        checkpoints.register_kind("unet", UNetConfig, LatentUNet)
+        model_kinds.register_kind("unet", UNetConfig, LatentUNet)
 
 
-def _component_dirs(name: str, *, allow_paths: bool) -> dict:
+def component_dirs(name: str, *, allow_paths: bool) -> dict:
     """Folders of the U-Net `name` and of the autoencoder and CLIP its config names."""
     _register_unet_kind()
     unet_dir = checkpoints.resolve_model_dir(name, allow_paths=allow_paths)
-    config = checkpoints.read_json(unet_dir / checkpoints.CONFIG_FILE)
+    config = files.read_json(unet_dir / checkpoints.CONFIG_FILE)
     if config.get("kind") != "unet":
         raise ValueError(f"model {name!r} is a {config.get('kind')!r} model, not a diffusion "
                          "U-Net (kind 'unet')")
@@ -388,7 +331,7 @@ def load_pipeline(name: str = DEFAULT_PIPELINE, device: str | torch.device = "cp
         ValueError: unknown/invalid name, not a U-Net, or a component that cannot be found
             (ModelNotFoundError, a ValueError, lists the models that exist).
     """
-    dirs = _component_dirs(name, allow_paths=allow_paths)
+    dirs = component_dirs(name, allow_paths=allow_paths)
     unet = checkpoints.load_model(dirs["unet"], device=device)
     clip = checkpoints.load_model(dirs["clip"], device=device)
     autoencoder = (checkpoints.load_model(dirs["autoencoder"], device=device)
@@ -410,66 +353,3 @@ def load_pipeline(name: str = DEFAULT_PIPELINE, device: str | torch.device = "cp
                            schedule=NoiseSchedule(unet.config.schedule), name=str(name),
                            names=names)
 
-
-def get_pipeline(name: str | None = DEFAULT_PIPELINE) -> LatentDiffusion:
-    """The pipeline of U-Net `name` (a bare name, as typed in the UI), from a small cache that
-    reloads it when any of its three weights files changes (a run writing a checkpoint).
-
-    Raises:
-        ValueError: no name, an unsafe or unknown name (with `no_pipeline_hint` when there is
-            no diffusion model at all), or a missing component.
-    """
-    if not name:
-        raise ValueError(no_pipeline_hint() if not list_pipelines() else
-                         f"no diffusion model chosen: pick one of {', '.join(list_pipelines())}")
-    if not isinstance(name, str) or not checkpoints.is_valid_name(name):
-        raise ValueError(f"invalid model name {name!r}: use a name from the list "
-                         f"({', '.join(list_pipelines()) or 'none available'})")
-    if not list_pipelines() and name == DEFAULT_PIPELINE:
-        raise ValueError(no_pipeline_hint())
-    dirs = _component_dirs(name, allow_paths=False)
-    stamp = tuple(weights_stamp(dirs[k]) for k in sorted(dirs))
-    return _pipelines.get(name, stamp, lambda: load_pipeline(name, allow_paths=False))
-
-
-def clear_cache() -> None:
-    """Forget every loaded pipeline and judge (tests; after deleting a run)."""
-    _pipelines.clear()
-    _judges.clear()
-
-
-def list_pipelines() -> list[str]:
-    """Names of the diffusion U-Nets `get_pipeline` can open (trained/ first, then runs/)."""
-    return [m["name"] for m in checkpoints.list_models(kind="unet")]
-
-
-def default_pipeline(names: list[str]) -> str | None:
-    """"ldm" when it exists, else the first name, else None."""
-    if DEFAULT_PIPELINE in names:
-        return DEFAULT_PIPELINE
-    return names[0] if names else None
-
-
-def no_pipeline_hint() -> str:
-    """What to say while there is no diffusion model: where the app looked, how to train one."""
-    return (f"the latent diffusion model is not trained yet: no U-Net in "
-            f"{checkpoints.trained_dir()} or {checkpoints.runs_dir()}. It appears as "
-            f"trained/{DEFAULT_PIPELINE} when shipped; train one with `python -m playground.train "
-            "ldm --minutes 60` (it needs the autoencoder and the CLIP first)")
-
-
-def get_judge(name: str = JUDGE_MODEL) -> nn.Module | None:
-    """The judge (cached, reloaded when its weights change), or None when it does not exist."""
-    try:
-        folder = checkpoints.resolve_model_dir(name, allow_paths=False)
-        stamp = weights_stamp(folder)
-    except ValueError:  # ModelNotFoundError is one
-        return None
-
-    def load():
-        judge = checkpoints.load_model(folder)
-        if not hasattr(judge, "predict_attributes"):
-            raise ValueError(f"model {name!r} is not a judge")
-        return judge.requires_grad_(False)
-
-    return _judges.get(name, stamp, load)

@@ -44,8 +44,8 @@ import numpy as np
 from playground.data import synthfaces as sf
 from playground.evaluation import projection
 from playground.pipelines import vae as ops
-from playground.pipelines.inputs import check_seed
-from playground.store import checkpoints
+from playground.pipelines.inputs import check_seed, whole_number
+from playground.store import checkpoints, disk_cache, files
 from playground.store.model_cache import weights_sha256
 
 METHODS = projection.METHODS  # ("tsne", "umap", "pca")
@@ -75,7 +75,7 @@ def check_method(method) -> str:
 
 
 def check_points(n_points) -> int:
-    n = ops.whole_number(n_points, "number of points")
+    n = whole_number(n_points, "number of points")
     if not MIN_POINTS <= n <= MAX_POINTS:
         raise ValueError(f"number of points must be between {MIN_POINTS} and {MAX_POINTS}, "
                          f"got {n}")
@@ -259,7 +259,7 @@ def _from_evaluate_file(folder: Path, n: int, seed: int, attributes: dict) -> np
             points = np.asarray(z["points"], np.float32)
             labels = np.asarray(z["labels"])
             ok = str(z["eval_split"]) == SPLIT and int(z["eval_seed"]) == seed
-        recorded = checkpoints.read_json(folder / checkpoints.METRICS_FILE).get(
+        recorded = files.read_json(folder / checkpoints.METRICS_FILE).get(
             "eval_weights_sha256")
     except (OSError, ValueError, KeyError, AttributeError):
         return None
@@ -274,7 +274,7 @@ def map_cache_dir(model_name: str) -> Path:
     """Where the app keeps the maps it computes for `model_name`: the cache folder
     (``$PLAYGROUND_CACHE``), never trained/. A file there is used only while its μ of the
     first faces matches the model's (see the module doc), so a retrained model is safe."""
-    return checkpoints.cache_dir() / "latent-maps" / model_name
+    return disk_cache.cache_dir() / "latent-maps" / model_name
 
 
 def _write_file(folder: Path, result: dict) -> str:
@@ -289,7 +289,7 @@ def _write_file(folder: Path, result: dict) -> str:
     path = folder / cache_file_name(result["method"], result["n"], result["seed"])
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        checkpoints.atomic_write_bytes(path, buf.getvalue())
+        files.atomic_write_bytes(path, buf.getvalue())
     except OSError as err:
         return f"not cached: cannot write {path.name} in {folder} ({err.strerror})"
     return ""

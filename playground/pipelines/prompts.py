@@ -21,12 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from playground.pipelines.latent_diffusion import (
-    DEFAULT_DDIM_STEPS,
-    SWEEP_GUIDANCE,
-    LatentDiffusion,
-    check_prompt,
-)
+from playground.pipelines.diffusion_inputs import DEFAULT_DDIM_STEPS, check_prompt
+from playground.pipelines.latent_diffusion import LatentDiffusion
 from playground.store import checkpoints
 
 # Which SynthFaces attributes a prompt names, from the caption generator's own phrases (the
@@ -157,6 +153,7 @@ def prompt_info(prompt: str, clip: nn.Module | None = None) -> PromptInfo:
 
 DRAWN_POORLY = 0.5  # an attribute the judge finds on fewer of a model's faces is "drawn poorly"
 NOTICE_GUIDANCE = 7.5  # the w whose measured accuracy the Prompt tab quotes
+SWEEP_GUIDANCE = (1.0, 3.0, 7.5, 12.0)  # the Prompt tab's one-click guidance sweep
 
 
 def measured_attribute_accuracy(name: str, guidance: float = NOTICE_GUIDANCE) -> dict[str, float]:

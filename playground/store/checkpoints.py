@@ -1,34 +1,28 @@
 """Save and load trained models: ``<folder>/{config.json, model.safetensors, metrics.json}``.
 
-Safetensors and JSON only: nothing is ever unpickled (no ``torch.load``), so a model folder
-from anywhere is safe to open. Every file is written atomically (temporary file in the same
-folder, fsync, ``os.replace``), so a crash mid-save leaves the previous file intact.
-
 Where models live:
     trained/   models shipped with the repo (``$PLAYGROUND_TRAINED`` overrides)
     runs/      your own training runs      (``$PLAYGROUND_RUNS`` overrides)
 A bare name such as ``"vae-beta4"`` is looked up in trained/ first, then runs/. Names must
 match ``^[A-Za-z0-9][A-Za-z0-9._-]*$`` so a user-chosen name can never escape those folders.
 
-Each model family registers a *kind* (the ``"kind"`` key of config.json) with its config
-dataclass and model class; `register_kind` adds one, `_BUILTIN_KINDS` lists the ones that are
-imported on first use.
+The files are written atomically and read without unpickling (`playground.store.files`); the
+``"kind"`` in config.json says which model family rebuilds them (`playground.store.model_kinds`).
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import os
 import re
 import struct
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
+
+from playground.store.files import atomic_write_json, read_json, read_safetensors, save_safetensors
+from playground.store.model_kinds import config_from_dict, config_to_dict, get_kind, kind_of
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -58,213 +52,11 @@ def runs_dir() -> Path:
     return Path(os.environ.get("PLAYGROUND_RUNS") or repo_root() / "runs")
 
 
-def cache_dir(root: str | os.PathLike | None = None) -> Path:
-    """Folder of everything recomputable (SynthFaces splits, latents, maps): ``root``,
-    ``$PLAYGROUND_CACHE``, or ``$XDG_CACHE_HOME/playground`` (~/.cache/playground). Never
-    trained/: that holds shipped models only, and may be read-only (a classroom share, a
-    container image)."""
-    if root is not None:
-        return Path(root)
-    if os.environ.get("PLAYGROUND_CACHE"):
-        return Path(os.environ["PLAYGROUND_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "playground"
-
-
 def is_valid_name(name: object) -> bool:
     """True for a safe bare model name (letters, digits, ``.``, ``_``, ``-``; no ``..``; at
     most `MAX_NAME_LENGTH` characters)."""
     return (isinstance(name, str) and len(name) <= MAX_NAME_LENGTH
             and bool(NAME_PATTERN.match(name)) and ".." not in name)
-
-
-# --------------------------------------------------------------------------- atomic files
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the new one, whole.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk (fsync) and the
-    file is then renamed over `path` (``os.replace`` is atomic on POSIX and Windows).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename (best effort: not every OS lets a folder be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically (NaN/inf are refused: they are not JSON)."""
-    text = json.dumps(obj, indent=2, allow_nan=False, default=_json_default)
-    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file with clear errors for a missing or corrupt file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"missing file: {path}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"corrupt JSON in {path}: {e}") from None
-
-
-def save_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
-                     metadata: dict[str, str] | None = None) -> None:
-    """Write tensors (moved to CPU, made contiguous) as one safetensors file, atomically."""
-    from safetensors.torch import save
-
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, save(flat, metadata=metadata))
-
-
-def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file fully into memory → (tensors on CPU, metadata dict)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"missing file: {path}") from None
-    try:
-        (header_len,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8:8 + header_len])
-        tensors = load(data)
-    except (struct.error, ValueError, SafetensorError) as e:
-        raise ValueError(f"corrupt or truncated safetensors file {path}: {e}") from None
-    return tensors, dict(header.get("__metadata__") or {})
-
-
-# --------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class ModelKind:
-    """How to rebuild one family of models from its config.json."""
-
-    kind: str  # value of "kind" in config.json, e.g. "vae"
-    config_cls: type  # the @dataclass of the architecture
-    build: Callable[[Any], nn.Module]  # config → untrained model (weights are loaded after)
-
-
-_REGISTRY: dict[str, ModelKind] = {}
-# kind → (module, config class, model class), imported on first use. Later model families add
-# a line here (or call `register_kind` from their own module).
-_BUILTIN_KINDS: dict[str, tuple[str, str, str]] = {
-    "vae": ("playground.models.vae", "VAEConfig", "BetaVAE"),
-    "autoencoder": ("playground.models.autoencoder", "AutoencoderConfig", "KLAutoencoder"),
-    "judge": ("playground.models.judge", "JudgeConfig", "Judge"),
-    "unet": ("playground.models.unet", "UNetConfig", "LatentUNet"),
-    "clip": ("playground.models.clip", "CLIPConfig", "TextImageCLIP"),
-}
-
-
-def register_kind(kind: str, config_cls: type, build: Callable[[Any], nn.Module]) -> ModelKind:
-    """Register a model family so `load_model` can rebuild it.
-
-    Args:
-        kind: the ``"kind"`` stored in config.json.
-        config_cls: a dataclass; its fields are what config.json holds besides ``kind``.
-        build: callable config → untrained nn.Module (often the model class itself).
-    """
-    if not dataclasses.is_dataclass(config_cls):
-        raise ValueError(f"{config_cls!r} is not a dataclass")
-    entry = ModelKind(kind, config_cls, build)
-    _REGISTRY[kind] = entry
-    return entry
-
-
-def get_kind(kind: str) -> ModelKind:
-    """The registered `ModelKind` for `kind` (importing a built-in family on first use)."""
-    if kind not in _REGISTRY and kind in _BUILTIN_KINDS:
-        module, config_name, model_name = _BUILTIN_KINDS[kind]
-        mod = importlib.import_module(module)
-        register_kind(kind, getattr(mod, config_name), getattr(mod, model_name))
-    if kind not in _REGISTRY:
-        known = sorted(set(_REGISTRY) | set(_BUILTIN_KINDS))
-        raise ValueError(f"unknown model kind {kind!r}; known kinds: {', '.join(known)}")
-    return _REGISTRY[kind]
-
-
-def kind_of(config: Any) -> str:
-    """The kind of a config object: its ``kind`` class attribute or its registered class."""
-    kind = getattr(type(config), "kind", None)
-    if isinstance(kind, str):
-        return kind
-    for entry in _REGISTRY.values():
-        if type(config) is entry.config_cls:
-            return entry.kind
-    raise ValueError(f"{type(config).__name__} has no `kind`; give the config class a "
-                     "`kind: ClassVar[str]` or register it with register_kind")
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """``{"kind": ..., **fields}`` for config.json."""
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise ValueError(f"expected a dataclass config instance, got {type(config).__name__}")
-    return {"kind": kind_of(config), **dataclasses.asdict(config)}
-
-
-def config_from_dict(data: dict[str, Any]) -> Any:
-    """Rebuild the config dataclass from a config.json dict (lists become tuples where typed so)."""
-    if not isinstance(data, dict) or "kind" not in data:
-        raise ValueError("config.json has no \"kind\" (which model family it is)")
-    entry = get_kind(data["kind"])
-    fields = {f.name: f for f in dataclasses.fields(entry.config_cls) if f.init}
-    values = {k: v for k, v in data.items() if k != "kind"}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"config.json for kind {data['kind']!r} has unknown keys {unknown}; "
-                         f"expected some of {sorted(fields)}")
-    for name, value in values.items():
-        if isinstance(value, list) and "tuple" in str(fields[name].type):
-            values[name] = _to_tuple(value)
-    try:
-        return entry.config_cls(**values)
-    except TypeError as e:
-        raise ValueError(f"config.json does not fit {entry.config_cls.__name__}: {e}") from None
-
-
-def _to_tuple(value: Any) -> Any:
-    return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
 
 
 # --------------------------------------------------------------------------- save / load

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from playground.store.checkpoints import METRICS_FILE, read_json, runs_dir
+from playground.store.checkpoints import METRICS_FILE, runs_dir
+from playground.store.files import read_json
 
 # metrics.json entries shown beside the quality numbers, when the run has them
 RUN_KEYS = ("steps", "epochs", "val_loss", "recon_bce", "kl", "train_img_per_s", "speed_options")

@@ -27,7 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from playground.store.checkpoints import METRICS_FILE, read_json, runs_dir, trained_dir
+from playground.store.checkpoints import METRICS_FILE, runs_dir, trained_dir
+from playground.store.files import read_json
 from playground.training import TRAIN_STATE_JSON
 from playground.training.ship import pipelines_using
 

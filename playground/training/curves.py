@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from playground.store.checkpoints import METRICS_FILE, read_json, trained_dir
+from playground.store.checkpoints import METRICS_FILE, trained_dir
+from playground.store.files import read_json
 from playground.training import cumulative_of_model
 from playground.training.campaign import RECIPES, TARGETS
 from playground.training.ship import CURVE_FILE, curve_point, read_curve
@@ -25,7 +26,7 @@ def start_curve(name: str, judge: str = "judge") -> list[dict]:
     import json
 
     from playground.evaluation.quality import measure, record
-    from playground.store.checkpoints import atomic_write_bytes
+    from playground.store.files import atomic_write_bytes
 
     folder = trained_dir() / name
     scores = measure(str(folder), judge=judge)

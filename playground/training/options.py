@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from playground.store.checkpoints import read_json
+from playground.store.files import read_json
 from playground.training import speed
 from playground.training.runs import TRAIN_STATE_JSON
 

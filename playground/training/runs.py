@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from playground.store.checkpoints import atomic_write_bytes
+from playground.store.files import atomic_write_bytes
 
 TRAIN_STATE_TENSORS = "train_state.safetensors"
 TRAIN_STATE_JSON = "train_state.json"

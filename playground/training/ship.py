@@ -41,14 +41,13 @@ import torch
 from playground.evaluation.quality import HEADLINE_FACES, measure, record
 from playground.store.checkpoints import (
     METRICS_FILE,
-    atomic_write_bytes,
     is_valid_name,
     load_model,
-    read_json,
     resolve_model_dir,
     save_model,
     trained_dir,
 )
+from playground.store.files import atomic_write_bytes, read_json
 from playground.training import CUMULATIVE_KEYS, cumulative_of_model, read_log
 
 CURVE_FILE = "curve.jsonl"  # the learning curve of a shipped model (one JSON point per line)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from playground.store.checkpoints import atomic_write_json, read_safetensors, save_safetensors
+from playground.store.files import atomic_write_json, read_safetensors, save_safetensors
 from playground.training.runs import TRAIN_STATE_JSON, TRAIN_STATE_TENSORS
 
 STATE_FORMAT = 1  # bump when the train_state layout changes

@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from playground.store.checkpoints import load_model, read_json, resolve_model_dir
+from playground.store.checkpoints import load_model, resolve_model_dir
+from playground.store.files import read_json
 
 CUMULATIVE_KEYS = ("steps", "images", "cpu_hours", "gpu_hours", "stretches")
 

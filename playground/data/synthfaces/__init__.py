@@ -10,20 +10,35 @@ Public API::
     images, factors, attributes = generate(n, seed)   # uint8 (N, 64, 64, 3), dicts of (N,)
     SynthFacesDataset("train")                        # torch Dataset over a cached split
 """
-from playground.data.synthfaces.factors import (ATTRIBUTE_NAMES, ATTRIBUTE_THRESHOLDS, BLOCK,
-                                                CATEGORICAL_FACTORS, CATEGORY_PROBS,
-                                                CONTINUOUS_FACTORS, FACTOR_NAMES, IMAGE_SIZE,
-                                                RENDERER_VERSION, SPLIT_SEEDS, SPLIT_SIZES,
-                                                attributes_from_factors, default_factors,
-                                                sample_factors, validate_factors)
+from playground.data.synthfaces.factors import (
+                                                ATTRIBUTE_NAMES,
+                                                ATTRIBUTE_THRESHOLDS,
+                                                BLOCK,
+                                                CATEGORICAL_FACTORS,
+                                                CATEGORY_PROBS,
+                                                CONTINUOUS_FACTORS,
+                                                FACTOR_NAMES,
+                                                IMAGE_SIZE,
+                                                RENDERER_VERSION,
+                                                SPLIT_SEEDS,
+                                                SPLIT_SIZES,
+                                                attributes_from_factors,
+                                                default_factors,
+                                                sample_factors,
+                                                validate_factors,
+)
 from playground.data.synthfaces.renderer import render, render_parallel
-from playground.data.synthfaces.splits import (SynthFacesDataset, cache_dir, generate,
-                                               generate_factors, load_split)
+from playground.data.synthfaces.splits import (
+                                                SynthFacesDataset,
+                                                generate,
+                                                generate_factors,
+                                                load_split,
+)
 
 __all__ = [
     "ATTRIBUTE_NAMES", "ATTRIBUTE_THRESHOLDS", "BLOCK", "CATEGORICAL_FACTORS",
     "CATEGORY_PROBS", "CONTINUOUS_FACTORS", "FACTOR_NAMES", "IMAGE_SIZE",
     "RENDERER_VERSION", "SPLIT_SEEDS", "SPLIT_SIZES", "attributes_from_factors",
     "default_factors", "sample_factors", "validate_factors", "render", "render_parallel",
-    "SynthFacesDataset", "cache_dir", "generate", "generate_factors", "load_split",
+    "SynthFacesDataset", "generate", "generate_factors", "load_split",
 ]

@@ -8,13 +8,13 @@ back to front, each only inside its window and only on the faces that have it.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from functools import partial
 
 import numpy as np
 import torch
 
+from playground.data.synthfaces.canvas import Canvas, col, ellipse_sd, hsv_to_rgb, segment_sd, span
 from playground.data.synthfaces.factors import FACTOR_NAMES, IMAGE_SIZE, validate_factors
 
 # Fixed palettes (RGB in [0, 1]).
@@ -27,91 +27,13 @@ _IRIS_RGB = torch.tensor([0.33, 0.21, 0.12])
 _LIPSTICK_RGB = torch.tensor([0.78, 0.08, 0.22])
 
 
-# ----------------------------------------------------------------------------------------
-# Rendering primitives. Coordinates: x right, y down, both in [-1, 1] over the image.
-# Per-face parameters have shape (B, 1, 1) and broadcast against the pixel grid (1, H, W).
-# ----------------------------------------------------------------------------------------
-def _ellipse_sd(x, y, cx, cy, rx, ry):
-    """Approximate signed distance to an axis-aligned ellipse (exact on circles)."""
-    px, py = (x - cx) / rx, (y - cy) / ry
-    px2, py2 = px * px, py * py
-    k0 = torch.sqrt(px2 + py2)
-    k1 = torch.sqrt(px2 / (rx * rx) + py2 / (ry * ry)).clamp_min(1e-6)
-    return k0 * (k0 - 1.0) / k1
-
-
-def _segment_sd(x, y, x0, x1, yc, half_thickness):
-    """Signed distance to a horizontal capsule from x0 to x1 at height yc."""
-    dx = torch.clamp(torch.maximum(x0 - x, x - x1), min=0.0)
-    return torch.sqrt(dx * dx + (y - yc) ** 2) - half_thickness
-
-
-def _col(c: torch.Tensor) -> torch.Tensor:
-    """(B, 3) or (3,) colour -> broadcastable (B, 3, 1, 1)."""
-    return (c if c.dim() == 2 else c[None]).reshape(-1, 3, 1, 1)
-
-
-def _hsv_to_rgb(h: torch.Tensor, s: float, v: float) -> torch.Tensor:
-    """(B,) hues in [0, 1] -> (B, 3) RGB."""
-    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], dim=1)
-    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-
-
-class _Canvas:
-    """B faces being drawn and what their parts share.
-
-    Fields: ``img`` (B, 3, H, W); planes (B or 1, H, W): X, Y (image grid), x, y (head frame),
-    head_sd, head, head_diffuse, head_shade; per-face values (B, 1, 1), colours (B, 3, 1, 1).
-    """
-
-    def __init__(self, pixel: float, **fields):
-        self.pixel = pixel
-        self.__dict__.update(fields)
-
-    def cover(self, sd: torch.Tensor) -> torch.Tensor:
-        """Anti-aliased coverage of a pixel from the signed distance (negative = inside)."""
-        return (0.5 - sd / self.pixel).clamp_(0.0, 1.0)
-
-    def blend(self, color: torch.Tensor, alpha: torch.Tensor) -> None:
-        """img <- img·(1-α) + color·α; color (B, 3, 1, 1) or (B, 3, H, W), alpha (B, H, W)."""
-        a = alpha.unsqueeze(1)
-        self.img.mul_(1.0 - a).add_(color * a)
-
-    def diffuse(self, cx, cy, rx, ry) -> torch.Tensor:
-        """Lambertian shading (B, H, W) of an ellipsoid bulging towards the viewer."""
-        nx, ny = (self.x - cx) / rx, (self.y - cy) / ry
-        nz = torch.sqrt((1 - nx * nx - ny * ny).clamp_min(0.0))
-        return (nx * self.lx + ny * self.ly + nz * self.lz).clamp_min(0.0)
-
-    def __getattr__(self, name: str):
-        """A window's field, cut from the whole canvas on first use (:func:`_render_chunk`)."""
-        if name.startswith("_") or "_cut" not in self.__dict__:
-            raise AttributeError(name)
-        whole, rows, cols, faces = self._cut
-        v = getattr(whole, name)
-        if isinstance(v, torch.Tensor):
-            if v.shape[-2:] == whole.img.shape[-2:]:  # a plane
-                v = v[..., rows, cols]
-            if faces is not None and v.shape[0] == whole.img.shape[0]:
-                v = v[faces]
-        setattr(self, name, v)
-        return v
-
-
-def _span(lo: float, hi: float, size: int) -> slice:
-    """Pixel rows (or columns) that reach [lo, hi] in image coordinates, plus a pixel each side
-    for the anti-aliased edge."""
-    first = math.floor((lo + 1) / 2 * size) - 1
-    return slice(max(0, first), max(0, min(size, math.ceil((hi + 1) / 2 * size) + 1)))
-
-
 _HEAD_CX, _HEAD_CY, _HEAD_RY = 0.0, 0.02, 0.6  # head centre and height; its width varies
 _EYE_Y = _HEAD_CY - 0.04
 _MOUTH_Y = _HEAD_CY + 0.37
 
 
-def _canvas(f: dict[str, torch.Tensor], size: int) -> _Canvas:
-    """Background, per-face parameters, head frame and head planes of one batch (B,) -> _Canvas."""
+def _canvas(f: dict[str, torch.Tensor], size: int) -> Canvas:
+    """Background, per-face parameters, head frame and head planes of one batch (B,) -> Canvas."""
     B = f["yaw"].shape[0]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
     Y, X = (v[None] for v in torch.meshgrid(grid, grid, indexing="ij"))  # (1, H, W) each
@@ -125,80 +47,80 @@ def _canvas(f: dict[str, torch.Tensor], size: int) -> _Canvas:
                            _SKIN_STOPS[0] + (_SKIN_STOPS[1] - _SKIN_STOPS[0]) * skin_t * 2,
                            _SKIN_STOPS[1] + (_SKIN_STOPS[2] - _SKIN_STOPS[1]) * (skin_t * 2 - 1))
     # Background: a hue, slightly lighter at the top.
-    bg = _hsv_to_rgb(f["background"].float(), 0.38, 0.86)
+    bg = hsv_to_rgb(f["background"].float(), 0.38, 0.86)
     # Head frame: roll rotates everything above the neck around a pivot at the chin.
     angle = p("roll") * 0.32
     cos, sin = torch.cos(angle), torch.sin(angle)
     pivot_y = 0.55
     lx, ly = light * 0.9, torch.full_like(light, -0.3)  # light direction, z towards the viewer
-    c = _Canvas(2.0 / size, X=X, Y=Y, img=_col(bg) * (1.06 - 0.12 * (Y[:, None] + 1) / 2),
+    c = Canvas(2.0 / size, X=X, Y=Y, img=col(bg) * (1.06 - 0.12 * (Y[:, None] + 1) / 2),
                 x=cos * X + sin * (Y - pivot_y), y=-sin * X + cos * (Y - pivot_y) + pivot_y,
                 yaw=yaw, light=light, width=width, smile=p("smile"), brow=p("brow"),
                 mouth_open=p("mouth_open"), eye_open=p("eye_open"),
                 hair_style=f["hair_style"].view(B, 1, 1), hat=f["hat"].view(B, 1, 1),
                 facial_hair=f["facial_hair"].view(B, 1, 1), glasses=f["eyeglasses"].view(B, 1, 1),
-                lipstick=f["lipstick"].view(B, 1, 1, 1), skin_col=_col(skin_rgb),
-                hair_col=_col(_HAIR_RGB[f["hair_color"]]), lx=lx, ly=ly,
+                lipstick=f["lipstick"].view(B, 1, 1, 1), skin_col=col(skin_rgb),
+                hair_col=col(_HAIR_RGB[f["hair_color"]]), lx=lx, ly=ly,
                 lz=torch.sqrt((1 - lx * lx - ly * ly).clamp_min(0.05)),
                 head_rx=0.46 + 0.16 * width,
                 feat_cx=yaw * 0.17,  # features slide towards the side the head turns to
                 eye_gap=0.2 * (1.0 - 0.12 * yaw.abs()))
     # The head, shaded as a Lambertian ellipsoid; later parts are clipped to it.
-    c.head_sd = _ellipse_sd(c.x, c.y, _HEAD_CX, _HEAD_CY, c.head_rx, _HEAD_RY)
+    c.head_sd = ellipse_sd(c.x, c.y, _HEAD_CX, _HEAD_CY, c.head_rx, _HEAD_RY)
     c.head = c.cover(c.head_sd)
     c.head_diffuse = c.diffuse(_HEAD_CX, _HEAD_CY, c.head_rx, _HEAD_RY)
     c.head_shade = 0.42 + 0.68 * c.head_diffuse
     return c
 
 
-def _shoulders(c: _Canvas) -> None:
+def _shoulders(c: Canvas) -> None:
     """Shoulders and neck are not tilted."""
-    shoulders = c.cover(_ellipse_sd(c.X, c.Y, 0.0, 1.32, 0.9, 0.52))
-    c.blend(_col(_SHIRT_RGB) * (1.0 - 0.15 * c.light * c.X)[:, None], shoulders)
+    shoulders = c.cover(ellipse_sd(c.X, c.Y, 0.0, 1.32, 0.9, 0.52))
+    c.blend(col(_SHIRT_RGB) * (1.0 - 0.15 * c.light * c.X)[:, None], shoulders)
 
 
-def _neck(c: _Canvas) -> None:
+def _neck(c: Canvas) -> None:
     neck_half = 0.16 + 0.06 * c.width
     neck_sd = torch.maximum(c.X.abs() - neck_half, 0.4 - c.Y)
     neck_shade = (0.78 - 0.25 * c.light * (-c.X / neck_half).clamp(-1, 1)).clamp(0.3, 1.0)
     c.blend(c.skin_col * neck_shade[:, None] * 0.92, c.cover(neck_sd))
 
 
-def _long_hair(c: _Canvas) -> None:
+def _long_hair(c: Canvas) -> None:
     """Long hair: a layer behind the head."""
-    back_sd = torch.maximum(_ellipse_sd(c.x, c.y, _HEAD_CX - c.yaw * 0.05, _HEAD_CY + 0.12,
+    back_sd = torch.maximum(ellipse_sd(c.x, c.y, _HEAD_CX - c.yaw * 0.05, _HEAD_CY + 0.12,
                                         c.head_rx + 0.15, 0.78), c.y - 0.78)
     shade = 0.55 + 0.35 * c.diffuse(0.0, 0.1, c.head_rx + 0.2, 0.9)
     c.blend(c.hair_col * shade[:, None], c.cover(back_sd))
 
 
-def _ear(c: _Canvas, side: float) -> None:
+def _ear(c: Canvas, side: float) -> None:
     """The ear on the side the head turns away from shows more."""
     ear_rx = 0.075 * (1.0 - 0.6 * side * c.yaw).clamp(0.15, 1.6)
     ear_cx = side * (c.head_rx - 0.01) + c.yaw * 0.06
-    ear = c.cover(_ellipse_sd(c.x, c.y, ear_cx, _HEAD_CY + 0.04, ear_rx, 0.13))
+    ear = c.cover(ellipse_sd(c.x, c.y, ear_cx, _HEAD_CY + 0.04, ear_rx, 0.13))
     ear_shade = 0.62 + 0.3 * (side * c.light).clamp_min(0.0)
     c.blend(c.skin_col * ear_shade[:, None], ear)
 
 
-def _head(c: _Canvas) -> None:
+def _head(c: Canvas) -> None:
     c.blend(c.skin_col * c.head_shade[:, None], c.head)
 
 
-def _eye(c: _Canvas, side: float) -> None:
+def _eye(c: Canvas, side: float) -> None:
     """Sclera whose height follows eye_open, iris and pupil clipped to it, lid line, brow."""
     ex = c.feat_cx + side * c.eye_gap
     e_rx = 0.095 * (1.0 - 0.25 * side * c.yaw)
     e_ry = 0.008 + 0.07 * c.eye_open
-    sclera_sd = _ellipse_sd(c.x, c.y, ex, _EYE_Y, e_rx, e_ry)
+    sclera_sd = ellipse_sd(c.x, c.y, ex, _EYE_Y, e_rx, e_ry)
     sclera = c.cover(sclera_sd)
-    c.blend(_col(torch.tensor([0.96, 0.96, 0.94])), sclera * c.head)
+    c.blend(col(torch.tensor([0.96, 0.96, 0.94])), sclera * c.head)
     gaze_x = ex + c.yaw * 0.025
     r_iris, r_pupil = torch.full_like(e_rx, 0.05), torch.full_like(e_rx, 0.022)
-    iris = c.cover(_ellipse_sd(c.x, c.y, gaze_x, _EYE_Y, r_iris, r_iris)) * sclera
-    c.blend(_col(_IRIS_RGB), iris)
-    pupil = c.cover(_ellipse_sd(c.x, c.y, gaze_x, _EYE_Y, r_pupil, r_pupil)) * sclera
-    c.blend(_col(torch.tensor([0.02, 0.02, 0.02])), pupil)
+    iris = c.cover(ellipse_sd(c.x, c.y, gaze_x, _EYE_Y, r_iris, r_iris)) * sclera
+    c.blend(col(_IRIS_RGB), iris)
+    pupil = c.cover(ellipse_sd(c.x, c.y, gaze_x, _EYE_Y, r_pupil, r_pupil)) * sclera
+    c.blend(col(torch.tensor([0.02, 0.02, 0.02])), pupil)
     lid = c.cover(sclera_sd.abs() - 0.012) * (c.y < _EYE_Y + 0.2 * e_ry).float()
     c.blend(c.skin_col * 0.35, lid * c.head)
 
@@ -214,24 +136,24 @@ def _eye(c: _Canvas, side: float) -> None:
     c.blend(brow_rgb, c.cover(brow_sd) * c.head)
 
 
-def _nose(c: _Canvas) -> None:
+def _nose(c: Canvas) -> None:
     """Shadow on the side away from the light, nostrils, highlight on the lit side."""
     nose_x = c.feat_cx + c.yaw * 0.07
     nose_y = _HEAD_CY + 0.14
     full = partial(torch.full_like, c.yaw)
     shadow_side = -torch.sign(c.light) * (c.light.abs() > 0.05).float()
-    nose_shadow = c.cover(_ellipse_sd(c.x, c.y, nose_x + shadow_side * 0.045, nose_y,
+    nose_shadow = c.cover(ellipse_sd(c.x, c.y, nose_x + shadow_side * 0.045, nose_y,
                                       full(0.03), full(0.13)))
     c.blend(c.skin_col * 0.55, nose_shadow * (0.2 + 0.5 * c.light.abs()) * c.head)
-    nose_tip = c.cover(_ellipse_sd(c.x, c.y, nose_x, nose_y + 0.1, full(0.07), full(0.045)))
+    nose_tip = c.cover(ellipse_sd(c.x, c.y, nose_x, nose_y + 0.1, full(0.07), full(0.045)))
     c.blend(c.skin_col * (0.62 + 0.2 * (1 - c.light.abs()))[:, None], nose_tip * 0.6)
     for side in (-1.0, 1.0):
-        nostril = c.cover(_ellipse_sd(c.x, c.y, nose_x + side * 0.035, nose_y + 0.125,
+        nostril = c.cover(ellipse_sd(c.x, c.y, nose_x + side * 0.035, nose_y + 0.125,
                                       full(0.018), full(0.011)))
         c.blend(c.skin_col * 0.3, nostril)
 
 
-def _mouth_frame(c: _Canvas):
+def _mouth_frame(c: Canvas):
     """The mouth's centre line bends with `smile`, its opening grows with `mouth_open`.
 
     Returns mouth_x, mouth_w (B, 1, 1); u (across the mouth, -1..1), centre, taper, gap (B, h, w).
@@ -246,47 +168,47 @@ def _mouth_frame(c: _Canvas):
     return mouth_x, mouth_w, u, centre, taper, gap
 
 
-def _mouth_hole_sd(c: _Canvas) -> torch.Tensor:
+def _mouth_hole_sd(c: Canvas) -> torch.Tensor:
     """Where facial hair leaves the mouth free (B, h, w)."""
     mouth_x, mouth_w, _, centre, _, gap = _mouth_frame(c)
-    return _ellipse_sd(c.x, c.y, mouth_x, centre, mouth_w + 0.03, gap + 0.05)
+    return ellipse_sd(c.x, c.y, mouth_x, centre, mouth_w + 0.03, gap + 0.05)
 
 
-def _beard(c: _Canvas) -> None:
+def _beard(c: Canvas) -> None:
     """Jaw and chin, drawn before the mouth."""
     beard_sd = torch.maximum(torch.maximum(c.head_sd, (_MOUTH_Y - 0.1) - c.y), -_mouth_hole_sd(c))
     c.blend(c.hair_col * (0.65 + 0.3 * c.head_diffuse)[:, None], c.cover(beard_sd))
 
 
-def _goatee(c: _Canvas) -> None:
-    chin = _ellipse_sd(c.x, c.y, c.feat_cx + c.yaw * 0.03, _MOUTH_Y + 0.16,
+def _goatee(c: Canvas) -> None:
+    chin = ellipse_sd(c.x, c.y, c.feat_cx + c.yaw * 0.03, _MOUTH_Y + 0.16,
                        torch.full_like(c.yaw, 0.1), torch.full_like(c.yaw, 0.09))
     c.blend(c.hair_col * 0.9, c.cover(torch.maximum(chin, -_mouth_hole_sd(c))))
 
 
-def _lips(c: _Canvas) -> None:
+def _lips(c: Canvas) -> None:
     """Lips and the open mouth (dark, with a row of teeth)."""
     _, _, u, centre, taper, gap = _mouth_frame(c)
-    lip_rgb = torch.where(c.lipstick == 1, _col(_LIPSTICK_RGB),
+    lip_rgb = torch.where(c.lipstick == 1, col(_LIPSTICK_RGB),
                           c.skin_col * torch.tensor([0.78, 0.52, 0.52]).view(1, 3, 1, 1))
     lip_sd = torch.maximum((c.y - centre).abs() - gap - 0.03 * taper, u.abs() - 1.0)
     c.blend(lip_rgb * (0.8 + 0.2 * c.head_shade)[:, None], c.cover(lip_sd))
     inner = c.cover(torch.maximum((c.y - centre).abs() - gap, u.abs() - 0.97))
-    c.blend(_col(torch.tensor([0.22, 0.04, 0.05])), inner)
+    c.blend(col(torch.tensor([0.22, 0.04, 0.05])), inner)
     teeth = inner * c.cover(c.y - (centre - gap + 0.7 * gap + 0.004))
-    c.blend(_col(torch.tensor([0.93, 0.92, 0.86])), teeth * (c.mouth_open > 0.2).float())
+    c.blend(col(torch.tensor([0.93, 0.92, 0.86])), teeth * (c.mouth_open > 0.2).float())
 
 
-def _mustache(c: _Canvas) -> None:
+def _mustache(c: Canvas) -> None:
     """Above the upper lip, following the mouth's curve."""
     _, _, u, centre, _, gap = _mouth_frame(c)
     must_sd = torch.maximum((c.y - (centre - gap - 0.06)).abs() - 0.028, u.abs() - 1.1)
     c.blend(c.hair_col * 0.85, c.cover(must_sd) * c.head)
 
 
-def _hair(c: _Canvas) -> None:
+def _hair(c: Canvas) -> None:
     """Hair on top of the head: short and long share a hairline; bangs come lower with a fringe."""
-    cap_sd = _ellipse_sd(c.x, c.y, _HEAD_CX - c.yaw * 0.04, _HEAD_CY - 0.03, c.head_rx + 0.05,
+    cap_sd = ellipse_sd(c.x, c.y, _HEAD_CX - c.yaw * 0.04, _HEAD_CY - 0.03, c.head_rx + 0.05,
                          _HEAD_RY + 0.06)
     side_frac = ((c.x - _HEAD_CX - c.feat_cx * 0.5).abs() / c.head_rx).clamp(0, 1.5)
     bangs = c.hair_style == 3
@@ -300,39 +222,39 @@ def _hair(c: _Canvas) -> None:
     c.blend(c.hair_col * shade[:, None], cap)
 
 
-def _hat(c: _Canvas) -> None:
+def _hat(c: Canvas) -> None:
     """Crown and brim in one colour, with a darker band."""
     half_w = c.head_rx - 0.02
     crown_sd = torch.maximum(torch.maximum((c.x - _HEAD_CX).abs() - half_w,
                                            c.y - (_HEAD_CY - 0.38)), (_HEAD_CY - 0.95) - c.y)
-    top = _ellipse_sd(c.x, c.y, _HEAD_CX, _HEAD_CY - 0.9, half_w, torch.full_like(c.yaw, 0.1))
+    top = ellipse_sd(c.x, c.y, _HEAD_CX, _HEAD_CY - 0.9, half_w, torch.full_like(c.yaw, 0.1))
     shade = (0.8 - 0.25 * c.light * (c.x - _HEAD_CX) / c.head_rx).clamp(0.4, 1.1)
-    c.blend(_col(_HAT_RGB) * shade[:, None], c.cover(torch.minimum(crown_sd, top)))
+    c.blend(col(_HAT_RGB) * shade[:, None], c.cover(torch.minimum(crown_sd, top)))
     band_sd = torch.maximum((c.y - (_HEAD_CY - 0.45)).abs() - 0.04, (c.x - _HEAD_CX).abs() - half_w)
-    c.blend(_col(_HAT_RGB) * 0.45, c.cover(band_sd))
-    brim = c.cover(_ellipse_sd(c.x, c.y, _HEAD_CX + c.yaw * 0.05, _HEAD_CY - 0.38, c.head_rx + 0.2,
+    c.blend(col(_HAT_RGB) * 0.45, c.cover(band_sd))
+    brim = c.cover(ellipse_sd(c.x, c.y, _HEAD_CX + c.yaw * 0.05, _HEAD_CY - 0.38, c.head_rx + 0.2,
                                torch.full_like(c.yaw, 0.065)))
-    c.blend(_col(_HAT_RGB) * 0.7, brim)
+    c.blend(col(_HAT_RGB) * 0.7, brim)
 
 
-def _glasses(c: _Canvas) -> None:
+def _glasses(c: Canvas) -> None:
     """Two rims, a bridge, the arms to the ears, faintly tinted lenses."""
     rims = torch.zeros_like(c.x)
     lenses = torch.zeros_like(rims)
     for side in (-1.0, 1.0):
         ex = c.feat_cx + side * c.eye_gap
         g_rx = 0.135 * (1.0 - 0.25 * side * c.yaw)
-        lens_sd = _ellipse_sd(c.x, c.y, ex, _EYE_Y + 0.01, g_rx, torch.full_like(c.yaw, 0.1))
+        lens_sd = ellipse_sd(c.x, c.y, ex, _EYE_Y + 0.01, g_rx, torch.full_like(c.yaw, 0.1))
         rims = torch.maximum(rims, c.cover(lens_sd.abs() - 0.016))
         lenses = torch.maximum(lenses, c.cover(lens_sd))
         arm_x0 = torch.minimum(ex + side * g_rx, side * c.head_rx)
         arm_x1 = torch.maximum(ex + side * g_rx, side * c.head_rx)
-        arm = _segment_sd(c.x, c.y, arm_x0, arm_x1, _EYE_Y - 0.04, 0.012)
+        arm = segment_sd(c.x, c.y, arm_x0, arm_x1, _EYE_Y - 0.04, 0.012)
         rims = torch.maximum(rims, c.cover(arm))
-    bridge = c.cover(_segment_sd(c.x, c.y, c.feat_cx - c.eye_gap + 0.12,
+    bridge = c.cover(segment_sd(c.x, c.y, c.feat_cx - c.eye_gap + 0.12,
                                  c.feat_cx + c.eye_gap - 0.12, _EYE_Y - 0.01, 0.013))
-    c.blend(_col(torch.tensor([0.85, 0.9, 1.0])), lenses * 0.18)
-    c.blend(_col(torch.tensor([0.06, 0.06, 0.08])), torch.maximum(rims, bridge))
+    c.blend(col(torch.tensor([0.85, 0.9, 1.0])), lenses * 0.18)
+    c.blend(col(torch.tensor([0.06, 0.06, 0.08])), torch.maximum(rims, bridge))
 
 
 _ALL = (-1.0, 1.0)
@@ -369,12 +291,12 @@ def _render_chunk(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     """
     c = _canvas(f, size)
     for part, rows, cols, which in _PARTS:
-        rs, cs = (slice(None),) * 2 if _FULL_FRAME else (_span(*rows, size), _span(*cols, size))
+        rs, cs = (slice(None),) * 2 if _FULL_FRAME else (span(*rows, size), span(*cols, size))
         mask = None if which is None else which(c).view(-1)
         if mask is not None and not bool(mask.any()):
             continue
         faces = None if mask is None or bool(mask.all()) else mask.nonzero().squeeze(1)
-        window = _Canvas(c.pixel)
+        window = Canvas(c.pixel)
         window._cut = (c, rs, cs, faces)
         part(window)
         if faces is not None:

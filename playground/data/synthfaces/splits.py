@@ -21,7 +21,7 @@ from playground.data.synthfaces.factors import (
     sample_factors,
 )
 from playground.data.synthfaces.renderer import render_parallel
-from playground.store.checkpoints import cache_dir
+from playground.store.disk_cache import cache_dir
 
 
 # ----------------------------------------------------------------------------------------

@@ -22,9 +22,11 @@ Under DDP each process contrasts its own share of the batch (no feature gather).
 Afterwards the model is frozen and used by latent diffusion as its text encoder. metrics.json
 holds the zero-shot attribute accuracy on the test split — for each attribute, is an image
 closer to "a photo of a person smiling" than to "… not smiling"? — per attribute and mean, with
-the majority-class baseline, and image→caption retrieval accuracy within groups of 100.
-The token ids of the training captions are stored in the config (``known_tokens``), so the
-app can say which words of a prompt the model has never seen.
+the majority-class baseline, and image→caption retrieval accuracy within groups of 100
+(`playground.evaluation.clip`, which also re-measures a saved CLIP). The captions' token ids
+and their hard negatives come from `clip_captions`; the ids the training captions use are
+stored in the config (``known_tokens``), so the app can say which words of a prompt the model
+has never seen.
 """
 from __future__ import annotations
 
@@ -34,12 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset, zero_shot_prompts
-from playground.evaluation.quality import SMALL_DETAILS
+from playground.evaluation.clip import evaluate_clip, image_embeddings, zero_shot_accuracy
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.store.checkpoints import runs_dir
 from playground.training import (
@@ -51,9 +51,13 @@ from playground.training import (
     autocast,
     check_run_options,
     config_from_args,
-    image_source,
     open_dataset,
     run_trainer,
+)
+from playground.training.trainers.clip_captions import (
+    NEGATIVE_POOLS,
+    CaptionTokens,
+    caption_vocabulary,
 )
 
 HELP = "small CLIP (open_clip classes) on SynthFaces captions: the text encoder of latent diffusion"
@@ -122,84 +126,12 @@ class CLIPTrainConfig(StartAndSpeed):
         return Path(self.out) if self.out else runs_dir() / "clip"
 
 
-# attributes a hard negative may flip (each needs a zero-shot phrase, hence a caption phrase)
-NEGATIVE_POOLS: dict[str, tuple[str, ...]] = {
-    "all": tuple(ATTRIBUTE_PHRASES),
-    "small": tuple(a for a in SMALL_DETAILS if a in ATTRIBUTE_PHRASES),
-}
-
 FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
                    "text_width", "text_layers", "text_heads", "context_length", "batch_size",
                    "seed", "train_size", "hard_negatives")
 
 
-# =========================================================================== captions
-class CaptionTokens:
-    """The token ids of every training image's caption for one epoch at a time: (N, L); with
-    `hard_negatives`, also each image's K hard-negative captions (K, N, L): the same phrasing
-    of the same face with one attribute flipped (K different attributes of `pool`, drawn per
-    epoch and image), e.g. "… with glasses" for a face without them, so that the small details
-    decide the match (NegCLIP, Yuksekgonul et al. 2023)."""
-
-    def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
-                 negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"]):
-        attributes = getattr(dataset, "attributes", None)
-        if not attributes:
-            raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
-                             "(and .factors for SynthFaces)")
-        self.attributes = {k: np.asarray(v) for k, v in attributes.items()}
-        self.factors = getattr(dataset, "factors", None)
-        self.flippable = [a for a in pool if a in self.attributes]
-        if hard_negatives and len(self.flippable) < negatives_per_image:
-            raise ValueError(f"{negatives_per_image} hard negatives per image need as many "
-                             f"flippable attributes; the dataset has {self.flippable}")
-        self.model, self.seed, self.hard_negatives = model, seed, hard_negatives
-        self.negatives_per_image = negatives_per_image
-        self.epoch, self.tokens, self.negatives = None, None, None
-
-    def for_epoch(self, epoch: int) -> torch.Tensor:
-        self._make(epoch)
-        return self.tokens
-
-    def negatives_for_epoch(self, epoch: int) -> torch.Tensor:
-        self._make(epoch)
-        return self.negatives
-
-    def _make(self, epoch: int) -> None:
-        if self.epoch == epoch:
-            return
-        seed = self.seed * 100_003 + epoch
-        self.tokens = self.model.tokenize(captions_for_dataset(self.attributes, self.factors,
-                                                               seed=seed))
-        if self.hard_negatives:
-            n = len(self.tokens)
-            rng = np.random.default_rng([self.seed, epoch, 1])
-            # K distinct attributes per image: the first K of a random order of the pool
-            choices = np.argsort(rng.random((n, len(self.flippable))), axis=1)
-            # the same caption seed: the phrasing stays, only the flipped attribute's words change
-            self.negatives = torch.stack([
-                self.model.tokenize(captions_for_dataset(
-                    flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
-                    self.factors, seed=seed))
-                for k in range(self.negatives_per_image)])
-        self.epoch = epoch
-
-
-def flip_one_attribute(attributes: dict[str, np.ndarray], names: list[str],
-                       rng: np.random.Generator | None = None,
-                       choice: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """A copy of `attributes` (name → (N,) 0/1) in which each row has one of `names` set to
-    its opposite: names[choice[i]] for row i, or drawn uniformly with `rng`."""
-    n = len(next(iter(attributes.values())))
-    if choice is None:
-        choice = rng.integers(len(names), size=n)
-    out = {k: np.asarray(v).copy() for k, v in attributes.items()}
-    for j, name in enumerate(names):
-        rows = choice == j
-        out[name][rows] = 1 - out[name][rows]
-    return out
-
-
+# =========================================================================== loss
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
                      logit_scale: torch.Tensor,
                      negative_text_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -216,132 +148,6 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
     per_image = logit_scale * image_features @ candidates.T  # (B, B + B')
     per_text = logit_scale * text_features @ image_features.T  # (B, B)
     return 0.5 * (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels))
-
-
-def caption_vocabulary(dataset, model: TextImageCLIP, seeds: tuple[int, ...] = (0, 1, 2),
-                       n: int = 20_000) -> tuple[int, ...]:
-    """Token ids used by the captions of the first `n` faces under a few caption seeds."""
-    attrs = {k: np.asarray(v)[:n] for k, v in dataset.attributes.items()}
-    factors = ({k: np.asarray(v)[:n] for k, v in dataset.factors.items()}
-               if getattr(dataset, "factors", None) else None)
-    seen: set[int] = set()
-    for seed in seeds:
-        tokens = model.tokenize(captions_for_dataset(attrs, factors, seed=seed))
-        seen.update(torch.unique(tokens).tolist())
-    seen.discard(0)
-    return tuple(sorted(seen))
-
-
-# =========================================================================== evaluation
-@torch.no_grad()
-def image_embeddings(model: TextImageCLIP, source, batch_size: int = 250) -> torch.Tensor:
-    """Normalised image embeddings (N, E) of a whole image source."""
-    model.eval()
-    parts = [model.encode_image(x).float().cpu()
-             for x in source.iterate(torch.split(torch.arange(len(source)), batch_size))]
-    return torch.cat(parts)
-
-
-@torch.no_grad()
-def zero_shot_accuracy(model: TextImageCLIP, image_features: torch.Tensor,
-                       attributes: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Per attribute: predict "present" when an image is closer to the positive prompt than
-    to the negative one (`zero_shot_prompts`), compare with the truth.
-
-    Args:
-        image_features: (N, E) normalised; attributes: name → (≥ N,) 0/1 arrays.
-    Returns:
-        ``zero_shot_acc`` (mean), ``zero_shot_acc_per_attribute``, ``zero_shot_baseline``
-        (majority-class accuracy, mean) and ``…_per_attribute``; ``zero_shot_balanced_acc``
-        (mean of the true-positive and true-negative rates) and ``zero_shot_auc`` (ROC AUC of
-        the margin sim(pos) − sim(neg)), each with ``…_per_attribute`` — both 0.5 at chance
-        whatever the attribute's frequency.
-    """
-    model.eval()
-    n = image_features.shape[0]
-    names = [a for a in ATTRIBUTE_PHRASES if a in attributes]
-    if not names:
-        raise ValueError("no attribute with zero-shot phrases in this dataset")
-    prompts = [p for a in names for p in zero_shot_prompts(a)]
-    text = model.encode_text(prompts).float().cpu()  # (2A, E)
-    sims = image_features @ text.T  # (N, 2A)
-    from sklearn.metrics import roc_auc_score
-
-    acc, base, balanced, auc = {}, {}, {}, {}
-    for j, name in enumerate(names):
-        margin = (sims[:, 2 * j] - sims[:, 2 * j + 1]).numpy()  # > 0: closer to "present"
-        pred = margin > 0
-        y = np.asarray(attributes[name])[:n].astype(bool)
-        acc[name] = float((pred == y).mean())
-        base[name] = float(max(y.mean(), 1 - y.mean()))
-        if 0 < y.sum() < n:
-            balanced[name] = float(0.5 * (pred[y].mean() + (~pred[~y]).mean()))
-            auc[name] = float(roc_auc_score(y, margin))
-    return {"zero_shot_acc": float(np.mean(list(acc.values()))),
-            "zero_shot_acc_per_attribute": acc,
-            "zero_shot_baseline": float(np.mean(list(base.values()))),
-            "zero_shot_baseline_per_attribute": base,
-            # threshold-free and prior-free views of the same margins (chance: 0.5 each)
-            "zero_shot_balanced_acc": float(np.mean(list(balanced.values()))) if balanced else None,
-            "zero_shot_balanced_acc_per_attribute": balanced,
-            "zero_shot_auc": float(np.mean(list(auc.values()))) if auc else None,
-            "zero_shot_auc_per_attribute": auc}
-
-
-@torch.no_grad()
-def retrieval_accuracy(model: TextImageCLIP, image_features: torch.Tensor, captions: list[str],
-                       group: int = 100) -> float:
-    """Image → caption top-1 accuracy within consecutive groups of `group` pairs (chance
-    1 / group): is each image's own caption the closest of the group's captions?"""
-    model.eval()
-    hits, total = 0, 0
-    for s in range(0, len(captions) - group + 1, group):
-        text = model.encode_text(captions[s:s + group]).float().cpu()
-        sims = image_features[s:s + group] @ text.T
-        hits += int((sims.argmax(dim=1) == torch.arange(group)).sum())
-        total += group
-    return hits / total if total else float("nan")
-
-
-def evaluate_clip(model: TextImageCLIP, test_set, device: torch.device | str = "cpu"
-                  ) -> dict[str, Any]:
-    """Zero-shot attribute scores and image→caption retrieval on a captioned test set."""
-    feats = image_embeddings(model, image_source(test_set, torch.device(device)))
-    attrs = getattr(test_set, "attributes", {})
-    test_captions = captions_for_dataset(attrs, getattr(test_set, "factors", None), seed=0)
-    group = min(100, len(test_captions))
-    return {**zero_shot_accuracy(model, feats, attrs),
-            "retrieval_top1": retrieval_accuracy(model, feats, test_captions, group),
-            "retrieval_group": group,
-            "n_test": int(feats.shape[0]),
-            "vocabulary_tokens": len(model.config.known_tokens)}
-
-
-def main_evaluate(argv: list[str] | None = None) -> int:
-    """``python -m playground.training.trainers.clip NAME [--write]``: re-measure a CLIP on the test
-    split (and update its metrics.json with --write)."""
-    from playground.store.checkpoints import (
-        atomic_write_json,
-        load_metrics,
-        load_model,
-        resolve_model_dir,
-    )
-
-    p = argparse.ArgumentParser(prog="python -m playground.training.trainers.clip",
-                                description=main_evaluate.__doc__)
-    p.add_argument("name", help="model name (trained/, runs/) or folder")
-    p.add_argument("--test-size", type=int, default=None, help="first N test faces (default all)")
-    p.add_argument("--write", action="store_true", help="merge the scores into its metrics.json")
-    args = p.parse_args(argv)
-    model = load_model(args.name).float().eval()
-    scores = evaluate_clip(model, open_dataset("synthfaces", "test", args.test_size, None))
-    print(f"zero-shot accuracy {scores['zero_shot_acc']:.4f} (majority {scores['zero_shot_baseline']:.4f}), "
-          f"balanced {scores['zero_shot_balanced_acc']:.4f}, AUC {scores['zero_shot_auc']:.4f}, "
-          f"retrieval top-1 {scores['retrieval_top1']:.3f} of {scores['retrieval_group']}")
-    if args.write:
-        folder = resolve_model_dir(args.name)
-        atomic_write_json(folder / "metrics.json", {**load_metrics(args.name), **scores})
-    return 0
 
 
 # =========================================================================== training
@@ -481,8 +287,3 @@ def main(args: argparse.Namespace) -> int:
     train_clip(config_from_args(CLIPTrainConfig, args), resume=args.resume)
     return 0
 
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main_evaluate())

@@ -29,129 +29,46 @@ Objective (Ho et al. 2020, in the latent space of Rombach et al. 2022), per batc
 
 Adam with a cosine learning-rate decay over the budget, seeded batches per epoch (exact
 resume), periodic atomic checkpoints, ``--minutes`` budgets, DDP: see `playground.training`.
-`measure_train_throughput` times training steps of any U-Net config on random inputs (the
-pixel-vs-latent comparison).
+The run's options are `ldm_config.LDMTrainConfig`; the latents in memory and their disk cache
+are `ldm_latents`.
 """
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from playground.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
-from playground.models.unet import SPACES, LatentUNet, UNetConfig, count_parameters
+from playground.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule
+from playground.models.unet import SPACES, LatentUNet, count_parameters
 from playground.store.checkpoints import load_model, resolve_model_dir, runs_dir, trained_dir
+from playground.store.disk_cache import cache_dir
 from playground.training import (
     DistInfo,
     GracefulStop,
-    StartAndSpeed,
     TrainLoop,
     add_common_arguments,
     autocast,
-    check_run_options,
     config_from_args,
     int_tuple,
     mix_seed,
     open_on_all_ranks,
     read_log,
-    resolve_device,
     run_trainer,
     shard,
 )
 from playground.training.ema import EMA
+from playground.training.trainers.ldm_config import FIXED_ON_RESUME, LOSS_WEIGHTINGS, LDMTrainConfig
 from playground.training.trainers.ldm_latents import InMemoryBatches, cached_latents, encode_images
 
 HELP = ("latent diffusion U-Net: ε-prediction on autoencoder latents, cross-attention to CLIP "
         "text tokens, EMA weights")
 
 
-@dataclass
-class LDMTrainConfig(StartAndSpeed):
-    """One LDM training run (saved in train_state.json as "args")."""
-
-    autoencoder: str = "autoencoder"  # first-stage KLAutoencoder: model name or folder (latent space)
-    clip: str = "clip"  # TextImageCLIP whose per-token text states condition the U-Net: name or folder
-    space: str = "latent"  # "latent" (autoencoder latents) or "pixel" (64×64 images in [-1, 1])
-    channels: tuple[int, ...] = (48, 96, 144)  # U-Net width per level (~107 img/s bf16, 1 thread)
-    num_res_blocks: int = 1  # ResBlocks per level on the way down
-    attention_levels: tuple[int, ...] = (1, 2)  # levels with self-/cross-attention (8×8 and 4×4 of a 16×16 latent)
-    head_dim: int = 32  # channels per attention head
-    cond_drop: float = 0.1  # probability that a caption is replaced by "" (classifier-free guidance)
-    ema_decay: float = 0.999  # EMA decay of the shipped weights (warm-up min(d, (1+n)/(10+n)))
-    schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
-    num_timesteps: int = 1000  # T
-    probe_judge: str | None = "judge"  # judge of the prompt-accuracy probe (None: val loss only)
-    cache_latents: bool = True  # keep the training latents on disk, keyed by the autoencoder's weights
-    loss_weighting: str = "uniform"  # "uniform" ε-MSE (Ho et al.) or "min_snr" (Hang et al. 2023)
-    min_snr_gamma: float = 5.0  # γ of Min-SNR: weight min(SNR_t, γ) / SNR_t on each sample's ε-MSE
-    dataset: str = "synthfaces"  # captions need SynthFaces' attributes and factors
-    data_root: str | None = None  # SynthFaces cache folder
-    epochs: int | None = None  # stop after this many epochs (10 if no minutes/max_steps given)
-    minutes: float | None = None  # stop after this much training time, summed over resumes
-    max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
-    batch_size: int = 64  # global batch, split evenly across DDP processes
-    lr: float = 3e-4  # Adam learning rate (peak of the cosine schedule)
-    lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end of the budget) or "constant"
-    lr_min_ratio: float = 0.1  # final learning rate of the cosine schedule, as a fraction of lr
-    device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
-    seed: int = 0  # initial weights, data order, t, ε and caption dropping
-    train_size: int | None = None  # use the first N training images (None = the whole split)
-    eval_size: int | None = 256  # validation images in the fixed val batch
-    checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
-    log_every: int = 20  # a "train" line in log.jsonl every N steps
-    num_workers: int = 2  # unused (all data are in memory); kept for the shared options
-    threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
-    progress: bool = True  # tqdm progress bar
-    out: str | None = None  # run folder (default runs/ldm, or runs/ldm-pixel)
-
-    def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
-        self.attention_levels = tuple(int(c) for c in self.attention_levels)
-        check_run_options(self, counts=("batch_size", "log_every", "num_timesteps"),
-                          choices={"space": SPACES, "schedule": SCHEDULE_KINDS,
-                                   "dataset": ("synthfaces",),
-                                   "loss_weighting": LOSS_WEIGHTINGS})
-        if self.min_snr_gamma <= 0:
-            raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma}")
-        if not 0 <= self.cond_drop < 1:
-            raise ValueError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        self.model_config(context_dim=8)  # validates the architecture now
-
-    def schedule_config(self) -> ScheduleConfig:
-        return ScheduleConfig(num_timesteps=self.num_timesteps, kind=self.schedule)
-
-    def model_config(self, context_dim: int, sample_shape: Sequence[int] | None = None,
-                     autoencoder: str = "", text_encoder: str = "") -> UNetConfig:
-        """The U-Net for samples of `sample_shape` (C, H, W) (default: 3×64×64 pixels or the
-        4×16×16 latent) and text tokens of width `context_dim`."""
-        if sample_shape is None:
-            sample_shape = (3, 64, 64) if self.space == "pixel" else (4, 16, 16)
-        c, h, w = sample_shape
-        if h != w:
-            raise ValueError(f"the U-Net needs square samples, got {tuple(sample_shape)}")
-        return UNetConfig(in_channels=c, sample_size=h,
-                          channels=self.channels, num_res_blocks=self.num_res_blocks,
-                          attention_levels=self.attention_levels, head_dim=self.head_dim,
-                          context_dim=context_dim, space=self.space, autoencoder=autoencoder,
-                          text_encoder=text_encoder, schedule=self.schedule_config())
-
-    def out_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        return runs_dir() / ("ldm" if self.space == "latent" else "ldm-pixel")
-
-
-LOSS_WEIGHTINGS = ("uniform", "min_snr")
-
-
+# =========================================================================== loss
 def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
     """Min-SNR-γ loss weights of an ε-prediction model (Hang et al. 2023): (N,) float32.
 
@@ -163,14 +80,7 @@ def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float)
     return (snr.clamp(max=gamma) / snr).float()
 
 
-# Changing these would make a resumed run a different run.
-FIXED_ON_RESUME = ("autoencoder", "clip", "space", "channels", "num_res_blocks",
-                   "attention_levels", "head_dim", "cond_drop", "ema_decay", "schedule",
-                   "num_timesteps", "dataset", "batch_size", "seed", "train_size", "eval_size")
-
-
-# =========================================================================== EMA
-# =========================================================================== data
+# =========================================================================== frozen models
 @torch.no_grad()
 def encode_prompts(text_encoder, captions: Sequence[str], device: torch.device,
                    amp: str = "none", trim: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,6 +118,7 @@ def _model_name(arg: str) -> str:
 
 
 def _frozen(model):
+    """Eval mode, no gradients: the autoencoder and the text encoder only serve the U-Net."""
     model.eval()
     if isinstance(model, nn.Module):
         model.requires_grad_(False)
@@ -266,8 +177,6 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         val_x = InMemoryBatches(torch.from_numpy(np.asarray(val_set.images)).permute(0, 3, 1, 2),
                                 device).batch(torch.arange(len(val_set.images)))
     else:
-        from playground.data.synthfaces import cache_dir
-
         if info.is_main:
             print(f"encoding {len(train_set.images)} training images with the autoencoder "
                   "(or reading them from the latent cache) ...", flush=True)
@@ -416,52 +325,6 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
                          f"→ {loop.out.path}")
 
     return loop.finish(final)
-
-
-# =========================================================================== throughput
-def measure_train_throughput(unet_config: UNetConfig, input_shape: Sequence[int],
-                             context_shape: Sequence[int], batch_size: int = 64, steps: int = 5,
-                             amp: str = "none", device: str | torch.device = "cpu",
-                             warmup: int = 1, seed: int = 0) -> float:
-    """Training images per second of a U-Net (forward, MSE loss, backward, Adam step) on
-    random inputs, timed by the wall clock after `warmup` untimed steps.
-
-    Args:
-        input_shape: (C, H, W) of x_t, e.g. (4, 16, 16) for the latent or (3, 64, 64) pixels
-            (``unet_config.in_channels`` must match C).
-        context_shape: (L, D) of the text tokens, e.g. (77, 128) (all L tokens real).
-    Returns:
-        images per second.
-    """
-    device = resolve_device(device)
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = LatentUNet(unet_config).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.randn((batch_size, *input_shape), generator=g).to(device)
-    eps = torch.randn((batch_size, *input_shape), generator=g).to(device)
-    context = torch.randn((batch_size, *context_shape), generator=g).to(device)
-    mask = torch.ones(batch_size, context_shape[0], dtype=torch.bool, device=device)
-    t = torch.randint(0, unet_config.schedule.num_timesteps, (batch_size,), generator=g).to(device)
-
-    def one():
-        with autocast(device, amp):
-            pred = model(x, t, context, mask)
-        loss = (pred.float() - eps).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(warmup):
-        one()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        one()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return batch_size * steps / (time.perf_counter() - start)
 
 
 # =========================================================================== command line

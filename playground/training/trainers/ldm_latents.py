@@ -62,7 +62,7 @@ def cached_latents(autoencoder, images_nhwc: np.ndarray, device: torch.device,
     is a folder. Returns (latents, whether they came from the cache)."""
     if cache is None:
         return encode_images(autoencoder, images_nhwc, device), False
-    from playground.store.checkpoints import read_safetensors, save_safetensors
+    from playground.store.files import read_safetensors, save_safetensors
 
     path = Path(cache) / f"latents-{latents_key(autoencoder, images_nhwc)[:32]}.safetensors"
     if path.is_file():

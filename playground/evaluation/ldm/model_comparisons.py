@@ -1,0 +1,110 @@
+"""The LDM beside other set-ups: FD-judge against the β-VAEs' prior samples, and training speed
+on the latent against the same U-Net on pixels."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from playground.evaluation.ldm.config import UNCONDITIONAL_PROMPT, EvalConfig
+from playground.evaluation.ldm.sampling import initial_noise, judge_images, sample_and_judge
+from playground.evaluation.ldm.scores import fd_to_reference
+from playground.store.checkpoints import load_model
+from playground.training import mix_seed
+
+PIXEL_CLAIM = 8.0  # the seed's claim: training on the latent ≈ 8× faster than on pixels
+
+
+@torch.no_grad()
+def evaluate_vae_vs_ldm(pipeline, judge, reference, n: int, cfg: EvalConfig,
+                        cache: dict | None = None, ldm_name: str = "ldm") -> dict:
+    """FD-judge of n prior samples of each β-VAE and of the n unconditional DDIM-``fast_steps``
+    LDM samples of the table (reused when the table ran in this process)."""
+    rows = []
+    for b, name in enumerate(cfg.vae_models):
+        try:
+            vae = load_model(name, device=cfg.device)
+        except (ValueError, FileNotFoundError) as error:  # not trained here: say so, go on
+            print(f"  {name}: skipped ({error})", file=sys.stderr)
+            continue
+        generator = torch.Generator().manual_seed(mix_seed(cfg.seed, 4, b))
+        feats = []
+        for start in range(0, n, cfg.batch_size):
+            z = torch.randn(min(cfg.batch_size, n - start), vae.config.latent_dim,
+                            generator=generator)  # z ~ N(0, I), drawn on the CPU
+            feats.append(judge_images(judge, vae.decode(z.to(cfg.device)))[0])
+        fd = fd_to_reference(np.concatenate(feats), reference)
+        rows.append({"model": name, "kind": "vae", "beta": float(vae.config.beta), "fd": fd,
+                     "n": n, "sampler": "z ~ N(0, I), decoded"})
+        print(f"  {name:<12} FD-judge {fd:9.4f}", file=sys.stderr)
+    ldm = (cache or {}).get(("uncond", cfg.fast_steps, n, cfg.seed))
+    if ldm is None:  # the table did not run in this process: the same x_T, the same samples
+        ldm = sample_and_judge(pipeline, judge, [UNCONDITIONAL_PROMPT] * n,
+                               initial_noise(pipeline, n, cfg.seed), guidance=1.0, sampler="ddim",
+                               steps=cfg.fast_steps, eta=0.0, seed=mix_seed(cfg.seed, 1),
+                               batch_size=cfg.batch_size, desc=f"LDM DDIM-{cfg.fast_steps}",
+                               progress=cfg.progress)
+    fd = fd_to_reference(ldm.features, reference)
+    rows.append({"model": ldm_name, "kind": "ldm", "fd": fd, "n": n,
+                 "sampler": f"DDIM-{cfg.fast_steps} (η=0), prompt \"\" at w=1"})
+    print(f"  {ldm_name:<12} FD-judge {fd:9.4f}", file=sys.stderr)
+    vae_fds = [r["fd"] for r in rows if r["kind"] == "vae"]
+    check = {"ldm_fd": fd, "best_vae_fd": min(vae_fds) if vae_fds else None,
+             "met": all(fd < v for v in vae_fds) if vae_fds else None}  # sharper than every VAE
+    return {"vae_vs_ldm": rows, "fd_by_model": {r["model"]: r["fd"] for r in rows},
+            "targets": {"vae_vs_ldm": {"ldm_below_every_vae": check}}}
+
+
+def unet_config_for(config, shape: Sequence[int]):
+    """The same U-Net config for inputs of ``shape`` (C, H, W): channels and size replaced
+    (and the space, for 64×64 RGB pixels)."""
+    pixel = tuple(shape) == (3, 64, 64)
+    changes = {"in_channels": int(shape[0]), "sample_size": int(shape[1])}
+    if pixel:
+        changes.update(space="pixel", autoencoder="")
+    names = {f.name for f in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if k in names})
+
+
+def training_context_shape(pipeline, n: int = 64) -> tuple[int, int]:
+    """(L, D) of the text context of a training batch: the trainer's encoding of the captions of
+    n SynthFaces training faces, trimmed after the batch's last real token as the trainer trims."""
+    from playground.data.captions import captions_for_dataset
+    from playground.data.synthfaces import SPLIT_SEEDS, attributes_from_factors, generate_factors
+    from playground.training.trainers.ldm import encode_prompts
+
+    factors = generate_factors(n, SPLIT_SEEDS["train"])
+    captions = captions_for_dataset(attributes_from_factors(factors), factors, seed=0)
+    with torch.no_grad():
+        context, _ = encode_prompts(pipeline.clip, captions, pipeline.device)
+    return int(context.shape[1]), int(context.shape[2])
+
+
+def evaluate_pixel_vs_latent(pipeline, cfg: EvalConfig) -> dict:
+    """Training img/s of the LDM's U-Net config on 3×64×64 pixels and on its latent, measured one
+    after the other (latent first) with the same batch, steps and context."""
+    from playground.training.trainers.ldm_throughput import measure_train_throughput
+
+    if pipeline.autoencoder is None:
+        raise ValueError("pixel vs latent needs a latent diffusion model (this one works on pixels)")
+    latent_shape = tuple(int(v) for v in pipeline.autoencoder.latent_shape)  # (C, h, w)
+    pixel_shape = (3, 64, 64)
+    context_shape = training_context_shape(pipeline)  # (L, D)
+    speeds = {}
+    for label, shape in (("latent", latent_shape), ("pixel", pixel_shape)):
+        speeds[label] = float(measure_train_throughput(
+            unet_config_for(pipeline.unet.config, shape), shape, context_shape,
+            cfg.pixel_batch_size, cfg.pixel_steps, cfg.amp, torch.device(cfg.device)))
+        print(f"  {label:<6} {shape}: {speeds[label]:9.1f} img/s", file=sys.stderr)
+    ratio = speeds["latent"] / speeds["pixel"]
+    return {"pixel_vs_latent": {
+        "pixel_img_s": speeds["pixel"], "latent_img_s": speeds["latent"], "ratio": ratio,
+        "pixel_shape": list(pixel_shape), "latent_shape": list(latent_shape),
+        "context_shape": list(context_shape), "batch_size": cfg.pixel_batch_size,
+        "steps": cfg.pixel_steps, "amp": cfg.amp, "device": cfg.device,
+        "threads": torch.get_num_threads()},
+        "targets": {"pixel_vs_latent": {"ratio": ratio, "claim": PIXEL_CLAIM,
+                                        "met": ratio >= PIXEL_CLAIM}}}

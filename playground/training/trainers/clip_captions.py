@@ -1,0 +1,101 @@
+"""The CLIP trainer's captions as token ids, one epoch at a time: each image's caption and, for
+hard negatives, the same caption with one attribute flipped; and the vocabulary they use.
+
+Captions change every epoch (`captions_for_dataset(..., seed=epoch)`), so the model sees many
+phrasings of the same face; a hard negative keeps the phrasing and flips one attribute of a
+pool (`NEGATIVE_POOLS`), so that the small details decide the match.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset
+from playground.evaluation.quality import SMALL_DETAILS
+from playground.models.clip import TextImageCLIP
+
+# attributes a hard negative may flip (each needs a zero-shot phrase, hence a caption phrase)
+NEGATIVE_POOLS: dict[str, tuple[str, ...]] = {
+    "all": tuple(ATTRIBUTE_PHRASES),
+    "small": tuple(a for a in SMALL_DETAILS if a in ATTRIBUTE_PHRASES),
+}
+
+
+class CaptionTokens:
+    """The token ids of every training image's caption for one epoch at a time: (N, L); with
+    `hard_negatives`, also each image's K hard-negative captions (K, N, L): the same phrasing
+    of the same face with one attribute flipped (K different attributes of `pool`, drawn per
+    epoch and image), e.g. "… with glasses" for a face without them, so that the small details
+    decide the match (NegCLIP, Yuksekgonul et al. 2023)."""
+
+    def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
+                 negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"]):
+        attributes = getattr(dataset, "attributes", None)
+        if not attributes:
+            raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
+                             "(and .factors for SynthFaces)")
+        self.attributes = {k: np.asarray(v) for k, v in attributes.items()}
+        self.factors = getattr(dataset, "factors", None)
+        self.flippable = [a for a in pool if a in self.attributes]
+        if hard_negatives and len(self.flippable) < negatives_per_image:
+            raise ValueError(f"{negatives_per_image} hard negatives per image need as many "
+                             f"flippable attributes; the dataset has {self.flippable}")
+        self.model, self.seed, self.hard_negatives = model, seed, hard_negatives
+        self.negatives_per_image = negatives_per_image
+        self.epoch, self.tokens, self.negatives = None, None, None
+
+    def for_epoch(self, epoch: int) -> torch.Tensor:
+        self._make(epoch)
+        return self.tokens
+
+    def negatives_for_epoch(self, epoch: int) -> torch.Tensor:
+        self._make(epoch)
+        return self.negatives
+
+    def _make(self, epoch: int) -> None:
+        if self.epoch == epoch:
+            return
+        seed = self.seed * 100_003 + epoch
+        self.tokens = self.model.tokenize(captions_for_dataset(self.attributes, self.factors,
+                                                               seed=seed))
+        if self.hard_negatives:
+            n = len(self.tokens)
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            # K distinct attributes per image: the first K of a random order of the pool
+            choices = np.argsort(rng.random((n, len(self.flippable))), axis=1)
+            # the same caption seed: the phrasing stays, only the flipped attribute's words change
+            self.negatives = torch.stack([
+                self.model.tokenize(captions_for_dataset(
+                    flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
+                    self.factors, seed=seed))
+                for k in range(self.negatives_per_image)])
+        self.epoch = epoch
+
+
+def flip_one_attribute(attributes: dict[str, np.ndarray], names: list[str],
+                       rng: np.random.Generator | None = None,
+                       choice: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A copy of `attributes` (name → (N,) 0/1) in which each row has one of `names` set to
+    its opposite: names[choice[i]] for row i, or drawn uniformly with `rng`."""
+    n = len(next(iter(attributes.values())))
+    if choice is None:
+        choice = rng.integers(len(names), size=n)
+    out = {k: np.asarray(v).copy() for k, v in attributes.items()}
+    for j, name in enumerate(names):
+        rows = choice == j
+        out[name][rows] = 1 - out[name][rows]
+    return out
+
+
+def caption_vocabulary(dataset, model: TextImageCLIP, seeds: tuple[int, ...] = (0, 1, 2),
+                       n: int = 20_000) -> tuple[int, ...]:
+    """Token ids used by the captions of the first `n` faces under a few caption seeds."""
+    attrs = {k: np.asarray(v)[:n] for k, v in dataset.attributes.items()}
+    factors = ({k: np.asarray(v)[:n] for k, v in dataset.factors.items()}
+               if getattr(dataset, "factors", None) else None)
+    seen: set[int] = set()
+    for seed in seeds:
+        tokens = model.tokenize(captions_for_dataset(attrs, factors, seed=seed))
+        seen.update(torch.unique(tokens).tolist())
+    seen.discard(0)
+    return tuple(sorted(seen))
