@@ -10,11 +10,10 @@ import playground
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder, psnr
 from playground.store.checkpoints import load_model, save_model
 from playground.train import main
-from playground.training import TensorImages, load_train_state, read_log
+from playground.training import TensorImages, cosine_lr, load_train_state, read_log
 from playground.training.trainers.autoencoder import (
     AutoencoderTrainConfig,
     autoencoder_loss,
-    cosine_lr,
     latent_statistics,
     train_autoencoder,
 )

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from playground.data import pictures
 from playground.pipelines import face_sources
 from playground.pipelines import vae as ops
-from playground.pipelines.inputs import MAX_SEED, in_range, shown, whole_number  # noqa: F401  (common.MAX_SEED: the tabs')
+from playground.pipelines.inputs import MAX_SEED, in_range, shown, whole_number
 from playground.store import checkpoints, files
 
 SOURCES = ("random", "data", "upload")  # where a face comes from

@@ -7,7 +7,7 @@ import numpy as np
 from playground.app import common
 from playground.data import synthfaces as sf
 from playground.data.figures import image_grid
-from playground.pipelines.inputs import check_seed, in_range
+from playground.pipelines.inputs import MAX_SEED, check_seed, in_range
 
 EXPLAIN = r"""
 ### SynthFaces: faces with known causes
@@ -56,7 +56,7 @@ def build() -> None:
         gr.Markdown(EXPLAIN, latex_delimiters=[{"left": "$", "right": "$", "display": False}])
         with gr.Row():
             with gr.Column(scale=1):
-                seed = common.number_box(0, "Seed", 0, common.MAX_SEED)
+                seed = common.number_box(0, "Seed", 0, MAX_SEED)
                 count = gr.Slider(1, MAX_GRID, value=32, step=1, label="Number of faces")
                 button = gr.Button("Generate", variant="primary")
             grid = gr.Image(label="Random SynthFaces", type="numpy", format="png",

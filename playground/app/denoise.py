@@ -29,7 +29,7 @@ from playground.diffusion import NoiseSchedule
 from playground.pipelines import diffusion_models, forward_process
 from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS, check_prompt
 from playground.pipelines.inference import inference
-from playground.pipelines.inputs import check_seed, in_range
+from playground.pipelines.inputs import MAX_SEED, check_seed, in_range
 from playground.pipelines.latent_diffusion import LatentDiffusion
 
 MAX_FACES = 4  # faces per sampler run
@@ -192,7 +192,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                 picker = common.face_picker("face x_0", seed=0)
                 t = gr.Slider(0, 999, value=250, step=1, label="timestep t",
                               elem_id="denoise-t")
-                noise_seed = common.number_box(0, "noise seed (ε)", 0, common.MAX_SEED)
+                noise_seed = common.number_box(0, "noise seed (ε)", 0, MAX_SEED)
                 forward_button = gr.Button("Noise it", variant="primary")
             with gr.Column(scale=4):
                 with gr.Row():
@@ -223,7 +223,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                                      label="guidance w (1: the conditional model, one pass)")
                 with gr.Row():
                     n_faces = gr.Slider(1, MAX_FACES, value=2, step=1, label="faces")
-                    seed = common.number_box(0, "seed (x_T and noise)", 0, common.MAX_SEED)
+                    seed = common.number_box(0, "seed (x_T and noise)", 0, MAX_SEED)
                 solver = gr.Radio(FEW_STEP_SAMPLERS, value="ddim", label="few-step sampler",
                                   info="DPM-Solver++ reuses the last x̂_0: second order, the "
                                        "same one U-Net call per step")

@@ -24,7 +24,7 @@ from playground.evaluation import separation
 from playground.pipelines import face_sources, text_search
 from playground.pipelines import latent_map as lm
 from playground.pipelines import vae as ops
-from playground.pipelines.inputs import whole_number
+from playground.pipelines.inputs import MAX_SEED, whole_number
 
 METHOD_CHOICES = [(lm.METHOD_LABELS[m], m) for m in lm.METHODS]
 COLOUR_CHOICES = ([(f"{a} (attribute)", a) for a in sf.ATTRIBUTE_NAMES] +
@@ -234,7 +234,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                 method = gr.Radio(METHOD_CHOICES, value="tsne", label="projection to 2-D")
                 n_points = gr.Slider(lm.MIN_POINTS, lm.MAX_POINTS, value=lm.DEFAULT_POINTS,
                                      step=100, label="points (SynthFaces test faces 0 … N−1)")
-                seed = common.number_box(0, "seed (t-SNE / UMAP)", 0, common.MAX_SEED)
+                seed = common.number_box(0, "seed (t-SNE / UMAP)", 0, MAX_SEED)
                 colour = gr.Dropdown(COLOUR_CHOICES, value=DEFAULT_COLOUR, label="colour by")
                 show_button = gr.Button("Show map", variant="primary")
                 query = gr.Textbox(

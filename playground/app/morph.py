@@ -15,7 +15,7 @@ from playground.evaluation.metrics import active_dims
 from playground.pipelines import diffusion_models, latent_paths
 from playground.pipelines import vae as ops
 from playground.pipelines.inference import inference
-from playground.pipelines.inputs import check_seed, in_range, whole_number
+from playground.pipelines.inputs import MAX_SEED, check_seed, in_range, whole_number
 from playground.store import checkpoints
 
 DEFAULT_STEPS = 8
@@ -201,7 +201,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         gr.Markdown(COMPARE_EXPLAIN, latex_delimiters=common.LATEX)
         with gr.Row():
             with gr.Column(scale=1):
-                sample_seed = common.number_box(0, "seed of the random z", 0, common.MAX_SEED)
+                sample_seed = common.number_box(0, "seed of the random z", 0, MAX_SEED)
                 n_samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1,
                                       label="random faces per model")
                 compare = gr.Button("Compare βs")

@@ -25,7 +25,7 @@ from playground.data.images import tensor_to_images
 from playground.pipelines import diffusion_models, prompts
 from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS, check_prompt
 from playground.pipelines.inference import inference
-from playground.pipelines.inputs import check_seed, in_range
+from playground.pipelines.inputs import MAX_SEED, check_seed, in_range
 from playground.pipelines.latent_diffusion import LatentDiffusion
 
 MAX_FACES = 8
@@ -115,7 +115,7 @@ def _grid(images) -> np.ndarray:
 def generate(model_name, prompt, negative, guidance, steps, seed, randomize, n_faces):
     """Prompt and settings in → (grid of faces, notice, the seed used)."""
     if randomize:
-        seed = secrets.randbelow(common.MAX_SEED + 1)
+        seed = secrets.randbelow(MAX_SEED + 1)
     pipe, prompt, negative, guidance, steps, n_faces, seed = _check(
         model_name, prompt, negative, guidance, steps, n_faces, seed)
     notes = _notes(pipe, prompt, negative, guidance)
@@ -206,7 +206,7 @@ def anatomy(model_name, prompt, negative, guidance, steps, seed, at_step):
 
 
 def _random_seed() -> int:
-    return secrets.randbelow(common.MAX_SEED + 1)
+    return secrets.randbelow(MAX_SEED + 1)
 
 
 def build(demo: gr.Blocks | None = None) -> None:
@@ -231,7 +231,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                                       label="DDIM steps")
                     n_faces = gr.Slider(1, MAX_FACES, value=4, step=1, label="faces")
                 with gr.Row():
-                    seed = common.number_box(0, "seed", 0, common.MAX_SEED, min_width=100)
+                    seed = common.number_box(0, "seed", 0, MAX_SEED, min_width=100)
                     randomize = gr.Checkbox(False, label="new random seed each time")
                     dice = gr.Button("New seed", scale=0, min_width=90)
                 with gr.Row():

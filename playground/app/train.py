@@ -18,6 +18,7 @@ import numpy as np
 
 from playground.app import common, jobs, run_folders, run_status, train_settings
 from playground.data import pictures
+from playground.pipelines.inputs import MAX_SEED
 
 GRID_SCALE, GRID_PAD = 2, 2  # each face of the sample grid at 128 px, 2 px apart
 GRID_LABEL = ("**Latest checkpoint.** Rows: validation faces $x$ · reconstructions "
@@ -218,7 +219,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                         train_settings.MIN_TRAIN_SIZE, policy.max_train_size, min_width=80)
                     batch_size = common.number_box(request.batch_size, "batch size",
                                                    *train_settings.BATCH_RANGE, min_width=80)
-                    seed = common.number_box(request.seed, "seed", 0, common.MAX_SEED,
+                    seed = common.number_box(request.seed, "seed", 0, MAX_SEED,
                                              min_width=80)
                 with gr.Row():
                     start_button = gr.Button("Start", variant="primary", elem_id="train-start",

@@ -41,7 +41,6 @@ from playground.training import (
     autocast,
     check_run_options,
     config_from_args,
-    cosine_lr,  # noqa: F401  (kept importable from here)
     image_source,
     int_tuple,
     mix_seed,
