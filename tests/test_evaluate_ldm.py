@@ -34,6 +34,7 @@ from playground.evaluation.ldm.scores import (
     mean_pairwise_distance,
     reference_stats,
 )
+from playground.evaluation.ldm.solver_frontier import fastest_at_reference
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.judge import Judge, JudgeConfig, judge_features
@@ -156,7 +157,8 @@ def test_auto_counts_fit_the_budget_and_given_counts_are_kept():
     cfg = EvalConfig(minutes=25)
     n, k = choose_counts(PARTS, cfg, cost, cost, 1000)
     shares = BUDGET_SHARES
-    table_budget = 25 * 60 * (shares["table1"] + shares["vae"]) / sum(shares.values())
+    table_budget = (25 * 60 * (shares["table1"] + shares["frontier"] + shares["vae"])
+                    / sum(shares.values()))
     assert estimate_seconds("table1", cfg, n, k, cost, cost, 1000) <= table_budget
     assert estimate_seconds("table1", cfg, n + 10, k, cost, cost, 1000) > table_budget
     guidance_budget = 25 * 60 * shares["guidance"] / sum(shares.values())
@@ -235,6 +237,49 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     assert numbers(again)["div"] == pytest.approx(numbers(first)["div"], rel=1e-6)
     other = evaluate(pipe, judge, ["table1"], dataclasses.replace(cfg, seed=1))
     assert numbers(other)["fd"] != pytest.approx(numbers(first)["fd"], rel=1e-6)
+
+
+def test_fastest_sampler_is_the_fewest_evaluations_at_ddim50s_fd():
+    def row(sampler, steps, fd):
+        return {"sampler": sampler, "steps": steps, "nfe": steps, "fd": fd}
+
+    rows = [row("DDIM", 10, 9.0), row("DDIM", 20, 6.0), row("DDIM", 50, 5.0),
+            row("DPM++ 2M", 10, 5.5), row("DPM++ 2M", 20, 4.9), row("DPM++ 2M", 50, 4.8),
+            row("DDPM", 20, 5.0), row("DDPM", 50, 4.0)]
+    marks = fastest_at_reference(rows, 50)
+    assert marks["reference"] == rows[2]
+    # DDPM-20 ties DDIM-50's FD at the same NFE as DPM++-20, whose FD is lower: DPM++-20 wins
+    assert marks["fastest"] == {**rows[4], "saving": 2.5}
+    worse = [r if r["sampler"] == "DDIM" else {**r, "fd": r["fd"] + 10} for r in rows]
+    assert fastest_at_reference(worse, 50)["fastest"] == {**rows[2], "saving": 1.0}
+    with pytest.raises(ValueError, match="DDIM-100"):
+        fastest_at_reference(rows, 100)
+
+
+def test_frontier_reuses_the_tables_rows_and_measures_the_rest(tiny_trained, tmp_path):
+    pipe = load_pipeline("ldm")
+    judge = load_model("judge")
+    cfg = dataclasses.replace(small_config(tmp_path), frontier_steps=(2, 4),
+                              frontier_path=str(tmp_path / "frontier.png"))
+    both = evaluate(pipe, judge, ["table1", "frontier"], cfg)
+    table = {(r["method"], r["eta"], r["steps"]): r["fd"] for r in both["ddim_table"]}
+    frontier = both["solver_frontier"]
+    assert [(r["sampler"], r["steps"]) for r in frontier["rows"]] == [
+        ("DDPM", 2), ("DDPM", 4), ("DDIM", 2), ("DDIM", 4), ("DPM++ 2M", 2), ("DPM++ 2M", 4)]
+    for r in frontier["rows"]:
+        assert r["nfe"] == r["steps"] and r["n"] == 6 and r["fd"] >= 0
+        if r["method"] == "ddim":  # taken from the table (same x_T, same noise seed)
+            assert r["fd"] == table[(r["method"], r["eta"], r["steps"])]
+    assert frontier == {"rows": frontier["rows"], **fastest_at_reference(frontier["rows"], 4)}
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+    # measured alone, the frontier samples every row itself and finds the same numbers: the
+    # reuse is sound
+    alone = evaluate(pipe, judge, ["frontier"], cfg)["solver_frontier"]
+    assert [r["fd"] for r in alone["rows"]] == pytest.approx(
+        [r["fd"] for r in frontier["rows"]], rel=1e-6)
+    dpm = [r for r in frontier["rows"] if r["method"] == "dpm++"]
+    ddim = [r for r in frontier["rows"] if r["sampler"] == "DDIM"]
+    assert [r["fd"] for r in dpm] != pytest.approx([r["fd"] for r in ddim])  # another solver
 
 
 def test_cli_pixel_and_grid_parts(tiny_trained, tmp_path, capsys):

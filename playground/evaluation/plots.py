@@ -134,7 +134,7 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _new_figure(width_in: float, height_in: float, dpi: int = 100):
+def new_figure(width_in: float, height_in: float, dpi: int = 100):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -160,7 +160,7 @@ def scatter_panels(
     """
     if not panels:
         raise ValueError("scatter_panels needs at least one panel")
-    fig = _new_figure(panel_size * len(panels), panel_size + 0.6, dpi)
+    fig = new_figure(panel_size * len(panels), panel_size + 0.6, dpi)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
         xy, y = np.asarray(panel["points"]), np.asarray(panel["labels"])
@@ -196,7 +196,7 @@ def kl_bars(
     """
     if not kl_by_model:
         raise ValueError("kl_bars needs at least one model")
-    fig = _new_figure(9.0, 2.4 * len(kl_by_model), dpi)
+    fig = new_figure(9.0, 2.4 * len(kl_by_model), dpi)
     axes = fig.subplots(len(kl_by_model), 1, squeeze=False)[:, 0]
     for ax, (title, kl) in zip(axes, kl_by_model.items()):
         kl = np.sort(np.asarray(kl, dtype=np.float64))[::-1]

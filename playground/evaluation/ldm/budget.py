@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from playground.evaluation.ldm.config import MAX_SAMPLES, EvalConfig
 from playground.evaluation.ldm.sampler_table import table1_rows
 from playground.evaluation.ldm.sampling import initial_noise
+from playground.evaluation.ldm.solver_frontier import frontier_rows
 
 # Share of --minutes each part may use when its sample count is "auto" (normalised over the
 # parts of one run; pixel runs a fixed number of steps).
-BUDGET_SHARES = {"table1": 0.60, "guidance": 0.33, "vae": 0.04, "pixel": 0.0, "grid": 0.03}
+BUDGET_SHARES = {"table1": 0.45, "frontier": 0.15, "guidance": 0.33, "vae": 0.04, "pixel": 0.0,
+                 "grid": 0.03}
 
 
 @dataclass
@@ -51,6 +53,8 @@ def estimate_seconds(part: str, cfg: EvalConfig, n: int, k: int, uncond: StepCos
     """Sampling seconds of one part, for n samples per table row and k per prompt and w."""
     if part == "table1":
         return sum(uncond.seconds(n, r["steps"]) for r in table1_rows(cfg.table_steps, num_timesteps))
+    if part == "frontier":  # (rows the DDIM table already measured are reused: an upper bound)
+        return sum(uncond.seconds(n, r["steps"]) for r in frontier_rows(cfg.frontier_steps))
     if part == "guidance":
         per_w = guided.seconds(len(cfg.guidance_prompts) * k, cfg.fast_steps)
         return len(cfg.guidance_scales) * per_w
@@ -69,6 +73,8 @@ def choose_counts(parts: Sequence[str], cfg: EvalConfig, uncond: StepCost, guide
     weights = {p: BUDGET_SHARES[p] for p in parts if BUDGET_SHARES[p] > 0}
     if "table1" in weights and "vae" in weights:  # the VAE table then reuses the table's samples
         weights["table1"] += weights.pop("vae")
+    if "table1" in weights and "frontier" in weights:  # one n for both; the frontier reuses the
+        weights["table1"] += weights.pop("frontier")  # table's rows and adds ~7 % to its steps
     budget = {p: cfg.minutes * 60 * w / (sum(weights.values()) or 1) for p, w in weights.items()}
 
     def largest(part: str, count: Callable[[int], tuple[int, int]], values: range, floor: int) -> int:
@@ -81,7 +87,7 @@ def choose_counts(parts: Sequence[str], cfg: EvalConfig, uncond: StepCost, guide
 
     n = cfg.samples
     if n is None:
-        part = "table1" if "table1" in parts else "vae" if "vae" in parts else None
+        part = next((p for p in ("table1", "frontier", "vae") if p in parts), None)
         n = largest(part, lambda v: (v, 0), range(20, MAX_SAMPLES + 1, 10), 20) if part else 0
     k = cfg.guidance_samples
     if k is None:

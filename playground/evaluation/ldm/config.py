@@ -61,6 +61,8 @@ class EvalConfig:
     seed: int = 0  # x_T, the samplers' noise and the VAE prior draws all derive from it
     table_steps: tuple[int, ...] = (10, 20, 50, 100)  # S of the DDIM paper's Table 1
     fast_steps: int = 50  # DDIM-S of the targets, the sweep, the VAE table and the grid
+    frontier_steps: tuple[int, ...] = (5, 10, 20, 50)  # S of the samplers' frontier
+    frontier_path: str = "assets/solver_frontier.png"  # its plot (relative: to the repository root)
     guidance_scales: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.5, 10.0)  # w (0 = unconditional)
     guidance_prompts: tuple[PromptTarget, ...] = GUIDANCE_PROMPTS  # the sweep's prompts
     ceiling_faces: int = 2000  # test faces whose autoencoder round trip sets the sweep's ceiling

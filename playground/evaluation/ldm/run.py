@@ -25,13 +25,15 @@ from playground.evaluation.ldm.model_comparisons import (
 from playground.evaluation.ldm.prompt_grid import evaluate_grid
 from playground.evaluation.ldm.sampler_table import evaluate_table1
 from playground.evaluation.ldm.scores import reference_stats
+from playground.evaluation.ldm.solver_frontier import evaluate_frontier, frontier_figure
 from playground.store.checkpoints import METRICS_FILE
 from playground.store.files import atomic_write_json
 
-PARTS = ("table1", "guidance", "vae", "pixel", "grid")
+PARTS = ("table1", "frontier", "guidance", "vae", "pixel", "grid")
 # metrics.json keys each part writes, besides its entries under "targets" and "samples"
 PART_KEYS: dict[str, tuple[str, ...]] = {
     "table1": ("ddim_table",),
+    "frontier": ("solver_frontier",),
     "guidance": ("guidance_sweep", "guidance_per_prompt"),
     "vae": ("vae_vs_ldm", "fd_by_model"),
     "pixel": ("pixel_vs_latent",),
@@ -54,7 +56,7 @@ def evaluate(pipeline, judge, parts: Sequence[str] = PARTS, cfg: EvalConfig | No
     T = pipeline.schedule.num_timesteps
     counts_auto = {"samples": cfg.samples is None, "guidance_samples": cfg.guidance_samples is None}
     n = k = 0
-    if any(p in parts for p in ("table1", "guidance", "vae", "grid")):
+    if any(p in parts for p in ("table1", "frontier", "guidance", "vae", "grid")):
         uncond = measure_step_cost(pipeline, cfg.batch_size, 1.0, UNCONDITIONAL_PROMPT, cfg.seed)
         guided = measure_step_cost(pipeline, cfg.batch_size, cfg.grid_guidance,
                                    cfg.guidance_prompts[0].prompt, cfg.seed)
@@ -74,7 +76,7 @@ def evaluate(pipeline, judge, parts: Sequence[str] = PARTS, cfg: EvalConfig | No
         print(f"  ETA total    {format_minutes(sum(eta.values()))} (sampling only)",
               file=sys.stderr)
     reference = None
-    if "table1" in parts or "vae" in parts:
+    if any(p in parts for p in ("table1", "frontier", "vae")):
         print(f"reference: judge features of {cfg.reference_n} SynthFaces {cfg.reference_split} "
               "faces", file=sys.stderr)
         reference = reference_stats(judge, cfg.reference_split, cfg.reference_n)
@@ -89,6 +91,14 @@ def evaluate(pipeline, judge, parts: Sequence[str] = PARTS, cfg: EvalConfig | No
         t0 = time.perf_counter()
         if part == "table1":
             result = evaluate_table1(pipeline, judge, reference, n, cfg, cache)
+            counts = {"n": n, **ref, **_count_note(n, MAX_SAMPLES, counts_auto["samples"], cfg)}
+        elif part == "frontier":
+            result = evaluate_frontier(pipeline, judge, reference, n, cfg,
+                                       out.get("ddim_table", ()))
+            ddpm_full = next((r for r in out.get("ddim_table", ()) if r["method"] == "ddpm"), None)
+            figure = frontier_figure(result["solver_frontier"]["rows"], cfg.frontier_path,
+                                     cfg.fast_steps, ddpm_full)
+            print(f"   wrote {figure}", file=sys.stderr)
             counts = {"n": n, **ref, **_count_note(n, MAX_SAMPLES, counts_auto["samples"], cfg)}
         elif part == "guidance":
             result = evaluate_guidance(pipeline, judge, k, cfg)
