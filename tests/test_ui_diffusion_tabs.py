@@ -221,10 +221,40 @@ def test_the_notice_names_what_this_model_draws_poorly(client):
         atomic_write_json(path, before)
 
 
+def test_generate_uses_the_sampler_measured_fastest_and_says_why(client):
+    import os
+
+    from playground.store.files import atomic_write_json, read_json
+
+    path = Path(os.environ["PLAYGROUND_TRAINED"]) / "ldm" / "metrics.json"
+    before = read_json(path) if path.is_file() else {}
+    frontier = {"rows": [],
+                "reference": {"sampler": "DDIM", "method": "ddim", "eta": 0.0, "steps": 50,
+                              "nfe": 50, "fd": 3.0, "n": 100},
+                "fastest": {"sampler": "DPM++ 2M", "method": "dpm++", "eta": 0.0, "steps": 20,
+                            "nfe": 20, "fd": 2.9, "n": 100, "saving": 2.5}}
+    text = "a smiling woman with blond hair"
+    atomic_write_json(path, {**before, "solver_frontier": frontier})
+    try:
+        grid, notice, _ = _generate(client, text=text, faces=1, steps=10)
+        assert "DPM-Solver++ (2M) 10 steps" in notice
+        assert "2.5× fewer U-Net evaluations" in notice and "2.90 vs 3.00" in notice
+        pipe = diffusion_models.get_pipeline("ldm")
+        dpm = tensor_to_images(pipe.sample([text], guidance=7.5, steps=10, seed=3,
+                                           sampler="dpm++"))[0]
+        ddim = tensor_to_images(pipe.sample([text], guidance=7.5, steps=10, seed=3))[0]
+        assert np.array_equal(_image(grid)[3:3 + 192:3, 3:3 + 192:3], dpm)
+        assert not np.array_equal(dpm, ddim)
+    finally:
+        atomic_write_json(path, before)
+    _, notice, _ = _generate(client, text=text, faces=1, steps=10)
+    assert "DDIM 10 steps" in notice and "frontier was not measured" in notice
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(text="x" * 100_000), "100,000 characters long|maximum"),
     (dict(guidance=-1.0), "guidance scale w must be between 0 and 15, got -1"),
-    (dict(steps=500), "steps .*must be between 10 and 100, got 500"),
+    (dict(steps=500), "steps .*must be between 5 and 100, got 500"),
     (dict(faces=0), "faces must be between 1 and 8, got 0"),
     (dict(seed=-5), "minimum|seed must be between"),
 ])

@@ -30,7 +30,7 @@ from playground.pipelines.latent_diffusion import LatentDiffusion
 
 MAX_FACES = 8
 GRID_COLUMNS = 4
-MIN_STEPS, MAX_STEPS = 10, 100
+MIN_STEPS, MAX_STEPS = 5, 100  # 5: the fewest steps of the samplers' frontier
 MAX_GUIDANCE = 15.0
 DEFAULT_PROMPT = "a smiling woman with blond hair"
 
@@ -43,7 +43,9 @@ $w = 0$ ignores the prompt, $w = 1$ is the plain conditional model, and $w > 1$ 
 in the direction that makes the face more like the prompt than like a random face. Larger $w$:
 faces follow the prompt more often (**adherence**) but look more alike (**diversity** falls).
 A **negative prompt** takes the place of $\varnothing$, so guidance also pushes away from it.
-The sampler is DDIM with $\eta = 0$: the same seed gives the same $x_T$ for every $w$.
+Faces are drawn with the sampler that reached DDIM-50's quality with the fewest U-Net calls
+on this model (measured: the Denoise tab's samplers' frontier; named under the faces). The same
+seed gives the same $x_T$ for every $w$; the sweep and the step view below use DDIM.
 """
 
 SWEEP_EXPLAIN = r"""
@@ -120,12 +122,13 @@ def generate(model_name, prompt, negative, guidance, steps, seed, randomize, n_f
         model_name, prompt, negative, guidance, steps, n_faces, seed)
     notes = _notes(pipe, prompt, negative, guidance)
     start = time.perf_counter()
+    choice = prompts.sampler_for_prompts(pipe.name)
     with inference():
         images = pipe.sample([prompt] * n_faces, guidance=guidance, steps=steps, seed=seed,
-                             negative_prompt=negative)
+                             negative_prompt=negative, sampler=choice.sampler, eta=choice.eta)
     seconds = time.perf_counter() - start
-    notes.insert(0, f"**Seed {seed}**, w = {guidance:g}, DDIM {steps} steps, {n_faces} faces "
-                    f"by **{pipe.name}**: {seconds:.2f} s.")
+    notes.insert(0, f"**Seed {seed}**, w = {guidance:g}, {choice.label} {steps} steps, "
+                    f"{n_faces} faces by **{pipe.name}**: {seconds:.2f} s. {choice.why}")
     return _grid(images), "  \n".join(notes), seed
 
 
@@ -209,6 +212,12 @@ def _random_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
+def _default_steps(model_name: str | None) -> int:
+    """The steps with which the model's measured sampler reached DDIM-50's quality (50 if none)."""
+    steps = prompts.sampler_for_prompts(model_name).steps if model_name else 50
+    return min(max(steps, MIN_STEPS), MAX_STEPS)
+
+
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks (nothing runs on page load)."""
     with gr.Tab("Prompt"):
@@ -227,8 +236,8 @@ def build(demo: gr.Blocks | None = None) -> None:
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=7.5, step=0.5,
                                      label="guidance scale w")
                 with gr.Row():
-                    steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=50, step=1,
-                                      label="DDIM steps")
+                    steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=_default_steps(model.value),
+                                      step=1, label="steps")
                     n_faces = gr.Slider(1, MAX_FACES, value=4, step=1, label="faces")
                 with gr.Row():
                     seed = common.number_box(0, "seed", 0, MAX_SEED, min_width=100)
@@ -253,7 +262,7 @@ def build(demo: gr.Blocks | None = None) -> None:
             with gr.Column(scale=2):
                 gr.Markdown(ANATOMY_EXPLAIN, latex_delimiters=common.LATEX)
                 at_step = gr.Slider(1, MAX_STEPS, value=10, step=1, label="at step",
-                                    info="of the DDIM steps above (1: pure noise)")
+                                    info="of the steps above (1: pure noise)")
                 anatomy_button = gr.Button("Show what guidance adds", elem_id="prompt-anatomy")
             with gr.Column(scale=5):
                 anatomy_picture = gr.Image(label="one step, taken apart", type="numpy",

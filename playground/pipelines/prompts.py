@@ -175,6 +175,42 @@ def measured_attribute_accuracy(name: str, guidance: float = NOTICE_GUIDANCE) ->
     return out
 
 
+SAMPLER_LABELS = {"ddim": "DDIM", "dpm++": "DPM-Solver++ (2M)"}  # the pipeline's few-step samplers
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """How the Prompt tab draws faces with one U-Net, and why."""
+
+    sampler: str  # the pipeline's sampler: "ddim" or "dpm++"
+    eta: float  # DDIM's η (1 = DDPM on a stride of the steps)
+    steps: int  # the steps that reached the reference FD (the default of the steps slider)
+    label: str  # the sampler's name for the notice, e.g. "DPM-Solver++ (2M)"
+    why: str  # one sentence: measured, or not
+
+
+def sampler_for_prompts(name: str) -> SamplerChoice:
+    """The sampler that reached DDIM-50's FD-judge with the fewest U-Net evaluations on the
+    U-Net `name`, from its metrics.json (``solver_frontier``, written by ``python -m
+    playground.evaluation.ldm --only frontier --write``); DDIM-50 when that was not measured."""
+    try:
+        metrics = checkpoints.load_metrics(name, allow_paths=False)
+    except (ValueError, OSError):
+        metrics = {}
+    frontier = metrics.get("solver_frontier") or {}
+    best, ref = frontier.get("fastest"), frontier.get("reference")
+    if not best or not ref or best.get("method") not in SAMPLER_LABELS:
+        return SamplerChoice("ddim", 0.0, DEFAULT_DDIM_STEPS, "DDIM",
+                             "DDIM η = 0 (this model's samplers' frontier was not measured).")
+    eta = float(best.get("eta", 0.0))
+    label = "DDPM (η = 1)" if best["method"] == "ddim" and eta == 1.0 else SAMPLER_LABELS[best["method"]]
+    why = (f"{label} with {best['steps']} steps reached DDIM-{ref['steps']}'s FD-judge "
+           f"({best['fd']:.2f} vs {ref['fd']:.2f} on {best.get('n', '?')} samples) with "
+           f"{best['saving']:.1f}× fewer U-Net evaluations: the fewest of DDPM, DDIM and "
+           "DPM-Solver++ on this model.")
+    return SamplerChoice(best["method"], eta, int(best["steps"]), label, why)
+
+
 # ============================================================================ judge scores
 def adherence(judge: nn.Module, images: torch.Tensor, wanted: dict[str, int]) -> dict:
     """How well generated faces follow the attributes a prompt names, by the judge.
