@@ -34,7 +34,7 @@ from playground.evaluation.ldm.scores import (
     mean_pairwise_distance,
     reference_stats,
 )
-from playground.evaluation.ldm.solver_frontier import fastest_at_reference
+from playground.evaluation.ldm.solver_frontier import fastest_at_reference, frontier_markdown
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.judge import Judge, JudgeConfig, judge_features
@@ -254,6 +254,13 @@ def test_fastest_sampler_is_the_fewest_evaluations_at_ddim50s_fd():
     assert fastest_at_reference(worse, 50)["fastest"] == {**rows[2], "saving": 1.0}
     with pytest.raises(ValueError, match="DDIM-100"):
         fastest_at_reference(rows, 100)
+    for r in rows:
+        r["n"] = 40
+    text = frontier_markdown({"rows": rows, **marks})
+    assert "| NFE | DDPM | DDIM | DPM++ 2M |" in text and "FD-judge of 40 unconditional" in text
+    assert "| 10 | – | 9.00 | 5.50 |" in text and "| 50 | 4.00 | 5.00 | 4.80 |" in text
+    assert "**DPM++ 2M with 20 steps** reaches DDIM-50's FD (4.90 vs 5.00) with 2.5×" in text
+    assert "--only frontier --write" in frontier_markdown(None, "ldm")
 
 
 def test_frontier_reuses_the_tables_rows_and_measures_the_rest(tiny_trained, tmp_path):

@@ -228,11 +228,12 @@ def test_generate_uses_the_sampler_measured_fastest_and_says_why(client):
 
     path = Path(os.environ["PLAYGROUND_TRAINED"]) / "ldm" / "metrics.json"
     before = read_json(path) if path.is_file() else {}
-    frontier = {"rows": [],
-                "reference": {"sampler": "DDIM", "method": "ddim", "eta": 0.0, "steps": 50,
-                              "nfe": 50, "fd": 3.0, "n": 100},
-                "fastest": {"sampler": "DPM++ 2M", "method": "dpm++", "eta": 0.0, "steps": 20,
-                            "nfe": 20, "fd": 2.9, "n": 100, "saving": 2.5}}
+    reference = {"sampler": "DDIM", "method": "ddim", "eta": 0.0, "steps": 50, "nfe": 50,
+                 "fd": 3.0, "n": 100}
+    fastest = {"sampler": "DPM++ 2M", "method": "dpm++", "eta": 0.0, "steps": 20, "nfe": 20,
+               "fd": 2.9, "n": 100}
+    frontier = {"rows": [reference, fastest], "reference": reference,
+                "fastest": {**fastest, "saving": 2.5}}
     text = "a smiling woman with blond hair"
     atomic_write_json(path, {**before, "solver_frontier": frontier})
     try:
@@ -245,10 +246,13 @@ def test_generate_uses_the_sampler_measured_fastest_and_says_why(client):
         ddim = tensor_to_images(pipe.sample([text], guidance=7.5, steps=10, seed=3))[0]
         assert np.array_equal(_image(grid)[3:3 + 192:3, 3:3 + 192:3], dpm)
         assert not np.array_equal(dpm, ddim)
+        table = client.predict("ldm", api_name="/denoise_frontier")
+        assert "reaches DDIM-50's FD (2.90 vs 3.00)" in table
     finally:
         atomic_write_json(path, before)
     _, notice, _ = _generate(client, text=text, faces=1, steps=10)
     assert "DDIM 10 steps" in notice and "frontier was not measured" in notice
+    assert "not measured" in client.predict("ldm", api_name="/denoise_frontier")
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -4,7 +4,7 @@ Events (api_name): denoise_models (↻), denoise_forward (face, t, noise seed �
 the latent version and the ᾱ_t / SNR plot), denoise_use_upload + denoise_forward_upload (an
 upload selects and noises it), denoise_ddim, denoise_ddpm and denoise_run (DDIM, then DDPM, from
 the same x_T) — generators that stream x_t and x̂_0 step by step, then the wall time and a GIF —
-and denoise_stop.
+denoise_stop, and denoise_frontier (the samplers' frontier measured on the chosen model).
 
 The handlers check the widgets' values and call the core: the forward process is
 `playground.pipelines.forward_process`, one streamed sampler run `playground.app.sampler_stream`,
@@ -26,11 +26,13 @@ from playground.app.diffusion_picker import (
 from playground.app.sampler_stream import RUNNING, stream
 from playground.app.schedule_plot import schedule_figure
 from playground.diffusion import NoiseSchedule
+from playground.evaluation.ldm.solver_frontier import frontier_markdown
 from playground.pipelines import diffusion_models, forward_process
 from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS, check_prompt
 from playground.pipelines.inference import inference
 from playground.pipelines.inputs import MAX_SEED, check_seed, in_range
 from playground.pipelines.latent_diffusion import LatentDiffusion
+from playground.store import checkpoints
 
 MAX_FACES = 4  # faces per sampler run
 MIN_DDIM_STEPS, MAX_DDIM_STEPS = 10, 100
@@ -65,6 +67,17 @@ $x_T$ for both — the faces differ because their paths do.
 
 
 # ------------------------------------------------------------------------------ helpers
+def frontier_note(model_name) -> str:
+    """The samplers' frontier measured on this model (its metrics.json), as a table."""
+    if not model_name:
+        return ""
+    try:
+        metrics = checkpoints.load_metrics(model_name, allow_paths=False)
+    except (ValueError, OSError):
+        metrics = {}
+    return frontier_markdown(metrics.get("solver_frontier"), model_name)
+
+
 def _schedule_for(model_name) -> tuple[NoiseSchedule, LatentDiffusion | None]:
     """The chosen model's schedule and pipeline, or the default schedule and None."""
     if not model_name:
@@ -250,8 +263,10 @@ def build(demo: gr.Blocks | None = None) -> None:
                         ddpm_info = gr.Markdown(elem_id="denoise-ddpm-info")
                         ddpm_gif = gr.File(label="DDPM GIF", interactive=False)
                 reverse_plot = gr.Plot(label="where the sampler is: ᾱ_t and SNR(t)")
+                frontier = gr.Markdown(frontier_note(model.value), elem_id="denoise-frontier")
 
         refresh.click(refresh_pipelines, model, model, api_name="denoise_models")
+        model.change(frontier_note, model, frontier, api_name="denoise_frontier", queue=False)
         forward_in = [model, *picker.inputs, t, noise_seed]
         forward_out = [x0, eps, x_t, z_t, z_dec, forward_plot, forward_notice]
         triggers = [forward_button.click, t.input, model.change]

@@ -110,3 +110,25 @@ def frontier_figure(rows: Sequence[dict], path: str | Path, reference_steps: int
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return Path(path)
+
+
+def frontier_markdown(frontier: dict | None, model_name: str = "ldm") -> str:
+    """The frontier as a Markdown table (NFE × sampler → FD-judge) with its verdict; how to
+    measure it when `frontier` (a metrics.json ``solver_frontier``) is missing."""
+    if not frontier or not frontier.get("rows"):
+        return ("*The samplers' frontier was not measured for this model:* "
+                f"`python -m playground.evaluation.ldm {model_name} --only frontier --write`.")
+    rows = frontier["rows"]
+    names = [name for name, _, _ in FRONTIER_SAMPLERS]
+    fd = {(r["sampler"], r["nfe"]): r["fd"] for r in rows}
+    lines = [f"**The samplers' frontier on this model**: FD-judge of {rows[0]['n']} "
+             "unconditional samples to the test faces (lower is better), by U-Net evaluations.",
+             "", "| NFE | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for nfe in sorted({r["nfe"] for r in rows}):
+        cells = [f"{fd[(n, nfe)]:.2f}" if (n, nfe) in fd else "–" for n in names]
+        lines.append(f"| {nfe} | " + " | ".join(cells) + " |")
+    best, ref = frontier["fastest"], frontier["reference"]
+    lines += ["", f"**{best['sampler']} with {best['steps']} steps** reaches "
+              f"{ref['sampler']}-{ref['steps']}'s FD ({best['fd']:.2f} vs {ref['fd']:.2f}) with "
+              f"{best['saving']:.1f}× fewer evaluations: the Prompt tab draws with it."]
+    return "\n".join(lines)
