@@ -12,7 +12,8 @@ under the source prompt. Sampling from that x_T with the same prompt, guidance a
 returns (nearly) the face; with an edited prompt, the same noise becomes the same face changed
 where the prompt changed — the lesson of DDIM's determinism, which DDPM, drawing fresh noise at
 every step, cannot give. The round trip is only as good as the autoencoder (its PSNR is the
-ceiling) and degrades with strong guidance and few steps (`inversion_table` measures both).
+ceiling) and degrades with strong guidance and few steps (`playground.evaluation.inversion`
+measures both, and the edits' success).
 """
 from __future__ import annotations
 
@@ -60,25 +61,6 @@ def invert_and_edit(pipe: latent_diffusion.LatentDiffusion, face: np.ndarray, pr
             "psnr": {name: float(psnr(x, original)[0]) for name, x in
                      (("autoencoder", copy), ("round_trip", back), ("edited", edited))},
             "x_T": x_T}
-
-
-def inversion_table(pipe: latent_diffusion.LatentDiffusion, faces: np.ndarray, prompts: list[str],
-                    steps: tuple[int, ...] = (10, 20, 50, 100),
-                    guidance: tuple[float, ...] = (1.0, 3.0, 7.5)) -> list[dict]:
-    """Round-trip PSNR (dB, mean over `faces`, each inverted and sampled back under its own
-    prompt) for every S × w, and the autoencoder's ceiling:
-    [{"steps", "guidance", "psnr", "ceiling"}]."""
-    original = images_to_tensor(faces)
-    ceiling = float(psnr(pipe.decode(pipe.encode(original)), original).mean())
-    rows = []
-    for s in steps:
-        for w in guidance:
-            x_T = invert(pipe, faces, prompts, w, s)
-            back = pipe.sample(list(prompts), guidance=w, sampler="ddim", steps=s, eta=0.0,
-                               x_T=x_T)
-            rows.append({"steps": s, "guidance": w, "psnr": float(psnr(back, original).mean()),
-                         "ceiling": ceiling})
-    return rows
 
 
 def diffusion_morph(pipe: latent_diffusion.LatentDiffusion, face_a: np.ndarray, face_b: np.ndarray,
