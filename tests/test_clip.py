@@ -19,6 +19,7 @@ from playground.models.clip import (
 )
 from playground.store.checkpoints import load_model, save_model
 from playground.store.files import read_safetensors, save_safetensors
+from playground.training.batches import image_source
 from playground.training.trainers.clip import CLIPTrainConfig, train_clip
 from playground.training.trainers.clip_captions import caption_vocabulary
 
@@ -307,3 +308,19 @@ def test_negative_options_are_checked():
         CLIPTrainConfig(negative_pool="large")
     with pytest.raises(ValueError, match="negatives_per_image"):
         CLIPTrainConfig(negative_pool="small", negatives_per_image=10)
+
+
+def test_linear_probe_reads_hair_colour_from_the_patch_embeddings(small_sets):
+    from playground.evaluation.clip import linear_probe, patch_embeddings
+
+    train, val = small_sets
+    model = tiny_clip()
+    patches = patch_embeddings(model, image_source(val, torch.device("cpu")))
+    assert patches.shape == (64, 16 * (64 // 16) ** 2)  # width × patches, before any attention
+    probe = linear_probe(model, train, val, features="patches")
+    assert set(probe) <= set(ATTRIBUTE_PHRASES) and "Black_Hair" in probe
+    assert all(0 <= v <= 1 for v in probe.values())
+    # hair colour covers many pixels: a random linear patch embedding keeps it readable
+    assert probe["Black_Hair"] > 0.75 and probe["Blond_Hair"] > 0.75
+    embedded = linear_probe(model, train, val, names=("Black_Hair",))
+    assert set(embedded) == {"Black_Hair"}

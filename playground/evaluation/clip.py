@@ -8,7 +8,10 @@
 The CLIP trainer reports these per epoch and in metrics.json; the command line re-measures a
 saved CLIP::
 
-    python -m playground.evaluation.clip NAME [--test-size N] [--write]
+    python -m playground.evaluation.clip NAME [--test-size N] [--write] [--probe 6000]
+
+``--probe`` adds a linear probe per attribute on the image side (`linear_probe`): on the
+embeddings and on the ViT's patch embeddings, to tell a blind image tower from a blind text side.
 """
 from __future__ import annotations
 
@@ -110,6 +113,53 @@ def evaluate_clip(model: TextImageCLIP, test_set, device: torch.device | str = "
             "vocabulary_tokens": len(model.config.known_tokens)}
 
 
+@torch.no_grad()
+def patch_embeddings(model: TextImageCLIP, source, batch_size: int = 250) -> torch.Tensor:
+    """The ViT's patch embeddings (its first, linear layer) of a whole image source, flattened
+    (N, width · patches): what the image tower starts from, before any attention."""
+    model.eval()
+    visual, captured = model.clip.visual, []
+    hook = visual.conv1.register_forward_hook(lambda mod, inp, out: captured.append(
+        out.flatten(1).float().cpu()))
+    try:
+        for x in source.iterate(torch.split(torch.arange(len(source)), batch_size)):
+            model.encode_image(x)
+    finally:
+        hook.remove()
+    return torch.cat(captured)
+
+
+def linear_probe(model: TextImageCLIP, train_set, test_set, names: tuple[str, ...] | None = None,
+                 features: str = "embedding", device: str = "cpu") -> dict[str, float]:
+    """Test ROC AUC of a logistic regression per attribute, fitted on the train faces' image
+    features: does the image tower hold the attribute at all? (Zero-shot needs the text side
+    too; a probe near 0.5 means the image side has already lost it.)
+
+    features: "embedding" (the shared-space image embedding, (N, E)) or "patches" (the patch
+    embeddings, reduced to 256 principal components).
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    embed = {"embedding": image_embeddings, "patches": patch_embeddings}[features]
+    x_train, x_test = (embed(model, image_source(s, torch.device(device))).numpy()
+                       for s in (train_set, test_set))
+    if features == "patches":
+        pca = PCA(min(256, *x_train.shape), random_state=0).fit(x_train)
+        x_train, x_test = pca.transform(x_train), pca.transform(x_test)
+    names = names or tuple(a for a in ATTRIBUTE_PHRASES if a in train_set.attributes)
+    scores = {}
+    for name in names:
+        y_train = np.asarray(train_set.attributes[name])[:len(x_train)]
+        y_test = np.asarray(test_set.attributes[name])[:len(x_test)]
+        if len(set(y_train)) < 2 or len(set(y_test)) < 2:
+            continue
+        probe = LogisticRegression(max_iter=2000, C=0.1).fit(x_train, y_train)
+        scores[name] = float(roc_auc_score(y_test, probe.decision_function(x_test)))
+    return scores
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m playground.evaluation.clip NAME [--write]``: re-measure a CLIP on the test
     split (and update its metrics.json with --write)."""
@@ -118,8 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help="model name (trained/, runs/) or folder")
     p.add_argument("--test-size", type=int, default=None, help="first N test faces (default all)")
     p.add_argument("--write", action="store_true", help="merge the scores into its metrics.json")
+    p.add_argument("--probe", type=int, default=0, metavar="N",
+                   help="also a linear probe per attribute on N train faces' image embeddings "
+                        "and patch embeddings (is the image side blind to an attribute?)")
     args = p.parse_args(argv)
     model = load_model(args.name).float().eval()
+    if args.probe:
+        train = open_dataset("synthfaces", "train", args.probe, None)
+        test = open_dataset("synthfaces", "test", args.test_size or 2000, None)
+        probes = {f: linear_probe(model, train, test, features=f) for f in ("embedding", "patches")}
+        print("linear probe ROC AUC   embedding  patches")
+        for name in probes["embedding"]:
+            print(f"  {name:<22} {probes['embedding'][name]:9.3f} {probes['patches'][name]:8.3f}")
     scores = evaluate_clip(model, open_dataset("synthfaces", "test", args.test_size, None))
     print(f"zero-shot accuracy {scores['zero_shot_acc']:.4f} (majority {scores['zero_shot_baseline']:.4f}), "
           f"balanced {scores['zero_shot_balanced_acc']:.4f}, AUC {scores['zero_shot_auc']:.4f}, "
