@@ -261,6 +261,8 @@ def test_fastest_sampler_is_the_fewest_evaluations_at_ddim50s_fd():
     assert "| 10 | – | 9.00 | 5.50 |" in text and "| 50 | 4.00 | 5.00 | 4.80 |" in text
     assert "**DPM++ 2M with 20 steps** reaches DDIM-50's FD (4.90 vs 5.00) with 2.5×" in text
     assert "--only frontier --write" in frontier_markdown(None, "ldm")
+    same = frontier_markdown({"rows": worse, **fastest_at_reference(worse, 50)})
+    assert "No sampler reaches DDIM-50's FD with fewer evaluations" in same
 
 
 def test_frontier_reuses_the_tables_rows_and_measures_the_rest(tiny_trained, tmp_path):

@@ -204,10 +204,15 @@ def sampler_for_prompts(name: str) -> SamplerChoice:
                              "DDIM η = 0 (this model's samplers' frontier was not measured).")
     eta = float(best.get("eta", 0.0))
     label = "DDPM (η = 1)" if best["method"] == "ddim" and eta == 1.0 else SAMPLER_LABELS[best["method"]]
-    why = (f"{label} with {best['steps']} steps reached DDIM-{ref['steps']}'s FD-judge "
-           f"({best['fd']:.2f} vs {ref['fd']:.2f} on {best.get('n', '?')} samples) with "
-           f"{best['saving']:.1f}× fewer U-Net evaluations: the fewest of DDPM, DDIM and "
-           "DPM-Solver++ on this model.")
+    if best["saving"] > 1:
+        why = (f"{label} with {best['steps']} steps reached DDIM-{ref['steps']}'s FD-judge "
+               f"({best['fd']:.2f} vs {ref['fd']:.2f} on {best.get('n', '?')} samples) with "
+               f"{best['saving']:.1f}× fewer U-Net evaluations: the fewest of DDPM, DDIM and "
+               "DPM-Solver++ on this model.")
+    else:
+        why = (f"No sampler reached DDIM-{ref['steps']}'s FD-judge with fewer U-Net evaluations "
+               f"on this model; at {best['steps']} steps {label} had the lowest "
+               f"({best['fd']:.2f} vs {ref['fd']:.2f} on {best.get('n', '?')} samples).")
     return SamplerChoice(best["method"], eta, int(best["steps"]), label, why)
 
 

@@ -128,7 +128,14 @@ def frontier_markdown(frontier: dict | None, model_name: str = "ldm") -> str:
         cells = [f"{fd[(n, nfe)]:.2f}" if (n, nfe) in fd else "–" for n in names]
         lines.append(f"| {nfe} | " + " | ".join(cells) + " |")
     best, ref = frontier["fastest"], frontier["reference"]
-    lines += ["", f"**{best['sampler']} with {best['steps']} steps** reaches "
-              f"{ref['sampler']}-{ref['steps']}'s FD ({best['fd']:.2f} vs {ref['fd']:.2f}) with "
-              f"{best['saving']:.1f}× fewer evaluations: the Prompt tab draws with it."]
+    if best["saving"] > 1:
+        verdict = (f"**{best['sampler']} with {best['steps']} steps** reaches "
+                   f"{ref['sampler']}-{ref['steps']}'s FD ({best['fd']:.2f} vs {ref['fd']:.2f}) "
+                   f"with {best['saving']:.1f}× fewer evaluations: the Prompt tab draws with it.")
+    else:
+        verdict = (f"No sampler reaches {ref['sampler']}-{ref['steps']}'s FD with fewer "
+                   f"evaluations; at {best['nfe']}, **{best['sampler']}** is lowest "
+                   f"({best['fd']:.2f} vs {ref['fd']:.2f}): the Prompt tab draws with it.")
+    lines += ["", verdict, "", f"({rows[0]['n']} samples per point: a gap of a fraction of a "
+              "point may be sampling noise.)"]
     return "\n".join(lines)
