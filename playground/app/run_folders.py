@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from playground.store import checkpoints, files
+from playground.training.runs import LOG_FILE, TRAIN_STATE_JSON
 
 APP_MARKER = "app_run.json"  # written into every run folder this module creates
-TRAIN_STATE_JSON = "train_state.json"  # = playground.training.TRAIN_STATE_JSON (no torch import)
-LOG_FILE = "log.jsonl"
 # Names the command-line trainers write to by default (runs/<name>): the app never uses them.
 RESERVED_NAMES = frozenset({"vae", "autoencoder", "judge", "clip", "ldm", "unet"})
 
