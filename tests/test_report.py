@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from playground.data import pictures
 from playground.evaluation import plots, report
 from playground.evaluation.report_markdown import separation_paragraph
 from playground.evaluation.separation import separation_verdict
@@ -99,7 +100,7 @@ def test_vae_report_writes_all_figures_with_expected_sizes(written, dataset):
     assert size("kl")[1] > size("kl")[0] / 2  # three stacked bar charts
     with Image.open(files["reconstructions"]) as im:  # first row, first cell = the first face, x2
         cell = np.asarray(im.convert("RGB"))[2:130, plots.LABEL_WIDTH + 2:plots.LABEL_WIDTH + 130]
-    np.testing.assert_array_equal(cell, plots.upscale(dataset.images[0], 2))
+    np.testing.assert_array_equal(cell, pictures.upscale(dataset.images[0], 2))
 
 
 def test_report_md_carries_the_computed_numbers(written):

@@ -11,41 +11,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from playground.data import pictures
+
 BACKGROUND = (255, 255, 255)  # grid background and blank cells
 TEXT = (20, 20, 20)
 LABEL_WIDTH = 120  # px reserved left of the grid for row labels (when there are any)
 HEADER_HEIGHT = 18  # px reserved above the grid for column labels (when there are any)
 PAD = 2  # px between cells
 CLASS_COLOURS = ("#4C72B0", "#DD8452")  # label 0, label 1 in scatter plots
-
-
-def to_uint8(images) -> np.ndarray:
-    """Images to uint8 (N, H, W, 3).
-
-    Accepts a float tensor/array (N, 3, H, W) in [0, 1] (model output) or a uint8 array
-    (N, H, W, 3) (dataset images).
-    """
-    if hasattr(images, "detach"):
-        images = images.detach().cpu().numpy()
-    arr = np.asarray(images)
-    if arr.ndim != 4:
-        raise ValueError(f"expected a batch of images (N, 3, H, W) or (N, H, W, 3), "
-                         f"got {arr.shape}")
-    if arr.dtype == np.uint8:
-        if arr.shape[-1] != 3:
-            raise ValueError(f"uint8 images must be (N, H, W, 3), got {arr.shape}")
-        return arr
-    if arr.shape[1] != 3:
-        raise ValueError(f"float images must be (N, 3, H, W), got {arr.shape}")
-    return np.ascontiguousarray(
-        (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8).transpose(0, 2, 3, 1))
-
-
-def upscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour upscaling of one (H, W, 3) image by an integer factor (crisp pixels)."""
-    if scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale}")
-    return image.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
 def _font(size: int = 12):
@@ -81,7 +54,7 @@ def image_grid(
     """A labelled grid of equally sized images, upscaled with nearest-neighbour.
 
     Args:
-        rows: rows of (H, W, 3) uint8 images (e.g. the items of :func:`to_uint8` output);
+        rows: rows of (H, W, 3) uint8 images (e.g. the items of `tensor_to_images` output);
             ``None`` leaves a blank cell; shorter rows are padded with blanks.
         row_labels: one short label per row, drawn in a left margin of ``LABEL_WIDTH`` px.
         col_labels: one short label per column, drawn in a top margin of ``HEADER_HEIGHT`` px.
@@ -118,7 +91,7 @@ def image_grid(
                                 anchor="lm")
         for j, img in enumerate(row):
             if img is not None:
-                canvas.paste(Image.fromarray(upscale(img, scale)), (x0 + j * (cell + PAD), y))
+                canvas.paste(Image.fromarray(pictures.upscale(img, scale)), (x0 + j * (cell + PAD), y))
     return canvas
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from playground.data.images import images_to_tensor
+from playground.data.images import images_to_tensor, tensor_to_images
 from playground.evaluation import plots
 
 N_SHOW = 8  # test faces in the reconstruction / generation rows
@@ -38,7 +38,7 @@ def _encode_mu(model, images_uint8: np.ndarray) -> torch.Tensor:
 def _decode(model, z: torch.Tensor) -> np.ndarray:
     """uint8 (N, 64, 64, 3) images decoded from z (N, D) (a CPU tensor)."""
     p_device = _model_device(model)
-    return plots.to_uint8(model.decode(z.to(p_device)))
+    return tensor_to_images(model.decode(z.to(p_device)))
 
 
 def interpolation_pair(labels: np.ndarray | None, n: int) -> tuple[int, int]:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from playground.data.images import images_to_tensor
-from playground.evaluation import metrics, plots
+from playground.data.images import images_to_tensor, tensor_to_images
+from playground.evaluation import metrics
 from playground.evaluation.projection import embed
 from playground.store.checkpoints import METRICS_FILE, WEIGHTS_FILE, resolve_model_dir
 from playground.store.files import atomic_write_bytes
@@ -53,7 +53,7 @@ def _dataset_arrays(dataset, n: int):
         rows = None
     else:
         items = [dataset[i] for i in range(n)]
-        images = plots.to_uint8(torch.stack([it["image"] for it in items]))
+        images = tensor_to_images(torch.stack([it["image"] for it in items]))
         rows = [np.asarray(it["attributes"]) for it in items] if attrs is None else None
     if attrs is None:
         names = list(getattr(dataset, "attribute_names", []))
@@ -68,7 +68,7 @@ def first_images(dataset, n: int) -> np.ndarray:
     """uint8 (n, H, W, 3): the first ``n`` images of a dataset (see :func:`_dataset_arrays`)."""
     if hasattr(dataset, "images"):
         return np.asarray(dataset.images[:n])
-    return plots.to_uint8(torch.stack([dataset[i]["image"] for i in range(n)]))
+    return tensor_to_images(torch.stack([dataset[i]["image"] for i in range(n)]))
 
 
 def _model_device(model) -> torch.device:

@@ -14,7 +14,8 @@ from playground.training import mix_seed
 def evaluate_grid(pipeline, cfg: EvalConfig) -> dict:
     """DDIM samples at the grid's guidance, one row per prompt, the same x_T in every row;
     saved as a PNG with each prompt written beside its row."""
-    from playground.evaluation.plots import image_grid, save_png, to_uint8
+    from playground.data.images import tensor_to_images
+    from playground.evaluation.plots import image_grid, save_png
 
     k = cfg.grid_seeds
     x_T = initial_noise(pipeline, k, mix_seed(cfg.seed, 5))
@@ -23,7 +24,7 @@ def evaluate_grid(pipeline, cfg: EvalConfig) -> dict:
         for prompt in cfg.grid_prompts:
             images = pipeline.sample([prompt] * k, guidance=cfg.grid_guidance, sampler="ddim",
                                      steps=cfg.fast_steps, eta=0.0, seed=cfg.seed, x_T=x_T)
-            rows.append(list(to_uint8(images.float().cpu())))
+            rows.append(list(tensor_to_images(images.float().cpu())))
             bar.update(k)
     labels = ["\n".join(textwrap.wrap(p, 16)) for p in cfg.grid_prompts]  # fits the label margin
     path = Path(cfg.grid_path)
