@@ -254,15 +254,17 @@ def test_fastest_sampler_is_the_fewest_evaluations_at_ddim50s_fd():
     assert fastest_at_reference(worse, 50)["fastest"] == {**rows[2], "saving": 1.0}
     with pytest.raises(ValueError, match="DDIM-100"):
         fastest_at_reference(rows, 100)
-    for r in rows:
+    for r in rows + worse:
         r["n"] = 40
-    text = frontier_markdown({"rows": rows, **marks})
-    assert "| NFE | DDPM | DDIM | DPM++ 2M |" in text and "FD-judge of 40 unconditional" in text
+    text = frontier_markdown({"unconditional": {"guidance": 1.0, "rows": rows, **marks},
+                              "captioned": {"guidance": 7.5, "rows": worse,
+                                            **fastest_at_reference(worse, 50)}})
+    assert "| NFE | DDPM | DDIM | DPM++ 2M |" in text and "FD-judge of 40 samples" in text
     assert "| 10 | – | 9.00 | 5.50 |" in text and "| 50 | 4.00 | 5.00 | 4.80 |" in text
     assert "**DPM++ 2M with 20 steps** reaches DDIM-50's FD (4.90 vs 5.00) with 2.5×" in text
+    assert "*Captioned* (w = 7.5" in text
+    assert "No sampler reaches DDIM-50's FD with fewer evaluations" in text
     assert "--only frontier --write" in frontier_markdown(None, "ldm")
-    same = frontier_markdown({"rows": worse, **fastest_at_reference(worse, 50)})
-    assert "No sampler reaches DDIM-50's FD with fewer evaluations" in same
 
 
 def test_frontier_reuses_the_tables_rows_and_measures_the_rest(tiny_trained, tmp_path):
@@ -272,22 +274,29 @@ def test_frontier_reuses_the_tables_rows_and_measures_the_rest(tiny_trained, tmp
                               frontier_path=str(tmp_path / "frontier.png"))
     both = evaluate(pipe, judge, ["table1", "frontier"], cfg)
     table = {(r["method"], r["eta"], r["steps"]): r["fd"] for r in both["ddim_table"]}
-    frontier = both["solver_frontier"]
-    assert [(r["sampler"], r["steps"]) for r in frontier["rows"]] == [
+    plain, captioned = both["solver_frontier"]["unconditional"], both["solver_frontier"]["captioned"]
+    assert [(r["sampler"], r["steps"]) for r in plain["rows"]] == [
         ("DDPM", 2), ("DDPM", 4), ("DDIM", 2), ("DDIM", 4), ("DPM++ 2M", 2), ("DPM++ 2M", 4)]
-    for r in frontier["rows"]:
+    assert [(r["sampler"], r["steps"], r["nfe"]) for r in captioned["rows"]] == [
+        ("DDIM", 2, 4), ("DDIM", 4, 8), ("DPM++ 2M", 2, 4), ("DPM++ 2M", 4, 8)]
+    assert plain["guidance"] == 1.0 and captioned["guidance"] == cfg.grid_guidance
+    for r in plain["rows"]:
         assert r["nfe"] == r["steps"] and r["n"] == 6 and r["fd"] >= 0
         if r["method"] == "ddim":  # taken from the table (same x_T, same noise seed)
             assert r["fd"] == table[(r["method"], r["eta"], r["steps"])]
-    assert frontier == {"rows": frontier["rows"], **fastest_at_reference(frontier["rows"], 4)}
+    for part in (plain, captioned):
+        assert part == {"guidance": part["guidance"], "rows": part["rows"],
+                        **fastest_at_reference(part["rows"], 4)}
+    # guidance and captions change the samples: other numbers than unconditionally
+    assert captioned["rows"][0]["fd"] != pytest.approx(plain["rows"][2]["fd"])
     assert (tmp_path / "frontier.png").stat().st_size > 0
     # measured alone, the frontier samples every row itself and finds the same numbers: the
     # reuse is sound
-    alone = evaluate(pipe, judge, ["frontier"], cfg)["solver_frontier"]
+    alone = evaluate(pipe, judge, ["frontier"], cfg)["solver_frontier"]["unconditional"]
     assert [r["fd"] for r in alone["rows"]] == pytest.approx(
-        [r["fd"] for r in frontier["rows"]], rel=1e-6)
-    dpm = [r for r in frontier["rows"] if r["method"] == "dpm++"]
-    ddim = [r for r in frontier["rows"] if r["sampler"] == "DDIM"]
+        [r["fd"] for r in plain["rows"]], rel=1e-6)
+    dpm = [r for r in plain["rows"] if r["method"] == "dpm++"]
+    ddim = [r for r in plain["rows"] if r["sampler"] == "DDIM"]
     assert [r["fd"] for r in dpm] != pytest.approx([r["fd"] for r in ddim])  # another solver
 
 

@@ -232,8 +232,9 @@ def test_generate_uses_the_sampler_measured_fastest_and_says_why(client):
                  "fd": 3.0, "n": 100}
     fastest = {"sampler": "DPM++ 2M", "method": "dpm++", "eta": 0.0, "steps": 20, "nfe": 20,
                "fd": 2.9, "n": 100}
-    frontier = {"rows": [reference, fastest], "reference": reference,
-                "fastest": {**fastest, "saving": 2.5}}
+    part = {"guidance": 7.5, "rows": [reference, fastest], "reference": reference,
+            "fastest": {**fastest, "saving": 2.5}}
+    frontier = {"unconditional": {**part, "guidance": 1.0}, "captioned": part}
     text = "a smiling woman with blond hair"
     atomic_write_json(path, {**before, "solver_frontier": frontier})
     try:

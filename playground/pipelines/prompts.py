@@ -191,13 +191,14 @@ class SamplerChoice:
 
 def sampler_for_prompts(name: str) -> SamplerChoice:
     """The sampler that reached DDIM-50's FD-judge with the fewest U-Net evaluations on the
-    U-Net `name`, from its metrics.json (``solver_frontier``, written by ``python -m
-    playground.evaluation.ldm --only frontier --write``); DDIM-50 when that was not measured."""
+    U-Net `name` under guidance with captions (metrics.json ``solver_frontier["captioned"]``,
+    written by ``python -m playground.evaluation.ldm --only frontier --write``); DDIM-50 when
+    that was not measured."""
     try:
         metrics = checkpoints.load_metrics(name, allow_paths=False)
     except (ValueError, OSError):
         metrics = {}
-    frontier = metrics.get("solver_frontier") or {}
+    frontier = (metrics.get("solver_frontier") or {}).get("captioned") or {}
     best, ref = frontier.get("fastest"), frontier.get("reference")
     if not best or not ref or best.get("method") not in SAMPLER_LABELS:
         return SamplerChoice("ddim", 0.0, DEFAULT_DDIM_STEPS, "DDIM",
@@ -205,13 +206,15 @@ def sampler_for_prompts(name: str) -> SamplerChoice:
     eta = float(best.get("eta", 0.0))
     label = "DDPM (η = 1)" if best["method"] == "ddim" and eta == 1.0 else SAMPLER_LABELS[best["method"]]
     if best["saving"] > 1:
-        why = (f"{label} with {best['steps']} steps reached DDIM-{ref['steps']}'s FD-judge "
-               f"({best['fd']:.2f} vs {ref['fd']:.2f} on {best.get('n', '?')} samples) with "
+        why = (f"{label} with {best['steps']} steps reached DDIM-{ref['steps']}'s FD-judge on "
+               f"captioned prompts at w = 7.5 ({best['fd']:.2f} vs {ref['fd']:.2f} on "
+               f"{best.get('n', '?')} samples) with "
                f"{best['saving']:.1f}× fewer U-Net evaluations: the fewest of DDPM, DDIM and "
                "DPM-Solver++ on this model.")
     else:
-        why = (f"No sampler reached DDIM-{ref['steps']}'s FD-judge with fewer U-Net evaluations "
-               f"on this model; at {best['steps']} steps {label} had the lowest "
+        why = (f"No sampler reached DDIM-{ref['steps']}'s FD-judge on captioned prompts with "
+               f"fewer U-Net evaluations on this model; at {best['steps']} steps {label} had "
+               "the lowest "
                f"({best['fd']:.2f} vs {ref['fd']:.2f} on {best.get('n', '?')} samples).")
     return SamplerChoice(best["method"], eta, int(best["steps"]), label, why)
 

@@ -54,7 +54,9 @@ def estimate_seconds(part: str, cfg: EvalConfig, n: int, k: int, uncond: StepCos
     if part == "table1":
         return sum(uncond.seconds(n, r["steps"]) for r in table1_rows(cfg.table_steps, num_timesteps))
     if part == "frontier":  # (rows the DDIM table already measured are reused: an upper bound)
-        return sum(uncond.seconds(n, r["steps"]) for r in frontier_rows(cfg.frontier_steps))
+        return (sum(uncond.seconds(n, r["steps"]) for r in frontier_rows(cfg.frontier_steps))
+                + sum(guided.seconds(n, r["steps"])
+                      for r in frontier_rows(cfg.frontier_steps, "captioned")))
     if part == "guidance":
         per_w = guided.seconds(len(cfg.guidance_prompts) * k, cfg.fast_steps)
         return len(cfg.guidance_scales) * per_w

@@ -96,7 +96,7 @@ def evaluate(pipeline, judge, parts: Sequence[str] = PARTS, cfg: EvalConfig | No
             result = evaluate_frontier(pipeline, judge, reference, n, cfg,
                                        out.get("ddim_table", ()))
             ddpm_full = next((r for r in out.get("ddim_table", ()) if r["method"] == "ddpm"), None)
-            figure = frontier_figure(result["solver_frontier"]["rows"], cfg.frontier_path,
+            figure = frontier_figure(result["solver_frontier"], cfg.frontier_path,
                                      cfg.fast_steps, ddpm_full)
             print(f"   wrote {figure}", file=sys.stderr)
             counts = {"n": n, **ref, **_count_note(n, MAX_SAMPLES, counts_auto["samples"], cfg)}
