@@ -1,4 +1,4 @@
-"""Benchmarks: the speed budgets of DESIGN.md §8, and side-by-side comparisons, measured on
+"""Benchmarks: the speed budgets of every tab (`ROWS`), and side-by-side comparisons, measured on
 this machine.
 
     python -m playground.bench [--json] [--repeats 5] [--model vae-beta10] [--quick]
