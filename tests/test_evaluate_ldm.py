@@ -34,7 +34,11 @@ from playground.evaluation.ldm.scores import (
     mean_pairwise_distance,
     reference_stats,
 )
-from playground.evaluation.ldm.solver_frontier import fastest_at_reference, frontier_markdown
+from playground.evaluation.ldm.solver_frontier import (
+    caption_adherence,
+    fastest_at_reference,
+    frontier_markdown,
+)
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from playground.models.clip import CLIPConfig, TextImageCLIP
 from playground.models.judge import Judge, JudgeConfig, judge_features
@@ -254,6 +258,13 @@ def test_fastest_sampler_is_the_fewest_evaluations_at_ddim50s_fd():
     assert fastest_at_reference(worse, 50)["fastest"] == {**rows[2], "saving": 1.0}
     with pytest.raises(ValueError, match="DDIM-100"):
         fastest_at_reference(rows, 100)
+    # with adherence, a lower FD that follows the prompt less does not qualify
+    prompted = [{**r, "adherence": 0.9} for r in rows]
+    prompted[4]["adherence"] = 0.7  # DPM++-20
+    prompted[2]["adherence"] = 0.8  # DDIM-50, the reference
+    assert fastest_at_reference(prompted, 50)["fastest"] == {**prompted[6], "saving": 2.5}
+    assert caption_adherence({"Smiling": np.array([1, 0]), "Bald": np.array([0, 0])},
+                             [{"Smiling": 1, "Bald": 1}, {"Smiling": 1}]) == pytest.approx(1 / 3)
     for r in rows + worse:
         r["n"] = 40
     text = frontier_markdown({"unconditional": {"guidance": 1.0, "rows": rows, **marks},
@@ -280,6 +291,8 @@ def test_frontier_reuses_the_tables_rows_and_measures_the_rest(tiny_trained, tmp
     assert [(r["sampler"], r["steps"], r["nfe"]) for r in captioned["rows"]] == [
         ("DDIM", 2, 4), ("DDIM", 4, 8), ("DPM++ 2M", 2, 4), ("DPM++ 2M", 4, 8)]
     assert plain["guidance"] == 1.0 and captioned["guidance"] == cfg.grid_guidance
+    assert all(0 <= r["adherence"] <= 1 for r in captioned["rows"])
+    assert not any("adherence" in r for r in plain["rows"])
     for r in plain["rows"]:
         assert r["nfe"] == r["steps"] and r["n"] == 6 and r["fd"] >= 0
         if r["method"] == "ddim":  # taken from the table (same x_T, same noise seed)

@@ -206,13 +206,14 @@ def sampler_for_prompts(name: str) -> SamplerChoice:
     eta = float(best.get("eta", 0.0))
     label = "DDPM (η = 1)" if best["method"] == "ddim" and eta == 1.0 else SAMPLER_LABELS[best["method"]]
     if best["saving"] > 1:
-        why = (f"{label} with {best['steps']} steps reached DDIM-{ref['steps']}'s FD-judge on "
-               f"captioned prompts at w = 7.5 ({best['fd']:.2f} vs {ref['fd']:.2f} on "
-               f"{best.get('n', '?')} samples) with "
+        why = (f"{label} with {best['steps']} steps reached DDIM-{ref['steps']}'s FD-judge and "
+               f"prompt adherence on captioned prompts at w = 7.5 ({best['fd']:.2f} vs "
+               f"{ref['fd']:.2f} on {best.get('n', '?')} samples) with "
                f"{best['saving']:.1f}× fewer U-Net evaluations: the fewest of DDPM, DDIM and "
                "DPM-Solver++ on this model.")
     else:
-        why = (f"No sampler reached DDIM-{ref['steps']}'s FD-judge on captioned prompts with "
+        why = (f"No sampler reached DDIM-{ref['steps']}'s FD-judge and adherence on captioned "
+               "prompts with "
                f"fewer U-Net evaluations on this model; at {best['steps']} steps {label} had "
                "the lowest "
                f"({best['fd']:.2f} vs {ref['fd']:.2f} on {best.get('n', '?')} samples).")

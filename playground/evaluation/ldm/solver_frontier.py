@@ -4,9 +4,10 @@ conditions:
 
 - **unconditional** (w = 1, the empty prompt): the samplers as the papers compare them;
 - **captioned** (w = 7.5, each sample prompted with the caption of a test face, the way
-  text-to-image models are scored on held-out captions): what the Prompt tab does. Few steps
-  fare worse under strong guidance, so the tab's sampler is chosen here: the one that reaches
-  DDIM-50's FD with the fewest evaluations.
+  text-to-image models are scored on held-out captions): what the Prompt tab does, so the tab's
+  sampler is chosen here: the one with the fewest evaluations that reaches DDIM-50's FD *and*
+  its adherence (the share of the attributes each caption names that the judge finds), since
+  FD alone would reward a sampler that draws plausible faces which ignore the prompt.
 
 A row's ``steps`` is its number of denoising steps; ``nfe`` counts U-Net calls per sample (one
 per step at w = 1, two with guidance).
@@ -16,6 +17,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from playground.data.captions import captions_for_dataset
 from playground.evaluation.ldm.config import UNCONDITIONAL_PROMPT, EvalConfig
@@ -56,12 +59,14 @@ def evaluate_frontier(pipeline, judge, reference, n: int, cfg: EvalConfig,
     (see `fastest_at_reference`).
     """
     from playground.data.synthfaces import SynthFacesDataset
+    from playground.pipelines.prompts import named_attributes
 
     known = {_key(r): r for r in known_rows if r.get("n") == n}
     x_T = initial_noise(pipeline, n, cfg.seed)
     test = SynthFacesDataset(cfg.reference_split, n=n)
     prompts = {"unconditional": [UNCONDITIONAL_PROMPT] * n,
                "captioned": captions_for_dataset(test.attributes, test.factors, seed=cfg.seed)}
+    wanted = [named_attributes(c) for c in prompts["captioned"]]
     guidance = {"unconditional": 1.0, "captioned": cfg.grid_guidance}
     out = {}
     for condition in CONDITIONS:
@@ -80,23 +85,39 @@ def evaluate_frontier(pipeline, judge, reference, n: int, cfg: EvalConfig,
                                       seed=mix_seed(cfg.seed, 1), batch_size=cfg.batch_size,
                                       desc=name, progress=cfg.progress)
             fd = fd_to_reference(result.features, reference)
-            rows.append({**spec, "fd": fd, "seconds": result.seconds, "n": n})
-            print(f"  {name:<28} FD-judge {fd:9.4f}   {result.seconds:8.1f} s", file=sys.stderr)
+            row = {**spec, "fd": fd, "seconds": result.seconds, "n": n}
+            if condition == "captioned":
+                row["adherence"] = caption_adherence(result.attributes, wanted)
+            rows.append(row)
+            print(f"  {name:<28} FD-judge {fd:9.4f}   {result.seconds:8.1f} s"
+                  + (f"   adherence {row['adherence']:.3f}" if "adherence" in row else ""),
+                  file=sys.stderr)
         out[condition] = {"guidance": guidance[condition], "rows": rows,
                           **fastest_at_reference(rows, cfg.fast_steps)}
     return {"solver_frontier": out}
 
 
+def caption_adherence(attributes: dict[str, np.ndarray], wanted: Sequence[dict[str, int]]
+                      ) -> float:
+    """The share of (sample, named attribute) pairs the judge reads as the sample's caption
+    says: `attributes` name → (N,) judge calls, `wanted` one {attribute: 0/1} per sample."""
+    hits = [int(attributes[a][i]) == int(v) for i, w in enumerate(wanted) for a, v in w.items()
+            if a in attributes]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def fastest_at_reference(rows: Sequence[dict], reference_steps: int = 50) -> dict:
     """``{"reference": DDIM-`reference_steps`'s row, "fastest": the row with the fewest
-    evaluations whose FD is at most the reference's (ties: the lower FD), with "saving" =
+    evaluations whose FD is at most the reference's — and, where rows have an ``adherence``,
+    whose adherence is at least the reference's — (ties: the lower FD), with "saving" =
     reference NFE / its NFE}``. The reference row itself qualifies: there is always an answer."""
     ref = next((r for r in rows if (r["sampler"], r["steps"]) == (REFERENCE_SAMPLER,
                                                                    reference_steps)), None)
     if ref is None:
         raise ValueError(f"the frontier has no {REFERENCE_SAMPLER}-{reference_steps} row to "
                          "compare with")
-    good = [r for r in rows if r["fd"] <= ref["fd"]]
+    good = [r for r in rows if r["fd"] <= ref["fd"]
+            and r.get("adherence", 0.0) >= ref.get("adherence", 0.0)]
     best = min(good, key=lambda r: (r["nfe"], r["fd"]))
     return {"reference": dict(ref), "fastest": {**best, "saving": ref["nfe"] / best["nfe"]}}
 
@@ -149,23 +170,27 @@ def frontier_markdown(frontier: dict | None, model_name: str = "ldm") -> str:
     for condition in CONDITIONS:
         part = frontier[condition]
         fd = {(r["sampler"], r["nfe"]): r["fd"] for r in part["rows"]}
+        adh = {(r["sampler"], r["nfe"]): r["adherence"] for r in part["rows"] if "adherence" in r}
         used = [m for m in names if any(k[0] == m for k in fd)]
         what = ("the empty prompt" if condition == "unconditional"
-                else "each prompted with a test face's caption")
+                else "each prompted with a test face's caption; in brackets the adherence")
         lines += ["", f"*{condition.capitalize()}* (w = {part['guidance']:g}, {what}):", "",
                   "| NFE | " + " | ".join(used) + " |", "|---" * (len(used) + 1) + "|"]
         for nfe in sorted({r["nfe"] for r in part["rows"]}):
-            cells = [f"{fd[(m, nfe)]:.2f}" if (m, nfe) in fd else "–" for m in used]
+            cells = [(f"{fd[(m, nfe)]:.2f}" + (f" ({adh[(m, nfe)]:.2f})" if (m, nfe) in adh else ""))
+                     if (m, nfe) in fd else "–" for m in used]
             lines.append(f"| {nfe} | " + " | ".join(cells) + " |")
         best, ref = part["fastest"], part["reference"]
         if best["saving"] > 1:
             verdict = (f"**{best['sampler']} with {best['steps']} steps** reaches "
                        f"{ref['sampler']}-{ref['steps']}'s FD ({best['fd']:.2f} vs "
-                       f"{ref['fd']:.2f}) with {best['saving']:.1f}× fewer evaluations.")
+                       f"{ref['fd']:.2f})" + (" and adherence" if "adherence" in ref else "")
+                       + f" with {best['saving']:.1f}× fewer evaluations.")
         else:
-            verdict = (f"No sampler reaches {ref['sampler']}-{ref['steps']}'s FD with fewer "
-                       f"evaluations; at {best['nfe']}, **{best['sampler']}** is lowest "
-                       f"({best['fd']:.2f} vs {ref['fd']:.2f}).")
+            verdict = (f"No sampler reaches {ref['sampler']}-{ref['steps']}'s FD"
+                       + (" and adherence" if "adherence" in ref else "")
+                       + f" with fewer evaluations; at {best['nfe']}, **{best['sampler']}** is "
+                       f"lowest ({best['fd']:.2f} vs {ref['fd']:.2f}).")
         lines += ["", verdict]
     lines += ["", "The Prompt tab draws with the captioned condition's choice. "
               f"({n} samples per point: a gap of a fraction of a point may be sampling noise.)"]
