@@ -32,7 +32,9 @@ FRONTIER_SAMPLERS: tuple[tuple[str, str, float], ...] = (
     ("DDIM", "ddim", 0.0),
     ("DPM++ 2M", "dpm++", 0.0),
 )
-CAPTIONED_SAMPLERS = ("DDIM", "DPM++ 2M")  # DDPM: far behind unconditionally, not timed again
+SAMPLER_COLOURS = {"DDPM": "#4C72B0", "DDIM": "#DD8452", "DPM++ 2M": "#55A868"}  # both panels
+CAPTIONED_SAMPLERS = ("DDIM", "DPM++ 2M")
+_AND_ADHERENCE = " and adherence"  # DDPM: far behind unconditionally, not timed again
 REFERENCE_SAMPLER = "DDIM"  # at cfg.fast_steps (50): the quality every sampler is asked to reach
 CONDITIONS = ("unconditional", "captioned")
 
@@ -136,12 +138,14 @@ def frontier_figure(frontier: dict, path: str | Path, reference_steps: int = 50,
         for name, _, _ in FRONTIER_SAMPLERS:
             mine = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
             if mine:
-                ax.plot([r["nfe"] for r in mine], [r["fd"] for r in mine], marker="o", label=name)
+                ax.plot([r["nfe"] for r in mine], [r["fd"] for r in mine], marker="o", label=name,
+                        color=SAMPLER_COLOURS[name])
         ax.axhline(part["reference"]["fd"], color="grey", linestyle="--", linewidth=1,
                    label=f"{REFERENCE_SAMPLER}-{reference_steps}'s FD")
         best = part["fastest"]
+        also = _AND_ADHERENCE if "adherence" in best else ""
         ax.scatter([best["nfe"]], [best["fd"]], s=160, facecolors="none", edgecolors="black",
-                   label=f"fewest evaluations at that FD: {best['sampler']}-{best['steps']}")
+                   label=f"fewest evaluations at that FD{also}: {best['sampler']}-{best['steps']}")
         if ddpm_full is not None and condition == "unconditional":
             ax.scatter([ddpm_full["steps"]], [ddpm_full["fd"]], marker="*", s=120, color="black",
                        label=f"DDPM-{ddpm_full['steps']} (ancestral)")
@@ -177,7 +181,7 @@ def frontier_markdown(frontier: dict | None, model_name: str = "ldm") -> str:
         lines += ["", f"*{condition.capitalize()}* (w = {part['guidance']:g}, {what}):", "",
                   "| NFE | " + " | ".join(used) + " |", "|---" * (len(used) + 1) + "|"]
         for nfe in sorted({r["nfe"] for r in part["rows"]}):
-            cells = [(f"{fd[(m, nfe)]:.2f}" + (f" ({adh[(m, nfe)]:.2f})" if (m, nfe) in adh else ""))
+            cells = [f"{fd[(m, nfe)]:.2f}" + (f" ({adh[(m, nfe)]:.2f})" if (m, nfe) in adh else "")
                      if (m, nfe) in fd else "–" for m in used]
             lines.append(f"| {nfe} | " + " | ".join(cells) + " |")
         best, ref = part["fastest"], part["reference"]
