@@ -250,14 +250,17 @@ def test_the_new_lessons_answer_in_the_page(page, shots):
     edit.wait_for(timeout=20_000)
     edit.fill("2")
     _src_changes(page, DECODED, before, timeout=60_000)
+    page.screenshot(path=str(shots / "tab_traverse_attributes.png"), full_page=True)
 
     _open_tab(page, "Morph")
     panel = page.locator("[role=tabpanel]:visible").first
     panel.get_by_role("button", name="Morph in both worlds").click()
     page.get_by_text("Judge's mean step between frames").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "tab_morph_both_worlds.png"), full_page=True)
 
     _open_tab(page, "Denoise")
     panel = page.locator("[role=tabpanel]:visible").first
+    page.locator("#denoise-frontier").get_by_text("frontier").first.wait_for(timeout=20_000)
     panel.get_by_role("radio", name="DPM-Solver++ (2M)").check()
     page.locator("#run-ddim").click()
     page.wait_for_function("""() => {
