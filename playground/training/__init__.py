@@ -39,7 +39,7 @@ from playground.training.distributed import (
                                          setup_distributed,
                                          teardown_distributed,
 )
-from playground.training.loop import TrainLoop, run_trainer
+from playground.training.loop import TrainHooks, TrainLoop, run_trainer
 from playground.training.options import (
                                          AMP_MODES,
                                          LR_SCHEDULES,
@@ -99,6 +99,7 @@ __all__ = [
     "resolve_device",
     "setup_distributed",
     "teardown_distributed",
+    "TrainHooks",
     "TrainLoop",
     "run_trainer",
     "AMP_MODES",

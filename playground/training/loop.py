@@ -5,6 +5,7 @@ its model, its step (forward + loss), its probe and its metrics."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -52,6 +53,18 @@ def run_trainer(cfg, stop_event, train: Callable[[DistInfo, torch.device, Gracef
         teardown_distributed(info)
 
 
+@dataclass
+class TrainHooks:
+    """What a trainer adds to the loop (each optional), given to `TrainLoop.run`."""
+
+    after_step: Callable[[], None] | None = None  # after every optimizer step (an EMA update)
+    extra_state: Callable[[], dict[str, torch.Tensor]] | None = None  # more tensors for the
+    # train state (read back into `TrainLoop.resumed_extra` by `setup_model` on resume)
+    model_to_save: Callable[[], nn.Module] | None = None  # what model.safetensors holds
+    # (default: the trained model itself; the EMA copy for the U-Net)
+    before_save_model: Callable[[], None] | None = None  # e.g. measure a scale factor first
+
+
 class TrainLoop:
     """What every trainer shares, around its own model, step and metrics.
 
@@ -77,14 +90,8 @@ class TrainLoop:
                              "continue it, or choose another --out")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.before_save_model: Callable[[], None] | None = None  # e.g. measure a scale factor
-        # Optional hooks (e.g. EMA weights): called after every optimizer step; extra tensors
-        # to keep in the train state (read back into `resumed_extra` by `setup_model`); the
-        # module that model.safetensors holds (default: the trained model itself).
-        self.after_step: Callable[[], None] | None = None
-        self.extra_state: Callable[[], dict[str, torch.Tensor]] | None = None
-        self.model_to_save: Callable[[], nn.Module] | None = None
-        self.resumed_extra: dict[str, torch.Tensor] = {}
+        self.hooks = TrainHooks()  # what the trainer adds: given to `run`
+        self.resumed_extra: dict[str, torch.Tensor] = {}  # TrainHooks.extra_state, on resume
 
     # ---------------------------------------------------------------- data
     def open_data(self, train_set, val_set, dataset: str):
@@ -227,16 +234,16 @@ class TrainLoop:
                  "world_size": self.info.world_size, "device": str(self.device),
                  "prior": self.prior, "speed": getattr(self, "speed_state", None),
                  "args": self.args_json}
-        extra = self.extra_state() if self.extra_state is not None else None
+        extra = self.hooks.extra_state() if self.hooks.extra_state is not None else None
         save_train_state(self.out.path, self.model, self.optimizer, state, extra)
-        if self.before_save_model is not None:
-            self.before_save_model()
+        if self.hooks.before_save_model is not None:
+            self.hooks.before_save_model()
         save_model(self.out.path, self.saved_model())
         self.saver.reset()
 
     def saved_model(self) -> nn.Module:
         """What model.safetensors holds: ``model_to_save()`` if set, else the trained model."""
-        return self.model_to_save() if self.model_to_save is not None else self.model
+        return self.hooks.model_to_save() if self.hooks.model_to_save is not None else self.model
 
     def should_stop(self) -> bool:
         """Same answer on every rank: step limit, or rank 0's time budget / stop request."""
@@ -271,7 +278,8 @@ class TrainLoop:
     def run(self, source, step: Callable[..., tuple[torch.Tensor, torch.Tensor]],
             names: tuple[str, ...], *, validate: Callable[[int], None],
             postfix: Callable[[dict[str, float], float], dict[str, str]], log_lr: bool,
-            probe: Callable[[], dict[str, Any]] | None = None) -> None:
+            probe: Callable[[], dict[str, Any]] | None = None,
+            hooks: TrainHooks | None = None) -> None:
         """Train until a limit or a stop request.
 
         ``step(x, idx, epoch, step_in_epoch)`` runs the forward pass on this rank's batch `x`
@@ -281,8 +289,9 @@ class TrainLoop:
         those means and img/s into the progress bar's postfix. ``validate(epoch)`` runs on
         every rank after each full epoch (before its checkpoint). ``probe()`` (optional) gives
         the model's quality numbers on a fixed held-out batch: logged at the start, every
-        ``cfg.probe_minutes`` and at the end.
+        ``cfg.probe_minutes`` and at the end. `hooks` (optional): see `TrainHooks`.
         """
+        self.hooks = hooks or TrainHooks()
         cfg, info, out, optimizer = self.cfg, self.info, self.out, self.optimizer
         spe, batch, epochs = self.spe, self.batch, self.epochs
         self.choose_speed(source, step)
@@ -320,8 +329,8 @@ class TrainLoop:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if self.after_step is not None:
-                    self.after_step()
+                if self.hooks.after_step is not None:
+                    self.hooks.after_step()
                 self.global_step += 1
                 done = step_in_epoch + 1
                 window += stats

@@ -35,6 +35,7 @@ from playground.training import (
     DistInfo,
     GracefulStop,
     StartAndSpeed,
+    TrainHooks,
     TrainLoop,
     add_common_arguments,
     all_reduce_sum,
@@ -243,7 +244,8 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
     model = loop.setup_model(build, FIXED_ON_RESUME)
     latent_shape = model.config.latent_shape
     # every checkpoint's model is loadable: with a scale factor measured on a few images
-    loop.before_save_model = lambda: set_scale_factor(model, train_source, 256, cfg.seed)
+    hooks = TrainHooks(
+        before_save_model=lambda: set_scale_factor(model, train_source, 256, cfg.seed))
 
     def step(x, idx, epoch, step_in_epoch):
         g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
@@ -279,7 +281,7 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
 
     loop.run(train_source, step, ("loss", "recon", "kl", "psnr"), validate=validate, log_lr=True,
              postfix=lambda m, img_s: dict(recon=f"{m['recon']:.4f}", psnr=f"{m['psnr']:.1f}",
-                                           img_s=f"{img_s:.0f}"), probe=probe)
+                                           img_s=f"{img_s:.0f}"), probe=probe, hooks=hooks)
 
     def final():
         nonlocal test_set

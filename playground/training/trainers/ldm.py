@@ -49,6 +49,7 @@ from playground.store.disk_cache import cache_dir
 from playground.training import (
     DistInfo,
     GracefulStop,
+    TrainHooks,
     TrainLoop,
     add_common_arguments,
     autocast,
@@ -213,9 +214,8 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         ema.num_updates = int(loop.prior.get("steps", 0))
     elif resume and loop.has_checkpoint:
         raise ValueError(f"{loop.out.path}'s checkpoint has no EMA weights")
-    loop.after_step = lambda: ema.update(model)
-    loop.extra_state = ema.state_tensors
-    loop.model_to_save = lambda: ema.model
+    hooks = TrainHooks(after_step=lambda: ema.update(model), extra_state=ema.state_tensors,
+                       model_to_save=lambda: ema.model)  # model.safetensors holds the EMA
 
     # captions (and which of them are dropped) for one epoch, computed once per epoch
     from playground.data.captions import captions_for_dataset
@@ -296,7 +296,7 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         probe_judge = load_judge(cfg.probe_judge, device)
     loop.run(source, step, ("loss", "dropped"), validate=validate, log_lr=True,
              postfix=lambda m, img_s: dict(loss=f"{m['loss']:.4f}", img_s=f"{img_s:.0f}"),
-             probe=probe if info.is_main else None)
+             probe=probe if info.is_main else None, hooks=hooks)
 
     def final():
         train_lines = [r for r in read_log(loop.out.path) if r.get("type") == "train"]
