@@ -27,12 +27,11 @@ from playground.app.sampler_stream import RUNNING, stream
 from playground.app.schedule_plot import schedule_figure
 from playground.diffusion import NoiseSchedule
 from playground.evaluation.ldm.solver_frontier import frontier_markdown
-from playground.pipelines import diffusion_models, forward_process
+from playground.pipelines import diffusion_models, forward_process, prompts
 from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS, check_prompt
 from playground.pipelines.inference import inference
 from playground.pipelines.inputs import MAX_SEED, check_seed, in_range
 from playground.pipelines.latent_diffusion import LatentDiffusion
-from playground.store import checkpoints
 
 MAX_FACES = 4  # faces per sampler run
 MIN_DDIM_STEPS, MAX_DDIM_STEPS = 10, 100
@@ -71,11 +70,7 @@ def frontier_note(model_name) -> str:
     """The samplers' frontier measured on this model (its metrics.json), as a table."""
     if not model_name:
         return ""
-    try:
-        metrics = checkpoints.load_metrics(model_name, allow_paths=False)
-    except (ValueError, OSError):
-        metrics = {}
-    return frontier_markdown(metrics.get("solver_frontier"), model_name)
+    return frontier_markdown(prompts.measured_metrics(model_name).get("solver_frontier"), model_name)
 
 
 def _schedule_for(model_name) -> tuple[NoiseSchedule, LatentDiffusion | None]:

@@ -156,15 +156,20 @@ NOTICE_GUIDANCE = 7.5  # the w whose measured accuracy the Prompt tab quotes
 SWEEP_GUIDANCE = (1.0, 3.0, 7.5, 12.0)  # the Prompt tab's one-click guidance sweep
 
 
+def measured_metrics(name: str) -> dict:
+    """The shipped model `name`'s metrics.json, or {} when it has none (or no such model)."""
+    try:
+        return checkpoints.load_metrics(name, allow_paths=False)
+    except (ValueError, OSError):
+        return {}
+
+
 def measured_attribute_accuracy(name: str, guidance: float = NOTICE_GUIDANCE) -> dict[str, float]:
     """What the shipped U-Net `name` is known to draw: from its metrics.json guidance sweep
     (`playground.evaluation.ldm`), for each attribute named alone by a sweep prompt, the share of
     faces at guidance `guidance` on which the judge found it as asked → {attribute: share};
     {} when the sweep was not measured."""
-    try:
-        metrics = checkpoints.load_metrics(name, allow_paths=False)
-    except (ValueError, OSError):
-        return {}
+    metrics = measured_metrics(name)
     out = {}
     for row in metrics.get("guidance_per_prompt") or []:
         targets, scales = row.get("targets") or {}, row.get("w") or []
@@ -194,10 +199,7 @@ def sampler_for_prompts(name: str) -> SamplerChoice:
     U-Net `name` under guidance with captions (metrics.json ``solver_frontier["captioned"]``,
     written by ``python -m playground.evaluation.ldm --only frontier --write``); DDIM-50 when
     that was not measured."""
-    try:
-        metrics = checkpoints.load_metrics(name, allow_paths=False)
-    except (ValueError, OSError):
-        metrics = {}
+    metrics = measured_metrics(name)
     frontier = (metrics.get("solver_frontier") or {}).get("captioned") or {}
     best, ref = frontier.get("fastest"), frontier.get("reference")
     if not best or not ref or best.get("method") not in SAMPLER_LABELS:

@@ -11,7 +11,7 @@
 - `speed`        bf16 autocast and channels_last chosen by timing on the machine that trains
 - `options`      the options every config shares (`StartAndSpeed`, `check_run_options`, the
                  command line), the learning-rate schedule and autocast
-- `loop`         `run_trainer` and `TrainLoop`: setup, resume, the step loop, probes, saves
+- `loop`         `TrainLoop` (and `TrainHooks`): setup, resume, the step loop, probes, saves
 - `ema`          the exponential moving average of weights a diffusion trainer ships
 - `campaign`     continue every shipped model in dependency order, ship what got better
 - `curves`       learning curves: quality against cumulative CPU-hours
@@ -36,10 +36,11 @@ from playground.training.distributed import (
                                          broadcast_flag,
                                          broadcast_float,
                                          resolve_device,
+                                         run_trainer,
                                          setup_distributed,
                                          teardown_distributed,
 )
-from playground.training.loop import TrainHooks, TrainLoop, run_trainer
+from playground.training.loop import TrainHooks, TrainLoop
 from playground.training.options import (
                                          AMP_MODES,
                                          LR_SCHEDULES,

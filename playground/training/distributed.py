@@ -1,11 +1,15 @@
-"""Devices and data-parallel jobs: one process, or torchrun's DDP (gloo on CPU, NCCL on GPU)."""
+"""Devices and data-parallel jobs: one process, or torchrun's DDP (gloo on CPU, NCCL on GPU), and
+`run_trainer`, which runs a trainer inside one (threads, DDP, graceful stop)."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+
+from playground.training.runs import GracefulStop
 
 
 def resolve_device(name: str | torch.device = "cpu") -> torch.device:
@@ -101,3 +105,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def run_trainer(cfg, stop_event, train: Callable[[DistInfo, torch.device, GracefulStop], Any]):
+    """Set threads, join DDP, catch SIGINT/SIGTERM, call ``train(info, device, stop)``, leave DDP."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    info, device = setup_distributed(cfg.device)
+    try:
+        with GracefulStop(stop_event) as stop:
+            return train(info, device, stop)
+    finally:
+        teardown_distributed(info)

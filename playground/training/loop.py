@@ -1,5 +1,4 @@
-"""The training loop every trainer shares: `run_trainer` (threads, DDP, graceful stop) and
-`TrainLoop` (run setup, resume or warm start, speed options, the step loop with logging,
+"""The training loop every trainer shares, `TrainLoop` (run setup, resume or warm start, speed options, the step loop with logging,
 quality probes, checkpoints, time budget and stop requests, final save). Each trainer gives it
 its model, its step (forward + loss), its probe and its metrics."""
 from __future__ import annotations
@@ -25,8 +24,6 @@ from playground.training.distributed import (
     barrier,
     broadcast_flag,
     broadcast_float,
-    setup_distributed,
-    teardown_distributed,
 )
 from playground.training.options import budget_progress, check_resume_args, cosine_lr, json_args
 from playground.training.runs import Every, GracefulStop, RunFolder, Stopwatch, progress_bar
@@ -41,27 +38,13 @@ from playground.training.warm_start import add_cumulative, cumulative_of_run, wa
 WARM_STEPS = 1  # steps of a session left out of its img/s (first allocations, compilation)
 
 
-def run_trainer(cfg, stop_event, train: Callable[[DistInfo, torch.device, GracefulStop], Any]):
-    """Set threads, join DDP, catch SIGINT/SIGTERM, call ``train(info, device, stop)``, leave DDP."""
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    info, device = setup_distributed(cfg.device)
-    try:
-        with GracefulStop(stop_event) as stop:
-            return train(info, device, stop)
-    finally:
-        teardown_distributed(info)
-
-
 @dataclass
 class TrainHooks:
     """What a trainer adds to the loop (each optional), given to `TrainLoop.run`."""
 
     after_step: Callable[[], None] | None = None  # after every optimizer step (an EMA update)
-    extra_state: Callable[[], dict[str, torch.Tensor]] | None = None  # more tensors for the
-    # train state (read back into `TrainLoop.resumed_extra` by `setup_model` on resume)
-    model_to_save: Callable[[], nn.Module] | None = None  # what model.safetensors holds
-    # (default: the trained model itself; the EMA copy for the U-Net)
+    extra_state: Callable[[], dict[str, torch.Tensor]] | None = None  # kept in the train state
+    model_to_save: Callable[[], nn.Module] | None = None  # model.safetensors (default: the model)
     before_save_model: Callable[[], None] | None = None  # e.g. measure a scale factor first
 
 
