@@ -52,7 +52,8 @@ def launch_kwargs(queue_size: int = QUEUE_SIZE, **overrides) -> dict:
 
     middleware = [Middleware(CrossOriginWriteGuard),
                   Middleware(JoinLimiter, max_in_flight=queue_size)]
-    return {"max_file_size": MAX_FILE_SIZE, "enable_monitoring": False,
+    return {"head": latent_map_tab.head_script(),  # a click on the latent map picks a face
+            "max_file_size": MAX_FILE_SIZE, "enable_monitoring": False,
             "state_session_capacity": SESSION_CAPACITY,
             "app_kwargs": {"middleware": middleware}, **overrides}
 

@@ -42,8 +42,8 @@ def app_url(tmp_path_factory):
     import app
 
     demo = app.build_app()
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None,
-                        quiet=True)
+    demo.queue(**app.queue_kwargs()).launch(**app.launch_kwargs(  # as served, with its <head>
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True))
     try:
         yield demo.local_url
     finally:
@@ -230,6 +230,66 @@ def test_a_bad_value_is_named_under_its_field_and_nothing_else_changes(page, tab
     panel.get_by_role("button", name=button, exact=True).first.click()
     page.wait_for_function("""msg => ![...document.querySelectorAll('.validation-error')]
         .some(e => e.innerText.includes(msg))""", arg=message, timeout=20_000)
+
+
+# The pixel centre of the point farthest right on the map (no other point covers it), and its
+# face index; Plotly's axes map data to pixels (l2p) inside the plot area (_offset). _fullData
+# holds the decoded arrays (the figure sends them base64-encoded).
+RIGHTMOST_POINT = """() => {
+    const plot = document.querySelector("#latent-map-plot .js-plotly-plot");
+    let best = null;
+    for (const trace of plot._fullData) {
+        for (let i = 0; i < trace.x.length; i++) {
+            if (!best || trace.x[i] > best.x)
+                best = {x: trace.x[i], y: trace.y[i], index: trace.customdata[i]};
+        }
+    }
+    const box = plot.getBoundingClientRect();
+    const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+    return {index: best.index, px: box.left + xa._offset + xa.l2p(best.x),
+            py: box.top + ya._offset + ya.l2p(best.y)};
+}"""
+
+CHOSEN_MARK = """() => {
+    const plot = document.querySelector("#latent-map-plot .js-plotly-plot");
+    const mark = plot._fullData.find(t => t.name === "chosen face");
+    return mark ? {index: mark.customdata[0], x: mark.x[0]} : null;
+}"""
+
+
+def test_clicking_a_point_on_the_latent_map_shows_its_face_and_rings_it(page):
+    _open_tab(page, "Latent map")
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_role("radio", name="PCA").check()  # the map follows the choice (instant)
+    page.wait_for_function("""() => {
+        const plot = document.querySelector("#latent-map-plot .js-plotly-plot");
+        return plot && plot.data && plot.data.length && plot.layout.title &&
+               String(plot.layout.title.text || plot.layout.title).includes("PCA");
+    }""", timeout=60_000)
+    page.wait_for_timeout(500)  # the plot settles (Plotly resizes it once)
+    point = page.evaluate(RIGHTMOST_POINT)
+    face = page.locator("#latent-map-face img")
+    before = face.first.get_attribute("src") if face.count() else None
+    page.mouse.move(point["px"] - 30, point["py"])
+    page.mouse.move(point["px"], point["py"])
+    page.wait_for_timeout(200)  # plotly.js clicks the point it hovers: let the hover land
+    page.mouse.down()
+    page.wait_for_timeout(100)
+    page.mouse.up()
+    page.wait_for_function("i => document.querySelector('#latent-map-index input').value == i",
+                           arg=str(point["index"]), timeout=10_000)
+    page.get_by_text(f"SynthFaces test face #{point['index']}").first.wait_for(timeout=30_000)
+    assert face.first.get_attribute("src") != before
+    mark = page.evaluate(CHOSEN_MARK)
+    assert mark is not None and mark["index"] == point["index"]
+
+    # typing an index moves the ring to that face
+    other = 0 if point["index"] != 0 else 1
+    box = page.locator("#latent-map-index input")
+    box.fill(str(other))
+    page.locator("#latent-map-show-face").click()
+    page.get_by_text(f"SynthFaces test face #{other}").first.wait_for(timeout=30_000)
+    assert page.evaluate(CHOSEN_MARK)["index"] == other
 
 
 def test_the_new_lessons_answer_in_the_page(page, shots):

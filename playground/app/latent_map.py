@@ -1,5 +1,5 @@
 """The Latent map tab: t-SNE / UMAP / PCA of μ(x) for SynthFaces test faces, coloured by any
-attribute or factor, with a separation score; pick a point (by its index) to see its face.
+attribute or factor, with a separation score; click a point (or type its index) to see its face.
 
 Events (api_name): latent_map_models (↻), latent_map (the map, its scores and a notice),
 latent_map_cached (the same on page load — when `build` gets the demo — but only from a
@@ -7,13 +7,16 @@ cache: no minute-long t-SNE as the page opens), latent_map_point (one face, its
 reconstruction, attributes and factors).
 
 Picking a point: Gradio's gr.Plot has no click/select event (only "change"), and
-gr.ScatterPlot's select event reports a brushed x-range, not a point. So the plot's hover shows
-each point's index, and the index box shows that face.
+gr.ScatterPlot's select event reports a brushed x-range, not a point. So a small script in the
+page's <head> (`head_script`, latent_map_pick.js) listens to plotly.js's own click event: it
+writes the clicked face's index into the index box, presses "Show face" (the same
+latent_map_point event the API has) and rings the chosen point.
 """
 from __future__ import annotations
 
 import functools
 import threading
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -33,6 +36,7 @@ DEFAULT_COLOUR = "Smiling"
 MAP_MODEL = "vae-beta10"  # the assignment: a t-SNE of β = 10's z coloured by Smiling
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]  # categories
 POINT_SIZE = 5
+PICK_SCRIPT = Path(__file__).with_name("latent_map_pick.js")  # click a point → its face
 
 EXPLAIN = r"""
 ### Latent map: where does the model put each face?
@@ -134,7 +138,7 @@ def _notice(result: dict, query_note: str) -> str:
         how = f"from memory ({result['seconds'] * 1000:.0f} ms)"
     else:
         how = f"precomputed ({source.removeprefix('file ')}, {result['seconds']:.2f} s)"
-    return f"Map {how}. Hover over a point to see its index.{query_note}"
+    return f"Map {how}. Click a point to see its face.{query_note}"
 
 
 def _highlight(query: str, n: int) -> tuple[np.ndarray | None, str]:
@@ -208,7 +212,7 @@ def show_point(model_name, n_points, index):
     """Map size and a point index in → (face, its reconstruction, attributes and factors)."""
     n = lm.check_points(n_points)
     if index is None or index == "":
-        raise ValueError("point index is empty: enter the index shown when hovering a point")
+        raise ValueError("point index is empty: click a point on the map or enter its index")
     index = whole_number(index, "point index")
     if not 0 <= index < n:
         raise ValueError(f"point index must be between 0 and {n - 1} (the map shows test faces "
@@ -220,6 +224,11 @@ def show_point(model_name, n_points, index):
 
 
 # ------------------------------------------------------------------------------ layout
+def head_script() -> str:
+    """The <script> that makes a click on the map pick a face (for `launch(head=...)`)."""
+    return f"<script>\n{PICK_SCRIPT.read_text(encoding='utf-8')}</script>"
+
+
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks (`demo`, if given, shows a cached map on load)."""
     threading.Thread(target=_warm_imports, daemon=True, name="latent-map-imports").start()
@@ -251,12 +260,12 @@ def build(demo: gr.Blocks | None = None) -> None:
         with gr.Row():
             with gr.Column(scale=3):
                 index = common.number_box(0, "point index", 0, lm.MAX_POINTS - 1,
-                                          info="hover a point to read it",
+                                          info="click a point on the map, or type its index",
                                           elem_id="latent-map-index")
                 point_button = gr.Button("Show face", elem_id="latent-map-show-face")
                 info = gr.Markdown()
             face = gr.Image(label="face x", type="numpy", format="png", interactive=False,
-                            height=256, scale=2)
+                            height=256, scale=2, elem_id="latent-map-face")
             reconstruction = gr.Image(label="decoder(μ(x)) — what the code keeps", type="numpy",
                                       format="png", interactive=False, height=256, scale=2)
             with gr.Column(scale=4):

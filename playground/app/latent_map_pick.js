@@ -1,0 +1,81 @@
+// Latent map: click a point to see its face. gr.Plot has no click event, so this listens to
+// plotly.js itself (Gradio's Plotly component sets window.Plotly): a click writes the point's
+// face index into the "point index" box and presses "Show face"; the chosen point gets a ring,
+// also when an index is typed. Loaded into the page's <head> by playground.app.latent_map.
+(() => {
+  const PLOT = "#latent-map-plot .js-plotly-plot";
+  const INDEX = "#latent-map-index input";
+  const BUTTON = "#latent-map-show-face";
+  const MARK = "chosen face";
+
+  // Position of the face `index` on the map: the trace holding it (customdata = face index).
+  // _fullData, not data: the figure arrives base64-encoded and plotly.js decodes it there.
+  function locate(plot, index) {
+    for (const trace of plot._fullData || []) {
+      if (trace.name === MARK || !trace.customdata) continue;
+      const i = Array.from(trace.customdata).indexOf(index);
+      if (i >= 0) return [trace.x[i], trace.y[i]];
+    }
+    return null;
+  }
+
+  function mark(index) {
+    const plot = document.querySelector(PLOT);
+    const Plotly = window.Plotly;
+    if (!plot || !Plotly || !plot.data) return;
+    const at = plot.data.findIndex((trace) => trace.name === MARK);
+    const where = Number.isInteger(index) ? locate(plot, index) : null;
+    if (!where) {
+      if (at >= 0) Plotly.deleteTraces(plot, at);
+      return;
+    }
+    const [x, y] = where;
+    if (at >= 0) {
+      Plotly.restyle(plot, { x: [[x]], y: [[y]], customdata: [[index]] }, [at]);
+    } else {
+      Plotly.addTraces(plot, {
+        type: "scattergl", x: [x], y: [y], customdata: [index], mode: "markers", name: MARK,
+        marker: { size: 16, symbol: "circle-open", color: "black", line: { width: 3 } },
+        hovertemplate: "face #%{customdata} (shown below)<extra></extra>",
+      });
+    }
+  }
+
+  function pick(index) {
+    const box = document.querySelector(INDEX);
+    const button = document.querySelector(BUTTON);
+    if (!box || !button) return;
+    box.value = String(index);
+    box.dispatchEvent(new Event("input", { bubbles: true })); // Gradio reads the box on input
+    button.click(); // marks the point too (the listener below)
+  }
+
+  function hook(plot) {
+    if (plot.__facePick) return;
+    plot.__facePick = true;
+    plot.on("plotly_click", (event) => {
+      const point = event && event.points && event.points[0];
+      if (!point || point.customdata === undefined) return;
+      const index = Number(Array.isArray(point.customdata) ? point.customdata[0] : point.customdata);
+      if (Number.isInteger(index)) pick(index);
+    });
+  }
+
+  const markTyped = () => {
+    const box = document.querySelector(INDEX);
+    if (box && box.value !== "") mark(Number(box.value));
+  };
+  document.addEventListener("click", (event) => {
+    if (event.target.closest && event.target.closest(BUTTON)) markTyped();
+  }, true);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target.matches && event.target.matches(INDEX)) markTyped();
+  }, true);
+
+  // The plot's element appears when the tab is first drawn and is replaced when Gradio
+  // re-mounts it: hook whichever is there now.
+  new MutationObserver(() => {
+    const plot = document.querySelector(PLOT);
+    if (plot && typeof plot.on === "function") hook(plot);
+  }).observe(document.documentElement, { childList: true, subtree: true });
+})();
