@@ -10,6 +10,9 @@ Starts the app in a child process with the settings `python app.py` uses (`app.q
 2. two identical batches: `--users` sessions (threads, one `gradio_client.Client` each), each
    replaying the same seeded sequence of calls for `--seconds`; the server's RSS is read from
    /proc after the warm-up and after each batch (growth between the batches is the leak test);
+   beside each batch, the slider probe (`playground.bench.load_probe`): one more student, in a
+   process of its own, moving a Traverse slider every 0.25 s — what a slider move costs while
+   the batch runs, without the load generator's own contention in the number;
 3. busy check: more simultaneous calls than the queue holds (``max_size``) on a slow endpoint
    → how many were told "busy" (503, "Queue is full") and how fast, and that every accepted
    call still finished and the app answers afterwards.
@@ -22,7 +25,8 @@ Left out: endpoints that start, resume or cancel training runs or cancel other e
 defaults (a PCA map of 200 points, 10 diffusion steps) for the test suite's tiny models.
 
 Report (``--json``): ``requests``, ``errors``, ``busy``, per-endpoint ``{count, errors, busy,
-p50_ms, p95_ms, max_ms}`` per batch, ``rss_mb`` (after warm-up, after each batch),
+p50_ms, p95_ms, max_ms}`` and ``slider_probe`` per batch, ``rss_mb`` (after warm-up, after each
+batch),
 ``rss_growth_mb`` (last batch − first batch), ``rss_growth_per_batch_mb`` (a leak grows the
 same every batch; an allocator's high-water mark settles), ``cache_mb`` (the server's Gradio
 cache folder),
@@ -39,10 +43,12 @@ import tempfile
 import time
 
 from playground.bench.load_plan import Plan, upload_picture
+from playground.bench.load_probe import TARGET_P95_MS, Probe
 from playground.bench.load_server import Server
 from playground.bench.load_sessions import busy_check, new_client, run_batch, warm_up
 
-TARGETS = {"errors": 0, "rss_growth_mb": 100, "busy_answer_s": 2.0}
+TARGETS = {"errors": 0, "rss_growth_mb": 100, "busy_answer_s": 2.0,
+           "slider_probe_p95_ms": TARGET_P95_MS}
 
 
 def _log(message: str) -> None:
@@ -78,8 +84,10 @@ def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = Fa
         cache = {"after_warmup": round(server.cache_mb(), 2)}
         results = []
         for b in range(batches):
-            _log(f"batch {b + 1}/{batches}: {users} users × {seconds:g} s")
+            _log(f"batch {b + 1}/{batches}: {users} users × {seconds:g} s (+ the slider probe)")
+            probe = Probe(server.url, seconds, seed).start()
             results.append(run_batch(server.url, plan, users, seconds, seed))
+            results[-1]["slider_probe"] = probe.result()
             rss[f"after_batch{b + 1}"] = round(server.rss_mb(), 1)
             cache[f"after_batch{b + 1}"] = round(server.cache_mb(), 2)
         busy_result = None
@@ -100,7 +108,10 @@ def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = Fa
     cache_growth = (cache[f"after_batch{batches}"] - cache["after_warmup"])
     targets = {"errors": errors <= TARGETS["errors"],
                "rss_growth_mb": None if growth is None else growth < TARGETS["rss_growth_mb"],
-               "busy_answer_s": None}
+               "busy_answer_s": None, "slider_probe_p95_ms": None}
+    last_probe = results[-1].get("slider_probe", {}) if results else {}
+    if "met" in last_probe:
+        targets["slider_probe_p95_ms"] = last_probe["met"]
     if busy_result and busy_result.get("busy"):
         targets["busy_answer_s"] = busy_result["busy_answer_s"] <= TARGETS["busy_answer_s"]
     return {
@@ -132,6 +143,13 @@ def _table(report: dict) -> str:
         for name, row in batch["endpoints"].items():
             lines.append(f"  {name:26s} {row['count']:5d} {row['errors']:4d} {row['busy']:4d} "
                          f"{row['p50_ms'] or 0:8.0f} {row['p95_ms'] or 0:8.0f}")
+        probe = batch.get("slider_probe", {})
+        if "p95_ms" in probe:
+            lines.append(f"  slider probe (own process, a move every 0.25 s): {probe['n']} moves, "
+                         f"{probe['errors']} errors, p50 {probe['p50_ms']:.0f} ms, "
+                         f"p95 {probe['p95_ms']:.0f} ms (target ≤ {probe['target_p95_ms']})")
+        elif probe:
+            lines.append(f"  slider probe: {probe.get('note')}")
     for name, why in {**report["warmup"]["skipped"], **report["warmup"]["failed"]}.items():
         lines.append(f"not in the mix: {name}: {why}")
     if report["busy_check"]:
