@@ -17,7 +17,7 @@ import math
 import gradio as gr
 import numpy as np
 
-from playground.app import common
+from playground.app import common, priority
 from playground.app.diffusion_picker import (
     no_pipeline_message,
     pipeline_dropdown,
@@ -280,12 +280,15 @@ def build(demo: gr.Blocks | None = None) -> None:
                    ddpm_gif]
         run_checks = common.field_validator(run_in)
         events = [
-            ddim_button.click(run_ddim, run_in, run_out, api_name="denoise_ddim",
-                              concurrency_id="diffusion", validator=run_checks),
-            ddpm_button.click(run_ddpm, run_in, run_out, api_name="denoise_ddpm",
-                              concurrency_id="diffusion", validator=run_checks),
-            both_button.click(run_both, run_in, run_out, api_name="denoise_run",
-                              concurrency_id="diffusion", validator=run_checks),
+            ddim_button.click(priority.background(run_ddim), run_in, run_out,
+                              api_name="denoise_ddim", concurrency_id="diffusion",
+                              validator=run_checks),
+            ddpm_button.click(priority.background(run_ddpm), run_in, run_out,
+                              api_name="denoise_ddpm", concurrency_id="diffusion",
+                              validator=run_checks),
+            both_button.click(priority.background(run_both), run_in, run_out,
+                              api_name="denoise_run", concurrency_id="diffusion",
+                              validator=run_checks),
         ]
         stop.click(mark_stopped, [ddim_info, ddpm_info], [ddim_info, ddpm_info], cancels=events,
                    api_name="denoise_stop", show_progress="hidden")

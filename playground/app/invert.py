@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.app import common
+from playground.app import common, priority
 from playground.pipelines import diffusion_models
 from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS
 from playground.pipelines.inference import inference
@@ -72,5 +72,5 @@ def build(model: gr.Dropdown) -> None:
             text = gr.Markdown()
     common.wire_upload(picker, "prompt_invert_use_upload")
     inputs = [model, *picker.inputs, source, edited, guidance, steps]
-    button.click(invert, inputs, [picture, text], api_name="prompt_invert",
+    button.click(priority.background(invert), inputs, [picture, text], api_name="prompt_invert",
                  concurrency_id="diffusion", validator=common.field_validator(inputs))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from playground.app import common
+from playground.app import common, priority
 from playground.data import pictures
 from playground.evaluation.metrics import active_dims
 from playground.pipelines import diffusion_models, latent_paths
@@ -230,6 +230,6 @@ def build(demo: gr.Blocks | None = None) -> None:
         compare.click(compare_betas, compare_in, [compare_grid, compare_notice],
                       api_name="compare_betas", validator=common.field_validator(compare_in))
         both_in = [model, *faces_in, steps]
-        both_button.click(both_worlds, both_in, [both_grid, both_notice],
+        both_button.click(priority.background(both_worlds), both_in, [both_grid, both_notice],
                           api_name="morph_both_worlds", concurrency_id="diffusion",
                           validator=common.field_validator(both_in))

@@ -14,7 +14,7 @@ import time
 import gradio as gr
 import numpy as np
 
-from playground.app import common, invert
+from playground.app import common, invert, priority
 from playground.app.diffusion_picker import (
     no_pipeline_message,
     pipeline_dropdown,
@@ -273,14 +273,16 @@ def build(demo: gr.Blocks | None = None) -> None:
         refresh.click(refresh_pipelines, model, model, api_name="prompt_models")
         dice.click(_random_seed, None, seed, api_name="prompt_random_seed")
         generate_in = [model, prompt, negative, guidance, steps, seed, randomize, n_faces]
-        gr.on([run.click, prompt.submit], generate, generate_in, [grid, notice, seed],
-              api_name="prompt_generate", concurrency_id="diffusion",
+        gr.on([run.click, prompt.submit], priority.background(generate), generate_in,
+              [grid, notice, seed], api_name="prompt_generate", concurrency_id="diffusion",
               validator=common.field_validator(generate_in))
         sweep_in = [model, prompt, negative, steps, seed, n_faces]
-        sweep_button.click(sweep, sweep_in, [sweep_grid, sweep_table], api_name="prompt_sweep",
-                           concurrency_id="diffusion", validator=common.field_validator(sweep_in))
+        sweep_button.click(priority.background(sweep), sweep_in, [sweep_grid, sweep_table],
+                           api_name="prompt_sweep", concurrency_id="diffusion",
+                           validator=common.field_validator(sweep_in))
         anatomy_in = [model, prompt, negative, guidance, steps, seed, at_step]
-        anatomy_button.click(anatomy, anatomy_in, [anatomy_picture, anatomy_text],
-                             api_name="prompt_guidance_step", concurrency_id="diffusion",
+        anatomy_button.click(priority.background(anatomy), anatomy_in,
+                             [anatomy_picture, anatomy_text], api_name="prompt_guidance_step",
+                             concurrency_id="diffusion",
                              validator=common.field_validator(anatomy_in))
         invert.build(model)
