@@ -8,7 +8,9 @@ their latencies also contain their own contention (20 clients sharing one GIL). 
 browser runs on the student's machine: this probe is one `gradio_client` session in its own
 process that encodes a face once and then moves a slider every `INTERVAL_S`, so its latencies
 are what the server gives a slider move while the batch runs (the loopback network adds
-well under a millisecond).
+well under a millisecond). `gradio_client` joins the queue's SSE protocol even for a
+``queue=False`` event (the browser sends one plain request), so the probe is one more queue
+joiner and its times are an upper bound on the browser's.
 """
 from __future__ import annotations
 
