@@ -270,14 +270,7 @@ def test_clicking_a_point_on_the_latent_map_shows_its_face_and_rings_it(page):
     point = page.evaluate(RIGHTMOST_POINT)
     face = page.locator("#latent-map-face img")
     before = face.first.get_attribute("src") if face.count() else None
-    page.mouse.move(point["px"] - 30, point["py"])
-    page.mouse.move(point["px"], point["py"])
-    page.wait_for_timeout(200)  # plotly.js clicks the point it hovers: let the hover land
-    page.mouse.down()
-    page.wait_for_timeout(100)
-    page.mouse.up()
-    page.wait_for_function("i => document.querySelector('#latent-map-index input').value == i",
-                           arg=str(point["index"]), timeout=10_000)
+    _click_point(page, point)
     page.get_by_text(f"SynthFaces test face #{point['index']}").first.wait_for(timeout=30_000)
     assert face.first.get_attribute("src") != before
     mark = page.evaluate(CHOSEN_MARK)
@@ -290,6 +283,18 @@ def test_clicking_a_point_on_the_latent_map_shows_its_face_and_rings_it(page):
     page.locator("#latent-map-show-face").click()
     page.get_by_text(f"SynthFaces test face #{other}").first.wait_for(timeout=30_000)
     assert page.evaluate(CHOSEN_MARK)["index"] == other
+
+
+def _click_point(page, point):
+    """Click the map at `point` and wait for its index in the index box."""
+    page.mouse.move(point["px"] - 30, point["py"])
+    page.mouse.move(point["px"], point["py"])
+    page.wait_for_timeout(200)  # plotly.js clicks the point it hovers: let the hover land
+    page.mouse.down()
+    page.wait_for_timeout(100)
+    page.mouse.up()
+    page.wait_for_function("i => document.querySelector('#latent-map-index input').value == i",
+                           arg=str(point["index"]), timeout=10_000)
 
 
 def test_the_new_lessons_answer_in_the_page(page, shots):

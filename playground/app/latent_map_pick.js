@@ -50,15 +50,17 @@
     button.click(); // marks the point too (the listener below)
   }
 
+  function onClick(event) {
+    const point = event && event.points && event.points[0];
+    if (!point || point.customdata === undefined) return;
+    const index = Number(Array.isArray(point.customdata) ? point.customdata[0] : point.customdata);
+    if (Number.isInteger(index)) pick(index);
+  }
+
+  // Once per plot element; again if a redraw dropped plotly.js's listeners.
   function hook(plot) {
-    if (plot.__facePick) return;
-    plot.__facePick = true;
-    plot.on("plotly_click", (event) => {
-      const point = event && event.points && event.points[0];
-      if (!point || point.customdata === undefined) return;
-      const index = Number(Array.isArray(point.customdata) ? point.customdata[0] : point.customdata);
-      if (Number.isInteger(index)) pick(index);
-    });
+    const listening = plot._ev && plot._ev.listeners("plotly_click").includes(onClick);
+    if (!listening) plot.on("plotly_click", onClick);
   }
 
   const markTyped = () => {
