@@ -26,11 +26,10 @@ defaults (a PCA map of 200 points, 10 diffusion steps) for the test suite's tiny
 
 Report (``--json``): ``requests``, ``errors``, ``busy``, per-endpoint ``{count, errors, busy,
 p50_ms, p95_ms, max_ms}`` and ``slider_probe`` per batch, ``rss_mb`` (after warm-up, after each
-batch),
-``rss_growth_mb`` (last batch − first batch), ``rss_growth_per_batch_mb`` (a leak grows the
-same every batch; an allocator's high-water mark settles), ``cache_mb`` (the server's Gradio
-cache folder),
-``warmup`` (errors and skipped endpoints with reasons), ``busy_check`` and ``targets``.
+batch), ``rss_growth_mb`` (last batch − first batch), ``rss_growth_per_batch_mb`` (a leak grows
+the same every batch; an allocator's high-water mark settles), ``cache_mb`` (the server's Gradio
+cache folder), ``warmup`` (errors and skipped endpoints with reasons), ``busy_check`` and
+``targets``.
 """
 from __future__ import annotations
 
