@@ -49,7 +49,7 @@ class Tally:
         return rows
 
 
-def _call(client, plan: Plan, name: str, rng, tally: Tally | None) -> str | None:
+def timed_call(client, plan: Plan, name: str, rng, tally: Tally | None) -> str | None:
     """One call of endpoint `name` with the plan's arguments → its error, None if it worked."""
     kwargs = plan.args(name, rng)
     t0 = time.perf_counter()
@@ -81,7 +81,7 @@ def _session(url: str, plan: Plan, user: int, users: int, seconds: float, seed: 
     calls, deadline, i = 0, time.perf_counter() + seconds, 0
     while time.perf_counter() < deadline:
         for name in groups[i % len(groups)]:
-            _call(client, plan, name, rng, tally)
+            timed_call(client, plan, name, rng, tally)
             calls += 1
         i += 1
     return calls
@@ -108,7 +108,7 @@ def warm_up(url: str, plan: Plan, seed: int) -> dict:
     failed = {}
     for group in list(plan.groups):
         for name in group:
-            error = _call(client, plan, name, rng, None)
+            error = timed_call(client, plan, name, rng, None)
             if error:
                 failed[name] = error[:300]
     if failed:
