@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground.app import data_tab, denoise, morph, prompt, traverse
+from playground.app import data_tab, denoise, morph, priority, prompt, traverse
 from playground.app import latent_map as latent_map_tab
 from playground.app import train as train_tab
 
@@ -72,15 +72,7 @@ def preload() -> list[str]:
             loaded.append(name)
         except (ValueError, OSError, RuntimeError):
             continue
-    for name in diffusion_models.list_pipelines()[:1]:  # the default one; others load on demand
-        try:
-            diffusion_models.get_pipeline(name)
-            loaded.append(name)
-        except (ValueError, OSError, RuntimeError):
-            continue
-    if diffusion_models.get_judge() is not None:
-        loaded.append(diffusion_models.JUDGE_MODEL)
-    return loaded
+    return loaded + diffusion_models.preload()
 
 
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
@@ -105,6 +97,8 @@ def main() -> None:
     demo = build_app()
     loaded = preload()
     print(f"models loaded: {', '.join(loaded) or 'none'}", flush=True)
+    where = {"process": "worker processes", "thread": "low-priority threads"}
+    print(f"diffusion runs compute in {where[priority.start_workers()]}", flush=True)
     demo.queue(**queue_kwargs()).launch(**launch_kwargs())
 
 

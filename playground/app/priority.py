@@ -9,6 +9,10 @@ light events ~90 % of a contended core. Nothing changes on an idle machine, and 
 priority cannot be lowered (not Linux) the work still runs, at normal priority.
 
 The handler's context (Gradio's progress bar, request and event) goes with each step.
+
+Where `playground.app.heavy_workers` has started (the served app), a module-level handler runs
+in one of its worker processes instead, at the same nice value: there it holds no GIL the
+server needs either.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import inspect
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+from playground.app import heavy_workers
 
 # the nice value of heavy work (0 = normal; 19 = only when nothing else runs);
 # PLAYGROUND_HEAVY_NICE=0 turns it off (the load test's A/B)
@@ -62,12 +68,31 @@ def _run(fn, *args, **kwargs):
     return _executor().submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
 
 
+def start_workers(mode: str | None = None) -> str:
+    """Where heavy handlers will run: `mode` "process" starts `HEAVY_WORKERS` worker processes
+    at `HEAVY_NICE` (loading the default diffusion model), "thread" keeps them on this process's
+    low-priority threads. Default: ``$PLAYGROUND_HEAVY_WORK`` or "process". → the mode."""
+    mode = mode or heavy_workers.mode_from_env()
+    if mode == "process":
+        heavy_workers.start(HEAVY_WORKERS, nice=max(HEAVY_NICE, 0),
+                            warm_up=("playground.pipelines.diffusion_models", "preload"))
+    return mode
+
+
+def _in_worker(handler) -> bool:
+    return heavy_workers.running() and heavy_workers.resolve(handler) is not None
+
+
 def background(handler):
     """The handler, its work done at low priority: a streaming (generator) handler yields the
-    same frames, each computed on a low-priority thread; a plain one returns the same value."""
+    same frames, each computed on a low-priority thread (or worker process); a plain one
+    returns the same value."""
     if inspect.isgeneratorfunction(handler):
         @functools.wraps(handler)
         def stream(*args, **kwargs):
+            if _in_worker(handler):
+                yield from heavy_workers.stream(handler, *args, **kwargs)
+                return
             frames = handler(*args, **kwargs)  # creating a generator runs none of its body
             try:
                 while (frame := _run(next, frames, _DONE)) is not _DONE:
@@ -79,6 +104,8 @@ def background(handler):
 
     @functools.wraps(handler)
     def call(*args, **kwargs):
+        if _in_worker(handler):
+            return heavy_workers.call(handler, *args, **kwargs)
         return _run(handler, *args, **kwargs)
 
     return call

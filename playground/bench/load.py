@@ -8,8 +8,9 @@ Starts the app in a child process with the settings `python app.py` uses (`app.q
 1. warm-up: one session calls every endpoint once (models load, caches fill); an endpoint that
    fails here is reported with its error and left out of the batches;
 2. two identical batches: `--users` sessions (threads, one `gradio_client.Client` each), each
-   replaying the same seeded sequence of calls for `--seconds`; the server's RSS is read from
-   /proc after the warm-up and after each batch (growth between the batches is the leak test);
+   replaying the same seeded sequence of calls for `--seconds`; the RSS of the server and its
+   heavy-work processes is read from /proc after the warm-up and after each batch (growth
+   between the batches is the leak test);
    beside each batch, the slider probe (`playground.bench.load_probe`): one more student, in a
    process of its own, moving a Traverse slider every 0.25 s — what a slider move costs while
    the batch runs, without the load generator's own contention in the number;
@@ -57,7 +58,7 @@ def _log(message: str) -> None:
 
 def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = False,
         heavy: bool = False, max_size: int | None = None, busy: bool = True,
-        seed: int = 0) -> dict:
+        seed: int = 0, clients_nice: int = 0) -> dict:
     """Start the app, warm up, run the batches and the busy check → the report."""
     started = time.perf_counter()
     phases = {}
@@ -85,7 +86,7 @@ def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = Fa
         for b in range(batches):
             _log(f"batch {b + 1}/{batches}: {users} users × {seconds:g} s (+ the slider probe)")
             probe = Probe(server.url, seconds, seed).start()
-            results.append(run_batch(server.url, plan, users, seconds, seed))
+            results.append(run_batch(server.url, plan, users, seconds, seed, clients_nice))
             results[-1]["slider_probe"] = probe.result()
             rss[f"after_batch{b + 1}"] = round(server.rss_mb(), 1)
             cache[f"after_batch{b + 1}"] = round(server.cache_mb(), 2)
@@ -125,6 +126,7 @@ def run(users: int = 20, seconds: float = 60, batches: int = 2, quick: bool = Fa
         "warmup": {"failed": failed, "skipped": plan.skipped},
         "busy_check": busy_result, "targets": targets, "target_values": TARGETS,
         "quick": quick, "heavy": heavy, "diffusion_model": diffusion,
+        "clients_nice": clients_nice,
         "machine": {"cores": os.cpu_count(), "load_avg": [round(v, 2) for v in os.getloadavg()]},
         "phases": phases, "seconds_total": round(time.perf_counter() - started, 1)}
 
@@ -171,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-busy", dest="busy", action="store_false",
                         help="skip the busy check")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clients-nice", type=int, default=0,
+                        help="nice value of the simulated users' threads: a class's browsers "
+                             "run on their own machines, not on the server's cores (the slider "
+                             "probe stays at normal priority)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.users < 1 or args.seconds <= 0 or args.batches < 1:
         parser.error("--users, --seconds and --batches must be positive")
     with contextlib.redirect_stdout(sys.stderr):
         report = run(args.users, args.seconds, args.batches, args.quick, args.heavy,
-                     args.max_size, args.busy, args.seed)
+                     args.max_size, args.busy, args.seed, args.clients_nice)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else _table(report))
     ok = [v for v in report["targets"].values() if v is not None]
     return 0 if all(ok) else 1

@@ -12,9 +12,11 @@ from pathlib import Path
 _SERVER_SCRIPT = """
 import json, sys
 import app
+from playground.app import priority
 opts = json.loads(sys.argv[1])
 app.limit_malloc_arenas()  # as app.main() does
 demo = app.build_app()
+priority.start_workers()  # as app.main() does ($PLAYGROUND_HEAVY_WORK)
 queue = app.queue_kwargs()
 if opts.get("max_size"):
     queue["max_size"] = opts["max_size"]
@@ -24,6 +26,27 @@ print("URL", demo.local_url, json.dumps(queue), flush=True)
 sys.stdin.read()  # serve until the parent closes stdin
 demo.close()
 """
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:  # it has just ended
+        return 0
+    raise RuntimeError("no VmRSS in /proc")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (the heavy-work processes of playground.app.heavy_workers)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 class Server:
@@ -46,11 +69,8 @@ class Server:
             raise RuntimeError(f"the app did not start (exit code {self.proc.wait(60)})")
 
     def rss_mb(self) -> float:
-        """Resident memory of the server process (VmRSS), MB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc")
+        """Resident memory (VmRSS) of the server and its worker processes, MB."""
+        return sum(_rss_kb(pid) for pid in (self.proc.pid, *_children(self.proc.pid))) / 1024
 
     def cache_mb(self) -> float:
         """Size of the server's Gradio cache folder (result files), MB."""

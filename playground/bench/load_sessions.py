@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from playground.app.priority import lower_this_thread
 from playground.bench.load_plan import Plan
 
 BUSY_ENDPOINTS = ("/compare_betas", "/morph", "/synthfaces_grid")  # the first that works
@@ -71,9 +72,11 @@ def new_client(url: str):
 
 
 def _session(url: str, plan: Plan, user: int, users: int, seconds: float, seed: int,
-             tally: Tally) -> int:
+             tally: Tally, nice: int = 0) -> int:
     """One user: the plan's groups from a user-specific start (users spread evenly over the
-    list), seeded, until time is up."""
+    list), seeded, until time is up; its thread (and the client's threads) at `nice`."""
+    if nice:
+        lower_this_thread(nice)
     client = new_client(url)
     rng = np.random.default_rng([seed, user])
     start = user * len(plan.groups) // users
@@ -87,12 +90,14 @@ def _session(url: str, plan: Plan, user: int, users: int, seconds: float, seed: 
     return calls
 
 
-def run_batch(url: str, plan: Plan, users: int, seconds: float, seed: int) -> dict:
-    """`users` sessions at once for `seconds` → requests, errors, busy answers, per endpoint."""
+def run_batch(url: str, plan: Plan, users: int, seconds: float, seed: int,
+              nice: int = 0) -> dict:
+    """`users` sessions at once for `seconds` (their threads at `nice`) → requests, errors, busy
+    answers, per endpoint."""
     tally = Tally()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(users) as pool:
-        calls = sum(pool.map(lambda u: _session(url, plan, u, users, seconds, seed, tally),
+        calls = sum(pool.map(lambda u: _session(url, plan, u, users, seconds, seed, tally, nice),
                              range(users)))
     wall = time.perf_counter() - t0
     rows = tally.summary()

@@ -47,6 +47,21 @@ def get_pipeline(name: str | None = DEFAULT_PIPELINE) -> LatentDiffusion:
     return _pipelines.get(name, stamp, lambda: load_pipeline(name, allow_paths=False))
 
 
+def preload() -> list[str]:
+    """Load the default pipeline and the judge into the caches (a broken or missing one is
+    skipped: its tab says so when used) → the names loaded."""
+    loaded = []
+    for name in list_pipelines()[:1]:  # the default one; others load on demand
+        try:
+            get_pipeline(name)
+            loaded.append(name)
+        except (ValueError, OSError, RuntimeError):
+            continue
+    if get_judge() is not None:
+        loaded.append(JUDGE_MODEL)
+    return loaded
+
+
 def clear_cache() -> None:
     """Forget every loaded pipeline and judge (tests; after deleting a run)."""
     _pipelines.clear()
