@@ -257,7 +257,7 @@ CHOSEN_MARK = """() => {
 }"""
 
 
-def test_clicking_a_point_on_the_latent_map_shows_its_face_and_rings_it(page):
+def test_hovering_and_clicking_a_point_on_the_latent_map_shows_its_face(page):
     _open_tab(page, "Latent map")
     panel = page.locator("[role=tabpanel]:visible").first
     panel.get_by_role("radio", name="PCA").check()  # the map follows the choice (instant)
@@ -270,6 +270,27 @@ def test_clicking_a_point_on_the_latent_map_shows_its_face_and_rings_it(page):
     point = page.evaluate(RIGHTMOST_POINT)
     face = page.locator("#latent-map-face img")
     before = face.first.get_attribute("src") if face.count() else None
+
+    # hovering shows the point's face beside the mouse, cut from the figure's sprite sheet
+    page.mouse.move(point["px"] - 30, point["py"])
+    page.mouse.move(point["px"], point["py"])
+    thumb = page.wait_for_function("""i => {
+        const box = document.getElementById("latent-map-thumb");
+        return box && box.style.display === "block" && box.dataset.index === String(i) &&
+               box.style.backgroundImage.includes("data:image/webp") && box;
+    }""", arg=point["index"], timeout=10_000)
+    shown = thumb.evaluate("""b => {
+        const t = document.querySelector("#latent-map-plot .js-plotly-plot").layout.meta.thumbs;
+        return {width: b.clientWidth, position: b.style.backgroundPosition, cols: t.cols};
+    }""")
+    row, col = divmod(point["index"], shown["cols"])
+    assert shown["width"] == 64  # a 32-pixel tile at twice its size, as the faces are shown
+    assert shown["position"] == f"{-col * 64}px {-row * 64}px"  # that face's tile
+    page.mouse.move(5, 5)  # off the map: the thumbnail goes
+    page.wait_for_function(
+        "() => document.getElementById('latent-map-thumb').style.display === 'none'",
+        timeout=10_000)
+
     _click_point(page, point)
     page.get_by_text(f"SynthFaces test face #{point['index']}").first.wait_for(timeout=30_000)
     assert face.first.get_attribute("src") != before

@@ -24,7 +24,7 @@ import numpy as np
 from playground.app import common
 from playground.data import synthfaces as sf
 from playground.evaluation import separation
-from playground.pipelines import face_sources, text_search
+from playground.pipelines import face_sources, face_sprite, text_search
 from playground.pipelines import latent_map as lm
 from playground.pipelines import vae as ops
 from playground.pipelines.inputs import MAX_SEED, whole_number
@@ -56,10 +56,13 @@ model's code groups faces by this property — without ever being told the label
 
 
 def _warm_imports() -> None:
-    """Import scikit-learn's kNN/silhouette (≈1.5 s on a busy CPU) before the first map."""
+    """Import scikit-learn's kNN/silhouette (≈1.5 s on a busy CPU) and draw the default map's
+    thumbnails (≈3 s) before the first map."""
     import sklearn.metrics  # noqa: F401
     import sklearn.model_selection  # noqa: F401
     import sklearn.neighbors  # noqa: F401
+
+    face_sprite.sprite(lm.DEFAULT_POINTS)
 
 
 # ------------------------------------------------------------------------------ the map
@@ -103,7 +106,10 @@ def _figure(result: dict, colour: dict, highlight: np.ndarray | None, query: str
               f"coloured by {name}",
         xaxis_title=f"{axis} 1", yaxis_title=f"{axis} 2", height=560,
         margin=dict(l=50, r=10, t=50, b=40), legend=dict(itemsizing="constant"),
-        hovermode="closest")
+        hovermode="closest",
+        # face i's thumbnail, for the page's hover (latent_map_pick.js); the map's faces are
+        # test faces 0 … n−1, so point index = tile index
+        meta={"thumbs": face_sprite.sprite(result["n"])})
     return fig
 
 
@@ -138,7 +144,7 @@ def _notice(result: dict, query_note: str) -> str:
         how = f"from memory ({result['seconds'] * 1000:.0f} ms)"
     else:
         how = f"precomputed ({source.removeprefix('file ')}, {result['seconds']:.2f} s)"
-    return f"Map {how}. Click a point to see its face.{query_note}"
+    return f"Map {how}. Hover a point to see its face; click it to open it below.{query_note}"
 
 
 def _highlight(query: str, n: int) -> tuple[np.ndarray | None, str]:
