@@ -44,10 +44,12 @@ def bench_client(name: str, runs: int, inner: int) -> dict:
 _APP_IN_CHILD = """
 import sys
 import app
+from playground.app import priority
 demo = app.build_app()
 demo.queue(**app.queue_kwargs()).launch(**app.launch_kwargs(
     prevent_thread_lock=True, server_name="127.0.0.1", quiet=True))
 app.preload()  # every β-VAE, the diffusion pipeline and the judge, as `python app.py` does
+priority.start_workers()  # the heavy-work processes, as `python app.py` does
 print("URL", demo.local_url, flush=True)
 sys.stdin.read()  # serve until the parent closes stdin
 demo.close()
