@@ -101,3 +101,15 @@ def test_the_mode_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("PLAYGROUND_HEAVY_WORK", "gpu")
     with pytest.raises(ValueError, match="PLAYGROUND_HEAVY_WORK"):
         heavy_workers.mode_from_env()
+
+
+class _NeedsTwoArguments(Exception):
+    def __init__(self, a, b):
+        super().__init__(a)  # args keeps only `a`: rebuilding it from args fails
+
+
+def test_an_error_that_cannot_cross_the_pipe_arrives_as_its_type_and_message():
+    plain = ValueError("seed must be >= 0")
+    assert heavy_workers._portable(plain) is plain
+    converted = heavy_workers._portable(_NeedsTwoArguments("bad", "worse"))
+    assert type(converted) is RuntimeError and str(converted) == "_NeedsTwoArguments: bad"

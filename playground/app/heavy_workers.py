@@ -18,6 +18,7 @@ says so; nothing else is lost.
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import os
@@ -64,9 +65,16 @@ def resolve(handler):
 
 
 def _portable(err: BaseException) -> BaseException:
-    """`err` if it survives pickling, else a RuntimeError with its type and message."""
+    """`err` if it can cross the pipe, else a RuntimeError with its type and message.
+
+    ``pickle.dumps`` catches unpicklable attributes; ``copy.copy`` rebuilds the exception
+    through the same ``__reduce_ex__`` path the receiving side would (it fails, as the
+    receiver would, for exceptions whose ``__init__`` needs arguments that ``args`` lacks)
+    without unpickling any bytes.
+    """
     try:
-        pickle.loads(pickle.dumps(err))
+        pickle.dumps(err)
+        copy.copy(err)
         return err
     except Exception:  # noqa: BLE001 - any unpicklable exception is reported by its text
         return RuntimeError(f"{type(err).__name__}: {err}")
