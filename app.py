@@ -4,11 +4,14 @@
 """
 from __future__ import annotations
 
+import os
+
 import gradio as gr
 
 from playground.app import data_tab, denoise, morph, priority, prompt, traverse
 from playground.app import latent_map as latent_map_tab
 from playground.app import train as train_tab
+from playground.pipelines import compiled_unet
 
 TITLE = "VAE & Diffusion Playground"
 CACHE_CLEANUP = (3600, 7200)  # hourly, delete result files older than 2 h (~50 kB per call)
@@ -97,6 +100,8 @@ def main() -> None:
     demo = build_app()
     loaded = preload()
     print(f"models loaded: {', '.join(loaded) or 'none'}", flush=True)
+    # diffusion runs compile the U-Net per input shape in the background (workers inherit it)
+    os.environ.setdefault(compiled_unet.ENV, "background")
     where = {"process": "worker processes", "thread": "low-priority threads"}
     print(f"diffusion runs compute in {where[priority.start_workers()]}", flush=True)
     demo.queue(**queue_kwargs()).launch(**launch_kwargs())

@@ -1,9 +1,14 @@
 """Test-session settings: one torch thread (tiny models run faster that way on 2 busy cores),
 and the `isolated_run_env` fixture the training tests share."""
+import os
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
+# no background U-Net compiles (tens of seconds of CPU each) in tests or the apps they start;
+# tests/test_compiled_unet.py turns it on where it is the subject
+os.environ["PLAYGROUND_UNET_COMPILE"] = "off"
 
 
 @pytest.fixture

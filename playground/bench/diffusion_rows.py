@@ -10,7 +10,7 @@ import statistics
 import time
 from pathlib import Path
 
-from playground.bench.timing import median_seconds, paired_seconds, record_overhead
+from playground.bench.timing import paired_seconds, record_overhead
 
 NO_DIFFUSERS = "diffusers not installed (a test-only dependency: pip install -r requirements-test.txt)"
 PROMPT = "a smiling woman with blond hair"  # the Prompt tab's example prompt
@@ -18,14 +18,9 @@ PROMPT = "a smiling woman with blond hair"  # the Prompt tab's example prompt
 
 def bench_diffusion(pipe_name: str, runs: int) -> tuple[dict, dict]:
     """The diffusion budgets (DDIM 50, DDPM streamed, prompt) and the Denoise / Prompt tabs'
-    UI overhead, on the pipeline of U-Net `pipe_name`."""
-    import math
-
-    import torch
-
-    from playground.app import denoise, sampler_stream
-    from playground.app import prompt as prompt_tab
-    from playground.pipelines import diffusion_models
+    UI overhead, on the pipeline of U-Net `pipe_name`, with the U-Net compiled as the served
+    app compiles it; and DDIM 50 with the eager U-Net beside it."""
+    from playground.pipelines import compiled_unet, diffusion_models
     from playground.pipelines.inference import inference
 
     pipe = diffusion_models.get_pipeline(pipe_name)
@@ -39,9 +34,67 @@ def bench_diffusion(pipe_name: str, runs: int) -> tuple[dict, dict]:
         with inference():
             return pipe.sample(prompts, guidance=guidance, steps=S, seed=0)
 
-    values["ddim50_s"] = median_seconds(lambda: sample([""] * 4, 1.0), runs)
-    notes["ddim50_s"] = f"{about}, {ddim}, unconditional (one U-Net pass per step)"
+    # The served app compiles the U-Net per input shape in the background; the rows time it
+    # as a student meets it once that is done, and DDIM 50 with the eager U-Net alternately.
+    served = _served_mode()
+    with _compile_mode(served):  # "wait": the first call of each shape builds its graph
+        sample([""] * 4, 1.0)
+        sample([PROMPT] * 4, 7.5)
+        decisions = getattr(compiled_unet.fast(pipe.unet), "decisions", {})
 
+    def timed(mode):
+        with _compile_mode(mode):
+            return sample([""] * 4, 1.0)
+
+    values["ddim50_s"], values["ddim50_eager_s"] = paired_seconds(
+        lambda: timed(served), lambda: timed("off"), runs)
+    notes["ddim50_s"] = (f"{about}, {ddim}, unconditional (one U-Net pass per step), "
+                         f"U-Net compile mode {served!r}")
+    notes["ddim50_eager_s"] = f"{about}, {ddim}, unconditional, the eager U-Net"
+    values["unet_compile_speedup"] = values["ddim50_eager_s"] / values["ddim50_s"]
+    notes["unet_compile_speedup"] = "ddim50_eager_s / ddim50_s, alternately; graphs: " + (
+        "; ".join(f"{key[0]}: {why}" for key, why in decisions.items()) or "none")
+    with _compile_mode(served):
+        values.update(_timed_rows(pipe_name, pipe, sample, runs, S, about, ddim, notes))
+    return values, notes
+
+
+def _served_mode() -> str:
+    """The compile mode of the rows: the served app's ("wait" stands for "background" after
+    its graphs are built), unless $PLAYGROUND_UNET_COMPILE says otherwise."""
+    from playground.pipelines import compiled_unet
+
+    mode = os.environ.get(compiled_unet.ENV, "background")
+    return "wait" if mode == "background" else mode
+
+
+@contextlib.contextmanager
+def _compile_mode(mode: str):
+    from playground.pipelines import compiled_unet
+
+    before = os.environ.get(compiled_unet.ENV)
+    os.environ[compiled_unet.ENV] = mode
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(compiled_unet.ENV, None)
+        else:
+            os.environ[compiled_unet.ENV] = before
+
+
+def _timed_rows(pipe_name, pipe, sample, runs, S, about, ddim, notes) -> dict:
+    """The budget rows (DDIM 50, prompt, DDPM streamed) and the two tabs' UI overhead."""
+    import math
+
+    import torch
+
+    from playground.app import denoise, sampler_stream
+    from playground.app import prompt as prompt_tab
+    from playground.pipelines.inference import inference
+
+    T = pipe.num_timesteps
+    values = {}
     handler_s, bare_s = paired_seconds(
         lambda: prompt_tab.generate(pipe_name, PROMPT, "", 7.5, S, 0, False, 4),
         lambda: sample([PROMPT] * 4, 7.5), runs)
@@ -78,7 +131,7 @@ def bench_diffusion(pipe_name: str, runs: int) -> tuple[dict, dict]:
     notes["ddpm1000_s"] = notes["ddpm_first_frame_s"] = (
         f"{about}: the Denoise tab's DDPM handler over all {T} steps, 4 faces, streamed "
         f"(a frame every {sampler_stream.DDPM_EVERY} steps), {len(totals)} run(s)")
-    return values, notes
+    return values
 
 
 # ------------------------------------------------------------------------------ vs diffusers

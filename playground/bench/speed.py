@@ -68,7 +68,10 @@ ROWS: dict[str, tuple[dict | None, str]] = {
     "gradio_roundtrip_ms": (None, "a trivial event (the ↻ model list) through gradio_client: "
                                   "the fixed cost of any call on this machine"),
     "morph_ms": ({"max": 200}, "8-step lerp morph (encode 2 faces, decode 8) + GIF bytes"),
-    "ddim50_s": ({"max": 1.5}, "DDIM 50 steps, 4 faces"),
+    "ddim50_s": ({"max": 1.5}, "DDIM 50 steps, 4 faces (the U-Net compiled as the app does)"),
+    "ddim50_eager_s": (None, "the same with the eager U-Net, timed alternately"),
+    "unet_compile_speedup": (None, "ddim50_eager_s / ddim50_s: torch.compile with Inductor's "
+                                   "freezing, per input shape (pipelines.compiled_unet)"),
     "ddpm1000_s": ({"max": 20}, "DDPM 1000 steps, 4 faces, streamed"),
     "ddpm_first_frame_s": ({"max": 1}, "DDPM: time to the first streamed frame"),
     "prompt_s": ({"max": 3}, "prompt → 4 faces, DDIM 50 with guidance"),
@@ -126,7 +129,8 @@ ROWS: dict[str, tuple[dict | None, str]] = {
                                            "(ε = 0): the samplers' own cost per step"),
     "ddpm_loop_vs_diffusers_ratio": (None, "the same two DDPM loops with a free denoiser"),
 }
-DIFFUSION_ROWS = ("ddim50_s", "ddpm1000_s", "ddpm_first_frame_s", "prompt_s")
+DIFFUSION_ROWS = ("ddim50_s", "ddim50_eager_s", "unet_compile_speedup", "ddpm1000_s",
+                  "ddpm_first_frame_s", "prompt_s")
 # rows that need a diffusion model (a U-Net in trained/ or runs/)
 PIPELINE_ROWS = DIFFUSION_ROWS + (
     "denoise_overhead_ratio", "prompt_overhead_ratio", "ours_ddim50_s", "diffusers_ddim50_s",

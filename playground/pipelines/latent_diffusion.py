@@ -40,6 +40,7 @@ from playground.diffusion import (
     dpmpp_2m_sample_progressive,
     draw_noise,
 )
+from playground.pipelines import compiled_unet
 from playground.pipelines.diffusion_inputs import (
     MAX_BATCH,
     check_guidance,
@@ -127,8 +128,9 @@ class LatentDiffusion:
 
     # ------------------------------------------------------------------ the denoiser
     def unet_denoiser(self):
-        """The U-Net as a denoiser ``(x_t, t, cond) -> eps`` with ``cond = (context, mask)``."""
-        unet = self.unet
+        """The U-Net as a denoiser ``(x_t, t, cond) -> eps`` with ``cond = (context, mask)``
+        (compiled per input shape where ``$PLAYGROUND_UNET_COMPILE`` asks: `compiled_unet`)."""
+        unet = compiled_unet.fast(self.unet)
 
         def eps(x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
             context, mask = cond
