@@ -25,9 +25,9 @@ before answering: benchmarks). `fast(unet)` is what a pipeline calls.
 """
 from __future__ import annotations
 
-import logging
 import os
 import statistics
+import sys
 import threading
 import time
 import weakref
@@ -38,8 +38,6 @@ import torch
 from torch import nn
 
 from playground.pipelines.inference import inference
-
-log = logging.getLogger(__name__)
 
 MODES = ("off", "background", "wait")
 ENV = "PLAYGROUND_UNET_COMPILE"
@@ -190,7 +188,7 @@ class FastUNet:
         with self._lock:
             self.decisions[key] = decision
             self._pending.pop(key, None)
-        log.info("U-Net for input %s: %s", key[0], decision)
+        print(f"U-Net for input {key[0]}: {decision}", file=sys.stderr, flush=True)  # server log
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until every queued compile has finished (tests, benchmarks)."""
