@@ -230,7 +230,8 @@ def build(demo: gr.Blocks | None = None) -> None:
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=1.0, step=0.5,
                                      label="guidance w (1: the conditional model, one pass)")
                 with gr.Row():
-                    n_faces = gr.Slider(1, MAX_FACES, value=2, step=1, label="faces")
+                    n_faces = gr.Slider(1, MAX_FACES, value=4, step=1, label="faces",
+                                        elem_id="denoise-faces")
                     seed = common.number_box(0, "seed (x_T and noise)", 0, MAX_SEED)
                 solver = gr.Radio(FEW_STEP_SAMPLERS, value="ddim", label="few-step sampler",
                                   info="DPM-Solver++ reuses the last x̂_0: second order, the "
@@ -240,7 +241,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                 eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM η")
                 with gr.Row():
                     ddim_button = gr.Button("Run few-step", variant="primary", elem_id="run-ddim")
-                    ddpm_button = gr.Button("Run DDPM (1000 steps)")
+                    ddpm_button = gr.Button("Run DDPM (1000 steps)", elem_id="run-ddpm")
                 with gr.Row():
                     both_button = gr.Button("Run both")
                     stop = gr.Button("Stop", variant="stop")

@@ -1,6 +1,7 @@
-"""What a student feels: Traverse slider latency in a real browser (Debian's chromium, Playwright).
+"""What a student feels: Traverse slider latency in a real browser (Debian's chromium, Playwright),
+and the waits for diffusion runs (`playground.bench.browser_runs`).
 
-    python -m playground.bench --browser [--moves 40] [--arms queued,direct] [--json]
+    python -m playground.bench --browser [--moves 40] [--arms queued,direct] [--runs 2] [--json]
 
 The app runs in this process with the shipped models (or $PLAYGROUND_TRAINED); chromium opens
 the Traverse tab and moves the first slider `--moves` times. Each move is timed inside the
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--moves", type=int, default=40, help="timed slider moves per arm and round")
     p.add_argument("--rounds", type=int, default=2, help="arms alternate this many times")
     p.add_argument("--arms", default="queued,direct", help="comma-separated: queued, direct")
+    p.add_argument("--runs", type=int, default=2,
+                   help="timed clicks of each diffusion run (browser_runs); 0 = none")
+    p.add_argument("--no-sliders", action="store_true", help="time the diffusion runs only")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -115,22 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         print("error: chromium is not installed (apt install chromium)", file=sys.stderr)
         return 2
-    times: dict[str, list[float]] = {arm: [] for arm in arms}
-    for _ in range(args.rounds):
-        for arm in arms:
-            times[arm] += time_arm(arm, args.moves)
+    from playground.bench import browser_runs
     from playground.bench.timing import machine_info
 
-    report = {"arms": {arm: summary(t) for arm, t in times.items()},
-              "targets": {"median_ms": 100, "p95_ms": 200}, "moves": args.moves,
-              "rounds": args.rounds, "machine": machine_info(), "when": time.strftime("%F %T")}
+    report = {"machine": machine_info(), "when": time.strftime("%F %T")}
+    if not args.no_sliders:
+        times: dict[str, list[float]] = {arm: [] for arm in arms}
+        for _ in range(args.rounds):
+            for arm in arms:
+                times[arm] += time_arm(arm, args.moves)
+        report.update({"arms": {arm: summary(t) for arm, t in times.items()},
+                       "targets": {"median_ms": 100, "p95_ms": 200}, "moves": args.moves,
+                       "rounds": args.rounds})
+    if args.runs > 0:
+        report["runs"] = browser_runs.summary(browser_runs.time_runs(args.runs))
     if args.json:
         print(json.dumps(report, indent=1))
-    else:
+        return 0
+    if "arms" in report:
         print("| wiring | median ms | p95 ms | min | max | moves |\n|---|---:|---:|---:|---:|---:|")
         for arm, s in report["arms"].items():
             print(f"| {arm} | {s['median_ms']:.0f} | {s['p95_ms']:.0f} | {s['min_ms']:.0f} | "
                   f"{s['max_ms']:.0f} | {s['n']} |")
+    if "runs" in report:
+        print(browser_runs.table(report["runs"]))
     return 0
 
 

@@ -24,8 +24,8 @@ from playground.store.model_cache import StampedCache, weights_stamp
 JUDGE_MODEL = "judge"  # the shipped judge's name (trained/judge)
 CACHE_SIZE = 2  # pipelines kept loaded
 # the U-Net inputs of the tabs' first settings, compiled at start when compiling is on:
-# (faces, guidance w, prompt): Denoise (2 faces, w = 1, unconditional), Prompt (4 faces, w = 7.5)
-FIRST_RUNS = ((2, 1.0, ""), (4, 7.5, "a smiling woman with blond hair"))
+# (faces, guidance w, prompt): Denoise (4 faces, w = 1, unconditional), Prompt (4 faces, w = 7.5)
+FIRST_RUNS = ((4, 1.0, ""), (4, 7.5, "a smiling woman with blond hair"))
 
 _pipelines = StampedCache(CACHE_SIZE)  # U-Net name → LatentDiffusion (reloaded on new weights)
 _judges = StampedCache(2)  # judge name → Judge
