@@ -30,7 +30,6 @@ import statistics
 import sys
 import threading
 import time
-import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -112,10 +111,6 @@ class FastUNet:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="unet-compile",
                                         initializer=_lower_priority)
 
-    @property
-    def config_dict(self) -> dict:
-        return {"mode": self.config.mode, "graphs": dict(self.decisions)}
-
     def _key(self, x_t, context, mask) -> tuple | None:
         """What a compiled graph is specialised on; None = eager. Only calls under
         `inference()` (inference mode: what every sampler of the app runs in) are compiled:
@@ -196,18 +191,18 @@ class FastUNet:
             future.result(timeout)
 
 
-_fast: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _fast_lock = threading.Lock()
 
 
 def fast(unet: nn.Module):
     """The callable a pipeline samples with: `unet` itself when compiling is off, else its
-    (shared) `FastUNet`."""
+    `FastUNet` (kept on the module, so it lives and goes with it)."""
     mode = mode_from_env()
     if mode == "off":
         return unet
     with _fast_lock:
-        wrapper = _fast.get(unet)
+        wrapper = unet.__dict__.get("_fast_unet")
         if wrapper is None or wrapper.config.mode != mode:
-            wrapper = _fast[unet] = FastUNet(unet, CompileConfig(mode=mode))
+            wrapper = FastUNet(unet, CompileConfig(mode=mode))
+            unet.__dict__["_fast_unet"] = wrapper  # not a submodule, parameter or buffer
         return wrapper
