@@ -23,7 +23,7 @@ from playground.training import (
     optimizer_to_flat,
     read_log,
 )
-from playground.training.trainers.vae import VAETrainConfig, train_vae
+from playground.training.trainers.vae import VAETrainConfig, kl_weight, train_vae
 from tests.helpers import TINY_TRAIN as TINY
 from tests.helpers import RandomFaces
 
@@ -71,6 +71,17 @@ def test_a_tiny_run_writes_a_loadable_model_logs_and_metrics(tmp_path):
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 4)
     model = load_model(str(tmp_path / "run"))
     assert model.config.beta == 2.0 and not model.training
+
+
+def test_kl_warm_up_raises_the_kl_weight_linearly_then_holds_beta(tmp_path):
+    assert [kl_weight(4.0, step, 4) for step in range(6)] == [1.0, 2.0, 3.0, 4.0, 4.0, 4.0]
+    assert kl_weight(4.0, 0, 0) == 4.0
+    run(tmp_path / "run", max_steps=5, beta=4.0, kl_warmup_steps=4)
+    lines = [r for r in read_log(tmp_path / "run") if r["type"] == "train"]  # one step each
+    for r, weight in zip(lines, (1.0, 2.0, 3.0, 4.0, 4.0), strict=True):
+        assert r["loss"] == pytest.approx(r["recon"] + weight * r["kl"], rel=1e-5)
+    with pytest.raises(ValueError, match="kl_warmup_steps"):
+        VAETrainConfig(kl_warmup_steps=-1)
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):

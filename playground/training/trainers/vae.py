@@ -45,6 +45,9 @@ class VAETrainConfig(StartAndSpeed):
     """One β-VAE training run (saved in train_state.json as "args")."""
 
     beta: float = 4.0  # KL weight β (1 = plain VAE)
+    # KL warm-up (Bowman et al. 2016): the KL weight rises linearly from β/N to β over the
+    # run's first N steps, so the decoder learns to use z before the KL term closes it (0 = off)
+    kl_warmup_steps: int = 0
     dataset: str = "synthfaces"  # "synthfaces" (generated here) or "celeba" (your own copy)
     data_root: str | None = None  # CelebA: folder containing celeba/; SynthFaces: cache folder
     epochs: int | None = None  # stop after this many epochs (10 if no minutes/max_steps given)
@@ -69,6 +72,8 @@ class VAETrainConfig(StartAndSpeed):
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         check_run_options(self)
+        if self.kl_warmup_steps < 0:
+            raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
 
     def model_config(self) -> VAEConfig:
         return VAEConfig(latent_dim=self.latent_dim, channels=self.channels, beta=self.beta)
@@ -79,7 +84,15 @@ class VAETrainConfig(StartAndSpeed):
 
 # Changing these would make a resumed run a different run.
 FIXED_ON_RESUME = ("beta", "dataset", "batch_size", "lr", "seed", "train_size", "latent_dim",
-                   "channels")
+                   "channels", "kl_warmup_steps")
+
+
+def kl_weight(beta: float, step: int, warmup_steps: int) -> float:
+    """The KL weight of optimizer step `step` (0-based): β·(step + 1)/N for the first N steps
+    of a KL warm-up, β after it (and always, when N = 0)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return beta
+    return beta * (step + 1) / warmup_steps
 
 
 # =========================================================================== evaluation
@@ -204,7 +217,8 @@ def _train(cfg, info, device, resume, train_set, val_set, stop: GracefulStop):
         with autocast(device, loop.amp):
             logits, mu, logvar, _ = loop.net(x, eps=eps)
         # the loss in fp32: a sum over 12,288 pixels and exp(log σ²) need the precision
-        losses = beta_vae_loss(logits.float(), x, mu.float(), logvar.float(), cfg.beta)
+        weight = kl_weight(cfg.beta, loop.global_step, cfg.kl_warmup_steps)
+        losses = beta_vae_loss(logits.float(), x, mu.float(), logvar.float(), weight)
         return losses["loss"], torch.stack([losses["loss"], losses["recon"], losses["kl"]]).detach()
 
     def validate(epoch):
@@ -239,6 +253,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = VAETrainConfig()
     S = argparse.SUPPRESS
     p.add_argument("--beta", type=float, default=S, help=f"KL weight β, 1 = plain VAE (default {d.beta:g})")
+    p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int, default=S,
+                   help="raise the KL weight linearly to β over the first N steps (default 0: "
+                        "off)")
     p.add_argument("--dataset", choices=("synthfaces", "celeba"), default=S,
                    help=f"training data (default {d.dataset})")
     p.add_argument("--latent-dim", dest="latent_dim", type=int, default=S,
