@@ -47,7 +47,7 @@ $$\bar\alpha_t=\prod_{s\le t}(1-\beta_s),\qquad \mathrm{SNR}(t) = \frac{\bar\alp
 Move $t$: the face fades into static with the *same* $\varepsilon$ (the noise seed). The plot
 shows how much signal is left — where the SNR crosses 1, signal and noise weigh the same. The
 network is trained to guess $\varepsilon$ from $x_t$ at every $t$. **Latent** diffusion noises
-the autoencoder's 16×16×4 code instead of the pixels: decoding a noisy code does not look like
+the autoencoder's 16×16 code (a few channels) instead of the pixels: decoding a noisy code does not look like
 a noisy photo, yet it is the same formula.
 """
 
@@ -212,7 +212,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                                    interactive=False, height=200, min_width=120,
                                    elem_id="denoise-xt")
                 with gr.Row():
-                    z_t = gr.Image(label="z_t: the noised latent (4 channels)", type="numpy",
+                    z_t = gr.Image(label="z_t: the noised latent (a tile per channel)", type="numpy",
                                    format="png", interactive=False, height=200)
                     z_dec = gr.Image(label="D(z_t): the noised latent, decoded", type="numpy",
                                      format="png", interactive=False, height=200)

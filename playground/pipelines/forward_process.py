@@ -5,8 +5,8 @@
 
 In closed form, x_t = sqrt(ᾱ_t) x_0 + sqrt(1 − ᾱ_t) ε: in pixel space (x_0 = 2·image − 1) and
 in the autoencoder's latent space (z_0 = the scaled posterior mean), with ε seeded so that
-moving t keeps the same noise; plus the 4-channel latent drawn as a picture and the ᾱ_t / SNR
-curves the tab plots.
+moving t keeps the same noise; plus the latent drawn as a picture (a tile per channel) and the
+ᾱ_t / SNR curves the tab plots.
 """
 from __future__ import annotations
 
