@@ -29,7 +29,7 @@ from playground.pipelines.latent_diffusion import LatentDiffusion
 DDPM_EVERY = 20  # draw every 20th DDPM step: 50 frames of 1000 steps
 DDIM_FRAMES = 12  # draw about this many DDIM frames (every ⌈S / 12⌉-th step): the GIF
 FRAME_INTERVAL = 0.4  # seconds between frames sent to the browser (the last is always sent)
-PLOT_INTERVAL = 1.0  # seconds between updates of the schedule plot's marker
+PLOT_INTERVAL = 1.0  # seconds between updates of the schedule plot's marker (the first after 1 s)
 GIF_FPS = 10
 ROW_LABELS = ("x_t (latent)", "decoded x_t", "x̂_0 decoded")
 PIXEL_ROW_LABELS = ("x_t", "x̂_0")
@@ -72,7 +72,9 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
     calls = steps * (1 if guidance in (0.0, 1.0) else 2)
     sampling = drawing = 0.0
     started = time.perf_counter()
-    last_plot = -PLOT_INTERVAL
+    # the marker first moves a second in: a run shorter than that redraws the plot only once,
+    # at its end (each redraw of the Plotly figure costs the browser ~0.2 s)
+    last_plot = started
     frames, last_sent = [], 0.0
     while True:
         start = time.perf_counter()
