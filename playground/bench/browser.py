@@ -54,6 +54,21 @@ MOVE_JS = """async ([selector, value]) => {
 }"""
 
 
+@contextlib.contextmanager
+def chromium_page(url: str):
+    """A page of headless chromium at `url` (1400 × 1000), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
 def build_demo(arm: str):
     """The app with the Traverse slider event wired as `arm` says."""
     import app
@@ -65,19 +80,13 @@ def build_demo(arm: str):
 
 def time_arm(arm: str, moves: int, port: int | None = None) -> list[float]:
     """Launch the app wired as `arm`, move the first slider `moves` times → ms per move."""
-    from playwright.sync_api import sync_playwright
-
     import app
 
     demo = build_demo(arm)
     demo.queue(**app.queue_kwargs()).launch(prevent_thread_lock=True, server_name="127.0.0.1",
                                             server_port=port, quiet=True)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(demo.local_url)
+        with chromium_page(demo.local_url) as page:
             page.locator("#traverse-decoded img").first.wait_for(timeout=60_000)
             page.wait_for_timeout(1000)  # the first encode's follow-ups have settled
             times = []
@@ -87,7 +96,6 @@ def time_arm(arm: str, moves: int, port: int | None = None) -> list[float]:
                 if i >= 3:
                     times.append(float(ms))
                 page.wait_for_timeout(50)  # a student's hand, not a stress test
-            browser.close()
     finally:
         with contextlib.redirect_stdout(sys.stderr):  # Gradio prints "Closing server …"
             demo.close()

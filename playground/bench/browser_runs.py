@@ -78,11 +78,9 @@ def compute_seconds(kind: str, text: str) -> float:
 def time_runs(rounds: int, port: int | None = None, kinds=tuple(RUNS)) -> dict[str, list]:
     """Serve the app as `app.main` does, warm it up, then click each run `rounds` times →
     {kind: [(wait_s, compute_s), ...]}."""
-    from playwright.sync_api import sync_playwright
-
     import app
     from playground.app import heavy_workers, priority
-    from playground.bench.browser import BROWSER_ARGS, CHROMIUM
+    from playground.bench.browser import chromium_page
     from playground.pipelines import compiled_unet
 
     demo = app.build_app()
@@ -94,11 +92,7 @@ def time_runs(rounds: int, port: int | None = None, kinds=tuple(RUNS)) -> dict[s
         prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True))
     results: dict[str, list] = {kind: [] for kind in kinds}
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(demo.local_url)
+        with chromium_page(demo.local_url) as page:
             page.wait_for_timeout(2000)
             for round_ in range(WARM_UP_ROUNDS + rounds):
                 for kind in kinds:
@@ -108,7 +102,6 @@ def time_runs(rounds: int, port: int | None = None, kinds=tuple(RUNS)) -> dict[s
                     ms, text = page.evaluate(RUN_JS, [button, info, done, 600_000])
                     if round_ >= WARM_UP_ROUNDS:
                         results[kind].append((ms / 1000, compute_seconds(kind, text)))
-            browser.close()
     finally:
         with contextlib.redirect_stdout(sys.stderr):  # Gradio prints "Closing server …"
             demo.close()
