@@ -85,7 +85,7 @@ curves: install
 T1 := OMP_NUM_THREADS=1
 train-diffusion: install
 	mkdir -p runs
-	$(T1) $(PY) -m playground.train autoencoder --latent-size 16 --minutes 40 --threads 1 \
+	$(T1) $(PY) -m playground.train autoencoder --latent-size 16 --latent-channels 8 --minutes 40 --threads 1 \
 	  --no-progress --out runs/autoencoder > runs/train-autoencoder.log 2>&1 & \
 	$(T1) $(PY) -m playground.train judge --minutes 25 --threads 1 --no-progress \
 	  --out runs/judge > runs/train-judge.log 2>&1 && \
