@@ -23,7 +23,7 @@ from playground.app.diffusion_picker import (
 from playground.data import pictures
 from playground.data.images import tensor_to_images
 from playground.pipelines import diffusion_models, prompts
-from playground.pipelines.diffusion_inputs import MAX_PROMPT_CHARS, check_prompt
+from playground.pipelines.diffusion_inputs import EXAMPLE_PROMPT, MAX_PROMPT_CHARS, check_prompt
 from playground.pipelines.inference import inference
 from playground.pipelines.inputs import MAX_SEED, check_seed, in_range
 from playground.pipelines.latent_diffusion import LatentDiffusion
@@ -32,7 +32,7 @@ MAX_FACES = 8
 GRID_COLUMNS = 4
 MIN_STEPS, MAX_STEPS = 5, 100  # 5: the fewest steps of the samplers' frontier
 MAX_GUIDANCE = 15.0
-DEFAULT_PROMPT = "a smiling woman with blond hair"
+DEFAULT_PROMPT = EXAMPLE_PROMPT
 
 EXPLAIN = r"""
 ### Classifier-free guidance: how hard to listen to the prompt

@@ -23,6 +23,7 @@ import os
 import re
 import statistics
 import sys
+from typing import NamedTuple
 
 # one timed run, measured in the page: click, then wait for a new final text
 RUN_JS = """async ([button, info, done, timeout]) => {
@@ -54,14 +55,22 @@ RUN_JS = """async ([button, info, done, timeout]) => {
     return [performance.now() - t0, final];
 }"""
 
-# run: (tab, button, the text that says the run is done, its selector, compute pattern, budget s)
+class Run(NamedTuple):
+    tab: str  # the tab to open
+    button: str  # selector of the button that starts the run
+    info: str  # selector of the Markdown that ends with the run's final text
+    done: str  # words only the final text has
+    compute: str  # regex of the compute the final text states (seconds)
+    budget_s: float  # the issue's budget for the wait
+
+
 RUNS = {
-    "ddim": ("Denoise", "#run-ddim", "#denoise-ddim-info", "The run took",
-             r"([\d.]+) s of sampling", 1.5),
-    "ddpm": ("Denoise", "#run-ddpm", "#denoise-ddpm-info", "The run took",
-             r"([\d.]+) s of sampling", 20.0),
-    "prompt": ("Prompt", "#prompt-generate", "#prompt-notice", " faces by ",
-               r" faces by \S+: ([\d.]+) s", 3.0),
+    "ddim": Run("Denoise", "#run-ddim", "#denoise-ddim-info", "The run took",
+                r"([\d.]+) s of sampling", 1.5),
+    "ddpm": Run("Denoise", "#run-ddpm", "#denoise-ddpm-info", "The run took",
+                r"([\d.]+) s of sampling", 20.0),
+    "prompt": Run("Prompt", "#prompt-generate", "#prompt-notice", " faces by ",
+                  r" faces by \S+: ([\d.]+) s", 3.0),
 }
 WARM_UP_ROUNDS = 2  # one run of each kind per heavy-work process before timing
 SETTLE_MS = 1500  # after a tab switch, as a student reads before clicking (the page redraws)
@@ -69,7 +78,7 @@ SETTLE_MS = 1500  # after a tab switch, as a student reads before clicking (the 
 
 def compute_seconds(kind: str, text: str) -> float:
     """The compute a run's final text states (seconds)."""
-    match = re.search(RUNS[kind][4], text)
+    match = re.search(RUNS[kind].compute, text)
     if match is None:
         raise ValueError(f"no compute time in the {kind} text: {text[:200]!r}")
     return float(match.group(1))
@@ -96,10 +105,10 @@ def time_runs(rounds: int, port: int | None = None, kinds=tuple(RUNS)) -> dict[s
             page.wait_for_timeout(2000)
             for round_ in range(WARM_UP_ROUNDS + rounds):
                 for kind in kinds:
-                    tab, button, info, done, _, _ = RUNS[kind]
-                    page.get_by_role("tab", name=tab).click()
+                    run = RUNS[kind]
+                    page.get_by_role("tab", name=run.tab).click()
                     page.wait_for_timeout(SETTLE_MS)
-                    ms, text = page.evaluate(RUN_JS, [button, info, done, 600_000])
+                    ms, text = page.evaluate(RUN_JS, [run.button, run.info, run.done, 600_000])
                     if round_ >= WARM_UP_ROUNDS:
                         results[kind].append((ms / 1000, compute_seconds(kind, text)))
     finally:
@@ -116,8 +125,8 @@ def summary(results: dict[str, list]) -> dict:
         waits, computes = [w for w, _ in pairs], [c for _, c in pairs]
         wait, compute = statistics.median(waits), statistics.median(computes)
         out[kind] = {"n": len(pairs), "wait_s": wait, "compute_s": compute,
-                     "wait_over_compute": wait / compute, "budget_s": RUNS[kind][5],
-                     "within_budget": wait <= RUNS[kind][5], "waits_s": waits}
+                     "wait_over_compute": wait / compute, "budget_s": RUNS[kind].budget_s,
+                     "within_budget": wait <= RUNS[kind].budget_s, "waits_s": waits}
     if "ddim" in out and "ddpm" in out:
         felt = out["ddpm"]["wait_s"] / out["ddim"]["wait_s"]
         sampled = out["ddpm"]["compute_s"] / out["ddim"]["compute_s"]

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 from playground.bench.timing import paired_seconds, record_overhead
+from playground.pipelines.diffusion_inputs import EXAMPLE_PROMPT
 
 NO_DIFFUSERS = "diffusers not installed (a test-only dependency: pip install -r requirements-test.txt)"
-PROMPT = "a smiling woman with blond hair"  # the Prompt tab's example prompt
+PROMPT = EXAMPLE_PROMPT  # the Prompt tab's first prompt
 
 
 def bench_diffusion(pipe_name: str, runs: int) -> tuple[dict, dict]:

@@ -133,15 +133,14 @@ class FastUNet:
         if key is None:
             return self.unet(x_t, t, context, mask)
         compiled = self._ready.get(key)
-        if compiled is not None:
-            return compiled(x_t.contiguous(), t.contiguous(), context.contiguous(), mask)
-        future = self._queue(key, x_t, t, context, mask)
-        if self.config.mode == "wait" and future is not None:
-            future.result()
-            if key in self._ready:
-                return self._ready[key](x_t.contiguous(), t.contiguous(), context.contiguous(),
-                                        mask)
-        return self.unet(x_t, t, context, mask)
+        if compiled is None:
+            future = self._queue(key, x_t, t, context, mask)
+            if self.config.mode == "wait" and future is not None:
+                future.result()
+                compiled = self._ready.get(key)
+        if compiled is None:
+            return self.unet(x_t, t, context, mask)
+        return compiled(x_t.contiguous(), t.contiguous(), context.contiguous(), mask)
 
     def _queue(self, key, x_t, t, context, mask) -> Future | None:
         with self._lock:

@@ -14,6 +14,7 @@ SAMPLERS = ("ddim", "ddpm", "dpm++")  # dpm++: DPM-Solver++(2M), deterministic l
 DEFAULT_DDIM_STEPS = 50  # S when a DDIM run does not say
 MAX_BATCH = 1024  # prompts per sample call at most
 MAX_PROMPT_CHARS = 2_000  # longer prompts are refused (CLIP reads 77 tokens, ~300 characters)
+EXAMPLE_PROMPT = "a smiling woman with blond hair"  # the Prompt tab's first prompt
 
 
 def check_prompt(prompt, name: str = "prompt") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from playground.pipelines import compiled_unet
+from playground.pipelines.diffusion_inputs import EXAMPLE_PROMPT
 from playground.pipelines.inference import inference
 from playground.pipelines.latent_diffusion import (
     DEFAULT_PIPELINE,
@@ -25,7 +26,7 @@ JUDGE_MODEL = "judge"  # the shipped judge's name (trained/judge)
 CACHE_SIZE = 2  # pipelines kept loaded
 # the U-Net inputs of the tabs' first settings, compiled at start when compiling is on:
 # (faces, guidance w, prompt): Denoise (4 faces, w = 1, unconditional), Prompt (4 faces, w = 7.5)
-FIRST_RUNS = ((4, 1.0, ""), (4, 7.5, "a smiling woman with blond hair"))
+FIRST_RUNS = ((4, 1.0, ""), (4, 7.5, EXAMPLE_PROMPT))
 
 _pipelines = StampedCache(CACHE_SIZE)  # U-Net name → LatentDiffusion (reloaded on new weights)
 _judges = StampedCache(2)  # judge name → Judge
