@@ -211,6 +211,26 @@ def test_train_clip_tiny_run_writes_a_loadable_model(tmp_path, small_sets):
     assert set(model.config.known_tokens) == set(caption_vocabulary(train, model))
 
 
+def test_freezing_the_text_states_trains_only_what_no_unet_reads(tmp_path, small_sets):
+    train, val = small_sets
+    common = dict(**TINY, batch_size=32, max_steps=3, threads=1, progress=False,
+                  amp="none", layout="contiguous")
+    train_clip(CLIPTrainConfig(**common, out=str(tmp_path / "first")), train_set=train,
+               val_set=val)
+    train_clip(CLIPTrainConfig(**common, init=str(tmp_path / "first"), freeze_text_states=True,
+                               out=str(tmp_path / "second")), train_set=train, val_set=val)
+    first, second = load_model(tmp_path / "first"), load_model(tmp_path / "second")
+    tokens = first.tokenize(["a smiling person with glasses", "a bald man"])
+    torch.testing.assert_close(second.encode_text_tokens(tokens), first.encode_text_tokens(tokens),
+                               rtol=0, atol=0)
+    assert set(first.text_state_tensors()) >= {EMBEDDING_KEY, "clip.positional_embedding",
+                                               "clip.ln_final.weight"}
+    moved = [name for name, p in second.state_dict().items()
+             if not torch.equal(p, first.state_dict()[name])]
+    assert any(n.startswith("clip.visual.") for n in moved) and "clip.text_projection" in moved
+    assert not set(moved) & set(first.text_state_tensors())
+
+
 def test_train_clip_resume_is_exact(tmp_path, small_sets):
     train, val = small_sets
     base = TINY

@@ -189,3 +189,33 @@ def test_a_pipeline_ships_as_a_whole_or_not_at_all(tmp_path, monkeypatch, capsys
     curve = ship_module.read_curve(trained / "autoencoder")
     assert [p["h"] for p in curve] == [0.7, 0.8]  # the old part's point, then the new one's
     assert read_json(trained / "clip" / "metrics.json")["quality"]["value"] == 0.65
+
+
+def test_a_text_encoder_with_the_same_text_states_ships_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    from playground.store.checkpoints import save_model
+
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(ship_module, "measure", lambda path, judge="judge", n=0: {
+        "headline": "h", "value": 0.9 if "tuned" in path else 0.5, "n": 8})
+    assert ship_module.ship_chain(_pipeline_runs(runs, 1), "ldm")["shipped"]
+    shipped = load_model("clip")
+    # the image side and the projections moved, the text states did not (fp16 on disk → fp32)
+    tuned = load_model("clip")
+    with torch.no_grad():
+        tuned.clip.visual.proj.add_(0.1)
+        tuned.clip.text_projection.add_(0.1)
+    save_model(runs / "clip-tuned", tuned)
+    assert ship_module.same_conditioning(runs / "clip-tuned", tmp_path / "trained" / "clip")
+    assert ship_module.ship_if_better(runs / "clip-tuned", "clip")["shipped"]
+    tokens = shipped.tokenize(["a person with glasses"])
+    torch.testing.assert_close(load_model("clip").encode_text_tokens(tokens),
+                               shipped.encode_text_tokens(tokens), rtol=0, atol=0)
+    # one text weight changed: the U-Net's conditioning would change, so it is refused
+    with torch.no_grad():
+        tuned.clip.ln_final.bias.add_(1e-3)
+    save_model(runs / "clip-tuned-text", tuned)
+    assert not ship_module.same_conditioning(runs / "clip-tuned-text", tmp_path / "trained" / "clip")
+    with pytest.raises(ValueError, match="trained/ldm uses trained/clip"):
+        ship_module.ship_if_better(runs / "clip-tuned-text", "clip")

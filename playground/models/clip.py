@@ -34,6 +34,10 @@ from playground.models.checks import check_images
 PAD_ID = 0  # open_clip's SimpleTokenizer pads with 0
 EMBEDDING_KEY = "clip.token_embedding.weight"  # (vocab_size, D) in the module
 KNOWN_ROWS_KEY = "clip.token_embedding.known_rows"  # (K, D) in a saved file: known tokens only
+# what `encode_text_tokens` reads: the per-token text states a U-Net is conditioned on (the
+# pooled text projection, the image tower and the temperature are not among them)
+TEXT_STATE_PREFIXES = ("clip.token_embedding.", "clip.positional_embedding", "clip.transformer.",
+                       "clip.ln_final.")
 
 
 @dataclass
@@ -208,6 +212,19 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
         mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
         x = clip.transformer(x, attn_mask=mask)  # causal: token i sees tokens ≤ i
         return clip.ln_final(x)
+
+    def text_state_tensors(self) -> dict[str, torch.Tensor]:
+        """The weights `encode_text_tokens` depends on, by state_dict name: two models with
+        equal tensors here give a U-Net the same conditioning."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(TEXT_STATE_PREFIXES)}
+
+    def freeze_text_states(self) -> None:
+        """Stop training the weights of `text_state_tensors` (the text projection stays
+        trainable): the image tower then learns against text states that a shipped U-Net
+        already conditions on."""
+        for name, param in self.named_parameters():
+            if name.startswith(TEXT_STATE_PREFIXES):
+                param.requires_grad_(False)
 
     def encode_text(self, texts_or_tokens, normalize: bool = True) -> torch.Tensor:
         """Prompts (list of str) or token ids (B, L) → embeddings (B, E), L2-normalised.

@@ -14,7 +14,8 @@ when its number is higher; either way the verdict is printed. The learning curve
 probes (log.jsonl), and the two measurements, each at its cumulative CPU- / GPU-hours.
 
 A U-Net learns in its autoencoder's latents and its text encoder's states, so those two never
-ship alone while a shipped U-Net uses them (``--if-better`` refuses): ``--chain`` ships a U-Net
+ship alone while a shipped U-Net uses them (``--if-better`` refuses, except a text encoder whose
+text states did not change: ``train clip --freeze-text-states``): ``--chain`` ships a U-Net
 run together with the autoencoder and text encoder it was trained on (run folders), when its
 prompt accuracy beats the shipped U-Net's pipeline.
 
@@ -116,16 +117,17 @@ def ship_if_better(run_dir: str | Path, name: str, dtype: torch.dtype = torch.fl
 
     A model that a shipped U-Net's pipeline uses (its autoencoder or text encoder) is refused:
     the U-Net learned in its latents / text states, so it ships only with a U-Net trained on
-    it, by `ship_chain`."""
+    it, by `ship_chain` — unless it is a text encoder whose text states are the shipped one's
+    bit for bit (`same_conditioning`: a CLIP trained with --freeze-text-states)."""
     if not is_valid_name(name):
         raise ValueError(f"invalid model name {name!r}")
+    run_dir = Path(run_dir)
+    current = trained_dir() / name
     users = pipelines_using(name)
-    if users:
+    if users and not same_conditioning(run_dir, current):
         raise ValueError(f"trained/{', trained/'.join(users)} uses trained/{name}: replaced "
                          "alone it would break that pipeline; ship it together with a U-Net "
                          "trained on it (python -m playground.training.ship UNET_RUN ldm --chain)")
-    run_dir = Path(run_dir)
-    current = trained_dir() / name
     new = measure(str(run_dir), judge=judge, n=n)
     old = measure(str(current), judge=judge, n=n) if (current / "config.json").is_file() else None
     if old is not None and old["headline"] != new["headline"]:
@@ -153,6 +155,21 @@ def pipelines_using(name: str) -> list[str]:
         if data.get("kind") == "unet" and name in (data.get(f) for f in PIPELINE_FIELDS):
             users.append(config.parent.name)
     return users
+
+
+def same_conditioning(run_dir: str | Path, current: str | Path) -> bool:
+    """Whether the text encoder in `run_dir` gives a U-Net exactly the per-token states of the
+    shipped one in `current`: same vocabulary, equal `text_state_tensors` (compared in fp32, so
+    an fp32 run whose frozen weights came from the fp16 file matches it)."""
+    if not (Path(current) / "config.json").is_file():
+        return False
+    new, old = load_model(run_dir), load_model(current)
+    if not (hasattr(new, "text_state_tensors") and hasattr(old, "text_state_tensors")):
+        return False
+    if tuple(new.config.known_tokens) != tuple(old.config.known_tokens):
+        return False
+    a, b = new.text_state_tensors(), old.text_state_tensors()
+    return a.keys() == b.keys() and all(torch.equal(a[k].float(), b[k].float()) for k in a)
 
 
 def ship_chain(unet_run: str | Path, name: str = "ldm", dtype: torch.dtype = torch.float16,

@@ -17,6 +17,11 @@ ViT's patch embeddings read them at 1.00: the tower sees the detail and drops it
 in 18 per image is too rare a reason to keep it. `negatives_per_image` and `negative_pool`
 ("small": only the small details are flipped) make that reason K times as frequent.
 
+A shipped U-Net is conditioned on this model's per-token text states, so a new CLIP normally
+ships only with a U-Net trained on it. ``--freeze-text-states`` (with ``--init clip``) trains
+the image tower, both projections and the temperature against the shipped text states, which
+stay bit for bit what the U-Net learned on; `playground.training.ship` then accepts the run alone.
+
 Under DDP each process contrasts its own share of the batch (no feature gather).
 
 Afterwards the model is frozen and used by latent diffusion as its text encoder. metrics.json
@@ -86,6 +91,8 @@ class CLIPTrainConfig(StartAndSpeed):
     hard_negatives: bool = True  # each image also meets its own caption with one attribute flipped
     negatives_per_image: int = 1  # K hard negatives per image, each flipping a different attribute
     negative_pool: str = "all"  # attributes a negative may flip: "all" or "small" (SMALL_DETAILS)
+    freeze_text_states: bool = False  # train only the image tower, projections and temperature,
+    # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone)
     lr: float = 1e-3  # AdamW learning rate (peak of the cosine schedule)
     lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end) or "constant"
     lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
@@ -180,8 +187,11 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         model = TextImageCLIP(cfg.model_config()).to(device)
         vocabulary = caption_vocabulary(train_set, model)
         model.config.known_tokens = vocabulary
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-        rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        if cfg.freeze_text_states:
+            model.freeze_text_states()
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in trained if p.ndim >= 2 and "embedding" not in n]
+        rest = [p for n, p in trained if not (p.ndim >= 2 and "embedding" not in n)]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
         return model, opt
@@ -279,6 +289,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative-pool", dest="negative_pool", choices=sorted(NEGATIVE_POOLS),
                    default=S, help=f"attributes a hard negative may flip: all, or only the small "
                                    f"details (default {d.negative_pool})")
+    p.add_argument("--freeze-text-states", dest="freeze_text_states", action="store_true",
+                   default=S, help="train the image side only (with --init: the shipped U-Net's "
+                                   "text states stay exact, so the run may ship alone)")
     add_common_arguments(p, d, "run folder (default runs/clip)",
                          eval_help="the per-epoch zero-shot check")
 
