@@ -216,6 +216,7 @@ def test_a_text_encoder_with_the_same_text_states_ships_alone(tmp_path, monkeypa
     with torch.no_grad():
         tuned.clip.ln_final.bias.add_(1e-3)
     save_model(runs / "clip-tuned-text", tuned)
-    assert not ship_module.same_conditioning(runs / "clip-tuned-text", tmp_path / "trained" / "clip")
+    assert not ship_module.same_conditioning(runs / "clip-tuned-text",
+                                             tmp_path / "trained" / "clip")
     with pytest.raises(ValueError, match="trained/ldm uses trained/clip"):
         ship_module.ship_if_better(runs / "clip-tuned-text", "clip")
