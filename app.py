@@ -55,7 +55,8 @@ def launch_kwargs(queue_size: int = QUEUE_SIZE, **overrides) -> dict:
 
     middleware = [Middleware(CrossOriginWriteGuard),
                   Middleware(JoinLimiter, max_in_flight=queue_size)]
-    return {"head": latent_map_tab.head_script(),  # a click on the latent map picks a face
+    # page scripts: a click on the latent map picks a face; the schedule plot follows a run
+    return {"head": latent_map_tab.head_script() + denoise.head_script(),
             "max_file_size": MAX_FILE_SIZE, "enable_monitoring": False,
             "state_session_capacity": SESSION_CAPACITY,
             "app_kwargs": {"middleware": middleware}, **overrides}

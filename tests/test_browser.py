@@ -134,7 +134,29 @@ def test_denoise_forward_slider_and_ddim_run(page, shots):
     }""", timeout=60_000)
     assert page.locator("#denoise-ddim img").first.get_attribute("src")
     assert "DDIM, 50 steps" in page.locator("#denoise-ddim-info").inner_text()
+    # the plot came once, with the run's first frame; the page moved its cursor to the last
+    # step (the lowest timestep visited), label included
+    page.wait_for_function(CURSOR_AT_LAST_STEP, arg="DDIM", timeout=10_000)
     page.screenshot(path=str(shots / "tab_denoise_run.png"), full_page=True)
+    page.locator("#run-ddpm").click()
+    page.wait_for_function("""() => {
+        const s = document.querySelector("#denoise-ddpm-info");
+        return s && s.innerText.includes("s of sampling");
+    }""", timeout=60_000)
+    page.wait_for_function(CURSOR_AT_LAST_STEP, arg="DDPM", timeout=10_000)
+
+
+# The reverse plot's cursor line and label sit at the run's last timestep: the lowest of the
+# visited dots (DDIM), or 0 (DDPM: no dots, every step).
+CURSOR_AT_LAST_STEP = """(sampler) => {
+    const plot = document.querySelector("#denoise-reverse-plot .js-plotly-plot");
+    if (!plot || !plot.layout || !plot.layout.shapes || !plot.layout.annotations) return false;
+    const visited = (plot._fullData || []).find(t => t.name === "timesteps visited");
+    const last = visited ? Math.min(...Array.from(visited.x)) : 0;
+    if ((sampler === "DDPM") === Boolean(visited)) return false;
+    const text = String(plot.layout.annotations[0].text);
+    return plot.layout.shapes[0].x0 === last && text.startsWith(`${sampler}: t = ${last}, ᾱ = `);
+}"""
 
 
 def test_prompt_generate_shows_faces_and_the_seed(page, shots):

@@ -3,6 +3,7 @@ values as in place, errors and Stop carried across, a dead worker replaced."""
 from __future__ import annotations
 
 import os
+import time
 
 import gradio as gr
 import pytest
@@ -57,6 +58,25 @@ def test_a_stream_yields_the_frames_the_generator_yields_in_place(workers):
     there = list(heavy_workers.stream(frames_with_pid, 4))
     assert [i for i, _ in there] == here == [0, 1, 2, 3]
     assert {pid for _, pid in there} != {os.getpid()} and len({pid for _, pid in there}) == 1
+
+
+def frames_logged(n, log):
+    """Yields 0..n-1, appending "computed i" to `log` as each frame is computed."""
+    for i in range(n):
+        with open(log, "a") as f:
+            f.write(f"computed {i}\n")
+        yield i
+
+
+def test_the_worker_computes_the_next_frame_while_this_one_is_shown(workers, tmp_path):
+    log = tmp_path / "log.txt"
+    frames = heavy_workers.stream(frames_logged, 3, str(log))
+    assert next(frames) == 0
+    deadline = time.monotonic() + 10  # frame 1 is computed without being asked for
+    while "computed 1" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.read_text().splitlines() == ["computed 0", "computed 1"]
+    assert list(frames) == [1, 2]
 
 
 def test_stopping_a_stream_closes_the_handler_there_and_frees_the_worker(workers, tmp_path):

@@ -361,6 +361,11 @@ _GIF_LOCK = threading.Lock()
 KEEP_GIFS = 32  # gradio copies returned files into its cache; older temporaries are removed
 
 
+def script_tag(path: str | Path) -> str:
+    """A page script (a .js file next to its tab) as a <script> element for `launch(head=...)`."""
+    return f"<script>\n{Path(path).read_text(encoding='utf-8')}</script>"
+
+
 def save_gif(data: bytes, stem: str) -> str:
     """Write GIF bytes to a temporary file for a `gr.File` output → its path."""
     global _GIF_DIR

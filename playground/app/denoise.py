@@ -13,6 +13,7 @@ the plot `playground.app.schedule_plot`, the model dropdown `playground.app.diff
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -37,6 +38,7 @@ MAX_FACES = 4  # faces per sampler run
 MIN_DDIM_STEPS, MAX_DDIM_STEPS = 10, 100
 MAX_GUIDANCE = 15.0
 FEW_STEP_SAMPLERS = [("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpm++")]  # the left column's
+CURSOR_SCRIPT = Path(__file__).with_name("schedule_cursor.js")  # the plot follows a run's steps
 
 FORWARD_EXPLAIN = r"""
 ### The forward process: noise in closed form
@@ -165,7 +167,8 @@ def _few_step(solver) -> str:
 def run_ddim(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="ddim"):
     """Stream the few-step sampler (DDIM, or DPM-Solver++ with `solver` "dpm++") → (its
     picture, its info, DDPM picture, DDPM info, plot, its GIF, DDPM GIF); the DDPM outputs
-    are left as they are."""
+    are left as they are, and the plot is sent with the first frame only (the page moves its
+    cursor)."""
     yield from _run((_few_step(solver),), model_name, prompt, guidance, n_faces, seed, steps,
                     eta)
 
@@ -184,6 +187,12 @@ def run_both(model_name, prompt, guidance, n_faces, seed, steps, eta, solver="dd
 
 
 # ------------------------------------------------------------------------------ layout
+def head_script() -> str:
+    """The <script> that moves the schedule plot's cursor as a run streams (for
+    `launch(head=...)`)."""
+    return common.script_tag(CURSOR_SCRIPT)
+
+
 def build(demo: gr.Blocks | None = None) -> None:
     """Add the tab to the enclosing Blocks (`demo`, if given, draws the forward process on
     page load — it needs no trained model)."""
@@ -258,7 +267,8 @@ def build(demo: gr.Blocks | None = None) -> None:
                                               interactive=False, elem_id="denoise-ddpm")
                         ddpm_info = gr.Markdown(elem_id="denoise-ddpm-info")
                         ddpm_gif = gr.File(label="DDPM GIF", interactive=False)
-                reverse_plot = gr.Plot(label="where the sampler is: ᾱ_t and SNR(t)")
+                reverse_plot = gr.Plot(label="where the sampler is: ᾱ_t and SNR(t)",
+                                       elem_id="denoise-reverse-plot")
                 frontier = gr.Markdown(frontier_note(model.value), elem_id="denoise-frontier")
 
         refresh.click(refresh_pipelines, model, model, api_name="denoise_models")

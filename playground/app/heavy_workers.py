@@ -146,17 +146,27 @@ class Worker:
         theirs.close()
         self.conn = Connection(mine.detach())
 
-    def ask(self, *message):
-        """Send `message`, return the answer's value (re-raising the handler's error)."""
+    def send(self, *message) -> None:
+        """Send `message`; its answer is read by `answer`."""
         try:
             self.conn.send(message)
+        except (EOFError, OSError, BrokenPipeError) as err:
+            raise WorkerDied(DIED) from err
+
+    def answer(self):
+        """The next answer's (kind, value), re-raising the handler's error."""
+        try:
             kind, value = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as err:
-            raise WorkerDied("the worker computing this run stopped unexpectedly (out of "
-                             "memory?); it has been restarted: please run again") from err
+            raise WorkerDied(DIED) from err
         if kind == "error":
             raise value
         return kind, value
+
+    def ask(self, *message):
+        """Send `message`, return its answer (re-raising the handler's error)."""
+        self.send(*message)
+        return self.answer()
 
     def stop(self) -> None:
         self.conn.close()  # the worker's recv ends: it returns
@@ -169,6 +179,10 @@ class Worker:
 
 class WorkerDied(RuntimeError):
     """The worker process ended while computing a call."""
+
+
+DIED = ("the worker computing this run stopped unexpectedly (out of memory?); it has been "
+        "restarted: please run again")
 
 
 def start(workers: int, nice: int = 0, warm_up: tuple[str, str] | None = None) -> None:
@@ -230,18 +244,25 @@ def call(handler, *args, **kwargs):
 
 
 def stream(handler, *args, **kwargs):
-    """The frames of the generator handler(*args, **kwargs), each computed in a worker when
-    asked for; closing this generator closes the handler's there."""
+    """The frames of the generator handler(*args, **kwargs), computed in a worker one frame
+    ahead: while this process encodes a frame for the page, the worker already samples the
+    next, so the two overlap instead of adding up. Closing this generator (Stop) closes the
+    handler's there, after the frame in flight."""
     where = resolve(handler)
-    worker, healthy, open_stream = _checkout(), True, False
+    worker, healthy, open_stream, pending = _checkout(), True, False, False
     try:
         worker.ask("call", *where, args, kwargs)
         open_stream = True
+        worker.send("next")
+        pending = True
         while True:
-            kind, frame = worker.ask("next")
+            pending = False  # the answer is consumed, whatever it holds
+            kind, frame = worker.answer()
             if kind == "done":
                 open_stream = False
                 return
+            worker.send("next")
+            pending = True
             yield frame
     except WorkerDied:
         healthy = False
@@ -254,10 +275,23 @@ def stream(handler, *args, **kwargs):
     finally:
         if healthy and open_stream:  # closed early (Stop): the handler's cleanup runs there
             try:
+                if pending:
+                    _discard_answer(worker)
                 worker.ask("close")
             except WorkerDied:
                 healthy = False
         _give_back(worker, healthy)
+
+
+def _discard_answer(worker: Worker) -> None:
+    """Read the answer to a request nobody waits for any more (a frame computed ahead, the
+    stream's end, or the handler's error, which has no one left to show it to)."""
+    try:
+        worker.answer()
+    except WorkerDied:
+        raise
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
 
 
 if __name__ == "__main__":  # a worker: python -m playground.app.heavy_workers FD NICE [MODULE:FN]

@@ -232,7 +232,7 @@ def show_point(model_name, n_points, index):
 # ------------------------------------------------------------------------------ layout
 def head_script() -> str:
     """The <script> that makes a click on the map pick a face (for `launch(head=...)`)."""
-    return f"<script>\n{PICK_SCRIPT.read_text(encoding='utf-8')}</script>"
+    return common.script_tag(PICK_SCRIPT)
 
 
 def build(demo: gr.Blocks | None = None) -> None:

@@ -1,10 +1,13 @@
 """One sampler run of the Denoise tab, streamed to the page: each drawn step as a labelled
-picture (x_t, decoded x_t, decoded x̂_0 per face), the schedule plot's marker, then the GIF and
-the timing text.
+picture (x_t, decoded x_t, decoded x̂_0 per face) and a text that says where the sampler is,
+then the GIF and the timing text.
 
 Streaming: a sampler step is only drawn every `k`-th step (DDPM: every 20th of 1000), and a
 drawn frame is only sent when `FRAME_INTERVAL` has passed since the last one, so the browser
-keeps up; every drawn frame goes into the GIF. The text says the sampling time (U-Net and
+keeps up; every drawn frame goes into the GIF. The schedule plot is sent once per run, with
+its first frame (the timesteps this sampler visits, drawn while it samples): each Plotly
+figure costs the browser ~0.2 s to draw, so its cursor then follows the step texts in the
+page (schedule_cursor.js) instead of a new figure per step. The text says the sampling time (U-Net and
 sampler) and, beside it, the whole run on the server: drawing the frames and the GIF, and the
 time spent handing frames to the page.
 """
@@ -29,7 +32,6 @@ from playground.pipelines.latent_diffusion import LatentDiffusion
 DDPM_EVERY = 20  # draw every 20th DDPM step: 50 frames of 1000 steps
 DDIM_FRAMES = 12  # draw about this many DDIM frames (every ⌈S / 12⌉-th step): the GIF
 FRAME_INTERVAL = 0.4  # seconds between frames sent to the browser (the last is always sent)
-PLOT_INTERVAL = 1.0  # seconds between updates of the schedule plot's marker (the first after 1 s)
 GIF_FPS = 10
 ROW_LABELS = ("x_t (latent)", "decoded x_t", "x̂_0 decoded")
 PIXEL_ROW_LABELS = ("x_t", "x̂_0")
@@ -71,11 +73,9 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
                                     decode=False)
     calls = steps * (1 if guidance in (0.0, 1.0) else 2)
     sampling = drawing = 0.0
+    cursor = label.split(",")[0]  # DDPM, DDIM or DPM-Solver++(2M): the step texts begin so
     started = time.perf_counter()
-    # the marker first moves a second in: a run shorter than that redraws the plot only once,
-    # at its end (each redraw of the Plotly figure costs the browser ~0.2 s)
-    last_plot = started
-    frames, last_sent = [], 0.0
+    frames, last_sent, plot_sent = [], 0.0, False
     while True:
         start = time.perf_counter()
         with inference():
@@ -95,10 +95,10 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
             last_sent = now
             info = (f"**{label}** — step {step.index + 1}/{steps}, t = {step.t} · "
                     f"{sampling:.2f} s {RUNNING}")
-            plot = gr.update()  # the plot (a large Plotly figure) moves at most every second
-            if now - last_plot >= PLOT_INTERVAL:
-                last_plot = now
-                plot = schedule_figure(pipe.schedule, {label.split(",")[0]: step.t}, marks)
+            plot = gr.update()
+            if not plot_sent:
+                plot = schedule_figure(pipe.schedule, {cursor: step.t}, marks, live_cursor=True)
+                plot_sent = True
             yield picture, info, plot, None
     start = time.perf_counter()
     gif = common.save_gif(pictures.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
@@ -112,5 +112,5 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
             f"**{wall:.2f} s** on the server: that, {drawing:.2f} s drawing {len(frames)} "
             f"frames and the GIF, and {max(wall - sampling - drawing, 0):.2f} s sending "
             f"frames to the page. Seed {seed} ({what}).")
-    yield picture, info, schedule_figure(pipe.schedule, {label.split(",")[0]: 0}, marks), gif
+    yield picture, info, gr.update(), gif
 

@@ -9,9 +9,12 @@ from playground.pipelines import forward_process
 
 
 def schedule_figure(schedule: NoiseSchedule, cursors: dict[str, int] | None = None,
-                    marks: dict[str, list[int]] | None = None, title: str = ""):
+                    marks: dict[str, list[int]] | None = None, title: str = "",
+                    live_cursor: bool = False):
     """Plotly figure of ᾱ_t (left axis) and SNR(t) (right axis, log) against t, with a
-    vertical line per cursor {label: t} and dots on the ᾱ_t curve per marks {label: [t, …]}."""
+    vertical line per cursor {label: t} and dots on the ᾱ_t curve per marks {label: [t, …]}.
+    `live_cursor`: the figure carries every ᾱ_t (layout.meta.alphas_cumprod), so that the
+    page can move the first cursor and rewrite its label (schedule_cursor.js)."""
     import plotly.graph_objects as go
 
     curves = forward_process.schedule_curves(schedule)
@@ -45,4 +48,7 @@ def schedule_figure(schedule: NoiseSchedule, cursors: dict[str, int] | None = No
         yaxis2=dict(title="SNR (log)", type="log", overlaying="y", side="right",
                     showgrid=False),
         legend=dict(orientation="h", y=-0.25), hovermode="x")
+    if live_cursor:
+        fig.update_layout(meta={"alphas_cumprod": [float(f"{a:.6g}")
+                                                   for a in curves["alphas_cumprod"]]})
     return fig
