@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import numpy as np
@@ -58,7 +60,11 @@ def frame(pipe: LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tensor,
 
 def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
     """Run one sampler, yielding (picture, info, plot, gif path or None) frames; while it runs
-    the info ends with `RUNNING`, the last frame carries the GIF and the timing text."""
+    the info ends with `RUNNING`, the last frame carries the GIF and the timing text.
+
+    Frames are drawn (decoded, labelled) on the drawing thread while the sampler goes on to
+    the next steps here: on two cores the two overlap, so only the last frame and the GIF
+    are waited for."""
     if sampler == "ddpm":
         steps, every = pipe.num_timesteps, DDPM_EVERY
         label = f"DDPM, {steps} steps"
@@ -72,9 +78,10 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
                                     steps=steps, eta=eta, seed=seed, yield_every=every,
                                     decode=False)
     calls = steps * (1 if guidance in (0.0, 1.0) else 2)
-    sampling = drawing = 0.0
     cursor = label.split(",")[0]  # DDPM, DDIM or DPM-Solver++(2M): the step texts begin so
+    sampling = drawing = waited = 0.0
     started = time.perf_counter()
+    drawn: deque = deque()  # (step, future of (picture, GIF frame)), oldest first
     frames, last_sent, plot_sent = [], 0.0, False
     while True:
         start = time.perf_counter()
@@ -85,32 +92,52 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
             break
         step = item[0]
         final = step.index == steps - 1
+        drawn.append((step, _DRAWING.submit(_draw, pipe, step.x_t.clone(),
+                                            step.x0_pred.clone(), final)))
         start = time.perf_counter()
-        with inference():
-            picture, gif_frame = frame(pipe, step.x_t, step.x0_pred, final)
-        frames.append(gif_frame)
-        drawing += time.perf_counter() - start
+        if final:  # the sample itself: wait for it (and every frame before it)
+            for _, future in drawn:
+                future.result()
+        waited += time.perf_counter() - start
+        ready = None
+        while drawn and drawn[0][1].done():
+            ready, future = drawn.popleft()
+            picture, gif_frame, seconds = future.result()
+            frames.append(gif_frame)
+            drawing += seconds
         now = time.perf_counter()
-        if final or now - last_sent >= FRAME_INTERVAL:
+        if ready is not None and (final or now - last_sent >= FRAME_INTERVAL):
             last_sent = now
-            info = (f"**{label}** — step {step.index + 1}/{steps}, t = {step.t} · "
+            info = (f"**{label}** — step {ready.index + 1}/{steps}, t = {ready.t} · "
                     f"{sampling:.2f} s {RUNNING}")
             plot = gr.update()
             if not plot_sent:
-                plot = schedule_figure(pipe.schedule, {cursor: step.t}, marks, live_cursor=True)
+                plot = schedule_figure(pipe.schedule, {cursor: ready.t}, marks, live_cursor=True)
                 plot_sent = True
             yield picture, info, plot, None
     start = time.perf_counter()
     gif = common.save_gif(pictures.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
                           f"{sampler}-{seed}")
-    drawing += time.perf_counter() - start
+    waited += time.perf_counter() - start
     wall = time.perf_counter() - started
     what = "unconditional" if not prompt.strip() else f"“{prompt}”, w = {guidance:g}"
     info = (f"**{label}**: {sampling:.2f} s of sampling for {n_faces} face(s) "
             f"({1000 * sampling / steps:.1f} ms per step, {calls} U-Net evaluations of the "
             f"batch{' (guidance doubles the batch)' if calls > steps else ''}). The run took "
-            f"**{wall:.2f} s** on the server: that, {drawing:.2f} s drawing {len(frames)} "
-            f"frames and the GIF, and {max(wall - sampling - drawing, 0):.2f} s sending "
-            f"frames to the page. Seed {seed} ({what}).")
+            f"**{wall:.2f} s** on the server: that, {waited:.2f} s waiting for the last frame "
+            f"and the GIF ({len(frames)} frames took {drawing:.2f} s to draw, beside the "
+            f"sampling), and {max(wall - sampling - waited, 0):.2f} s sending frames to the "
+            f"page. Seed {seed} ({what}).")
     yield picture, info, gr.update(), gif
 
+
+# one thread draws the frames of every run in this process, in the order they were sampled
+_DRAWING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-frames")
+
+
+def _draw(pipe, x_t, x0_pred, final) -> tuple[np.ndarray, np.ndarray, float]:
+    """`frame` on the drawing thread, with the seconds it took."""
+    start = time.perf_counter()
+    with inference():
+        picture, gif_frame = frame(pipe, x_t, x0_pred, final)
+    return picture, gif_frame, time.perf_counter() - start
