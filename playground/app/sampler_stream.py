@@ -2,14 +2,14 @@
 picture (x_t, decoded x_t, decoded x̂_0 per face) and a text that says where the sampler is,
 then the GIF and the timing text.
 
-Streaming: a sampler step is only drawn every `k`-th step (DDPM: every 20th of 1000), and a
-drawn frame is only sent when `FRAME_INTERVAL` has passed since the last one, so the browser
-keeps up; every drawn frame goes into the GIF. The schedule plot is sent once per run, with
-its first frame (the timesteps this sampler visits, drawn while it samples): each Plotly
-figure costs the browser ~0.2 s to draw, so its cursor then follows the step texts in the
-page (schedule_cursor.js) instead of a new figure per step. The text says the sampling time (U-Net and
-sampler) and, beside it, the whole run on the server: drawing the frames and the GIF, and the
-time spent handing frames to the page.
+Streaming: a sampler step is only drawn every `k`-th step (DDPM: every 20th of 1000), on a
+drawing thread beside the sampler, and a drawn frame is only sent when `FRAME_INTERVAL` has
+passed since the last one, so the browser keeps up; every drawn frame goes into the GIF. The
+schedule plot is sent once per run, with its first frame (the timesteps this sampler visits,
+drawn while it samples): each Plotly figure costs the browser ~0.2 s to draw, so its cursor
+then follows the step texts in the page (schedule_cursor.js). The text says the sampling time
+(U-Net and sampler) and, beside it, the whole run on the server: waiting for the last frame
+and the GIF, and the time spent handing frames to the page.
 """
 from __future__ import annotations
 
