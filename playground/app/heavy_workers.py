@@ -12,8 +12,8 @@ Each worker is a fresh Python process at `nice` (not a fork, which would copy th
 threads; not multiprocessing's spawn, which re-runs the server's main script). It imports each
 handler by its module and name (so only module-level handlers travel; `priority.background`
 keeps the others on threads), loads the models it needs once and keeps them. A streaming
-handler computes one frame per request, as a generator would in place: Stop closes it in the
-worker, between two frames. A worker that dies is replaced and its caller gets an error that
+handler computes one frame ahead of the page (the next frame is sampled while this process
+encodes the last): Stop closes it in the worker, after the frame in flight. A worker that dies is replaced and its caller gets an error that
 says so; nothing else is lost.
 """
 from __future__ import annotations
