@@ -13,8 +13,8 @@ threads; not multiprocessing's spawn, which re-runs the server's main script). I
 handler by its module and name (so only module-level handlers travel; `priority.background`
 keeps the others on threads), loads the models it needs once and keeps them. A streaming
 handler computes one frame ahead of the page (the next frame is sampled while this process
-encodes the last): Stop closes it in the worker, after the frame in flight. A worker that dies is replaced and its caller gets an error that
-says so; nothing else is lost.
+encodes the last): Stop closes it in the worker, after the frame in flight. A worker that
+dies is replaced and its caller gets an error that says so; nothing else is lost.
 """
 from __future__ import annotations
 
