@@ -96,6 +96,23 @@ def test_save_load_round_trip_keeps_weights_and_vocabulary(tmp_path):
                                    rtol=0, atol=0)
 
 
+def test_the_image_embedding_pools_the_class_token_or_the_patch_mean(tmp_path):
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for pool, is_patch_mean in (("tok", False), ("avg", True)):
+        model = tiny_clip(vision_pool=pool)
+        visual = model.clip.visual
+        visual.output_tokens = True  # open_clip then also returns the patch tokens
+        with torch.no_grad():
+            x = (images - model.image_mean) / model.image_std
+            pooled, patches = visual(x)
+        patch_mean = patches.mean(dim=1) @ visual.proj
+        assert torch.allclose(pooled, patch_mean, atol=1e-5) == is_patch_mean
+        save_model(tmp_path / pool, model)
+        assert load_model(tmp_path / pool).config.vision_pool == pool
+    with pytest.raises(ValueError, match="vision_pool must be one of"):
+        CLIPConfig(vision_pool="max")
+
+
 def test_saved_file_keeps_only_the_known_embedding_rows(tmp_path):
     known = (0, 320, 9200, 49406, 49407)  # the padding row (0) is always kept
     model = tiny_clip(seed=3, known_tokens=known[1:])

@@ -40,6 +40,9 @@ TEXT_STATE_PREFIXES = ("clip.token_embedding.", "clip.positional_embedding", "cl
                        "clip.ln_final.")
 
 
+VISION_POOLS = ("tok", "avg")  # open_clip's pool_type values the image tower may use
+
+
 @dataclass
 class CLIPConfig:
     """Architecture of a `TextImageCLIP`; saved as ``config.json``."""
@@ -52,6 +55,10 @@ class CLIPConfig:
     vision_width: int = 128  # ViT width
     vision_layers: int = 3  # ViT transformer blocks
     vision_head_width: int = 32  # ViT attention head size (heads = width / head_width)
+    # the image embedding is read from the class token ("tok", CLIP's) or is the mean of the
+    # patch tokens ("avg"), where a small detail's patches reach it without the class token
+    # having to attend to them
+    vision_pool: str = "tok"
     context_length: int = 77  # tokens per prompt, start and end tokens included (CLIP's 77)
     vocab_size: int = 49408  # open_clip's BPE vocabulary
     text_width: int = 128  # text transformer width = D of the per-token states
@@ -70,6 +77,8 @@ class CLIPConfig:
                      "vision_head_width", "text_width", "text_heads", "text_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.vision_pool not in VISION_POOLS:
+            raise ValueError(f"vision_pool must be one of {VISION_POOLS}, got {self.vision_pool!r}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not divisible by patch_size "
                              f"{self.patch_size}")
@@ -157,7 +166,7 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
         self.config = cfg = config or CLIPConfig()
         vision = CLIPVisionCfg(layers=cfg.vision_layers, width=cfg.vision_width,
                                head_width=cfg.vision_head_width, patch_size=cfg.patch_size,
-                               image_size=cfg.image_size)
+                               image_size=cfg.image_size, pool_type=cfg.vision_pool)
         text = CLIPTextCfg(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
                            width=cfg.text_width, heads=cfg.text_heads, layers=cfg.text_layers)
         self.clip = CLIP(embed_dim=cfg.embed_dim, vision_cfg=vision, text_cfg=text)

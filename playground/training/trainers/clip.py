@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from playground.evaluation.clip import evaluate_clip, image_embeddings, zero_shot_accuracy
-from playground.models.clip import CLIPConfig, TextImageCLIP
+from playground.models.clip import VISION_POOLS, CLIPConfig, TextImageCLIP
 from playground.store.checkpoints import runs_dir
 from playground.training import (
     DistInfo,
@@ -79,6 +79,7 @@ class CLIPTrainConfig(StartAndSpeed):
     vision_width: int = 128  # ViT width
     vision_layers: int = 3  # ViT blocks
     vision_head_width: int = 32  # ViT attention head size
+    vision_pool: str = "tok"  # image embedding: class token ("tok") or mean of patches ("avg")
     text_width: int = 128  # text transformer width (= the U-Net's context dim)
     text_layers: int = 4  # text transformer blocks
     text_heads: int = 4  # text attention heads
@@ -125,6 +126,7 @@ class CLIPTrainConfig(StartAndSpeed):
         return CLIPConfig(embed_dim=self.embed_dim, patch_size=self.patch_size,
                           vision_width=self.vision_width, vision_layers=self.vision_layers,
                           vision_head_width=self.vision_head_width,
+                          vision_pool=self.vision_pool,
                           text_width=self.text_width, text_layers=self.text_layers,
                           text_heads=self.text_heads, context_length=self.context_length,
                           known_tokens=known_tokens)
@@ -134,6 +136,7 @@ class CLIPTrainConfig(StartAndSpeed):
 
 
 FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
+                   "vision_pool",
                    "text_width", "text_layers", "text_heads", "context_length", "batch_size",
                    "seed", "train_size", "hard_negatives")
 
@@ -279,6 +282,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             ("--context-length", "context_length", "tokens per prompt")):
         p.add_argument(flag, dest=name, type=int, default=S,
                        help=f"{help_text} (default {getattr(d, name)})")
+    p.add_argument("--vision-pool", dest="vision_pool", choices=VISION_POOLS, default=S,
+                   help=f"image embedding from the class token (tok) or the mean of the patch "
+                        f"tokens (avg) (default {d.vision_pool})")
     p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S,
                    help=f"AdamW weight decay (default {d.weight_decay:g})")
     p.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false", default=S,
