@@ -41,11 +41,16 @@ RUN_JS = """async ([button, info, done, timeout]) => {
     const t0 = performance.now();
     (target.tagName === 'BUTTON' ? target : target.querySelector('button')).click();
     const final = await new Promise((resolve, reject) => {
-        const give_up = setTimeout(() => reject(new Error('no result within ' + timeout + ' ms')),
+        const give_up = setTimeout(() => reject(new Error(
+            'no result within ' + timeout + ' ms; the text reads: ' + text().slice(0, 300))),
                                    timeout);
+        // a run's final text may repeat the last one word for word (same seed, same times to
+        // the hundredth), so a run that was seen busy counts as new text too
+        let started = false;
         const check = () => {
             const now = text();
-            if (!busy() && now !== before && now.includes(done)) {
+            started = started || busy();
+            if (!busy() && (started || now !== before) && now.includes(done)) {
                 clearTimeout(give_up); clearInterval(poll); resolve(now);
             }
         };
