@@ -246,13 +246,18 @@ def test_freezing_the_text_states_trains_only_what_no_unet_reads(tmp_path, small
              if not torch.equal(p, first.state_dict()[name])]
     assert any(n.startswith("clip.visual.") for n in moved) and "clip.text_projection" in moved
     assert not set(moved) & set(first.text_state_tensors())
+    with pytest.raises(ValueError, match="--init"):  # random states are nothing to keep
+        train_clip(CLIPTrainConfig(**common, freeze_text_states=True,
+                                   out=str(tmp_path / "third")), train_set=train, val_set=val)
+    assert not (tmp_path / "third").exists()
 
 
 def test_train_clip_resume_is_exact(tmp_path, small_sets):
     train, val = small_sets
     base = TINY
+    # constant lr: a cosine over 2 vs 4 steps would differ
     common = dict(batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
-                  lr_schedule="constant", amp="none", layout="contiguous")  # a cosine over 2 vs 4 steps would differ
+                  lr_schedule="constant", amp="none", layout="contiguous")
     full = CLIPTrainConfig(**base, **common, max_steps=4, out=str(tmp_path / "full"))
     train_clip(full, train_set=train, val_set=val)
     half = CLIPTrainConfig(**base, **common, max_steps=2, out=str(tmp_path / "half"))

@@ -84,8 +84,23 @@ def test_stopping_a_stream_closes_the_handler_there_and_frees_the_worker(workers
     frames = heavy_workers.stream(frames_with_pid, 1000, str(marker))
     assert next(frames)[0] == 0 and next(frames)[0] == 1
     frames.close()  # what Stop does
-    assert marker.read_text() == "closed\n"  # the handler's finally ran in the worker
     assert heavy_workers.call(value_with_pid, 1)[0] == 2  # the one worker is free again
+    assert marker.read_text() == "closed\n"  # the handler's finally ran in the worker
+
+
+def slow_frames(n, seconds):
+    for i in range(n):
+        time.sleep(seconds)
+        yield i
+
+
+def test_stop_returns_at_once_while_the_worker_finishes_its_frame(workers):
+    frames = heavy_workers.stream(slow_frames, 10, 1.5)
+    assert next(frames) == 0  # frame 1 is now being computed, 1.5 s long
+    start = time.monotonic()
+    frames.close()
+    assert time.monotonic() - start < 0.5  # Gradio's event loop is not held for the frame
+    assert heavy_workers.call(value_with_pid, 4)[0] == 8  # served once that frame is done
 
 
 def test_user_errors_cross_over_as_the_same_error(workers):

@@ -62,7 +62,8 @@ def test_forward_process_pictures_plot_and_notice(client):
     assert plot is not None
     # what the core computes for the same face, t and noise seed (shown 4× larger)
     face = face_sources.random_face(0)
-    expected = forward_process.noised_images(face[None], TINY_T - 1, 0, diffusion_models.get_pipeline().schedule)
+    expected = forward_process.noised_images(face[None], TINY_T - 1, 0,
+                                             diffusion_models.get_pipeline().schedule)
     assert np.array_equal(_image(x0)[::4, ::4], face)
     assert np.array_equal(_image(x_t)[::4, ::4], expected["x_t"][0])
     assert np.array_equal(_image(eps)[::4, ::4], expected["noise"][0])
@@ -146,27 +147,6 @@ def test_ddpm_and_both(client):
     assert "DDIM" in ddim_info and "DDPM" in ddpm_info and "guidance doubles" not in ddpm_info
     assert ddim_gif.endswith(".gif") and ddpm_gif.endswith(".gif")
     assert not np.array_equal(_image(ddim), _image(ddpm2))  # different paths, same x_T
-
-
-def test_a_run_sends_the_schedule_plot_once_with_every_alpha_bar(tmp_path, monkeypatch):
-    from playground.app import sampler_stream
-    from playground.pipelines.latent_diffusion import load_pipeline
-
-    save_tiny_pipeline(tmp_path / "trained")
-    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
-    monkeypatch.setattr(sampler_stream, "FRAME_INTERVAL", 0.0)  # send every drawn frame
-    pipe = load_pipeline("ldm")
-    for sampler in ("ddim", "ddpm"):
-        frames = list(sampler_stream.stream(pipe, sampler, "", 1.0, 1, 0, 10, 0.0))
-        plots = [plot for _, _, plot, _ in frames if not isinstance(plot, dict)]
-        assert len(frames) >= 2 and len(plots) == 1 and frames[0][2] is plots[0]
-        meta = plots[0].layout.meta["alphas_cumprod"]  # what the page's cursor label reads
-        np.testing.assert_allclose(meta, pipe.schedule.alphas_cumprod.numpy(), rtol=1e-5)
-        assert plots[0].layout.annotations[0].text.startswith(
-            f"{sampler.upper()}: t = {frames[0][1].split('t = ')[1].split(' ')[0]}, ᾱ = ")
-        visited = [trace for trace in plots[0].data if trace.name == "timesteps visited"]
-        assert len(visited) == (sampler == "ddim")
-        assert frames[-1][3].endswith(".gif") and "s of sampling" in frames[-1][1]
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -151,14 +151,14 @@ class Worker:
         try:
             self.conn.send(message)
         except (EOFError, OSError, BrokenPipeError) as err:
-            raise WorkerDied(DIED) from err
+            raise WorkerDied(DIED_MESSAGE) from err
 
     def answer(self):
         """The next answer's (kind, value), re-raising the handler's error."""
         try:
             kind, value = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as err:
-            raise WorkerDied(DIED) from err
+            raise WorkerDied(DIED_MESSAGE) from err
         if kind == "error":
             raise value
         return kind, value
@@ -181,7 +181,7 @@ class WorkerDied(RuntimeError):
     """The worker process ended while computing a call."""
 
 
-DIED = ("the worker computing this run stopped unexpectedly (out of memory?); it has been "
+DIED_MESSAGE = ("the worker computing this run stopped unexpectedly (out of memory?); it has been "
         "restarted: please run again")
 
 
@@ -246,8 +246,8 @@ def call(handler, *args, **kwargs):
 def stream(handler, *args, **kwargs):
     """The frames of the generator handler(*args, **kwargs), computed in a worker one frame
     ahead: while this process encodes a frame for the page, the worker already samples the
-    next, so the two overlap instead of adding up. Closing this generator (Stop) closes the
-    handler's there, after the frame in flight."""
+    next, so the two overlap instead of adding up. Closing this generator (Stop) returns at
+    once; the handler's is closed there, after the frame in flight, on a thread of its own."""
     where = resolve(handler)
     worker, healthy, open_stream, pending = _checkout(), True, False, False
     try:
@@ -273,25 +273,34 @@ def stream(handler, *args, **kwargs):
         open_stream = False  # the handler raised: the worker has dropped it
         raise
     finally:
-        if healthy and open_stream:  # closed early (Stop): the handler's cleanup runs there
-            try:
-                if pending:
-                    _discard_answer(worker)
-                worker.ask("close")
-            except WorkerDied:
-                healthy = False
-        _give_back(worker, healthy)
+        if healthy and open_stream:
+            # Gradio closes a stopped stream on its event loop: waiting there for the frame
+            # in flight would stall every session, so the worker is freed beside it
+            threading.Thread(target=_close_stream, args=(worker, pending), daemon=True,
+                             name="heavy-close").start()
+        else:  # an answer left unread (an exception thrown in at `yield`) would reach the
+            _give_back(worker, healthy and not pending)  # next caller: replace the worker
 
 
-def _discard_answer(worker: Worker) -> None:
-    """Read the answer to a request nobody waits for any more (a frame computed ahead, the
-    stream's end, or the handler's error, which has no one left to show it to)."""
+def _close_stream(worker: Worker, pending: bool) -> None:
+    """Stop's cleanup: read the frame still in flight (nobody waits for it now), close the
+    handler in the worker (its own cleanup runs there), give the worker back. A worker that
+    fails at any of this is replaced: there is no caller left to tell."""
+    healthy = False
     try:
-        worker.answer()
-    except WorkerDied:
-        raise
-    except Exception:  # noqa: BLE001 - see the docstring
+        if pending:
+            try:
+                worker.answer()
+            except WorkerDied:
+                raise
+            except Exception:  # noqa: BLE001 - the stream's end or the handler's error
+                pass
+        worker.ask("close")
+        healthy = True
+    except BaseException:  # noqa: BLE001 - see the docstring
         pass
+    finally:
+        _give_back(worker, healthy)
 
 
 if __name__ == "__main__":  # a worker: python -m playground.app.heavy_workers FD NICE [MODULE:FN]

@@ -38,6 +38,8 @@ GIF_FPS = 10
 ROW_LABELS = ("x_t (latent)", "decoded x_t", "x̂_0 decoded")
 PIXEL_ROW_LABELS = ("x_t", "x̂_0")
 RUNNING = "so far"  # the last words of a sampler's text while it runs
+# one thread draws the frames of every run in this process, in the order they were sampled
+_DRAWING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-frames")
 
 
 def frame(pipe: LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tensor,
@@ -60,7 +62,9 @@ def frame(pipe: LatentDiffusion, x_t: torch.Tensor, x0_pred: torch.Tensor,
 
 def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
     """Run one sampler, yielding (picture, info, plot, gif path or None) frames; while it runs
-    the info ends with `RUNNING`, the last frame carries the GIF and the timing text.
+    the info ends with `RUNNING`, the last frame carries the GIF and the timing text. The plot
+    comes with the first frame only (later ones leave it as it is), so an API client, which
+    gets the last message, receives none.
 
     Frames are drawn (decoded, labelled) on the drawing thread while the sampler goes on to
     the next steps here: on two cores the two overlap, so only the last frame and the GIF
@@ -81,40 +85,45 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
     cursor = label.split(",")[0]  # DDPM, DDIM or DPM-Solver++(2M): the step texts begin so
     sampling = drawing = waited = 0.0
     started = time.perf_counter()
-    drawn: deque = deque()  # (step, future of (picture, GIF frame)), oldest first
+    drawn: deque = deque()  # (step, future of (picture, GIF frame, seconds)), oldest first
     frames, last_sent, plot_sent = [], 0.0, False
-    while True:
-        start = time.perf_counter()
-        with inference():
-            item = next(chain, None)
-        sampling += time.perf_counter() - start
-        if item is None:
-            break
-        step = item[0]
-        final = step.index == steps - 1
-        drawn.append((step, _DRAWING.submit(_draw, pipe, step.x_t.clone(),
-                                            step.x0_pred.clone(), final)))
-        start = time.perf_counter()
-        if final:  # the sample itself: wait for it (and every frame before it)
-            for _, future in drawn:
-                future.result()
-        waited += time.perf_counter() - start
-        ready = None
-        while drawn and drawn[0][1].done():
-            ready, future = drawn.popleft()
-            picture, gif_frame, seconds = future.result()
-            frames.append(gif_frame)
-            drawing += seconds
-        now = time.perf_counter()
-        if ready is not None and (final or now - last_sent >= FRAME_INTERVAL):
-            last_sent = now
-            info = (f"**{label}** — step {ready.index + 1}/{steps}, t = {ready.t} · "
-                    f"{sampling:.2f} s {RUNNING}")
-            plot = gr.update()
-            if not plot_sent:
-                plot = schedule_figure(pipe.schedule, {cursor: ready.t}, marks, live_cursor=True)
-                plot_sent = True
-            yield picture, info, plot, None
+    try:
+        while True:
+            start = time.perf_counter()
+            with inference():
+                item = next(chain, None)
+            sampling += time.perf_counter() - start
+            if item is None:
+                break
+            step = item[0]
+            final = step.index == steps - 1
+            drawn.append((step, _DRAWING.submit(_draw, pipe, step.x_t.clone(),
+                                                step.x0_pred.clone(), final)))
+            start = time.perf_counter()
+            if final:  # the sample itself: wait for it (and every frame before it)
+                for _, future in drawn:
+                    future.result()
+            waited += time.perf_counter() - start
+            ready = None
+            while drawn and drawn[0][1].done():
+                ready, future = drawn.popleft()
+                picture, gif_frame, seconds = future.result()
+                frames.append(gif_frame)
+                drawing += seconds
+            now = time.perf_counter()
+            if ready is not None and (final or now - last_sent >= FRAME_INTERVAL):
+                last_sent = now
+                info = (f"**{label}** — step {ready.index + 1}/{steps}, t = {ready.t} · "
+                        f"{sampling:.2f} s {RUNNING}")
+                plot = gr.update()
+                if not plot_sent:
+                    plot = schedule_figure(pipe.schedule, {cursor: ready.t}, marks,
+                                           live_cursor=True)
+                    plot_sent = True
+                yield picture, info, plot, None
+    finally:  # Stop or an error: frames nobody will show are not drawn
+        for _, future in drawn:
+            future.cancel()
     start = time.perf_counter()
     gif = common.save_gif(pictures.gif_bytes(np.stack(frames), fps=GIF_FPS, scale=2),
                           f"{sampler}-{seed}")
@@ -130,9 +139,6 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
             f"page. Seed {seed} ({what}).")
     yield picture, info, gr.update(), gif
 
-
-# one thread draws the frames of every run in this process, in the order they were sampled
-_DRAWING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-frames")
 
 
 def _draw(pipe, x_t, x0_pred, final) -> tuple[np.ndarray, np.ndarray, float]:

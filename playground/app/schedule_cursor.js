@@ -5,23 +5,26 @@
 // figure per step (~0.2 s of the browser's time each). ᾱ_t for the label comes from the
 // figure (layout.meta.alphas_cumprod). Loaded into the page's <head> by playground.app.denoise.
 (() => {
-  const PLOT = "#denoise-reverse-plot .js-plotly-plot";
+  const PLOT_BOX = "#denoise-reverse-plot";
+  const PLOT = `${PLOT_BOX} .js-plotly-plot`;
   const INFOS = ["#denoise-ddim-info", "#denoise-ddpm-info"];
   const RUNNING = "so far"; // the last words of a step text (sampler_stream.RUNNING)
   const STEP = /^\s*([^,—]+)[^—]*— step \d+\/\d+, t = (\d+)/;
   const DONE = /^\s*([^,—:]+)[^—:]*: [\d.]+ s of sampling/;
   const VISITED = "timesteps visited"; // the dots' trace (sampler_stream)
 
-  // Python's "{:.3g}", as schedule_plot writes the label on the server
+  // Python's "{:.3g}", as schedule_plot writes the label on the server (the exponent is the
+  // rounded number's: 999.7 is "1e+03")
   function threeDigits(x) {
-    if (x === 0) return "0";
-    const exponent = Math.floor(Math.log10(Math.abs(x)));
+    const rounded = Number(x.toPrecision(3));
+    if (rounded === 0) return "0";
+    const exponent = Math.floor(Math.log10(Math.abs(rounded)));
     if (exponent < -4 || exponent >= 3) {
-      const [mantissa, power] = x.toExponential(2).split("e");
+      const [mantissa, power] = rounded.toExponential(2).split("e");
       const digits = String(Math.abs(Number(power))).padStart(2, "0");
       return `${String(Number(mantissa))}e${power[0] === "-" ? "-" : "+"}${digits}`;
     }
-    return String(Number(x.toPrecision(3)));
+    return String(rounded);
   }
 
   // Where the text of a sampler column puts the cursor: a running step's t; a finished run's
@@ -42,9 +45,10 @@
     const Plotly = window.Plotly;
     if (!plot || !Plotly || !plot.layout) return;
     const step = stepOf(info, plot);
-    const abar = plot.layout.meta && plot.layout.meta.alphas_cumprod;
+    const meta = plot.layout.meta || {};
+    const abar = meta.alphas_cumprod, snr = meta.snr;
     const shapes = plot.layout.shapes || [];
-    if (!step || !abar || !shapes.length || step.t >= abar.length) return;
+    if (!step || !abar || !snr || !shapes.length || step.t >= abar.length) return;
     // the figure of this sampler's run (Run both: DDPM's figure ignores DDIM's finished text)
     const label = ((plot.layout.annotations || [])[0] || {}).text || "";
     if (!String(label).startsWith(`${step.label}:`) || shapes[0].x0 === step.t) return;
@@ -52,21 +56,32 @@
     Plotly.relayout(plot, {
       "shapes[0].x0": step.t, "shapes[0].x1": step.t, "annotations[0].x": step.t,
       "annotations[0].text": `${step.label}: t = ${step.t}, ᾱ = ${a.toFixed(3)}, ` +
-                             `SNR = ${threeDigits(a / (1 - a))}`,
+                             `SNR = ${threeDigits(snr[step.t])}`,
       "annotations[0].xanchor": step.t < abar.length / 2 ? "left" : "right",
     });
   }
 
-  // the column whose text changed last, followed once per animation frame
-  let changed = null;
+  // Followed once per animation frame: the column whose text changed, or both when the plot
+  // itself was redrawn (a run's figure may be drawn after its first step texts arrived)
+  const due = new Set();
+  function followDue() {
+    for (const info of due) {
+      try { follow(info); } catch (err) { console.warn("schedule cursor:", err); }
+    }
+    due.clear();
+  }
   new MutationObserver((records) => {
     for (const record of records) {
       const node = record.target.nodeType === Node.ELEMENT_NODE
         ? record.target : record.target.parentElement;
-      const info = node && node.closest && node.closest(INFOS.join(","));
-      if (!info) continue;
-      if (changed === null) requestAnimationFrame(() => { follow(changed); changed = null; });
-      changed = info;
+      if (!node || !node.closest) continue;
+      const info = node.closest(INFOS.join(","));
+      const infos = info ? [info]
+        : node.closest(PLOT_BOX) ? INFOS.map((s) => document.querySelector(s)).filter(Boolean)
+        : [];
+      if (!infos.length) continue;
+      if (!due.size) requestAnimationFrame(followDue);
+      infos.forEach((i) => due.add(i));
     }
   }).observe(document.documentElement, { childList: true, subtree: true, characterData: true });
 })();

@@ -49,6 +49,8 @@ def schedule_figure(schedule: NoiseSchedule, cursors: dict[str, int] | None = No
                     showgrid=False),
         legend=dict(orientation="h", y=-0.25), hovermode="x")
     if live_cursor:
-        fig.update_layout(meta={"alphas_cumprod": [float(f"{a:.6g}")
-                                                   for a in curves["alphas_cumprod"]]})
+        # the page writes the cursor's label from these (SNR too: from a rounded ᾱ it would
+        # drift near t = 0, where ᾱ → 1)
+        fig.update_layout(meta={key: [float(f"{v:.6g}") for v in curves[key]]
+                                for key in ("alphas_cumprod", "snr")})
     return fig

@@ -117,9 +117,10 @@ class CLIPTrainConfig(StartAndSpeed):
         if self.negative_pool not in NEGATIVE_POOLS:
             raise ValueError(f"negative_pool must be one of {sorted(NEGATIVE_POOLS)}, "
                              f"got {self.negative_pool!r}")
-        if not 1 <= self.negatives_per_image <= len(NEGATIVE_POOLS[self.negative_pool]):
-            raise ValueError(f"negatives_per_image must be 1..{len(NEGATIVE_POOLS[self.negative_pool])}"
-                             f" for the {self.negative_pool!r} pool, got {self.negatives_per_image}")
+        pool_size = len(NEGATIVE_POOLS[self.negative_pool])
+        if not 1 <= self.negatives_per_image <= pool_size:
+            raise ValueError(f"negatives_per_image must be 1..{pool_size} for the "
+                             f"{self.negative_pool!r} pool, got {self.negatives_per_image}")
         self.model_config()
 
     def model_config(self, known_tokens: tuple[int, ...] = ()) -> CLIPConfig:
@@ -138,7 +139,7 @@ class CLIPTrainConfig(StartAndSpeed):
 FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
                    "vision_pool",
                    "text_width", "text_layers", "text_heads", "context_length", "batch_size",
-                   "seed", "train_size", "hard_negatives")
+                   "seed", "train_size", "hard_negatives", "freeze_text_states")
 
 
 # =========================================================================== loss
@@ -177,6 +178,9 @@ def train_clip(cfg: CLIPTrainConfig, *, resume: bool = False, train_set=None, va
 
 def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: bool,
            train_set, val_set, test_set, stop: GracefulStop):
+    if cfg.freeze_text_states and not (cfg.init or resume):
+        raise ValueError("--freeze-text-states keeps the text states of a trained CLIP: give it "
+                         "one with --init NAME (frozen random states would teach nothing)")
     loop = TrainLoop(cfg, info, device, stop, resume,
                      rng_scheme="order seeded by (seed, epoch); captions by (seed, epoch, index)")
     if test_set is None and val_set is not None:
@@ -219,7 +223,8 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         loss = contrastive_loss(img, txt, scale.float(), negatives)
         with torch.no_grad():
             logits = img.float() @ txt.float().T
-            acc = (logits.argmax(dim=1) == torch.arange(len(x), device=logits.device)).float().mean()
+            matches = torch.arange(len(x), device=logits.device)
+            acc = (logits.argmax(dim=1) == matches).float().mean()
         return loss, torch.stack([loss.detach(), acc, scale.detach().float()])
 
     def validate(epoch):
