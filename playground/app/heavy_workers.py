@@ -181,8 +181,8 @@ class WorkerDied(RuntimeError):
     """The worker process ended while computing a call."""
 
 
-DIED_MESSAGE = ("the worker computing this run stopped unexpectedly (out of memory?); it has been "
-        "restarted: please run again")
+DIED_MESSAGE = ("the worker computing this run stopped unexpectedly (out of memory?); it has "
+                "been restarted: please run again")
 
 
 def start(workers: int, nice: int = 0, warm_up: tuple[str, str] | None = None) -> None:
@@ -278,8 +278,10 @@ def stream(handler, *args, **kwargs):
             # in flight would stall every session, so the worker is freed beside it
             threading.Thread(target=_close_stream, args=(worker, pending), daemon=True,
                              name="heavy-close").start()
-        else:  # an answer left unread (an exception thrown in at `yield`) would reach the
-            _give_back(worker, healthy and not pending)  # next caller: replace the worker
+        else:
+            # an answer left unread (an exception thrown in at `yield`) would reach the next
+            # caller: such a worker is replaced
+            _give_back(worker, healthy and not pending)
 
 
 def _close_stream(worker: Worker, pending: bool) -> None:
@@ -291,10 +293,8 @@ def _close_stream(worker: Worker, pending: bool) -> None:
         if pending:
             try:
                 worker.answer()
-            except WorkerDied:
-                raise
-            except Exception:  # noqa: BLE001 - the stream's end or the handler's error
-                pass
+            except Exception:  # noqa: BLE001 - the stream's end or the handler's error (a
+                pass  # dead worker fails again at "close" below)
         worker.ask("close")
         healthy = True
     except BaseException:  # noqa: BLE001 - see the docstring

@@ -140,7 +140,6 @@ def stream(pipe, sampler, prompt, guidance, n_faces, seed, steps, eta):
     yield picture, info, gr.update(), gif
 
 
-
 def _draw(pipe, x_t, x0_pred, final) -> tuple[np.ndarray, np.ndarray, float]:
     """`frame` on the drawing thread, with the seconds it took."""
     start = time.perf_counter()

@@ -2,8 +2,8 @@
 // the plot once per run, with the timesteps that sampler visits; from then on each streamed
 // step text ("DDIM, 50 steps, η = 0 — step 12/50, t = 779 · 0.40 s so far") moves the cursor
 // line and rewrites its label here, with Plotly.relayout: one line redrawn instead of a new
-// figure per step (~0.2 s of the browser's time each). ᾱ_t for the label comes from the
-// figure (layout.meta.alphas_cumprod). Loaded into the page's <head> by playground.app.denoise.
+// figure per step (~0.2 s of the browser's time each). ᾱ_t and SNR for the label come from the
+// figure (layout.meta). Loaded into the page's <head> by playground.app.denoise.
 (() => {
   const PLOT_BOX = "#denoise-reverse-plot";
   const PLOT = `${PLOT_BOX} .js-plotly-plot`;
