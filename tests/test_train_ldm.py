@@ -170,3 +170,63 @@ def test_a_warm_start_keeps_the_ema_at_its_full_decay(tmp_path, faces):
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         # ema ← d·ema + (1 − d)·θ with d = (1 + 2)/(10 + 2): a quarter of one Adam step away
         assert ka == kb and (va - vb).abs().max() < 1e-3, ka
+
+
+def test_word_embeddings_follow_the_final_states_in_the_context():
+    _, clip = tiny_models()
+    prompts = ["a person with glasses", "a person with a hat"]
+    states = clip.encode_text_tokens(prompts)
+    both = clip.encode_text_tokens(prompts, words=True)
+    assert both.shape == (*states.shape[:2], 2 * states.shape[2])
+    torch.testing.assert_close(both[..., :16], states)
+    words = both[..., 16:]
+    # each word's own embedding, normalised: no position, no context
+    torch.testing.assert_close(words.mean(-1), torch.zeros(words.shape[:2]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(words.var(-1, unbiased=False), torch.ones(words.shape[:2]),
+                               atol=1e-3, rtol=0)
+    tokens = clip.tokenize(prompts)
+    same = tokens[0] == tokens[1]  # "a person with" at the same positions in both prompts
+    assert same[:4].all() and not same[4]
+    torch.testing.assert_close(words[0, :4], words[1, :4])
+    assert (words[0, 4] - words[1, 4]).abs().max() > 0.1
+    # the word half ignores position: "a" reads the same wherever it stands
+    a = tokens[1, 1]
+    assert tokens[1, 4] == a
+    torch.testing.assert_close(words[1, 1], words[1, 4])
+
+
+def test_a_warm_start_onto_word_embeddings_begins_as_the_unet_it_loads(tmp_path, faces):
+    run(tmp_path / "states", faces, max_steps=2)
+    metrics = run(tmp_path / "words", faces, max_steps=1, lr=1e-12, init=str(tmp_path / "states"),
+                  text_words=True)
+    assert metrics["context_dim"] == 32
+    before, after = load_model(str(tmp_path / "states")), load_model(str(tmp_path / "words"))
+    assert after.config.text_words and after.config.context_dim == 32
+    _, clip = tiny_models()
+    context, mask = encode_prompts(clip, ["a person with glasses", ""], torch.device("cpu"))
+    wide, _ = encode_prompts(clip, ["a person with glasses", ""], torch.device("cpu"), words=True)
+    x_t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 900])
+    with torch.no_grad():  # one step of lr 1e-12: the weights are the loaded ones
+        torch.testing.assert_close(after(x_t, t, wide, mask), before(x_t, t, context, mask),
+                                   atol=1e-5, rtol=1e-4)
+        # the new columns start at zero: what the words say is not read yet
+        other = torch.cat([wide[..., :16], torch.randn_like(wide[..., 16:])], dim=-1)
+        torch.testing.assert_close(after(x_t, t, other, mask), after(x_t, t, wide, mask))
+    k = after.state_dict()["mid_attn.cross_attn.to_k.weight"]
+    assert k.shape[1] == 32 and k[:, 16:].abs().max() < 1e-9
+
+
+def test_only_the_weights_that_read_the_text_may_be_widened(tmp_path):
+    from playground.models.unet import UNetConfig
+    from playground.training.warm_start import warm_start
+
+    small = UNetConfig(in_channels=4, sample_size=8, channels=(8, 16), attention_levels=(1,),
+                       head_dim=8, context_dim=16)
+    save_model(tmp_path / "narrow", LatentUNet(small))
+    wider_time = LatentUNet(UNetConfig(**{**small.__dict__, "time_embed_mult": 8}))
+    with pytest.raises(ValueError, match="do not fit"):
+        warm_start(wider_time, str(tmp_path / "narrow"), verbose=False)
+    narrower = LatentUNet(UNetConfig(**{**small.__dict__, "context_dim": 8}))
+    with pytest.raises(ValueError, match="do not fit"):  # fewer inputs: nothing to keep
+        warm_start(narrower, str(tmp_path / "narrow"), verbose=False)

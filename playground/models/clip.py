@@ -208,19 +208,30 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
         longest = int((tokens != PAD_ID).sum(dim=1).max().item()) if tokens.numel() else 1
         return tokens[:, :max(longest, 1)]
 
-    def encode_text_tokens(self, tokens) -> torch.Tensor:
+    def encode_text_tokens(self, tokens, words: bool = False) -> torch.Tensor:
         """Per-token text states: (B, L) ids (or a list of prompts) → (B, L, D) after the
         final LayerNorm (what the pooled embedding is read from, at the end token).
-        L may be shorter than the context length (see `trim_tokens`)."""
+        L may be shorter than the context length (see `trim_tokens`).
+
+        With `words`, each state is followed by its token's own input embedding, normalised
+        to unit variance: (B, L, 2D). A contrastive text tower keeps only what tells its
+        captions apart; the playground's CLIP lets the small details fade (at their
+        positions, "glasses" and "a" have final states at cosine 0.97, input embeddings at
+        0.04), so a U-Net that should draw them gets the words as well."""
         clip = self.clip
         tokens = self._as_tokens(tokens)
         length = tokens.shape[1]
         cast_dtype = clip.transformer.get_cast_dtype()
-        x = clip.token_embedding(tokens).to(cast_dtype)  # (B, L, D)
-        x = x + clip.positional_embedding[:length].to(cast_dtype)
+        embedded = clip.token_embedding(tokens).to(cast_dtype)  # (B, L, D)
+        x = embedded + clip.positional_embedding[:length].to(cast_dtype)
         mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
         x = clip.transformer(x, attn_mask=mask)  # causal: token i sees tokens ≤ i
-        return clip.ln_final(x)
+        states = clip.ln_final(x)
+        if not words:
+            return states
+        # unit variance whatever the embeddings' scale (open_clip draws them with std 0.02)
+        word = F.layer_norm(embedded.float(), embedded.shape[-1:], eps=1e-8).to(states.dtype)
+        return torch.cat([states, word], dim=-1)
 
     def text_state_tensors(self) -> dict[str, torch.Tensor]:
         """The weights `encode_text_tokens` depends on, by state_dict name: two models with

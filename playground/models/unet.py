@@ -58,7 +58,9 @@ class UNetConfig:
     num_res_blocks: int = 1  # ResBlocks per level on the way down (one more on the way up)
     attention_levels: tuple[int, ...] = (1, 2)  # level indices with self- and cross-attention (8×8 and 4×4)
     head_dim: int = 32  # channels per attention head (heads = width // head_dim, at least 1)
-    context_dim: int = 128  # D of the text tokens (the CLIP text width)
+    context_dim: int = 128  # D of the text tokens (the CLIP text width; twice it with text_words)
+    text_words: bool = False  # context = CLIP final states ‖ the words' input embeddings
+    # (`TextImageCLIP.encode_text_tokens(words=True)`): the final states blur small details
     ff_mult: int = 2  # hidden width of the transformer feed-forward layer, times the level width
     norm_groups: int = 8  # GroupNorm groups (batch-independent, DDP-safe)
     time_embed_mult: int = 4  # time-embedding width = time_embed_mult · channels[0]
@@ -254,6 +256,10 @@ class Level(nn.Module):
 # =========================================================================== the U-Net
 class LatentUNet(nn.Module):
     """ε_θ(x_t, t, c): see the module docstring. ``LatentUNet(UNetConfig())`` has 4.87 M weights."""
+
+    # weights that read the text context: a warm start onto a wider context (text_words) keeps
+    # them and gives the new input columns zeros, so the model starts out as the one it loads
+    widenable_inputs: ClassVar[tuple[str, ...]] = ("cross_attn.to_k.weight", "cross_attn.to_v.weight")
 
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()

@@ -102,6 +102,11 @@ class LatentDiffusion:
         return getattr(self.unet.config, "space", "latent")
 
     @property
+    def text_words(self) -> bool:
+        """Whether the U-Net reads each word's embedding beside the CLIP's final states."""
+        return bool(getattr(self.unet.config, "text_words", False))
+
+    @property
     def num_timesteps(self) -> int:
         return self.schedule.num_timesteps
 
@@ -117,7 +122,7 @@ class LatentDiffusion:
         with torch.no_grad():
             tokens = self.clip.tokenize(prompts)  # (B, context_length)
             tokens = tokens[:, :max(int(self.clip.text_mask(tokens).sum(dim=1).max()), 1)]
-            context = self.clip.encode_text_tokens(tokens)  # (B, L, D)
+            context = self.clip.encode_text_tokens(tokens, words=self.text_words)  # (B, L, D)
             mask = self.clip.text_mask(tokens)  # (B, L)
         device = self.device
         return context.to(device=device, dtype=torch.float32), mask.to(device)
@@ -343,6 +348,8 @@ def load_pipeline(name: str = DEFAULT_PIPELINE, device: str | torch.device = "cp
             model.requires_grad_(False)
     expected_context = getattr(unet.config, "context_dim", None)
     width = getattr(clip, "text_width", None)
+    if width is not None and getattr(unet.config, "text_words", False):
+        width = 2 * int(width)  # final states ‖ word embeddings
     if expected_context is not None and width is not None and int(width) != int(expected_context):
         raise ValueError(f"U-Net {name!r} expects text states of width {expected_context}, but "
                          f"its text encoder gives {width}")

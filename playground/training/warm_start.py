@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from playground.store.checkpoints import load_model, resolve_model_dir
@@ -39,22 +40,47 @@ def add_cumulative(prior: dict[str, float], run: dict[str, float]) -> dict[str, 
     return {k: round(prior.get(k, 0) + run.get(k, 0), 6) for k in CUMULATIVE_KEYS}
 
 
+def widened(ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor | None:
+    """`theirs` (out, n) as a weight of shape `ours` (out, n + m): its n input columns first,
+    zeros for the m new inputs, so the layer computes what it did on the old inputs and
+    ignores the new ones until training teaches it to read them. None if it does not fit."""
+    if (ours.dim() != 2 or theirs.dim() != 2 or ours.shape[0] != theirs.shape[0]
+            or ours.shape[1] <= theirs.shape[1]):
+        return None
+    out = torch.zeros_like(ours)
+    out[:, :theirs.shape[1]] = theirs.to(ours.dtype)
+    return out
+
+
 def warm_start(model: nn.Module, init: str, verbose: bool = True) -> dict[str, float]:
     """Load the weights of the saved model `init` (a name in trained/ or runs/, or a folder)
-    into `model`, which must have the same architecture. Returns the cumulative training
-    counters of `init`, which the new run adds to its own."""
+    into `model`, which must have the same architecture, except that the weights the model
+    lists in ``widenable_inputs`` (name suffixes) may take more inputs (`widened`). Returns
+    the cumulative training counters of `init`, which the new run adds to its own."""
     from playground.store.checkpoints import METRICS_FILE
 
     folder = resolve_model_dir(init)
     source = load_model(folder)
     ours, theirs = model.state_dict(), source.state_dict()
-    mismatched = sorted(k for k in ours.keys() | theirs.keys()
-                        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+    suffixes = tuple(getattr(model, "widenable_inputs", ()))
+    loaded, widened_names = {}, []
+    for name in ours.keys() & theirs.keys():
+        if ours[name].shape == theirs[name].shape:
+            loaded[name] = theirs[name].to(ours[name].dtype)
+        elif name.endswith(suffixes) and suffixes:
+            wide = widened(ours[name], theirs[name])
+            if wide is not None:
+                loaded[name] = wide
+                widened_names.append(name)
+    mismatched = sorted((ours.keys() | theirs.keys()) - loaded.keys())
     if mismatched:
         raise ValueError(f"--init {init}: its weights do not fit this model's architecture "
                          f"({len(mismatched)} tensors differ, e.g. {mismatched[0]}); train with "
                          f"the architecture in {folder / 'config.json'}, or start from scratch")
-    model.load_state_dict({k: v.to(ours[k].dtype) for k, v in theirs.items()})
+    model.load_state_dict(loaded)
+    if widened_names and verbose:
+        print(f"{len(widened_names)} weights take new inputs (zero columns: the model starts "
+              f"out as {folder.name}), e.g. {sorted(widened_names)[0]}", flush=True)
     metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else {}
     prior = cumulative_of_model(metrics)
     if verbose:

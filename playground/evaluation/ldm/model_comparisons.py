@@ -79,7 +79,8 @@ def training_context_shape(pipeline, n: int = 64) -> tuple[int, int]:
     factors = generate_factors(n, SPLIT_SEEDS["train"])
     captions = captions_for_dataset(attributes_from_factors(factors), factors, seed=0)
     with torch.no_grad():
-        context, _ = encode_prompts(pipeline.clip, captions, pipeline.device)
+        context, _ = encode_prompts(pipeline.clip, captions, pipeline.device,
+                                    words=pipeline.text_words)
     return int(context.shape[1]), int(context.shape[2])
 
 

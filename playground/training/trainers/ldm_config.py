@@ -25,6 +25,7 @@ class LDMTrainConfig(StartAndSpeed):
     num_res_blocks: int = 1  # ResBlocks per level on the way down
     attention_levels: tuple[int, ...] = (1, 2)  # levels with self-/cross-attention (8×8 and 4×4 of a 16×16 latent)
     head_dim: int = 32  # channels per attention head
+    text_words: bool = False  # context = the CLIP's final states ‖ the words' input embeddings
     cond_drop: float = 0.1  # probability that a caption is replaced by "" (classifier-free guidance)
     ema_decay: float = 0.999  # EMA decay of the shipped weights (warm-up min(d, (1+n)/(10+n)))
     schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
@@ -83,7 +84,8 @@ class LDMTrainConfig(StartAndSpeed):
         return UNetConfig(in_channels=c, sample_size=h,
                           channels=self.channels, num_res_blocks=self.num_res_blocks,
                           attention_levels=self.attention_levels, head_dim=self.head_dim,
-                          context_dim=context_dim, space=self.space, autoencoder=autoencoder,
+                          context_dim=context_dim, text_words=self.text_words,
+                          space=self.space, autoencoder=autoencoder,
                           text_encoder=text_encoder, schedule=self.schedule_config())
 
     def out_dir(self) -> Path:
@@ -94,5 +96,5 @@ class LDMTrainConfig(StartAndSpeed):
 
 # Changing these would make a resumed run a different run.
 FIXED_ON_RESUME = ("autoencoder", "clip", "space", "channels", "num_res_blocks",
-                   "attention_levels", "head_dim", "cond_drop", "ema_decay", "schedule",
+                   "attention_levels", "head_dim", "text_words", "cond_drop", "ema_decay", "schedule",
                    "num_timesteps", "dataset", "batch_size", "seed", "train_size", "eval_size")
