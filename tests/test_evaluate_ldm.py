@@ -343,3 +343,24 @@ def test_cli_refuses_unknown_models(tiny_trained, capsys):
     assert exc.value.code == 2 and "no-such-ldm" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["ldm", "--judge", "judge", "--samples", "1"])
+
+
+def test_word_sensitivity_is_zero_for_a_unet_that_ignores_the_text(tiny_trained):
+    from playground.evaluation.ldm.word_sensitivity import word_sensitivity
+    from playground.training.trainers.clip_captions import NEGATIVE_POOLS
+
+    pipe = load_pipeline("ldm")
+    result = word_sensitivity(pipe, faces=12, batch_size=8)["word_sensitivity"]
+    assert result["n"] == 12 and result["timesteps"] == [20, 50, 80]
+    assert set(result["per_attribute"]) == set(NEGATIVE_POOLS["all"])
+    assert result["empty"] != 0  # the jittered U-Net reads its context
+    assert any(v != 0 for v in result["per_attribute"].values())
+    for name, per_t in result["per_timestep"].items():
+        assert result["per_attribute"][name] == pytest.approx(np.mean(per_t))
+    assert word_sensitivity(pipe, faces=12, batch_size=8)["word_sensitivity"] == result
+    with torch.no_grad():  # values of zero: cross-attention adds the same bias whatever the text
+        for name, p in pipe.unet.named_parameters():
+            if name.endswith("cross_attn.to_v.weight"):
+                p.zero_()
+    deaf = word_sensitivity(pipe, faces=12, batch_size=8)["word_sensitivity"]
+    assert deaf["empty"] == 0 and set(deaf["per_attribute"].values()) == {0.0}

@@ -1,7 +1,7 @@
 """The latent diffusion model's tables on SynthFaces, measured the way the papers measure them.
 
     python -m playground.evaluation.ldm [ldm] --judge judge [--samples N | auto] [--minutes 25]
-        [--only table1 guidance vae pixel grid] [--write] [--threads 1] [--batch-size N]
+        [--only table1 frontier guidance vae pixel grid words] [--write] [--threads 1] [--batch-size N]
 
 Parts (``--only`` picks some; with ``--write`` each merges its own keys into
 ``trained/<ldm>/metrics.json``, so parts may run as separate processes one after another):
@@ -26,6 +26,9 @@ Parts (``--only`` picks some; with ``--write`` each merges its own keys into
     on the autoencoder's latent, measured one after the other in this process.
 ``grid`` → ``prompt_grid``: a PNG of DDIM-50 samples at w = 7.5 for a few prompts, the prompt
     beside each row (``assets/ldm_prompts.png``).
+``words`` → ``word_sensitivity``: per attribute, how much the U-Net's ε-MSE on 256 test faces
+    rises when the caption says the opposite about it (Δ_a; ≈ 0: the U-Net does not read those
+    words, and guidance cannot draw them), beside the rise with the empty caption.
 
 ``samples`` records per part how many samples it used, the seed, the judge, threads and its wall
 time. The issue asks for 1,000 samples per table "unless too slow", and on the 2-core CPU they
@@ -37,5 +40,6 @@ FD-judge is biased upwards for small sets: compare numbers only at one sample co
 Modules: `config` (the run's settings and prompts), `sampling` (sampling in batches and judging),
 `scores` (FD-judge and diversity), `budget` (step cost, ETA, auto counts), one module per part —
 `sampler_table` (table1), `guidance_sweep` (guidance), `model_comparisons` (vae, pixel),
-`prompt_grid` (grid) — then `run` (the parts in order, the metrics.json merge) and `cli`.
+`prompt_grid` (grid), `word_sensitivity` (words) — then `run` (the parts in order, the
+metrics.json merge) and `cli`.
 """

@@ -12,9 +12,9 @@ from playground.evaluation.ldm.sampling import initial_noise
 from playground.evaluation.ldm.solver_frontier import frontier_rows
 
 # Share of --minutes each part may use when its sample count is "auto" (normalised over the
-# parts of one run; pixel runs a fixed number of steps).
+# parts of one run; pixel and words run a fixed amount of work).
 BUDGET_SHARES = {"table1": 0.45, "frontier": 0.15, "guidance": 0.33, "vae": 0.04, "pixel": 0.0,
-                 "grid": 0.03}
+                 "grid": 0.03, "words": 0.0}
 
 
 @dataclass
@@ -64,7 +64,7 @@ def estimate_seconds(part: str, cfg: EvalConfig, n: int, k: int, uncond: StepCos
         return uncond.seconds(n, cfg.fast_steps)  # (or nothing, after table1); VAE decodes: ~0
     if part == "grid":
         return guided.seconds(len(cfg.grid_prompts) * cfg.grid_seeds, cfg.fast_steps)
-    return 0.0  # pixel: a fixed number of training steps
+    return 0.0  # pixel: a fixed number of training steps; words: no sampling
 
 
 def choose_counts(parts: Sequence[str], cfg: EvalConfig, uncond: StepCost, guided: StepCost,

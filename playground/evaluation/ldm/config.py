@@ -77,4 +77,5 @@ class EvalConfig:
     grid_seeds: int = 8  # columns of the grid
     grid_guidance: float = 7.5  # the grid's guidance scale
     grid_path: str = "assets/ldm_prompts.png"  # the grid PNG (relative: to the repository root)
+    words_faces: int = 256  # test faces of the word-sensitivity measurement (`word_sensitivity`)
     progress: bool = True  # tqdm bars on stderr

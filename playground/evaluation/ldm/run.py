@@ -26,10 +26,11 @@ from playground.evaluation.ldm.prompt_grid import evaluate_grid
 from playground.evaluation.ldm.sampler_table import evaluate_table1
 from playground.evaluation.ldm.scores import reference_stats
 from playground.evaluation.ldm.solver_frontier import evaluate_frontier, frontier_figure
+from playground.evaluation.ldm.word_sensitivity import word_sensitivity
 from playground.store.checkpoints import METRICS_FILE
 from playground.store.files import atomic_write_json
 
-PARTS = ("table1", "frontier", "guidance", "vae", "pixel", "grid")
+PARTS = ("table1", "frontier", "guidance", "vae", "pixel", "grid", "words")
 # metrics.json keys each part writes, besides its entries under "targets" and "samples"
 PART_KEYS: dict[str, tuple[str, ...]] = {
     "table1": ("ddim_table",),
@@ -38,6 +39,7 @@ PART_KEYS: dict[str, tuple[str, ...]] = {
     "vae": ("vae_vs_ldm", "fd_by_model"),
     "pixel": ("pixel_vs_latent",),
     "grid": ("prompt_grid",),
+    "words": ("word_sensitivity",),
 }
 NESTED_KEYS = ("targets", "samples")  # merged one level deep (each part owns its sub-key)
 
@@ -68,7 +70,8 @@ def evaluate(pipeline, judge, parts: Sequence[str] = PARTS, cfg: EvalConfig | No
               f"{' (auto)' if counts_auto['samples'] else ''}, {k} per prompt and w"
               f"{' (auto)' if counts_auto['guidance_samples'] else ''}; budget {cfg.minutes:g} min",
               file=sys.stderr)
-        eta = {p: estimate_seconds(p, cfg, n, k, uncond, guided, T) for p in parts if p != "pixel"}
+        eta = {p: estimate_seconds(p, cfg, n, k, uncond, guided, T) for p in parts
+               if p not in ("pixel", "words")}
         if "table1" in parts and "vae" in parts:
             eta["vae"] = 0.0  # reuses the table's DDIM samples
         for p, s in eta.items():
@@ -111,6 +114,10 @@ def evaluate(pipeline, judge, parts: Sequence[str] = PARTS, cfg: EvalConfig | No
         elif part == "pixel":
             result = evaluate_pixel_vs_latent(pipeline, cfg)
             counts = {"batch_size": cfg.pixel_batch_size, "steps": cfg.pixel_steps}
+        elif part == "words":
+            result = word_sensitivity(pipeline, cfg.words_faces, batch_size=cfg.batch_size,
+                                      seed=cfg.seed)
+            counts = {"faces": cfg.words_faces}
         else:
             result = evaluate_grid(pipeline, cfg)
             counts = {"per_prompt": cfg.grid_seeds, "prompts": len(cfg.grid_prompts)}
