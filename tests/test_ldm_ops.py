@@ -93,6 +93,28 @@ def test_missing_model_or_component_gives_a_clear_error(tmp_path, monkeypatch):
         diffusion_models.get_pipeline("../ldm")
 
 
+def test_a_unet_that_reads_the_words_gets_them_and_a_mismatch_is_refused(tmp_path):
+    from playground.models.unet import UNetConfig
+
+    autoencoder, clip, unet = tiny_models()
+    cfg = UNetConfig(**{**unet.config.__dict__, "context_dim": 32, "text_words": True})
+    checkpoints.save_model(tmp_path / "autoencoder", autoencoder)
+    checkpoints.save_model(tmp_path / "clip", clip)
+    checkpoints.save_model(tmp_path / "ldm-words", LatentUNet(cfg))
+    words = latent_diffusion.load_pipeline(tmp_path / "ldm-words")
+    assert words.text_words
+    context, mask = words.encode_prompts(PROMPTS)
+    states = clip.encode_text_tokens(clip.tokenize(PROMPTS)[:, :context.shape[1]])
+    assert context.shape[-1] == 32
+    torch.testing.assert_close(context[..., :16], states)
+    assert words.sample(PROMPTS, steps=2, seed=0).shape == (2, 3, 64, 64)
+    # a U-Net that expects the words, from a config that says it does not, is refused
+    cfg.text_words = False
+    checkpoints.save_model(tmp_path / "ldm-wide", LatentUNet(cfg))
+    with pytest.raises(ValueError, match="expects text states of width 32.*gives 16"):
+        latent_diffusion.load_pipeline(tmp_path / "ldm-wide")
+
+
 # ------------------------------------------------------------------------------ sampling
 @pytest.mark.parametrize("sampler,steps,eta", [("ddim", 4, 0.0), ("ddim", 4, 0.5),
                                                ("ddpm", None, 0.0), ("dpm++", 4, 0.0)])
