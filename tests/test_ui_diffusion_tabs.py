@@ -211,11 +211,18 @@ def test_the_notice_names_what_this_model_draws_poorly(client):
               "w": [1.0, 7.5], "accuracy": [0.2, 0.07]},
              {"prompt": "a person with blond hair", "targets": {"Blond_Hair": 1},
               "w": [1.0, 7.5], "accuracy": [0.9, 1.0]}]
-    atomic_write_json(path, {**before, "guidance_per_prompt": sweep})
+    words = {"per_attribute": {"Eyeglasses": 4e-6, "Blond_Hair": 6e-3, "Smiling": -1e-5}}
+    atomic_write_json(path, {**before, "guidance_per_prompt": sweep, "word_sensitivity": words})
     try:
         _, notice, _ = _generate(client, text="a blond person with glasses", faces=1)
         assert "draws Eyeglasses poorly" in notice and "Eyeglasses on 7%" in notice
         assert "Blond_Hair on" not in notice  # drawn well: not named
+        assert "by 4.0e-06 (Eyeglasses), against 6.0e-03 for Blond_Hair" in notice
+        assert "barely reads them" in notice
+        words["per_attribute"]["Eyeglasses"] = 1e-3  # read, yet drawn poorly
+        atomic_write_json(path, {**before, "guidance_per_prompt": sweep, "word_sensitivity": words})
+        _, notice, _ = _generate(client, text="a person with glasses", faces=1)
+        assert "1.0e-03 (Eyeglasses)" in notice and "barely" not in notice
         _, notice, _ = _generate(client, text="a person with blond hair", faces=1)
         assert "poorly" not in notice
     finally:

@@ -33,6 +33,7 @@ GRID_COLUMNS = 4
 MIN_STEPS, MAX_STEPS = 5, 100  # 5: the fewest steps of the samplers' frontier
 MAX_GUIDANCE = 15.0
 DEFAULT_PROMPT = EXAMPLE_PROMPT
+WORDS_BARELY_READ = 0.01  # a word's ε-MSE rise under 1 % of the best-read attribute's
 
 EXPLAIN = r"""
 ### Classifier-free guidance: how hard to listen to the prompt
@@ -89,6 +90,17 @@ def _notes(pipe: LatentDiffusion, prompt: str, negative: str, guidance: float) -
                      + ", ".join(f"{a} on {share:.0%}" for a, share in poor.items())
                      + " of its faces (its metrics.json, measured with DDIM on the sweep's "
                      "prompts). Try several seeds, or see the README for why.")
+        heard = prompts.measured_word_sensitivity(pipe.name)
+        named = [a for a in poor if a in heard]
+        if named:
+            loudest = max(heard, key=heard.get)
+            notes.append("How much the U-Net reads those words: a caption that says the "
+                         "opposite raises its noise-prediction error by "
+                         + ", ".join(f"{heard[a]:.1e} ({a})" for a in named)
+                         + f", against {heard[loudest]:.1e} for {loudest} (its metrics.json)."
+                         + (" It barely reads them: guidance has little to amplify."
+                            if all(heard[a] < WORDS_BARELY_READ * heard[loudest] for a in named)
+                            else ""))
     return notes
 
 

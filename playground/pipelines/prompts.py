@@ -180,6 +180,15 @@ def measured_attribute_accuracy(name: str, guidance: float = NOTICE_GUIDANCE) ->
     return out
 
 
+def measured_word_sensitivity(name: str) -> dict[str, float]:
+    """How much the shipped U-Net `name` reads each attribute's words: its metrics.json
+    ``word_sensitivity`` (`playground.evaluation.ldm.word_sensitivity`), the rise of its ε-MSE
+    when a caption says the opposite about the attribute → {attribute: rise}; {} when not
+    measured."""
+    rows = (measured_metrics(name).get("word_sensitivity") or {}).get("per_attribute") or {}
+    return {str(a): float(v) for a, v in rows.items()}
+
+
 SAMPLER_LABELS = {"ddim": "DDIM", "dpm++": "DPM-Solver++ (2M)"}  # the pipeline's few-step samplers
 
 
