@@ -320,7 +320,9 @@ def test_cli_pixel_and_grid_parts(tiny_trained, tmp_path, capsys):
     assert main(["ldm", "--judge", "judge", "--only", "pixel", "grid", "--write",
                     "--grid-out", str(grid), "--pixel-batch-size", "2", "--pixel-steps", "1",
                     "--batch-size", "8", "--no-progress", "--threads", "1"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert out.lstrip().startswith("{"), out  # only the JSON on stdout
+    printed = json.loads(out)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["ddim_table"] == [{"kept": True}]  # other keys survive
     pv = metrics["pixel_vs_latent"]
