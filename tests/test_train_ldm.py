@@ -71,7 +71,7 @@ def test_cli_trains_writes_a_loadable_ema_model_and_metrics(tmp_path, faces):
     cfg = load_config(str(out))
     # a path inside trained/ is recorded as its bare name, so a loader finds it by name
     assert cfg.autoencoder == "ae-tiny" and cfg.text_encoder == "clip-tiny"
-    assert cfg.schedule.num_timesteps == 1000 and cfg.context_dim == 16
+    assert cfg.schedule.num_timesteps == 1000 and cfg.context_dim == 32 and cfg.text_words
     assert cfg.sample_shape == (4, 8, 8) and cfg.space == "latent"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["ema_updates"] == 3
@@ -196,12 +196,15 @@ def test_word_embeddings_follow_the_final_states_in_the_context():
 
 
 def test_a_warm_start_onto_word_embeddings_begins_as_the_unet_it_loads(tmp_path, faces):
-    run(tmp_path / "states", faces, max_steps=2)
-    metrics = run(tmp_path / "words", faces, max_steps=1, lr=1e-12, init=str(tmp_path / "states"),
-                  text_words=True)
+    run(tmp_path / "states", faces, max_steps=2, text_words=False)
+    metrics = run(tmp_path / "words", faces, max_steps=1, lr=1e-12, init=str(tmp_path / "states"))
     assert metrics["context_dim"] == 32
     before, after = load_model(str(tmp_path / "states")), load_model(str(tmp_path / "words"))
-    assert after.config.text_words and after.config.context_dim == 32
+    assert after.config.text_words and after.config.context_dim == 32  # the default
+    assert not before.config.text_words and before.config.context_dim == 16
+    with pytest.raises(ValueError, match="do not fit"):  # words → none: nothing to narrow
+        run(tmp_path / "narrowed", faces, max_steps=1, init=str(tmp_path / "words"),
+            text_words=False)
     _, clip = tiny_models()
     context, mask = encode_prompts(clip, ["a person with glasses", ""], torch.device("cpu"))
     wide, _ = encode_prompts(clip, ["a person with glasses", ""], torch.device("cpu"), words=True)

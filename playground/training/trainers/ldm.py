@@ -363,10 +363,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"EMA decay of the saved weights (default {d.ema_decay:g})")
     p.add_argument("--schedule", choices=SCHEDULE_KINDS, default=S,
                    help=f"noise schedule (default {d.schedule})")
-    p.add_argument("--text-words", dest="text_words", action="store_true", default=S,
-                   help="condition on the CLIP's final text states and the words' own "
-                        "embeddings (small details survive; a warm start from a U-Net "
-                        "without them begins as that U-Net)")
+    p.add_argument("--text-words", dest="text_words", action=argparse.BooleanOptionalAction,
+                   default=S, help="condition on the CLIP's final text states and the words' own "
+                                   "embeddings (a warm start from a U-Net without them begins "
+                                   f"as that U-Net) (default {d.text_words})")
     p.add_argument("--no-latent-cache", dest="cache_latents", action="store_false", default=S,
                    help="encode the training images afresh instead of using the latent cache")
     p.add_argument("--loss-weighting", dest="loss_weighting", choices=LOSS_WEIGHTINGS, default=S,

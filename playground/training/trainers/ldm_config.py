@@ -25,7 +25,8 @@ class LDMTrainConfig(StartAndSpeed):
     num_res_blocks: int = 1  # ResBlocks per level on the way down
     attention_levels: tuple[int, ...] = (1, 2)  # levels with self-/cross-attention (8×8 and 4×4 of a 16×16 latent)
     head_dim: int = 32  # channels per attention head
-    text_words: bool = False  # context = the CLIP's final states ‖ the words' input embeddings
+    text_words: bool = True  # context = the CLIP's final states ‖ the words' input embeddings
+    # (without them this U-Net never learned glasses, beards or smiles: see the trainer's docstring)
     cond_drop: float = 0.1  # probability that a caption is replaced by "" (classifier-free guidance)
     ema_decay: float = 0.999  # EMA decay of the shipped weights (warm-up min(d, (1+n)/(10+n)))
     schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
