@@ -174,6 +174,20 @@ def test_cancel_stops_with_a_checkpoint_and_resume_continues_it(jobs, monkeypatc
 
 
 @pytest.mark.usefixtures("isolated_run_env")
+def test_a_run_still_training_when_the_process_exits_stops_with_a_checkpoint(jobs, monkeypatch):
+    hooks = []
+    monkeypatch.setattr(tj.atexit, "register", hooks.append)
+    _settings(monkeypatch, max_steps=None)  # only the minutes (1) would stop it
+    name = jobs.start(_request("run-e"))
+    _wait_for(lambda: len(_steps(name)) >= 1)
+    assert hooks == [jobs._stop_at_exit]  # registered at the first run, once
+    hooks[0]()  # what the interpreter runs on its way out, before it tears torch down
+    assert jobs.current() is None
+    snap = jobs.snapshot(name)
+    assert snap.state == "stopped" and snap.resumable and snap.elapsed_seconds < 60
+
+
+@pytest.mark.usefixtures("isolated_run_env")
 def test_one_run_at_a_time_and_a_viewer_who_leaves_stops_the_run(jobs, monkeypatch):
     _settings(monkeypatch, max_steps=None)
     name = jobs.start(_request("run-c"))

@@ -20,6 +20,7 @@ run names and folders (the ``app_run.json`` marker that keeps Resume off command
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import threading
 import time
@@ -87,6 +88,7 @@ class TrainJobs:
         self._lock = threading.Lock()
         self._current: Job | None = None
         self._jobs: dict[str, Job] = {}  # the latest session of every run this process ran
+        self._stops_at_exit = False  # `_stop_at_exit` registered with atexit (at the first run)
 
     @property
     def settings(self) -> JobSettings:
@@ -178,6 +180,16 @@ class TrainJobs:
         job.stop_event.set()
         return job.state
 
+    def _stop_at_exit(self, timeout: float = 60.0) -> None:
+        """On the way out of the process (atexit): ask the run in progress to stop after its step
+        and wait for its checkpoint. Left alone, its daemon thread would still be inside torch
+        while the interpreter tears down, which aborts the process (C++ ``terminate``) and loses
+        the steps since the last checkpoint."""
+        job = self.current()
+        if job is not None:
+            job.stop_event.set()
+            self.wait(timeout)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the current job to end; True if none is left running."""
         job = self._current
@@ -254,6 +266,9 @@ class TrainJobs:
                                       name=f"train-{name}")
         self._current = job
         self._jobs[name] = job
+        if not self._stops_at_exit:
+            atexit.register(self._stop_at_exit)
+            self._stops_at_exit = True
         job.thread.start()
         return name
 
