@@ -33,10 +33,12 @@ def app_url(tmp_path_factory):
             save_tiny_vae(root / "trained" / f"vae-beta{beta:g}", beta=beta, seed=int(beta))
         # a tiny latent-diffusion pipeline (T = 1000, like the shipped one) and judge
         save_tiny_pipeline(root / "trained", judge=True, num_timesteps=1000)
-        (root / "runs").mkdir()
         mp.setenv("PLAYGROUND_TRAINED", str(root / "trained"))
-        mp.setenv("PLAYGROUND_RUNS", str(root / "runs"))
         mp.setattr(ops, "REFERENCE_SIZE", 64)
+    # runs the page starts (the Train tab's) go to a folder of this module's, with real models
+    # too: never into the checkout's runs/, where a second session would find the first's
+    runs = tmp_path_factory.mktemp("runs")
+    mp.setenv("PLAYGROUND_RUNS", str(runs))
     ops.clear_model_cache()
     diffusion_models.clear_cache()
     import app
