@@ -175,16 +175,21 @@ def test_cancel_stops_with_a_checkpoint_and_resume_continues_it(jobs, monkeypatc
 
 @pytest.mark.usefixtures("isolated_run_env")
 def test_a_run_still_training_when_the_process_exits_stops_with_a_checkpoint(jobs, monkeypatch):
-    hooks = []
-    monkeypatch.setattr(tj.atexit, "register", hooks.append)
+    hooks, register = [], tj.atexit.register
+    monkeypatch.setattr(tj.atexit, "register",  # seen here, still registered for real
+                        lambda fn, *a, **k: (hooks.append(fn), register(fn, *a, **k))[1])
     _settings(monkeypatch, max_steps=None)  # only the minutes (1) would stop it
     name = jobs.start(_request("run-e"))
     _wait_for(lambda: len(_steps(name)) >= 1)
-    assert hooks == [jobs._stop_at_exit]  # registered at the first run, once
-    hooks[0]()  # what the interpreter runs on its way out, before it tears torch down
+    assert hooks.count(jobs._stop_at_exit) == 1  # registered at the first run
+    jobs._stop_at_exit()  # what the interpreter runs on its way out, before it tears torch down
     assert jobs.current() is None
     snap = jobs.snapshot(name)
     assert snap.state == "stopped" and snap.resumable and snap.elapsed_seconds < 60
+    assert jobs.resume(name, 0.5) == name
+    assert hooks.count(jobs._stop_at_exit) == 1  # not again (other modules register their own)
+    jobs.cancel(name)
+    assert jobs.wait(30)
 
 
 @pytest.mark.usefixtures("isolated_run_env")
