@@ -17,6 +17,7 @@ from playground.train import main
 from playground.training import (
     DatasetImages,
     TensorImages,
+    cosine_lr,
     epoch_batches,
     load_train_state,
     optimizer_from_flat,
@@ -82,6 +83,17 @@ def test_kl_warm_up_raises_the_kl_weight_linearly_then_holds_beta(tmp_path):
         assert r["loss"] == pytest.approx(r["recon"] + weight * r["kl"], rel=1e-5)
     with pytest.raises(ValueError, match="kl_warmup_steps"):
         VAETrainConfig(kl_warmup_steps=-1)
+
+
+def test_the_cosine_schedule_decays_the_lr_over_the_budget(tmp_path):
+    run(tmp_path / "run", max_steps=5, lr=1e-3, lr_schedule="cosine", lr_min_ratio=0.1)
+    lrs = [r["lr"] for r in read_log(tmp_path / "run") if r["type"] == "train"]  # one step each
+    assert lrs == pytest.approx([cosine_lr(1e-3, step / 5, 0.1) for step in range(5)])
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < 0.2e-3
+    run(tmp_path / "flat", max_steps=3, lr=1e-3)  # the default keeps the lr constant
+    assert {r["lr"] for r in read_log(tmp_path / "flat") if r["type"] == "train"} == {1e-3}
+    with pytest.raises(ValueError, match="lr_schedule"):
+        run(tmp_path / "run", resume=True, max_steps=6, lr_schedule="constant")
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):

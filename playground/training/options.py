@@ -109,11 +109,10 @@ def int_tuple(text: str) -> tuple[int, ...]:
 
 
 def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str, *,
-                         eval_help: str = "the per-epoch validation",
-                         schedule_and_amp: bool = True, test_size: bool = True) -> None:
+                         eval_help: str = "the per-epoch validation", test_size: bool = True) -> None:
     """Options every trainer shares: budget, batch, optimiser, device, data sizes, logging
-    (`d` is the config with the defaults to show). Without `schedule_and_amp` there is no
-    --lr-schedule / --amp, without `test_size` no --test-size (the β-VAE has neither)."""
+    (`d` is the config with the defaults to show). Without `test_size` there is no
+    --test-size (the β-VAE measures on the validation split)."""
     S = argparse.SUPPRESS
     p.add_argument("--data-root", dest="data_root", default=S,
                    help="CelebA: the folder that contains celeba/ (required); SynthFaces: its cache folder")
@@ -126,9 +125,8 @@ def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str, *,
     p.add_argument("--batch-size", dest="batch_size", type=int, default=S,
                    help=f"global batch size, split over DDP processes (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default {d.lr:g})")
-    if schedule_and_amp:
-        p.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S,
-                       help=f"cosine decay over the budget, or constant (default {d.lr_schedule})")
+    p.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S,
+                   help=f"cosine decay over the budget, or constant (default {d.lr_schedule})")
     p.add_argument("--amp", choices=AMP_MODES, default=S,
                    help="bf16 autocast; auto times both on a few steps: bf16 is ~1.8x faster "
                         f"on CPUs with avx512_bf16 and ~14x slower on AVX2-only ones (default {d.amp})")

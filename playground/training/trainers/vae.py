@@ -54,7 +54,11 @@ class VAETrainConfig(StartAndSpeed):
     minutes: float | None = None  # stop after this much training time, summed over resumes
     max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
     batch_size: int = 128  # global batch, split evenly across DDP processes
-    lr: float = 1e-3  # Adam learning rate
+    lr: float = 1e-3  # Adam learning rate (the peak, with the cosine schedule)
+    # "constant", or "cosine": decay to lr_min_ratio · lr at the end of the budget (for a
+    # warm start that has stalled at constant lr; see the README's A/B)
+    lr_schedule: str = "constant"
+    lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
     seed: int = 0  # initial weights, data order and ε noise
     train_size: int | None = None  # use the first N training images (None = the whole split)
@@ -84,7 +88,7 @@ class VAETrainConfig(StartAndSpeed):
 
 # Changing these would make a resumed run a different run.
 FIXED_ON_RESUME = ("beta", "dataset", "batch_size", "lr", "seed", "train_size", "latent_dim",
-                   "channels", "kl_warmup_steps")
+                   "channels", "kl_warmup_steps", "lr_schedule", "lr_min_ratio")
 
 
 def kl_weight(beta: float, step: int, warmup_steps: int) -> float:
@@ -229,7 +233,7 @@ def _train(cfg, info, device, resume, train_set, val_set, stop: GracefulStop):
             print(f"epoch {epoch}: val loss {val['loss']:.2f}  recon {val['recon']:.2f}  "
                   f"kl {val['kl']:.2f} nats/image", flush=True)
 
-    loop.run(train_source, step, ("loss", "recon", "kl"), validate=validate, log_lr=False,
+    loop.run(train_source, step, ("loss", "recon", "kl"), validate=validate, log_lr=True,
              postfix=lambda m, img_s: dict(loss=f"{m['loss']:.1f}", recon=f"{m['recon']:.1f}",
                                            kl=f"{m['kl']:.1f}", img_s=f"{img_s:.0f}"),
              probe=(quality_probe(model, val_set, device, cfg.probe_judge)
@@ -263,8 +267,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int_tuple, default=S,
                    help="encoder widths, comma separated (default 32,64,128,256)")
     add_common_arguments(p, d, "run folder (default runs/vae-beta<β>-<dataset>)",
-                         eval_help="the val loss and metrics", schedule_and_amp=False,
-                         test_size=False)
+                         eval_help="the val loss and metrics", test_size=False)
 
 
 def main(args: argparse.Namespace) -> int:
