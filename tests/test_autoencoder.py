@@ -211,6 +211,23 @@ def test_resume_replays_an_uninterrupted_run(tmp_path):
             channels=(8, 8, 16, 16))
 
 
+def test_freezing_the_encoder_trains_the_decoder_only_and_keeps_the_latents(tmp_path):
+    run(tmp_path / "base", max_steps=2)
+    base = load_model(tmp_path / "base")
+    with pytest.raises(ValueError, match="--init"):
+        run(tmp_path / "no-init", max_steps=1, freeze_encoder=True)
+    tuned_args = dict(init=str(tmp_path / "base"), freeze_encoder=True, warmup_steps=1)
+    run(tmp_path / "tuned", max_steps=2, **tuned_args)
+    run(tmp_path / "tuned", resume=True, max_steps=3, **tuned_args)  # frozen when resumed too
+    tuned = load_model(tmp_path / "tuned")
+    assert tuned.config.scale_factor == base.config.scale_factor  # the init's, not re-measured
+    a, b = tuned.encoder_tensors(), base.encoder_tensors()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = images(2)
+    assert torch.equal(tuned.encode(x), base.encode(x))  # a U-Net would see the same latents
+    assert not torch.equal(tuned.decode(base.encode(x)), base.decode(base.encode(x)))
+
+
 def test_the_cli_trains_resumes_and_writes_metrics(tmp_path, capsys):
     out = tmp_path / "runs" / "ae"
     assert main(["autoencoder", *TINY_CLI, "--max-steps", "2", "--out", str(out)]) == 0

@@ -220,3 +220,33 @@ def test_a_text_encoder_with_the_same_text_states_ships_alone(tmp_path, monkeypa
                                              tmp_path / "trained" / "clip")
     with pytest.raises(ValueError, match="trained/ldm uses trained/clip"):
         ship_module.ship_if_better(runs / "clip-tuned-text", "clip")
+
+
+def test_an_autoencoder_with_the_same_encoder_ships_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_TRAINED", str(tmp_path / "trained"))
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    from playground.store.checkpoints import save_model
+
+    runs, trained = tmp_path / "runs", tmp_path / "trained"
+    monkeypatch.setattr(ship_module, "measure", lambda path, judge="judge", n=0: {
+        "headline": "h", "value": 0.9 if "tuned" in path else 0.5, "n": 8})
+    assert ship_module.ship_chain(_pipeline_runs(runs, 1), "ldm")["shipped"]
+    tuned = load_model("autoencoder")  # the decoder moved, the encoder did not
+    with torch.no_grad():
+        next(tuned.decoder.parameters()).add_(0.1)
+    save_model(runs / "ae-tuned", tuned)
+    assert ship_module.same_conditioning(runs / "ae-tuned", trained / "autoencoder")
+    # another scale factor or one encoder weight changed: other latents, refused
+    tuned.config.scale_factor *= 1.001
+    save_model(runs / "ae-tuned-scale", tuned)
+    tuned.config.scale_factor /= 1.001
+    with torch.no_grad():
+        next(tuned.encoder.parameters()).add_(1e-3)
+    save_model(runs / "ae-tuned-encoder", tuned)
+    for refused in ("ae-tuned-scale", "ae-tuned-encoder"):
+        assert not ship_module.same_conditioning(runs / refused, trained / "autoencoder")
+        with pytest.raises(ValueError, match="trained/ldm uses trained/autoencoder"):
+            ship_module.ship_if_better(runs / refused, "autoencoder")
+    assert ship_module.ship_if_better(runs / "ae-tuned", "autoencoder")["shipped"]
+    assert torch.equal(load_model("autoencoder").decoder.state_dict()[
+        next(iter(tuned.decoder.state_dict()))], next(tuned.decoder.parameters()).half().float())

@@ -188,6 +188,11 @@ class KLAutoencoder(nn.Module):
         """(C, h, w) of one latent."""
         return self.config.latent_shape
 
+    def encoder_tensors(self) -> dict[str, torch.Tensor]:
+        """The weights `encode` depends on, by state_dict name: two models with equal tensors
+        here and the same scale factor give a U-Net the same latents."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith("encoder.")}
+
     # ----------------------------------------------------------------------------- checks
     def _check_latents(self, z: torch.Tensor) -> None:
         shape = self.config.latent_shape

@@ -117,8 +117,9 @@ def ship_if_better(run_dir: str | Path, name: str, dtype: torch.dtype = torch.fl
 
     A model that a shipped U-Net's pipeline uses (its autoencoder or text encoder) is refused:
     the U-Net learned in its latents / text states, so it ships only with a U-Net trained on
-    it, by `ship_chain` — unless it is a text encoder whose text states are the shipped one's
-    bit for bit (`same_conditioning`: a CLIP trained with --freeze-text-states)."""
+    it, by `ship_chain` — unless it gives the U-Net the same inputs bit for bit
+    (`same_conditioning`: a CLIP trained with --freeze-text-states, an autoencoder trained
+    with --freeze-encoder)."""
     if not is_valid_name(name):
         raise ValueError(f"invalid model name {name!r}")
     run_dir = Path(run_dir)
@@ -158,18 +159,24 @@ def pipelines_using(name: str) -> list[str]:
 
 
 def same_conditioning(run_dir: str | Path, current: str | Path) -> bool:
-    """Whether the text encoder in `run_dir` gives a U-Net exactly the per-token states of the
-    shipped one in `current`: same vocabulary, equal `text_state_tensors` (compared in fp32, so
-    an fp32 run whose frozen weights came from the fp16 file matches it)."""
+    """Whether the model in `run_dir` gives a U-Net exactly what the shipped one in `current`
+    gives it: a text encoder the same per-token states (same vocabulary, equal
+    `text_state_tensors`), an autoencoder the same latents (same scale factor, equal
+    `encoder_tensors`). Tensors are compared in fp32, so an fp32 run whose frozen weights came
+    from the fp16 file matches it."""
     if not (Path(current) / "config.json").is_file():
         return False
     new, old = load_model(run_dir), load_model(current)
-    if not (hasattr(new, "text_state_tensors") and hasattr(old, "text_state_tensors")):
+    if hasattr(new, "text_state_tensors") and hasattr(old, "text_state_tensors"):
+        same_config = tuple(new.config.known_tokens) == tuple(old.config.known_tokens)
+        a, b = new.text_state_tensors(), old.text_state_tensors()
+    elif hasattr(new, "encoder_tensors") and hasattr(old, "encoder_tensors"):
+        same_config = new.config.scale_factor == old.config.scale_factor
+        a, b = new.encoder_tensors(), old.encoder_tensors()
+    else:
         return False
-    if tuple(new.config.known_tokens) != tuple(old.config.known_tokens):
-        return False
-    a, b = new.text_state_tensors(), old.text_state_tensors()
-    return a.keys() == b.keys() and all(torch.equal(a[k].float(), b[k].float()) for k in a)
+    return same_config and a.keys() == b.keys() and all(
+        torch.equal(a[k].float(), b[k].float()) for k in a)
 
 
 def ship_chain(unet_run: str | Path, name: str = "ldm", dtype: torch.dtype = torch.float16,

@@ -30,7 +30,8 @@ import torch
 
 from playground.models.autoencoder import AutoencoderConfig, KLAutoencoder, psnr
 from playground.models.losses import kl_normal
-from playground.store.checkpoints import runs_dir
+from playground.store.checkpoints import resolve_model_dir, runs_dir
+from playground.store.files import read_json
 from playground.training import (
     DistInfo,
     GracefulStop,
@@ -68,6 +69,9 @@ class AutoencoderTrainConfig(StartAndSpeed):
     num_res_blocks: int = 1  # residual blocks per level below 64×64
     kl_weight: float = 1e-6  # weight of the per-element KL against the per-element recon loss
     recon_loss: str = "l1"  # "l1" (sharper edges) or "mse" (what PSNR measures)
+    # train the decoder only (with --init): the encoder and the scale factor stay the init's,
+    # so the latents a shipped U-Net was trained on stay exact and the run may ship alone
+    freeze_encoder: bool = False
     dataset: str = "synthfaces"  # "synthfaces" (generated here) or "celeba" (your own copy)
     data_root: str | None = None  # CelebA: folder containing celeba/; SynthFaces: cache folder
     epochs: int | None = None  # stop after this many epochs (10 if no minutes/max_steps given)
@@ -112,7 +116,7 @@ class AutoencoderTrainConfig(StartAndSpeed):
 
 # Changing these would make a resumed run a different run.
 FIXED_ON_RESUME = ("latent_size", "latent_channels", "channels", "num_res_blocks", "kl_weight",
-                   "recon_loss", "dataset", "batch_size", "seed", "train_size")
+                   "recon_loss", "dataset", "batch_size", "seed", "train_size", "freeze_encoder")
 
 
 # =========================================================================== loss
@@ -206,6 +210,11 @@ def latent_statistics(model: KLAutoencoder, source, n: int, seed: int = 0,
             "channel_std": z.std(dim=(0, 2, 3)).tolist(), "n": int(z.shape[0])}
 
 
+def saved_scale_factor(folder: Path) -> float:
+    """The scale factor in the config.json of a saved autoencoder (or of a run's model)."""
+    return float(read_json(Path(folder) / "config.json")["scale_factor"])
+
+
 def set_scale_factor(model: KLAutoencoder, source, n: int, seed: int = 0) -> dict[str, Any]:
     """Measure the latent statistics on `n` images and store 1 / std in ``model.config``."""
     stats = latent_statistics(model, source, n, seed)
@@ -231,6 +240,9 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, *, resume: bool = False, trai
 
 def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, resume: bool,
            train_set, val_set, test_set, stop: GracefulStop):
+    if cfg.freeze_encoder and not (cfg.init or resume):
+        raise ValueError("--freeze-encoder keeps the latents of a trained autoencoder: give it "
+                         "one with --init NAME (a frozen random encoder would teach nothing)")
     loop = TrainLoop(cfg, info, device, stop, resume)
     if test_set is None and val_set is not None:
         test_set = val_set
@@ -239,13 +251,21 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
 
     def build():
         model = KLAutoencoder(cfg.model_config()).to(device)
-        return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        if cfg.freeze_encoder:
+            model.encoder.requires_grad_(False)  # no gradient reaches it: its backward is skipped
+        return model, torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                       lr=cfg.lr)
 
     model = loop.setup_model(build, FIXED_ON_RESUME)
     latent_shape = model.config.latent_shape
+    if cfg.freeze_encoder:
+        # the init's scale factor, not one re-measured on the (fp16-rounded) encoder: equal
+        # latents to the bit for the U-Net; a resumed run kept it in its config
+        kept = loop.out.path if loop.resume and loop.has_checkpoint else resolve_model_dir(cfg.init)
+        model.config.scale_factor = saved_scale_factor(kept)
     # every checkpoint's model is loadable: with a scale factor measured on a few images
-    hooks = TrainHooks(
-        before_save_model=lambda: set_scale_factor(model, train_source, 256, cfg.seed))
+    hooks = TrainHooks(before_save_model=None if cfg.freeze_encoder else
+                       lambda: set_scale_factor(model, train_source, 256, cfg.seed))
 
     def step(x, idx, epoch, step_in_epoch):
         g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step_in_epoch))
@@ -288,7 +308,9 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
         if test_set is None:
             test_set = open_dataset(cfg.dataset, "test", cfg.test_size, cfg.data_root)
         test_source = image_source(test_set, device, cfg.num_workers)
-        latents = set_scale_factor(model, train_source, cfg.scale_sample, cfg.seed)
+        latents = latent_statistics(model, train_source, cfg.scale_sample, cfg.seed)
+        if not cfg.freeze_encoder:
+            model.config.scale_factor = latents["scale_factor"]
         test = reconstruction_stats(model, test_source)  # fp32, whatever the training used
         metrics = {
             "psnr": test["psnr"],
@@ -297,7 +319,7 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
             "l1": test["l1"],
             "kl_per_element": test["kl"],
             "n_test": test["n"],
-            "scale_factor": latents["scale_factor"],
+            "scale_factor": model.config.scale_factor,
             "latent_std": latents["std"],
             "latent_mean": latents["mean"],
             "latent_channel_mean": latents["channel_mean"],
@@ -307,7 +329,7 @@ def _train(cfg: AutoencoderTrainConfig, info: DistInfo, device: torch.device, re
             **loop.run_metrics(),
         }
         return metrics, (f"done: {loop.global_step} steps, test PSNR {test['psnr']:.2f} dB, "
-                         f"scale factor {latents['scale_factor']:.4g}, latent {latent_shape} "
+                         f"scale factor {model.config.scale_factor:.4g}, latent {latent_shape} "
                          f"→ {loop.out.path}")
 
     return loop.finish(final)
@@ -334,6 +356,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"reconstruction loss (default {d.recon_loss})")
     p.add_argument("--dataset", choices=("synthfaces", "celeba"), default=S,
                    help=f"training data (default {d.dataset})")
+    p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=S,
+                   help="train the decoder only (with --init: the latents a shipped U-Net reads "
+                        "stay exact, so the run may ship alone)")
     p.add_argument("--scale-sample", dest="scale_sample", type=int, default=S,
                    help=f"training images used to measure the latent scale (default {d.scale_sample})")
     add_common_arguments(p, d, "run folder (default runs/autoencoder-<h>x<w>x<C>-<dataset>)")
