@@ -77,3 +77,24 @@ def test_round_trip_table_and_cli(tiny, faces, tmp_path):
     edits = json.loads((tmp_path / "inversion_edits.json").read_text())
     assert {r["edit"] for r in edits} == {"Wearing_Hat", "Blond_Hair", "Eyeglasses", "Smiling"}
     assert all(r["n"] == 2 for r in edits)
+
+
+def test_morph_table_scores_each_world_with_the_judge(tiny, faces, tmp_path):
+    from playground.evaluation.inversion import morph_table
+    from playground.pipelines.inversion import diffusion_morph, path_smoothness
+    from playground.pipelines.latent_paths import morph
+    from tests.helpers import save_tiny_vae
+
+    pipe, judge = tiny
+    vae = save_tiny_vae(tmp_path / "vae", beta=10.0).eval()
+    table = morph_table(pipe, judge, {"vae": vae}, faces.images, pairs=2, frames=4, steps=3)
+    scores = table["mean_step_in_judge_features"]
+    assert (table["pairs"], table["frames"]) == (2, 4) and list(scores) == ["vae", "ldm (DDIM-3 inversion)"]
+    by_hand = np.mean([path_smoothness(judge, morph(vae, faces.images[a], faces.images[a + 1], 4,
+                                                    "slerp")) for a in (0, 2)])
+    assert scores["vae"] == pytest.approx(by_hand, rel=1e-6)
+    by_hand = np.mean([path_smoothness(judge, diffusion_morph(
+        pipe, faces.images[a], faces.images[a + 1], frames=4, steps=3)) for a in (0, 2)])
+    assert scores["ldm (DDIM-3 inversion)"] == pytest.approx(by_hand, rel=1e-5) and by_hand > 0
+    with pytest.raises(ValueError, match="2 pairs need 4 faces"):
+        morph_table(pipe, judge, {"vae": vae}, faces.images[:3], pairs=2)

@@ -1,4 +1,4 @@
-"""How well DDIM inversion works on the shipped latent diffusion, in two tables:
+"""How well DDIM inversion works on the shipped latent diffusion, in three tables:
 
     python -m playground.evaluation.inversion [ldm] [--faces 8] [--out assets/bench]
 
@@ -9,7 +9,10 @@
   added ("… wearing a hat"), sampled from the face's own x_T. *Success*: the judge finds the
   attribute on the edit. *Kept*: the share of the other attributes the judge reads the same on
   the edit as on the round trip, and the judge-feature distance between the two (the identity
-  the edit kept; 0 = the same face).
+  the edit kept; 0 = the same face);
+- `morph_table`: the Morph tab's two worlds on pairs of test faces — each β-VAE's slerp between
+  the posterior means and diffusion's slerp between the DDIM-inverted x_T — scored by the
+  judge's path smoothness (the mean feature distance between consecutive frames).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import torch
 from playground.data.captions import caption_from_attributes
 from playground.data.images import images_to_tensor
 from playground.models.autoencoder import psnr
-from playground.pipelines.inversion import invert
+from playground.pipelines.inversion import diffusion_morph, invert, path_smoothness
 from playground.pipelines.latent_diffusion import LatentDiffusion
 
 EDITS = ("Wearing_Hat", "Blond_Hair", "Eyeglasses", "Smiling")  # attributes added by the edits
@@ -96,6 +99,26 @@ def edit_table(pipe: LatentDiffusion, judge, faces: np.ndarray, attributes: dict
     return rows
 
 
+@torch.no_grad()
+def morph_table(pipe: LatentDiffusion, judge, vaes: dict, faces: np.ndarray, pairs: int = 6,
+                frames: int = 8, steps: int = 50) -> dict:
+    """The judge's mean step between consecutive frames, averaged over `pairs` pairs of faces
+    (faces 0–1, 2–3, …): {"pairs", "frames", "mean_step_in_judge_features": {path: value}}
+    with one path per β-VAE in `vaes` (name → model) and the diffusion one."""
+    from playground.pipelines.latent_paths import morph
+
+    if len(faces) < 2 * pairs:
+        raise ValueError(f"{pairs} pairs need {2 * pairs} faces, got {len(faces)}")
+    paths = {name: lambda a, b, m=model: morph(m, a, b, frames, "slerp")
+             for name, model in vaes.items()}
+    paths[f"{pipe.name} (DDIM-{steps} inversion)"] = lambda a, b: diffusion_morph(
+        pipe, a, b, frames=frames, steps=steps)
+    scores = {name: float(np.mean([path_smoothness(judge, path(faces[2 * i], faces[2 * i + 1]))
+                                   for i in range(pairs)]))
+              for name, path in paths.items()}
+    return {"pairs": pairs, "frames": frames, "mean_step_in_judge_features": scores}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m playground.evaluation.inversion",
                                 description=__doc__,
@@ -104,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--judge", default="judge")
     p.add_argument("--faces", type=int, default=8, help="test faces per table cell (default 8)")
     p.add_argument("--out", default="assets/bench", help="folder of the two JSON tables")
-    p.add_argument("--only", choices=("round_trip", "edits"), default=None)
+    p.add_argument("--only", choices=("round_trip", "edits", "morph"), default=None)
+    p.add_argument("--vaes", nargs="*", default=["vae-beta1", "vae-beta4", "vae-beta10"],
+                   help="β-VAEs of the morph table (default the three shipped)")
+    p.add_argument("--pairs", type=int, default=6, help="face pairs of the morph table")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps of the edits (default 50)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -132,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['edit']:<12} w={r['guidance']:<4g} success {r['success']:.2f} "
                   f"(round trip {r['success_round_trip']:.2f}), kept {r['kept']:.2f}, "
                   f"distance {r['distance']:.2f}", file=sys.stderr)
+    if args.only in (None, "morph"):
+        vaes = {name: load_model(name).eval() for name in args.vaes}
+        table = morph_table(pipe, judge, vaes, test.images, pairs=args.pairs, steps=args.steps)
+        (out / "morph_smoothness.json").write_text(json.dumps(table, indent=1))
+        print(json.dumps(table), file=sys.stderr)
     return 0
 
 
