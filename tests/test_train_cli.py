@@ -90,7 +90,8 @@ def test_the_cosine_schedule_decays_the_lr_over_the_budget(tmp_path):
     lrs = [r["lr"] for r in read_log(tmp_path / "run") if r["type"] == "train"]  # one step each
     assert lrs == pytest.approx([cosine_lr(1e-3, step / 5, 0.1) for step in range(5)])
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < 0.2e-3
-    run(tmp_path / "flat", max_steps=3, lr=1e-3)  # the default keeps the lr constant
+    assert VAETrainConfig().lr_schedule == "cosine"  # the A/B's choice (README)
+    run(tmp_path / "flat", max_steps=3, lr=1e-3, lr_schedule="constant")
     assert {r["lr"] for r in read_log(tmp_path / "flat") if r["type"] == "train"} == {1e-3}
     with pytest.raises(ValueError, match="lr_schedule"):
         run(tmp_path / "run", resume=True, max_steps=6, lr_schedule="constant")

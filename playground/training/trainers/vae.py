@@ -55,9 +55,9 @@ class VAETrainConfig(StartAndSpeed):
     max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
     batch_size: int = 128  # global batch, split evenly across DDP processes
     lr: float = 1e-3  # Adam learning rate (the peak, with the cosine schedule)
-    # "constant", or "cosine": decay to lr_min_ratio · lr at the end of the budget (for a
-    # warm start that has stalled at constant lr; see the README's A/B)
-    lr_schedule: str = "constant"
+    # "cosine" (decay to lr_min_ratio · lr at the end of the budget: the README's A/B) or
+    # "constant"
+    lr_schedule: str = "cosine"
     lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
     seed: int = 0  # initial weights, data order and ε noise
