@@ -59,6 +59,22 @@ def test_the_unet_trains_on_the_campaigns_parts_and_ships_with_them(tmp_path, ca
     assert "--if-better" in campaign.after_commands("vae-beta1", "judge")[0]
 
 
+def test_an_autoencoder_under_a_shipped_unet_trains_its_decoder_only_and_ships_alone(tmp_path):
+    for name, config in (("autoencoder", {"kind": "autoencoder"}),
+                         ("ldm", {"kind": "unet", "autoencoder": "autoencoder"})):
+        (tmp_path / "trained" / name).mkdir(parents=True)
+        (tmp_path / "trained" / name / "config.json").write_text(json.dumps(config))
+    cmd = campaign.train_command("autoencoder", 5.0, 1, "cpu", [])
+    assert cmd[cmd.index("--init") + 1] == "autoencoder" and "--freeze-encoder" in cmd
+    assert "--freeze-encoder" not in campaign.train_command("clip", 5.0, 1, "cpu", [])
+    run = tmp_path / "runs" / "autoencoder"
+    run.mkdir(parents=True)
+    (run / "train_state.json").write_text(json.dumps({"args": {"freeze_encoder": False}}))
+    assert campaign.after_commands("autoencoder", "judge") == []  # its latents moved: --chain
+    (run / "train_state.json").write_text(json.dumps({"args": {"freeze_encoder": True}}))
+    assert "--if-better" in campaign.after_commands("autoencoder", "judge")[0]
+
+
 def test_a_model_continues_from_scratch_then_by_resume(tmp_path, capsys):
     assert campaign.main(["--minutes", "1", "--models", "vae-beta1", "--no-ship", "--cores", "1",
                           "--", *TINY_VAE]) == 0

@@ -122,13 +122,17 @@ def train_command(name: str, minutes: float, threads: int, device: str,
         return cmd + ["--resume", "--minutes", f"{spent + minutes:.2f}", *extra]
     if (trained_dir() / name / "config.json").is_file():
         cmd += ["--init", name]
+        if RECIPES[name][0] == "autoencoder" and pipelines_using(name):
+            # a shipped U-Net reads its latents: train the decoder only, so it can ship alone
+            cmd.append("--freeze-encoder")
     return cmd + ["--minutes", f"{minutes:.2f}", *extra]
 
 
 def after_commands(name: str, judge: str) -> list[list[str]]:
     """Ship if better; β-VAEs then get their full metrics re-measured. A shipped U-Net's
-    autoencoder and CLIP wait for the U-Net trained on them, which ships with them (--chain)."""
-    if pipelines_using(name):
+    autoencoder and CLIP wait for the U-Net trained on them, which ships with them (--chain),
+    unless the autoencoder trained its decoder only."""
+    if pipelines_using(name) and not _frozen_encoder(runs_dir() / name):
         print(f"  {name}: ships with the U-Net trained on it (ship --chain)", flush=True)
         return []
     ship = "--chain" if RECIPES[name][0] == "ldm" else "--if-better"
@@ -137,6 +141,13 @@ def after_commands(name: str, judge: str) -> list[list[str]]:
     if RECIPES[name][0] == "vae":
         cmds.append([sys.executable, "-m", "playground.evaluation.vae", name, "--write"])
     return cmds
+
+
+def _frozen_encoder(run: Path) -> bool:
+    """Whether the run folder trained its autoencoder's decoder only (--freeze-encoder): the
+    U-Net's latents are unchanged, so it ships alone (`ship.same_conditioning` checks it)."""
+    state = run / TRAIN_STATE_JSON
+    return state.is_file() and bool(read_json(state).get("args", {}).get("freeze_encoder"))
 
 
 def run_side_by_side(jobs: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
