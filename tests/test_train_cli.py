@@ -1,4 +1,5 @@
 """Training machinery and the β-VAE trainer: tiny runs, exact resume, crash safety, DDP."""
+import argparse
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from playground.train import main
 from playground.training import (
     DatasetImages,
     TensorImages,
+    config_from_args,
     cosine_lr,
     epoch_batches,
     load_train_state,
@@ -95,6 +97,14 @@ def test_the_cosine_schedule_decays_the_lr_over_the_budget(tmp_path):
     assert {r["lr"] for r in read_log(tmp_path / "flat") if r["type"] == "train"} == {1e-3}
     with pytest.raises(ValueError, match="lr_schedule"):
         run(tmp_path / "run", resume=True, max_steps=6, lr_schedule="constant")
+    # a run checkpointed before the schedule existed trained at a constant lr: it resumes so
+    state = tmp_path / "run" / "train_state.json"
+    saved = json.loads(state.read_text())
+    del saved["args"]["lr_schedule"]
+    state.write_text(json.dumps(saved))
+    args = argparse.Namespace(out=str(tmp_path / "run"), resume=True)
+    assert config_from_args(VAETrainConfig, args).lr_schedule == "constant"
+    assert config_from_args(VAETrainConfig, argparse.Namespace(out="x")).lr_schedule == "cosine"
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):

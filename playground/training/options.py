@@ -90,7 +90,9 @@ def config_from_args(config_cls, args: argparse.Namespace):
     if getattr(args, "resume", False):
         state_file = cfg.out_dir() / TRAIN_STATE_JSON
         if state_file.is_file():
-            saved = dict(read_json(state_file).get("args", {}))
+            # a checkpoint from before a field existed trained as its LEGACY_ARGS value says
+            saved = {**getattr(config_cls, "LEGACY_ARGS", {}),
+                     **read_json(state_file).get("args", {})}
             saved = {k: v for k, v in saved.items() if k in known}
             cfg = config_cls(**{**saved, **given, "out": str(cfg.out_dir())})
     return cfg

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -72,6 +72,8 @@ class VAETrainConfig(StartAndSpeed):
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default: runs/vae-beta<β>-<dataset>)
     probe_judge: str | None = "judge"  # judge model of the quality probe (None: probe without it)
+    # what a run checkpointed before a field existed did (it resumes the same way)
+    LEGACY_ARGS: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
