@@ -98,6 +98,10 @@ def test_every_tab_opens_and_is_screenshotted(page, shots):
         _settled_images(page.locator("[role=tabpanel]:visible").first)
         page.wait_for_function("() => !document.querySelector('.progress-text, .eta-bar')",
                                timeout=60_000)
+        if name == "Traverse":  # its load-time encode also draws decoder(z) and the KL plot
+            _decoded_src(page)
+            page.locator("[role=tabpanel]:visible .js-plotly-plot").first.wait_for(timeout=20_000)
+            page.wait_for_timeout(500)
         path = shots / f"tab_{name.lower().replace(' ', '_')}.png"
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10_000  # a real picture, not a blank page
