@@ -26,7 +26,7 @@ from playground.evaluation.ldm.config import (
     EvalConfig,
 )
 from playground.evaluation.ldm.guidance_sweep import guidance_targets
-from playground.evaluation.ldm.model_comparisons import PIXEL_CLAIM
+from playground.evaluation.ldm.model_comparisons import PIXEL_CLAIM, training_captions
 from playground.evaluation.ldm.run import PARTS, evaluate, merge_into_metrics
 from playground.evaluation.ldm.sampler_table import table1_targets
 from playground.evaluation.ldm.scores import (
@@ -47,6 +47,7 @@ from playground.models.vae import BetaVAE, VAEConfig
 from playground.pipelines.latent_diffusion import load_pipeline
 from playground.pipelines.prompts import named_attributes
 from playground.store.checkpoints import load_model, save_model, trained_dir
+from playground.training import mix_seed
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
 
@@ -111,6 +112,29 @@ def test_sweep_prompts_are_training_captions_and_agree_with_the_prompt_parser():
         assert named_attributes(p.prompt).items() <= p.attributes.items(), p.prompt
     assert len({p.prompt for p in GUIDANCE_PROMPTS}) == len(GUIDANCE_PROMPTS)
 
+
+
+def test_training_captions_describe_seeded_training_faces_without_rendering_them():
+    from playground.data.synthfaces import (
+        SPLIT_SEEDS,
+        SPLIT_SIZES,
+        attributes_from_factors,
+        generate_factors,
+    )
+
+    captions = training_captions(6, seed=3)
+    assert len(captions) == 6 and len(set(captions)) == 6
+    assert training_captions(6, seed=3) == captions and training_captions(6, seed=4) != captions
+    # caption i names only what training face rows[i] has (read back by the prompt parser)
+    rows = np.random.default_rng(mix_seed(3, 5)).choice(SPLIT_SIZES["train"], 6, replace=False)
+    attributes = attributes_from_factors(generate_factors(int(rows.max()) + 1,
+                                                          SPLIT_SEEDS["train"]))
+    named = [named_attributes(c) for c in captions]
+    assert sum(len(n) for n in named) >= 6
+    for row, said in zip(rows, named):
+        assert all(int(attributes[a][row]) == v for a, v in said.items()), (row, said)
+    with pytest.raises(ValueError, match="training faces"):
+        training_captions(0, seed=0)
 
 # ----------------------------------------------------------------------------- numbers
 def test_fd_of_a_set_against_itself_is_zero_and_the_reference_is_cached(tiny_trained):
@@ -216,10 +240,18 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     assert per_prompt[0]["diversity"][0] != per_prompt[0]["diversity"][2]
     # the LDM row of the VAE table is the table's DDIM-4 set (same x_T, same samples)
     assert first["fd_by_model"]["ldm"] == table[1]["fd"]
-    assert set(first["fd_by_model"]) == {"vae-beta1", "vae-beta4", "vae-beta10", "ldm"}
-    vae_check = first["targets"]["vae_vs_ldm"]["ldm_below_every_vae"]
-    vae_fds = [v for name, v in first["fd_by_model"].items() if name != "ldm"]
-    assert vae_check["met"] == all(first["fd_by_model"]["ldm"] < v for v in vae_fds)
+    assert set(first["fd_by_model"]) == {"vae-beta1", "vae-beta4", "vae-beta10", "ldm",
+                                         "ldm (training captions)"}
+    vae_fds = [v for name, v in first["fd_by_model"].items() if not name.startswith("ldm")]
+    for key, model in (("ldm_below_every_vae", "ldm"),
+                       ("ldm_below_every_vae_with_training_captions", "ldm (training captions)")):
+        check = first["targets"]["vae_vs_ldm"][key]
+        assert check["ldm_fd"] == first["fd_by_model"][model]
+        assert check["met"] == all(first["fd_by_model"][model] < v for v in vae_fds)
+    # the captioned set is another sample set from the same x_T (the prompts reach the U-Net)
+    assert first["fd_by_model"]["ldm (training captions)"] != first["fd_by_model"]["ldm"]
+    assert [r.get("condition") for r in first["vae_vs_ldm"] if r["kind"] == "ldm"] == [
+        "unprompted", "training captions"]
     assert first["samples"]["ddim_table"]["n"] == 6 and "note" in first["samples"]["ddim_table"]
     assert first["samples"]["guidance_sweep"]["per_prompt_per_w"] == 3
 

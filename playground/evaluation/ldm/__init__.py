@@ -21,7 +21,8 @@ Parts (``--only`` picks some; with ``--write`` each merges its own keys into
     features of one prompt's samples; both per w, averaged over prompts. Targets: accuracy at
     w = 7.5 ≥ 0.9, accuracy rising from w = 1 to 7.5, diversity falling as w grows.
 ``vae`` → ``vae_vs_ldm`` and ``fd_by_model``: FD-judge of prior samples (z ~ N(0, I), decoded) of
-    vae-beta1/4/10 and of the LDM (DDIM-50, unconditional, the table's x_T), same count.
+    vae-beta1/4/10 and of the LDM (DDIM-50, w = 1, the table's x_T), same count, twice: from the
+    empty prompt and from the captions of random training faces (the model's own p(x)).
 ``pixel`` → ``pixel_vs_latent``: training images/s of the LDM's U-Net config on 3×64×64 pixels and
     on the autoencoder's latent, measured one after the other in this process.
 ``grid`` → ``prompt_grid``: a PNG of DDIM-50 samples at w = 7.5 for a few prompts, the prompt

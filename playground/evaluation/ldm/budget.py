@@ -61,7 +61,8 @@ def estimate_seconds(part: str, cfg: EvalConfig, n: int, k: int, uncond: StepCos
         per_w = guided.seconds(len(cfg.guidance_prompts) * k, cfg.fast_steps)
         return len(cfg.guidance_scales) * per_w
     if part == "vae":
-        return uncond.seconds(n, cfg.fast_steps)  # (or nothing, after table1); VAE decodes: ~0
+        # unprompted (or nothing, after table1) + captioned, at w = 1; VAE decodes: ~0
+        return 2 * uncond.seconds(n, cfg.fast_steps)
     if part == "grid":
         return guided.seconds(len(cfg.grid_prompts) * cfg.grid_seeds, cfg.fast_steps)
     return 0.0  # pixel: a fixed number of training steps; words: no sampling

@@ -18,11 +18,43 @@ from playground.training import mix_seed
 PIXEL_CLAIM = 8.0  # the seed's claim: training on the latent ≈ 8× faster than on pixels
 
 
+def training_captions(n: int, seed: int) -> list[str]:
+    """Captions of n training faces drawn at random (seeded): the LDM's prior over prompts.
+
+    A text-conditional model's own distribution of faces is p(x) = Σ_c p(c) · p(x | c); drawing
+    c from the training captions samples it, as class-conditional models are scored with labels
+    drawn from the training distribution. Training faces, not test ones: the reference is the
+    test split, whose own captions would hand the model its attributes."""
+    from playground.data.captions import captions_for_dataset
+    from playground.data.synthfaces import (
+        SPLIT_SEEDS,
+        SPLIT_SIZES,
+        attributes_from_factors,
+        generate_factors,
+    )
+
+    size = SPLIT_SIZES["train"]
+    if not 0 < n <= size:
+        raise ValueError(f"n must be in 1..{size} (the training faces), got {n}")
+    rows = np.random.default_rng(mix_seed(seed, 5)).choice(size, size=n, replace=False)
+    # the factors alone: a caption needs no pixels, so nothing is rendered
+    factors = {k: v[rows] for k, v in generate_factors(size, SPLIT_SEEDS["train"]).items()}
+    return captions_for_dataset(attributes_from_factors(factors), factors, seed=seed)
+
+
+def _below_every_vae(fd: float, vae_fds: list[float]) -> dict:
+    return {"ldm_fd": fd, "best_vae_fd": min(vae_fds) if vae_fds else None,
+            "met": all(fd < v for v in vae_fds) if vae_fds else None}
+
+
 @torch.no_grad()
 def evaluate_vae_vs_ldm(pipeline, judge, reference, n: int, cfg: EvalConfig,
                         cache: dict | None = None, ldm_name: str = "ldm") -> dict:
-    """FD-judge of n prior samples of each β-VAE and of the n unconditional DDIM-``fast_steps``
-    LDM samples of the table (reused when the table ran in this process)."""
+    """FD-judge of n prior samples of each β-VAE and of two sets of n LDM samples (DDIM-
+    ``fast_steps``, w = 1, the table's x_T): from the empty prompt (the unconditional set of the
+    table, reused when the table ran in this process), and from the captions of n random
+    training faces (`training_captions`). The empty prompt is the condition-dropout branch, which
+    saw one training step in ten; the captioned set is the model's whole p(x)."""
     rows = []
     for b, name in enumerate(cfg.vae_models):
         try:
@@ -40,22 +72,34 @@ def evaluate_vae_vs_ldm(pipeline, judge, reference, n: int, cfg: EvalConfig,
         rows.append({"model": name, "kind": "vae", "beta": float(vae.config.beta), "fd": fd,
                      "n": n, "sampler": "z ~ N(0, I), decoded"})
         print(f"  {name:<12} FD-judge {fd:9.4f}", file=sys.stderr)
-    ldm = (cache or {}).get(("uncond", cfg.fast_steps, n, cfg.seed))
-    if ldm is None:  # the table did not run in this process: the same x_T, the same samples
-        ldm = sample_and_judge(pipeline, judge, [UNCONDITIONAL_PROMPT] * n,
-                               initial_noise(pipeline, n, cfg.seed), guidance=1.0, sampler="ddim",
-                               steps=cfg.fast_steps, eta=0.0, seed=mix_seed(cfg.seed, 1),
-                               batch_size=cfg.batch_size, desc=f"LDM DDIM-{cfg.fast_steps}",
-                               progress=cfg.progress)
-    fd = fd_to_reference(ldm.features, reference)
-    rows.append({"model": ldm_name, "kind": "ldm", "fd": fd, "n": n,
-                 "sampler": f"DDIM-{cfg.fast_steps} (η=0), prompt \"\" at w=1"})
-    print(f"  {ldm_name:<12} FD-judge {fd:9.4f}", file=sys.stderr)
+    x_T = initial_noise(pipeline, n, cfg.seed)
+    sets = {"unprompted": (cache or {}).get(("uncond", cfg.fast_steps, n, cfg.seed)),
+            "training captions": None}
+    prompts = {"unprompted": [UNCONDITIONAL_PROMPT] * n,
+               "training captions": training_captions(n, cfg.seed)}
+    wording = {"unprompted": 'prompt "" at w=1',
+               "training captions": f"captions of {n} random training faces at w=1"}
+    fd_by_model = {r["model"]: r["fd"] for r in rows}
+    for condition, samples in sets.items():
+        if samples is None:  # the table did not run here: the same x_T, the same samples
+            samples = sample_and_judge(pipeline, judge, prompts[condition], x_T, guidance=1.0,
+                                       sampler="ddim", steps=cfg.fast_steps, eta=0.0,
+                                       seed=mix_seed(cfg.seed, 1), batch_size=cfg.batch_size,
+                                       desc=f"LDM DDIM-{cfg.fast_steps} {condition}",
+                                       progress=cfg.progress)
+        fd = fd_to_reference(samples.features, reference)
+        rows.append({"model": ldm_name, "kind": "ldm", "condition": condition, "fd": fd, "n": n,
+                     "sampler": f"DDIM-{cfg.fast_steps} (η=0), {wording[condition]}"})
+        key = ldm_name if condition == "unprompted" else f"{ldm_name} ({condition})"
+        fd_by_model[key] = fd
+        print(f"  {key:<12} FD-judge {fd:9.4f}", file=sys.stderr)
     vae_fds = [r["fd"] for r in rows if r["kind"] == "vae"]
-    check = {"ldm_fd": fd, "best_vae_fd": min(vae_fds) if vae_fds else None,
-             "met": all(fd < v for v in vae_fds) if vae_fds else None}  # sharper than every VAE
-    return {"vae_vs_ldm": rows, "fd_by_model": {r["model"]: r["fd"] for r in rows},
-            "targets": {"vae_vs_ldm": {"ldm_below_every_vae": check}}}
+    ldm_fd = {r["condition"]: r["fd"] for r in rows if r["kind"] == "ldm"}
+    return {"vae_vs_ldm": rows, "fd_by_model": fd_by_model,
+            "targets": {"vae_vs_ldm": {
+                "ldm_below_every_vae": _below_every_vae(ldm_fd["unprompted"], vae_fds),
+                "ldm_below_every_vae_with_training_captions":
+                    _below_every_vae(ldm_fd["training captions"], vae_fds)}}}
 
 
 def unet_config_for(config, shape: Sequence[int]):
