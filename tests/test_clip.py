@@ -252,6 +252,59 @@ def test_freezing_the_text_states_trains_only_what_no_unet_reads(tmp_path, small
     assert not (tmp_path / "third").exists()
 
 
+
+def test_text_head_starts_as_a_no_op_reads_the_words_and_ignores_padding(tmp_path):
+    from playground.training.warm_start import warm_start
+
+    plain = tiny_clip(0)
+    save_model(tmp_path / "plain", plain)
+    headed = tiny_clip(1, text_head_layers=1)
+    warm_start(headed, str(tmp_path / "plain"), verbose=False)  # the head is new to "plain"
+    prompts = ["a photo of a person wearing glasses", "a photo of a person not wearing glasses",
+               "a bald man"]
+    with torch.no_grad():
+        torch.testing.assert_close(headed.encode_text(prompts), plain.encode_text(prompts),
+                                   rtol=0, atol=1e-6)  # zero output layer: the init's embedding
+        torch.nn.init.normal_(headed.text_head.out.weight, std=0.5)
+        moved = headed.encode_text(prompts)
+        assert (moved - plain.encode_text(prompts)).norm(dim=-1).min() > 1e-3
+        # a prompt's embedding does not depend on the padding its batch adds
+        torch.testing.assert_close(headed.encode_text(prompts[2:]), moved[2:], rtol=0, atol=1e-5)
+        # what a U-Net reads is untouched, and the head is not among it
+        tokens = plain.tokenize(prompts)
+        torch.testing.assert_close(headed.encode_text_tokens(tokens),
+                                   plain.encode_text_tokens(tokens), rtol=0, atol=0)
+    assert not any(k.startswith("text_head.") for k in headed.text_state_tensors())
+    headed.freeze_text_states()
+    assert all(p.requires_grad for p in headed.text_head.parameters())
+    # a saved headed model loads with its head
+    save_model(tmp_path / "headed", headed)
+    again = load_model(tmp_path / "headed")
+    with torch.no_grad():
+        torch.testing.assert_close(again.encode_text(prompts), moved, rtol=0, atol=1e-3)
+    with pytest.raises(ValueError, match="text_head_layers"):
+        CLIPConfig(**TINY, text_head_layers=-1)
+
+
+def test_a_text_head_trains_on_frozen_states_and_ships_alone(tmp_path, small_sets):
+    from playground.training.ship import same_conditioning
+
+    train, val = small_sets
+    common = dict(**TINY, batch_size=32, max_steps=3, threads=1, progress=False,
+                  amp="none", layout="contiguous")
+    train_clip(CLIPTrainConfig(**common, out=str(tmp_path / "first")), train_set=train,
+               val_set=val)
+    train_clip(CLIPTrainConfig(**common, init=str(tmp_path / "first"), freeze_text_states=True,
+                               text_head_layers=1, out=str(tmp_path / "headed")),
+               train_set=train, val_set=val)
+    first, headed = load_model(tmp_path / "first"), load_model(tmp_path / "headed")
+    assert headed.config.text_head_layers == 1 and headed.text_head is not None
+    assert float(headed.text_head.out.weight.detach().abs().sum()) > 0  # it learned from zero
+    assert same_conditioning(tmp_path / "headed", tmp_path / "first")
+    prompts = ["a photo of a person smiling", "a photo of a person not smiling"]
+    with torch.no_grad():
+        assert not torch.allclose(headed.encode_text(prompts), first.encode_text(prompts))
+
 def test_train_clip_resume_is_exact(tmp_path, small_sets):
     train, val = small_sets
     base = TINY

@@ -11,7 +11,8 @@ the playground needs:
   cross-attention context of the U-Net (Q from the latents, K/V from these);
 - `text_mask` — (B, L) True for real tokens (start, words, end), False for padding;
 - `encode_text` / `encode_image` — L2-normalised embeddings (B, E) in the shared space, for
-  zero-shot attribute checks and the latent map's text search;
+  zero-shot attribute checks and the latent map's text search; with ``text_head_layers`` > 0,
+  a `TextHead` reads the words beside the states before the text embedding is pooled;
 - `unknown_words` — words of a prompt whose tokens never occurred in the training captions
   (the model has no idea what they mean).
 
@@ -64,6 +65,9 @@ class CLIPConfig:
     text_width: int = 128  # text transformer width = D of the per-token states
     text_heads: int = 4  # text attention heads
     text_layers: int = 4  # text transformer blocks
+    # blocks of the `TextHead` that reads the per-token states *and* the words before pooling
+    # (0 = open_clip's CLIP: the end token's state alone)
+    text_head_layers: int = 0
     image_mean: tuple[float, ...] = (0.5, 0.5, 0.5)  # per-channel normalisation of [0, 1] input
     image_std: tuple[float, ...] = (0.25, 0.25, 0.25)  # (about the SynthFaces pixel spread)
     # token ids seen in the training captions (filled by the trainer; empty = unknown)
@@ -77,6 +81,8 @@ class CLIPConfig:
                      "vision_head_width", "text_width", "text_heads", "text_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.text_head_layers < 0:
+            raise ValueError(f"text_head_layers must be >= 0, got {self.text_head_layers}")
         if self.vision_pool not in VISION_POOLS:
             raise ValueError(f"vision_pool must be one of {VISION_POOLS}, got {self.vision_pool!r}")
         if self.image_size % self.patch_size:
@@ -156,8 +162,39 @@ def _check_text(text: object) -> str:
     return text
 
 
+class TextHead(nn.Module):
+    """Bidirectional attention over what a U-Net reads — each token's final state followed by
+    its normalised word embedding, (B, L, 2D) — giving a correction (B, L, D) that is added to
+    the states before the end token is pooled.
+
+    Why: by the last layer of the causal text tower, a caption's small-detail words have faded
+    into the sentence ("… wearing glasses" and "… not wearing glasses" pool to cosine 0.997), so
+    a hard negative about glasses barely moves the logits and the image tower is never asked to
+    keep them. The head sees the words themselves (as the U-Net does), and it sits *after* the
+    states a U-Net is conditioned on, so it trains with those states frozen. Its output layer
+    starts at zero: a head added to a trained CLIP leaves every embedding as it was."""
+
+    def __init__(self, width: int, heads: int, layers: int):
+        super().__init__()
+        self.inp = nn.Linear(2 * width, width)
+        block = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=0.0,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.out = nn.Linear(width, width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """context (B, L, 2D), mask (B, L) True for real tokens → (B, L, D); padding is never
+        attended to, so a prompt's output does not depend on its batch's padding."""
+        return self.out(self.blocks(self.inp(context), src_key_padding_mask=~mask))
+
+
 class TextImageCLIP(_TokenizerMixin, nn.Module):
     """open_clip's CLIP (ViT image tower + causal text transformer) for 64×64 faces."""
+
+    # weights a warm start may find missing in an older model: they start as a no-op
+    new_at_warm_start = ("text_head.",)
 
     def __init__(self, config: CLIPConfig | None = None):
         super().__init__()
@@ -170,6 +207,8 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
         text = CLIPTextCfg(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
                            width=cfg.text_width, heads=cfg.text_heads, layers=cfg.text_layers)
         self.clip = CLIP(embed_dim=cfg.embed_dim, vision_cfg=vision, text_cfg=text)
+        self.text_head = (TextHead(cfg.text_width, cfg.text_heads, cfg.text_head_layers)
+                          if cfg.text_head_layers else None)
         self.register_buffer("image_mean", torch.tensor(cfg.image_mean).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("image_std", torch.tensor(cfg.image_std).view(1, 3, 1, 1),
@@ -249,11 +288,16 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
     def encode_text(self, texts_or_tokens, normalize: bool = True) -> torch.Tensor:
         """Prompts (list of str) or token ids (B, L) → embeddings (B, E), L2-normalised.
 
-        The state at the end token (the largest id, as open_clip's "argmax" pooling), projected
-        into the shared space; computed on the trimmed tokens (the same numbers, fewer FLOPs)."""
+        The state at the end token (the largest id, as open_clip's "argmax" pooling), plus the
+        `TextHead`'s correction there when the model has one, projected into the shared space;
+        computed on the trimmed tokens (the same numbers, fewer FLOPs)."""
         tokens = self.trim_tokens(self._as_tokens(texts_or_tokens))
-        states = self.encode_text_tokens(tokens)  # (B, L', D)
-        pooled = states[torch.arange(states.shape[0], device=states.device), tokens.argmax(dim=-1)]
+        head = getattr(self, "text_head", None)  # (a pretrained adapter has none)
+        states = self.encode_text_tokens(tokens, words=head is not None)  # (B, L', D or 2D)
+        rows, end = torch.arange(states.shape[0], device=states.device), tokens.argmax(dim=-1)
+        pooled = states[rows, end, :self.text_width]
+        if head is not None:
+            pooled = pooled + head(states, self.text_mask(tokens))[rows, end]
         proj = self.clip.text_projection
         pooled = proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
         return F.normalize(pooled, dim=-1) if normalize else pooled

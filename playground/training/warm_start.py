@@ -55,7 +55,9 @@ def widened(ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor | None:
 def warm_start(model: nn.Module, init: str, verbose: bool = True) -> dict[str, float]:
     """Load the weights of the saved model `init` (a name in trained/ or runs/, or a folder)
     into `model`, which must have the same architecture, except that the weights the model
-    lists in ``widenable_inputs`` (name suffixes) may take more inputs (`widened`). Returns
+    lists in ``widenable_inputs`` (name suffixes) may take more inputs (`widened`), and weights
+    under its ``new_at_warm_start`` prefixes may be missing from `init` (they keep the values
+    the model was built with, which must make them a no-op). Returns
     the cumulative training counters of `init`, which the new run adds to its own."""
     from playground.store.checkpoints import METRICS_FILE
 
@@ -63,7 +65,11 @@ def warm_start(model: nn.Module, init: str, verbose: bool = True) -> dict[str, f
     source = load_model(folder)
     ours, theirs = model.state_dict(), source.state_dict()
     suffixes = tuple(getattr(model, "widenable_inputs", ()))
+    fresh = tuple(getattr(model, "new_at_warm_start", ()))
     loaded, widened_names = {}, []
+    # modules the model adds to an older architecture, built to start as a no-op: kept as built
+    added = sorted(name for name in ours.keys() - theirs.keys() if fresh and name.startswith(fresh))
+    loaded.update({name: ours[name] for name in added})
     for name in ours.keys() & theirs.keys():
         if ours[name].shape == theirs[name].shape:
             loaded[name] = theirs[name].to(ours[name].dtype)
@@ -78,6 +84,9 @@ def warm_start(model: nn.Module, init: str, verbose: bool = True) -> dict[str, f
                          f"({len(mismatched)} tensors differ, e.g. {mismatched[0]}); train with "
                          f"the architecture in {folder / 'config.json'}, or start from scratch")
     model.load_state_dict(loaded)
+    if added and verbose:
+        print(f"{len(added)} weights are new to {folder.name} and start as a no-op, e.g. "
+              f"{added[0]}", flush=True)
     if widened_names and verbose:
         print(f"{len(widened_names)} weights take new inputs (zero columns: the model starts "
               f"out as {folder.name}), e.g. {sorted(widened_names)[0]}", flush=True)

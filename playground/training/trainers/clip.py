@@ -21,6 +21,10 @@ A shipped U-Net is conditioned on this model's per-token text states, so a new C
 ships only with a U-Net trained on it. ``--freeze-text-states`` (with ``--init clip``) trains
 the image tower, both projections and the temperature against the shipped text states, which
 stay bit for bit what the U-Net learned on; `playground.training.ship` then accepts the run alone.
+Those states blur the small-detail words, so ``--text-head-layers N`` adds a `TextHead` after
+them: N blocks over each token's state and its word, whose output (zero at the start, so a warm
+start begins as the init) joins the end token's state before the projection. It trains with
+the states frozen.
 
 Under DDP each process contrasts its own share of the batch (no feature gather).
 
@@ -83,6 +87,8 @@ class CLIPTrainConfig(StartAndSpeed):
     text_width: int = 128  # text transformer width (= the U-Net's context dim)
     text_layers: int = 4  # text transformer blocks
     text_heads: int = 4  # text attention heads
+    text_head_layers: int = 0  # blocks of the TextHead that reads the words before pooling
+    # (0 = open_clip's pooling; trains with --freeze-text-states, see models.clip.TextHead)
     context_length: int = 77  # tokens per prompt (SynthFaces captions need ≤ ~65)
     data_root: str | None = None  # SynthFaces cache folder
     epochs: int | None = None  # stop after this many epochs (3 if no minutes/max_steps given)
@@ -129,8 +135,8 @@ class CLIPTrainConfig(StartAndSpeed):
                           vision_head_width=self.vision_head_width,
                           vision_pool=self.vision_pool,
                           text_width=self.text_width, text_layers=self.text_layers,
-                          text_heads=self.text_heads, context_length=self.context_length,
-                          known_tokens=known_tokens)
+                          text_heads=self.text_heads, text_head_layers=self.text_head_layers,
+                          context_length=self.context_length, known_tokens=known_tokens)
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else runs_dir() / "clip"
@@ -138,7 +144,8 @@ class CLIPTrainConfig(StartAndSpeed):
 
 FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
                    "vision_pool",
-                   "text_width", "text_layers", "text_heads", "context_length", "batch_size",
+                   "text_width", "text_layers", "text_heads", "text_head_layers",
+                   "context_length", "batch_size",
                    "seed", "train_size", "hard_negatives", "freeze_text_states")
 
 
@@ -284,6 +291,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             ("--text-width", "text_width", "text transformer width"),
             ("--text-layers", "text_layers", "text transformer blocks"),
             ("--text-heads", "text_heads", "text attention heads"),
+            ("--text-head-layers", "text_head_layers",
+             "blocks of a head that reads the words beside the text states before pooling "
+             "(0: none)"),
             ("--context-length", "context_length", "tokens per prompt")):
         p.add_argument(flag, dest=name, type=int, default=S,
                        help=f"{help_text} (default {getattr(d, name)})")
