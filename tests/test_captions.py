@@ -185,6 +185,15 @@ def test_no_direction_phrase_below_thresholds_and_hair_length():
     assert not any(says(c, ["red", "green", "yellow", "purple", "pink", "orange", "teal"]) for c in captions)
 
 
+def test_background_colours_take_their_article():
+    orange = [caption_from_factors({"background": 0.1}, s, {}) for s in range(40)]
+    named = [c for c in orange if "orange" in c]
+    assert named and all("an orange" in c for c in named)
+    blue = [c for c in (caption_from_factors({"background": 0.6}, s, {}) for s in range(40))
+            if "blue" in c]
+    assert blue and all("a blue" in c for c in blue)
+
+
 def test_hue_colour_names():
     assert [hue_colour_name(h) for h in (0.0, 0.1, 0.33, 0.6, 0.75, 0.99)] == [
         "red", "orange", "green", "blue", "purple", "red"]

@@ -116,7 +116,7 @@ FACTOR_PHRASES: dict[str, tuple[str, str]] = {
 }
 _LIGHT_VARIANTS = ("lit from the {}", "illuminated from the {}", "with light coming from the {}")
 _YAW_VARIANTS = ("turned to the {}", "facing {}", "looking to the {}", "head turned {}")
-_BACKGROUND_VARIANTS = ("on a {} background", "against a {} background", "in front of a {} backdrop")
+_BACKGROUND_VARIANTS = ("on {} background", "against {} background", "in front of {} backdrop")
 # Background colour names by hue (degrees, upper bounds). No hair-colour words on purpose.
 _HUE_NAMES = ((15, "red"), (45, "orange"), (70, "yellow"), (160, "green"), (195, "teal"),
               (255, "blue"), (290, "purple"), (340, "pink"), (360, "red"))
@@ -285,7 +285,7 @@ def _factor_extras(factors_row: Mapping[str, float | int], rng: np.random.Genera
         clauses.append(_pick(rng, ("with a tilted head", "head tilted")))
     if "background" in factors_row and rng.random() < BACKGROUND_PROBABILITY:
         colour = hue_colour_name(float(factors_row["background"]))
-        clauses.append(_pick(rng, _BACKGROUND_VARIANTS).format(colour))
+        clauses.append(_pick(rng, _BACKGROUND_VARIANTS).format(f"{_article(colour)} {colour}"))
     hair_length = None
     if "hair_style" in factors_row:
         style = CATEGORICAL_FACTORS["hair_style"][int(factors_row["hair_style"])]
