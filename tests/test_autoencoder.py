@@ -228,6 +228,34 @@ def test_freezing_the_encoder_trains_the_decoder_only_and_keeps_the_latents(tmp_
     assert not torch.equal(tuned.decode(base.encode(x)), base.decode(base.encode(x)))
 
 
+
+def test_a_deeper_decoder_starts_as_the_shallower_one_and_its_extras_train(tmp_path):
+    from playground.training.ship import same_conditioning
+
+    run(tmp_path / "base", max_steps=2)
+    base = load_model(tmp_path / "base")
+    deeper = KLAutoencoder(AutoencoderConfig(latent_size=16, channels=(8, 8, 16),
+                                             decoder_extra_blocks=2))
+    assert len(deeper.decoder.extra) == 3  # one group per level, 64×64 included
+    assert set(base.state_dict()) < set(deeper.state_dict())  # the old names are all there
+    from playground.training.warm_start import warm_start
+
+    warm_start(deeper, str(tmp_path / "base"), verbose=False)
+    x = images(3)
+    torch.testing.assert_close(deeper.reconstruct(x), base.reconstruct(x), rtol=0, atol=1e-6)
+    # trained with the encoder frozen: the extras move, the latents stay, it ships alone
+    tuned_args = dict(init=str(tmp_path / "base"), freeze_encoder=True, warmup_steps=1,
+                      decoder_extra_blocks=1)
+    run(tmp_path / "deeper", max_steps=3, **tuned_args)
+    tuned = load_model(tmp_path / "deeper")
+    assert tuned.config.decoder_extra_blocks == 1
+    assert all(float(group[0].block[-1].weight.detach().abs().sum()) > 0
+               for group in tuned.decoder.extra)
+    assert torch.equal(tuned.encode(x), base.encode(x))
+    assert same_conditioning(tmp_path / "deeper", tmp_path / "base")
+    with pytest.raises(ValueError, match="decoder_extra_blocks"):
+        AutoencoderConfig(decoder_extra_blocks=-1)
+
 def test_the_cli_trains_resumes_and_writes_metrics(tmp_path, capsys):
     out = tmp_path / "runs" / "ae"
     assert main(["autoencoder", *TINY_CLI, "--max-steps", "2", "--out", str(out)]) == 0

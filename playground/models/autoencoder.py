@@ -19,6 +19,7 @@ Layout (one *level* per resolution, widths from ``channels``):
     encoder: conv3×3 → [level 0, 64×64] → down → [level 1: res blocks] → … → down →
              [last level: res blocks] → GN, SiLU, conv3×3 → (μ, log σ²)
     decoder: conv3×3 → [last level: res blocks] → up → … → up → [level 0] → GN, SiLU, conv3×3
+             (with ``decoder_extra_blocks``, each level, 64×64 included, ends with that many more)
 
 Level 0 (the full 64×64 resolution) has no residual block: it is by far the most expensive
 resolution on a CPU, and the stride-2 convolutions that enter and leave it already work there.
@@ -55,6 +56,9 @@ class AutoencoderConfig:
     latent_size: int = 16  # side of z: 64 / latent_size must be a power of two (16 → 16×16×4)
     channels: tuple[int, ...] | None = None  # width per level, 64×64 first (None = by latent_size)
     num_res_blocks: int = 1  # residual blocks per level below 64×64, in encoder and decoder
+    # more residual blocks per decoder level, 64×64 included, after the ones above (as the LDM
+    # paper's decoder is deeper than its encoder); each starts as the identity (see Decoder)
+    decoder_extra_blocks: int = 0
     image_size: int = 64  # input height = width
     in_channels: int = 3  # RGB
     norm_groups: int = 8  # GroupNorm groups (batch-independent, DDP-safe)
@@ -83,6 +87,8 @@ class AutoencoderConfig:
                              f"norm_groups={self.norm_groups}")
         if self.num_res_blocks < 0:
             raise ValueError(f"num_res_blocks must be >= 0, got {self.num_res_blocks}")
+        if self.decoder_extra_blocks < 0:
+            raise ValueError(f"decoder_extra_blocks must be >= 0, got {self.decoder_extra_blocks}")
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
         if not (self.scale_factor > 0 and math.isfinite(self.scale_factor)):
@@ -149,21 +155,49 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (N, latent_channels, h, w) (unscaled) → image (N, 3, 64, 64) in [−1, 1] (unclamped)."""
+    """z (N, latent_channels, h, w) (unscaled) → image (N, 3, 64, 64) in [−1, 1] (unclamped).
+
+    ``extra[level]`` holds the level's ``decoder_extra_blocks`` residual blocks, run where the
+    level's own blocks end (before its upsampling; at 64×64, before the output head). They live
+    outside ``net`` so that ``net``'s weight names are those of a decoder without them, and
+    their last convolution starts at zero, so each starts as the identity: a trained decoder
+    warm-starts into a deeper one that draws exactly what it drew (`new_at_warm_start`)."""
 
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         c, g = cfg.channels, cfg.norm_groups
         layers: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, c[-1], 3, padding=1)]
+        self._extra_after: dict[int, int] = {}  # index in net after which a level's extras run
         for i in range(len(c) - 1, 0, -1):
             layers += [ResBlock(c[i], g) for _ in range(cfg.num_res_blocks)]
+            self._extra_after[len(layers) - 1] = i
             layers.append(_up(c[i], c[i - 1]))
+        self._extra_after[len(layers) - 1] = 0
         layers += [nn.GroupNorm(g, c[0]), nn.SiLU(),
                    nn.Conv2d(c[0], cfg.in_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        self.extra = nn.ModuleList()
+        if cfg.decoder_extra_blocks:
+            self.extra = nn.ModuleList(
+                nn.Sequential(*(_identity_at_start(ResBlock(c[i], g))
+                                for _ in range(cfg.decoder_extra_blocks)))
+                for i in range(len(c)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        x = z
+        for index, layer in enumerate(self.net):
+            x = layer(x)
+            if len(self.extra) and index in self._extra_after:
+                x = self.extra[self._extra_after[index]](x)
+        return x
+
+
+def _identity_at_start(block: ResBlock) -> ResBlock:
+    """Zero the block's last convolution: x + 0 until training moves it."""
+    last = block.block[-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return block
 
 
 class KLAutoencoder(nn.Module):
@@ -172,6 +206,9 @@ class KLAutoencoder(nn.Module):
     The public `encode` / `decode` use *scaled* latents (``z · scale_factor``, about unit
     variance once trained); `encode_moments`, `decode_unscaled` and `forward` use raw z.
     """
+
+    # weights a warm start may find missing in an older model: they start as the identity
+    new_at_warm_start = ("decoder.extra.",)
 
     def __init__(self, config: AutoencoderConfig | None = None):
         super().__init__()

@@ -67,6 +67,8 @@ class AutoencoderTrainConfig(StartAndSpeed):
     latent_channels: int = 4  # channels of the latent
     channels: tuple[int, ...] | None = None  # width per level, 64×64 first (None = by latent size)
     num_res_blocks: int = 1  # residual blocks per level below 64×64
+    decoder_extra_blocks: int = 0  # more residual blocks per decoder level, 64×64 included
+    # (each starts as the identity, so --init from a shallower decoder starts where it was)
     kl_weight: float = 1e-6  # weight of the per-element KL against the per-element recon loss
     recon_loss: str = "l1"  # "l1" (sharper edges) or "mse" (what PSNR measures)
     # train the decoder only (with --init): the encoder and the scale factor stay the init's,
@@ -105,7 +107,9 @@ class AutoencoderTrainConfig(StartAndSpeed):
     def model_config(self) -> AutoencoderConfig:
         return AutoencoderConfig(latent_channels=self.latent_channels,
                                  latent_size=self.latent_size, channels=self.channels,
-                                 num_res_blocks=self.num_res_blocks, kl_weight=self.kl_weight)
+                                 num_res_blocks=self.num_res_blocks,
+                                 decoder_extra_blocks=self.decoder_extra_blocks,
+                                 kl_weight=self.kl_weight)
 
     def out_dir(self) -> Path:
         if self.out:
@@ -115,7 +119,8 @@ class AutoencoderTrainConfig(StartAndSpeed):
 
 
 # Changing these would make a resumed run a different run.
-FIXED_ON_RESUME = ("latent_size", "latent_channels", "channels", "num_res_blocks", "kl_weight",
+FIXED_ON_RESUME = ("latent_size", "latent_channels", "channels", "num_res_blocks",
+                   "decoder_extra_blocks", "kl_weight",
                    "recon_loss", "dataset", "batch_size", "seed", "train_size", "freeze_encoder")
 
 
@@ -350,6 +355,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 16,32,64 for latent 16; 16,32,64,128 for latent 8)")
     p.add_argument("--res-blocks", dest="num_res_blocks", type=int, default=S,
                    help=f"residual blocks per level below 64×64 (default {d.num_res_blocks})")
+    p.add_argument("--decoder-extra-blocks", dest="decoder_extra_blocks", type=int, default=S,
+                   help=f"more residual blocks per decoder level, 64×64 included, each starting "
+                        f"as the identity (default {d.decoder_extra_blocks})")
     p.add_argument("--kl-weight", dest="kl_weight", type=float, default=S,
                    help=f"KL weight per latent element (default {d.kl_weight:g})")
     p.add_argument("--recon-loss", dest="recon_loss", choices=RECON_LOSSES, default=S,
