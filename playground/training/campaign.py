@@ -44,6 +44,18 @@ RECIPES: dict[str, list[str]] = {
     "vae-beta10": ["vae", "--beta", "10"],
 }
 
+# config.json fields a warm start must rebuild, beyond the recipe (config field → trainer option)
+INIT_ARCHITECTURE: dict[str, str] = {
+    "decoder_extra_blocks": "--decoder-extra-blocks",
+    "text_head_layers": "--text-head-layers",
+}
+# trainer → the option that trains only what a shipped U-Net does not read, so the run can ship
+# alone (`ship.same_conditioning` checks it)
+KEEP_CONDITIONING: dict[str, tuple[str, str]] = {
+    "autoencoder": ("--freeze-encoder", "freeze_encoder"),
+    "clip": ("--freeze-text-states", "freeze_text_states"),
+}
+
 # model name → (headline key, target): the campaign issue's table; None = no target of its own
 TARGETS: dict[str, tuple[str, float] | None] = {
     "autoencoder": ("small_detail_acc", 0.93),
@@ -121,18 +133,30 @@ def train_command(name: str, minutes: float, threads: int, device: str,
         spent = float(read_json(state).get("elapsed_seconds", 0.0)) / 60
         return cmd + ["--resume", "--minutes", f"{spent + minutes:.2f}", *extra]
     if (trained_dir() / name / "config.json").is_file():
-        cmd += ["--init", name]
-        if RECIPES[name][0] == "autoencoder" and pipelines_using(name):
-            # a shipped U-Net reads its latents: train the decoder only, so it can ship alone
-            cmd.append("--freeze-encoder")
+        cmd += ["--init", name, *init_architecture(name)]
+        keep = KEEP_CONDITIONING.get(RECIPES[name][0])
+        if keep and pipelines_using(name):
+            # a shipped U-Net reads its latents or text states: keep them, so it can ship alone
+            cmd.append(keep[0])
     return cmd + ["--minutes", f"{minutes:.2f}", *extra]
+
+
+def init_architecture(name: str) -> list[str]:
+    """Trainer options that rebuild the shipped model's architecture where it differs from the
+    recipe's defaults (e.g. ``--decoder-extra-blocks 1``), so that ``--init name`` fits."""
+    config = read_json(trained_dir() / name / "config.json")
+    out = []
+    for field, option in INIT_ARCHITECTURE.items():
+        if config.get(field):
+            out += [option, str(config[field])]
+    return out
 
 
 def after_commands(name: str, judge: str) -> list[list[str]]:
     """Ship if better; β-VAEs then get their full metrics re-measured. A shipped U-Net's
     autoencoder and CLIP wait for the U-Net trained on them, which ships with them (--chain),
-    unless the autoencoder trained its decoder only."""
-    if pipelines_using(name) and not _frozen_encoder(runs_dir() / name):
+    unless they trained only what the U-Net does not read (`KEEP_CONDITIONING`)."""
+    if pipelines_using(name) and not _kept_conditioning(runs_dir() / name):
         print(f"  {name}: ships with the U-Net trained on it (ship --chain)", flush=True)
         return []
     ship = "--chain" if RECIPES[name][0] == "ldm" else "--if-better"
@@ -143,11 +167,14 @@ def after_commands(name: str, judge: str) -> list[list[str]]:
     return cmds
 
 
-def _frozen_encoder(run: Path) -> bool:
-    """Whether the run folder trained its autoencoder's decoder only (--freeze-encoder): the
-    U-Net's latents are unchanged, so it ships alone (`ship.same_conditioning` checks it)."""
+def _kept_conditioning(run: Path) -> bool:
+    """Whether the run folder trained only what a U-Net does not read (--freeze-encoder,
+    --freeze-text-states): its latents or text states are unchanged, so it ships alone."""
     state = run / TRAIN_STATE_JSON
-    return state.is_file() and bool(read_json(state).get("args", {}).get("freeze_encoder"))
+    if not state.is_file():
+        return False
+    args = read_json(state).get("args", {})
+    return any(args.get(field) for _, field in KEEP_CONDITIONING.values())
 
 
 def run_side_by_side(jobs: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
