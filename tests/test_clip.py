@@ -228,14 +228,22 @@ def test_train_clip_tiny_run_writes_a_loadable_model(tmp_path, small_sets):
     assert set(model.config.known_tokens) == set(caption_vocabulary(train, model))
 
 
-def test_freezing_the_text_states_trains_only_what_no_unet_reads(tmp_path, small_sets):
+def _train_then_freeze(tmp_path, small_sets, second: str, **second_options) -> dict:
+    """A tiny run in tmp_path/first, then one warm-started from it with its text states frozen
+    in tmp_path/<second>; returns the options both share."""
     train, val = small_sets
     common = dict(**TINY, batch_size=32, max_steps=3, threads=1, progress=False,
                   amp="none", layout="contiguous")
     train_clip(CLIPTrainConfig(**common, out=str(tmp_path / "first")), train_set=train,
                val_set=val)
     train_clip(CLIPTrainConfig(**common, init=str(tmp_path / "first"), freeze_text_states=True,
-                               out=str(tmp_path / "second")), train_set=train, val_set=val)
+                               out=str(tmp_path / second), **second_options),
+               train_set=train, val_set=val)
+    return common
+
+def test_freezing_the_text_states_trains_only_what_no_unet_reads(tmp_path, small_sets):
+    train, val = small_sets
+    common = _train_then_freeze(tmp_path, small_sets, "second")
     first, second = load_model(tmp_path / "first"), load_model(tmp_path / "second")
     tokens = first.tokenize(["a smiling person with glasses", "a bald man"])
     torch.testing.assert_close(second.encode_text_tokens(tokens), first.encode_text_tokens(tokens),
@@ -289,14 +297,7 @@ def test_text_head_starts_as_a_no_op_reads_the_words_and_ignores_padding(tmp_pat
 def test_a_text_head_trains_on_frozen_states_and_ships_alone(tmp_path, small_sets):
     from playground.training.ship import same_conditioning
 
-    train, val = small_sets
-    common = dict(**TINY, batch_size=32, max_steps=3, threads=1, progress=False,
-                  amp="none", layout="contiguous")
-    train_clip(CLIPTrainConfig(**common, out=str(tmp_path / "first")), train_set=train,
-               val_set=val)
-    train_clip(CLIPTrainConfig(**common, init=str(tmp_path / "first"), freeze_text_states=True,
-                               text_head_layers=1, out=str(tmp_path / "headed")),
-               train_set=train, val_set=val)
+    _train_then_freeze(tmp_path, small_sets, "headed", text_head_layers=1)
     first, headed = load_model(tmp_path / "first"), load_model(tmp_path / "headed")
     assert headed.config.text_head_layers == 1 and headed.text_head is not None
     assert float(headed.text_head.out.weight.detach().abs().sum()) > 0  # it learned from zero
