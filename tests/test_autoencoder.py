@@ -228,9 +228,9 @@ def test_freezing_the_encoder_trains_the_decoder_only_and_keeps_the_latents(tmp_
     assert not torch.equal(tuned.decode(base.encode(x)), base.decode(base.encode(x)))
 
 
-
 def test_a_deeper_decoder_starts_as_the_shallower_one_and_its_extras_train(tmp_path):
     from playground.training.ship import same_conditioning
+    from playground.training.warm_start import warm_start
 
     run(tmp_path / "base", max_steps=2)
     base = load_model(tmp_path / "base")
@@ -238,8 +238,6 @@ def test_a_deeper_decoder_starts_as_the_shallower_one_and_its_extras_train(tmp_p
                                              decoder_extra_blocks=2))
     assert len(deeper.decoder.extra) == 3  # one group per level, 64×64 included
     assert set(base.state_dict()) < set(deeper.state_dict())  # the old names are all there
-    from playground.training.warm_start import warm_start
-
     warm_start(deeper, str(tmp_path / "base"), verbose=False)
     x = images(3)
     torch.testing.assert_close(deeper.reconstruct(x), base.reconstruct(x), rtol=0, atol=1e-6)
@@ -255,6 +253,7 @@ def test_a_deeper_decoder_starts_as_the_shallower_one_and_its_extras_train(tmp_p
     assert same_conditioning(tmp_path / "deeper", tmp_path / "base")
     with pytest.raises(ValueError, match="decoder_extra_blocks"):
         AutoencoderConfig(decoder_extra_blocks=-1)
+
 
 def test_the_cli_trains_resumes_and_writes_metrics(tmp_path, capsys):
     out = tmp_path / "runs" / "ae"

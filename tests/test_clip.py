@@ -12,9 +12,11 @@ from playground.models.clip import (
     EMBEDDING_KEY,
     KNOWN_ROWS_KEY,
     CLIPConfig,
+    TextImageCLIP,
+)
+from playground.models.clip_pretrained import (
     PretrainedCLIPAdapter,
     PretrainedUnavailableError,
-    TextImageCLIP,
     load_pretrained_clip,
 )
 from playground.store.checkpoints import load_model, save_model

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vaes", nargs="*", default=["vae-beta1", "vae-beta4", "vae-beta10"],
                    help="β-VAEs of the morph table (default the three shipped)")
     p.add_argument("--pairs", type=int, default=6, help="face pairs of the morph table")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps of the edits and of the diffusion morph (default 50)")
+    p.add_argument("--steps", type=int, default=50,
+                   help="DDIM steps of the edits and of the diffusion morph (default 50)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
     if args.threads:
