@@ -255,6 +255,35 @@ def test_a_deeper_decoder_starts_as_the_shallower_one_and_its_extras_train(tmp_p
         AutoencoderConfig(decoder_extra_blocks=-1)
 
 
+def test_a_warm_start_is_built_as_its_init_unless_an_option_says_otherwise(tmp_path, capsys):
+    import argparse
+
+    from playground.training import config_from_args
+
+    run(tmp_path / "base", max_steps=1, latent_channels=8, decoder_extra_blocks=1)
+    init = str(tmp_path / "base")
+
+    def config(**given):
+        return config_from_args(AutoencoderTrainConfig,
+                                argparse.Namespace(init=init, out=str(tmp_path / "new"), **given))
+
+    cfg = config()
+    assert (cfg.latent_channels, cfg.channels, cfg.decoder_extra_blocks) == (8, (8, 8, 16), 1)
+    assert "latent_channels=8" in capsys.readouterr().out
+    assert config(decoder_extra_blocks=2).decoder_extra_blocks == 2  # grows a deeper decoder
+    assert config(kl_weight=1e-3).kl_weight == 1e-3  # the objective is not architecture
+    assert AutoencoderTrainConfig().latent_channels == 4  # without --init: the defaults
+    warm = run(tmp_path / "warm", max_steps=1, init=init, warmup_steps=1,
+               **{k: getattr(cfg, k) for k in AutoencoderTrainConfig.ARCHITECTURE})
+    assert warm["steps"] == 1 and load_model(tmp_path / "warm").config.latent_channels == 8
+    vae_run = tmp_path / "vae"  # a model of another kind lends no fields
+    vae_run.mkdir()
+    (vae_run / "config.json").write_text('{"kind": "vae", "channels": [4, 4]}')
+    other = config_from_args(AutoencoderTrainConfig,
+                             argparse.Namespace(init=str(vae_run), out=str(tmp_path / "x")))
+    assert other.channels is None
+
+
 def test_the_cli_trains_resumes_and_writes_metrics(tmp_path, capsys):
     out = tmp_path / "runs" / "ae"
     assert main(["autoencoder", *TINY_CLI, "--max-steps", "2", "--out", str(out)]) == 0

@@ -68,11 +68,6 @@ def test_an_autoencoder_under_a_shipped_unet_trains_its_decoder_only_and_ships_a
     assert cmd[cmd.index("--init") + 1] == "autoencoder" and "--freeze-encoder" in cmd
     assert "--decoder-extra-blocks" not in cmd
     assert "--freeze-encoder" not in campaign.train_command("clip", 5.0, 1, "cpu", [])
-    # a shipped model whose architecture goes beyond the recipe is rebuilt as it is
-    (tmp_path / "trained" / "autoencoder" / "config.json").write_text(json.dumps(
-        {"kind": "autoencoder", "decoder_extra_blocks": 1}))
-    cmd = campaign.train_command("autoencoder", 5.0, 1, "cpu", [])
-    assert cmd[cmd.index("--decoder-extra-blocks") + 1] == "1"
     run = tmp_path / "runs" / "autoencoder"
     run.mkdir(parents=True)
     (run / "train_state.json").write_text(json.dumps({"args": {"freeze_encoder": False}}))
@@ -87,7 +82,7 @@ def test_a_clip_under_a_shipped_unet_keeps_its_text_states_and_ships_alone(tmp_p
         (tmp_path / "trained" / name).mkdir(parents=True)
         (tmp_path / "trained" / name / "config.json").write_text(json.dumps(config))
     cmd = campaign.train_command("clip", 5.0, 1, "cpu", [])
-    assert "--freeze-text-states" in cmd and cmd[cmd.index("--text-head-layers") + 1] == "2"
+    assert "--freeze-text-states" in cmd  # its head's depth comes from --init (the trainer)
     run = tmp_path / "runs" / "clip"
     run.mkdir(parents=True)
     (run / "train_state.json").write_text(json.dumps({"args": {"freeze_text_states": False}}))

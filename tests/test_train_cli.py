@@ -1,5 +1,6 @@
 """Training machinery and the β-VAE trainer: tiny runs, exact resume, crash safety, DDP."""
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -336,3 +337,19 @@ def test_every_trainer_config_refuses_bad_shared_options(module, cls, option, va
     config_cls()  # the defaults are valid
     with pytest.raises(ValueError, match=message):
         config_cls(**{option: value})
+
+
+def test_every_trainer_names_an_architecture_its_model_config_has():
+    """A warm start rebuilds these fields from the init's config.json (`init_architecture`):
+    each must be a trainer option and a field of the model's config, under the same name."""
+    from playground.store.model_kinds import get_kind
+    from playground.training.trainers.autoencoder import AutoencoderTrainConfig
+    from playground.training.trainers.clip import CLIPTrainConfig
+    from playground.training.trainers.judge import JudgeTrainConfig
+    from playground.training.trainers.ldm_config import LDMTrainConfig
+
+    for cls in (VAETrainConfig, AutoencoderTrainConfig, JudgeTrainConfig, CLIPTrainConfig,
+                LDMTrainConfig):
+        model_fields = {f.name for f in dataclasses.fields(get_kind(cls.MODEL_KIND).config_cls)}
+        trainer_fields = {f.name for f in dataclasses.fields(cls)}
+        assert cls.ARCHITECTURE and set(cls.ARCHITECTURE) <= model_fields & trainer_fields, cls

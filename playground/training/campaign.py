@@ -44,11 +44,6 @@ RECIPES: dict[str, list[str]] = {
     "vae-beta10": ["vae", "--beta", "10"],
 }
 
-# config.json fields a warm start must rebuild, beyond the recipe (config field → trainer option)
-INIT_ARCHITECTURE: dict[str, str] = {
-    "decoder_extra_blocks": "--decoder-extra-blocks",
-    "text_head_layers": "--text-head-layers",
-}
 # trainer → the option that trains only what a shipped U-Net does not read, so the run can ship
 # alone (`ship.same_conditioning` checks it)
 KEEP_CONDITIONING: dict[str, tuple[str, str]] = {
@@ -133,23 +128,12 @@ def train_command(name: str, minutes: float, threads: int, device: str,
         spent = float(read_json(state).get("elapsed_seconds", 0.0)) / 60
         return cmd + ["--resume", "--minutes", f"{spent + minutes:.2f}", *extra]
     if (trained_dir() / name / "config.json").is_file():
-        cmd += ["--init", name, *init_architecture(name)]
+        cmd += ["--init", name]  # the trainer rebuilds its architecture
         keep = KEEP_CONDITIONING.get(RECIPES[name][0])
         if keep and pipelines_using(name):
             # a shipped U-Net reads its latents or text states: keep them, so it can ship alone
             cmd.append(keep[0])
     return cmd + ["--minutes", f"{minutes:.2f}", *extra]
-
-
-def init_architecture(name: str) -> list[str]:
-    """Trainer options that rebuild the shipped model's architecture where it differs from the
-    recipe's defaults (e.g. ``--decoder-extra-blocks 1``), so that ``--init name`` fits."""
-    config = read_json(trained_dir() / name / "config.json")
-    out = []
-    for field, option in INIT_ARCHITECTURE.items():
-        if config.get(field):
-            out += [option, str(config[field])]
-    return out
 
 
 def after_commands(name: str, judge: str) -> list[list[str]]:

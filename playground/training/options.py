@@ -6,13 +6,14 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from playground.store.files import read_json
 from playground.training import speed
 from playground.training.runs import TRAIN_STATE_JSON
+from playground.training.warm_start import init_architecture
 
 
 @dataclass
@@ -25,6 +26,10 @@ class StartAndSpeed:
     layout: str = "auto"  # activations "channels_last" or "contiguous"; "auto" = timed at the start
     compile: bool = False  # torch.compile the model (minutes of compiling first; see the training bench)
     probe_minutes: float = 5.0  # log the model's quality probe (playground.evaluation.quality) this often; 0 = never
+    # the kind of model the trainer builds, and the fields a warm start takes from the model it
+    # loads unless given (its architecture: `warm_start.init_architecture`)
+    MODEL_KIND: ClassVar[str | None] = None
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = ()
 
 
 # Generic over a trainer's config dataclass (fields such as seed, batch_size, lr, out, ...).
@@ -83,19 +88,30 @@ def check_resume_args(cfg, saved: dict[str, Any], fixed: tuple[str, ...]) -> Non
 
 
 def config_from_args(config_cls, args: argparse.Namespace):
-    """Options given on the command line, over the checkpoint's args when resuming."""
+    """Options given on the command line, over the checkpoint's args when resuming, or over
+    the architecture of the model a fresh run warm-starts from (`init_architecture`)."""
     known = {f.name for f in dataclasses.fields(config_cls)}
     given = {k: v for k, v in vars(args).items() if k in known}
     cfg = config_cls(**given)
-    if getattr(args, "resume", False):
-        state_file = cfg.out_dir() / TRAIN_STATE_JSON
-        if state_file.is_file():
-            # a checkpoint from before a field existed trained as its LEGACY_ARGS value says
-            saved = {**getattr(config_cls, "LEGACY_ARGS", {}),
-                     **read_json(state_file).get("args", {})}
-            saved = {k: v for k, v in saved.items() if k in known}
-            cfg = config_cls(**{**saved, **given, "out": str(cfg.out_dir())})
+    state_file = cfg.out_dir() / TRAIN_STATE_JSON
+    if getattr(args, "resume", False) and state_file.is_file():
+        # a checkpoint from before a field existed trained as its LEGACY_ARGS value says
+        saved = {**getattr(config_cls, "LEGACY_ARGS", {}),
+                 **read_json(state_file).get("args", {})}
+        saved = {k: v for k, v in saved.items() if k in known}
+        cfg = config_cls(**{**saved, **given, "out": str(cfg.out_dir())})
+    elif cfg.init:
+        adopted = init_architecture(config_cls, cfg.init, given)
+        changed = {k: v for k, v in adopted.items() if getattr(cfg, k) != v}
+        if changed:
+            print(f"built as {cfg.init} is: " +
+                  ", ".join(f"{k}={_shown(v)}" for k, v in changed.items()), flush=True)
+            cfg = config_cls(**{**given, **adopted})
     return cfg
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def json_args(cfg) -> dict[str, Any]:
@@ -140,7 +156,8 @@ def add_common_arguments(p: argparse.ArgumentParser, d, out_help: str, *,
                    help=f"log the quality probe this often, 0 = never (default {d.probe_minutes:g})")
     p.add_argument("--init", default=S,
                    help="warm start from a saved model's weights (e.g. trained/vae-beta4), with "
-                        "a fresh optimizer; its steps and CPU-hours carry over into metrics.json")
+                        "a fresh optimizer, built with its architecture unless options say "
+                        "otherwise; its steps and CPU-hours carry over into metrics.json")
     p.add_argument("--warmup-steps", dest="warmup_steps", type=int, default=S,
                    help=f"lr warm-up steps after --init (default {d.warmup_steps})")
     p.add_argument("--device", default=S,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from playground.store.checkpoints import load_model, resolve_model_dir
+from playground.store.checkpoints import CONFIG_FILE, load_model, resolve_model_dir
 from playground.store.files import read_json
 
 CUMULATIVE_KEYS = ("steps", "images", "cpu_hours", "gpu_hours", "stretches")
@@ -38,6 +38,21 @@ def cumulative_of_model(metrics: dict[str, Any]) -> dict[str, float]:
 def add_cumulative(prior: dict[str, float], run: dict[str, float]) -> dict[str, float]:
     """Counters of a warm-started chain: what came before plus this run."""
     return {k: round(prior.get(k, 0) + run.get(k, 0), 6) for k in CUMULATIVE_KEYS}
+
+
+def init_architecture(config_cls: type, init: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The architecture the saved model `init` was built with, for a run that warm-starts
+    from it: each of ``config_cls.ARCHITECTURE`` (trainer config fields that share their name
+    with the model's config.json) that `given` leaves out. Then ``--init autoencoder`` alone
+    rebuilds the shipped autoencoder, its latent channels and extra decoder blocks included;
+    an option given wins (``--decoder-extra-blocks 2`` grows a deeper decoder from it). A
+    model of another kind contributes nothing (`warm_start` then says why it does not fit)."""
+    fields = getattr(config_cls, "ARCHITECTURE", ())
+    saved = read_json(resolve_model_dir(init) / CONFIG_FILE) if fields else {}
+    if saved.get("kind") != getattr(config_cls, "MODEL_KIND", None):
+        return {}
+    return {name: tuple(value) if isinstance(value, list) else value
+            for name in fields if name not in given and (value := saved.get(name)) is not None}
 
 
 def widened(ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor | None:

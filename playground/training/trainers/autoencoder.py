@@ -24,7 +24,7 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -96,6 +96,9 @@ class AutoencoderTrainConfig(StartAndSpeed):
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default: runs/autoencoder-<h>x<w>x<C>-<dataset>)
     probe_judge: str | None = "judge"  # judge of the small-detail probe (None: PSNR only)
+    MODEL_KIND: ClassVar[str] = "autoencoder"
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = ("latent_channels", "latent_size", "channels", "num_res_blocks",
+                                               "decoder_extra_blocks")
 
     def __post_init__(self):
         if self.channels is not None:

@@ -43,7 +43,7 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +115,11 @@ class CLIPTrainConfig(StartAndSpeed):
     threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default: runs/clip)
+    MODEL_KIND: ClassVar[str] = "clip"
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = (
+        "embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
+        "vision_pool", "context_length", "text_width", "text_heads", "text_layers",
+        "text_head_layers")
 
     def __post_init__(self):
         check_run_options(self)

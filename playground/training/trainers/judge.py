@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -71,6 +71,8 @@ class JudgeTrainConfig(StartAndSpeed):
     threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default: runs/judge)
+    MODEL_KIND: ClassVar[str] = "judge"
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = ("channels", "feature_dim")
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)

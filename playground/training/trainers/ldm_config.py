@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from playground.diffusion.schedule import SCHEDULE_KINDS, ScheduleConfig
 from playground.models.unet import SPACES, UNetConfig
@@ -54,6 +54,9 @@ class LDMTrainConfig(StartAndSpeed):
     threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
     progress: bool = True  # tqdm progress bar
     out: str | None = None  # run folder (default runs/ldm, or runs/ldm-pixel)
+    MODEL_KIND: ClassVar[str] = "unet"
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = ("space", "channels", "num_res_blocks", "attention_levels",
+                                               "head_dim", "text_words")
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)

@@ -74,6 +74,8 @@ class VAETrainConfig(StartAndSpeed):
     probe_judge: str | None = "judge"  # judge model of the quality probe (None: probe without it)
     # what a run checkpointed before a field existed did (it resumes the same way)
     LEGACY_ARGS: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
+    MODEL_KIND: ClassVar[str] = "vae"
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = ("latent_dim", "channels")
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
