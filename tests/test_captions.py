@@ -38,9 +38,20 @@ KEYWORDS = {
     "Wearing_Lipstick": ["lipstick", "painted lips"],
 }
 BEARD_WORDS = ["beard", "bearded"]
-# Phrases that mention an attribute as absent; removed before looking for claims.
-NEGATIONS = ["not smiling", "neutral expression", "serious expression", "without glasses",
-             "not wearing glasses", "without a hat", "not wearing a hat"]
+# Phrases that say a feature is absent, by the attribute they deny; removed before looking
+# for claims. No_Beard's phrase is said when No_Beard = 1 (no beard).
+DENIALS = {
+    "Smiling": ["not smiling", "neutral expression", "serious expression"],
+    "Eyeglasses": ["without glasses", "not wearing glasses"],
+    "Wearing_Hat": ["without a hat", "not wearing a hat"],
+    "Mustache": ["without a mustache", "without a moustache"],
+    "Goatee": ["without a goatee"],
+    "No_Beard": ["without a beard"],
+    "Wearing_Lipstick": ["not wearing lipstick", "without lipstick"],
+    "Bangs": ["without bangs", "without a fringe"],
+    "Narrow_Eyes": ["with open eyes", "with the eyes open"],
+}
+NEGATIONS = [phrase for phrases in DENIALS.values() for phrase in phrases]
 CELEBA_FILE_ORDER = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
     "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
@@ -97,7 +108,10 @@ def test_synthfaces_attributes_present_are_mentioned_absent_are_not():
             else:
                 assert not says(claims, words), f"{name} claimed in {caption!r} ({row})"
         beard_expected = row["No_Beard"] == 0 and not (row["Mustache"] or row["Goatee"])
-        assert says(caption, BEARD_WORDS) == beard_expected, caption
+        assert says(claims, BEARD_WORDS) == beard_expected, caption
+        for name, phrases in DENIALS.items():  # a denial only for a feature the face lacks
+            if says(caption, phrases):
+                assert row[name] == (name == "No_Beard"), f"{name} denied in {caption!r} ({row})"
 
 
 def test_celeba_attributes_all_mentioned():
@@ -158,6 +172,19 @@ def test_negative_phrases_only_for_given_absent_attributes():
     captions = [caption_from_attributes({"Smiling": 0, "Eyeglasses": 0}, s) for s in range(60)]
     assert any(says(c, ["not smiling", "neutral expression", "serious expression"]) for c in captions)
     assert any(says(c, ["without glasses", "not wearing glasses"]) for c in captions)
+    small = {"Mustache": 0, "Goatee": 0, "No_Beard": 1, "Wearing_Lipstick": 0, "Narrow_Eyes": 0}
+    captions = [caption_from_attributes(small, s) for s in range(60)]
+    for phrases in (["without a mustache", "without a moustache"], ["without a goatee"],
+                    ["without a beard"], ["not wearing lipstick", "without lipstick"],
+                    ["with open eyes", "with the eyes open"]):
+        assert any(says(c, phrases) for c in captions), phrases
+    assert not any(says(c, ["without a beard"]) for c in
+                   (caption_from_attributes({"No_Beard": 0}, s) for s in range(60)))
+    crowded = {name: 0 for name in ("Smiling", "Eyeglasses", "Wearing_Hat", "Mustache", "Goatee",
+                                    "Wearing_Lipstick", "Bangs", "Narrow_Eyes")}
+    counts = [sum(says(c, [p]) for p in NEGATIONS) for c in
+              (caption_from_attributes(crowded, s) for s in range(100))]
+    assert max(counts) <= 3 < sum(counts)  # MAX_NEGATIVES per caption
     unknown = [caption_from_attributes({"Bangs": 1}, s) for s in range(60)]  # Smiling not given
     assert not any(says(c, ["smiling", "smile", "expression", "glasses", "hat"]) for c in unknown)
 

@@ -308,6 +308,24 @@ def test_a_text_head_trains_on_frozen_states_and_ships_alone(tmp_path, small_set
     with torch.no_grad():
         assert not torch.allclose(headed.encode_text(prompts), first.encode_text(prompts))
 
+def test_training_captions_use_only_the_shipped_clips_words():
+    """A new caption word would change `known_tokens`, and the shipped U-Net's text states with
+    it: then no CLIP retrained with --freeze-text-states could ship without a new U-Net."""
+    from types import SimpleNamespace
+
+    from playground.data.synthfaces import attributes_from_factors, sample_factors
+    from playground.store.checkpoints import trained_dir
+
+    if not (trained_dir() / "clip" / "config.json").is_file():
+        pytest.skip("no shipped CLIP")
+    shipped = load_model(trained_dir() / "clip")
+    factors = sample_factors(20_000, np.random.default_rng(0))
+    faces = SimpleNamespace(factors=factors, attributes=attributes_from_factors(factors))
+    words = set(caption_vocabulary(faces, shipped))
+    new_words = words - set(shipped.config.known_tokens)
+    assert not new_words, f"token ids the shipped CLIP never learned: {sorted(new_words)}"
+
+
 def test_train_clip_resume_is_exact(tmp_path, small_sets):
     train, val = small_sets
     base = TINY

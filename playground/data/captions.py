@@ -8,7 +8,7 @@ SynthFaces sample (18 of those names, see ``synthfaces.ATTRIBUTE_NAMES``) and a 
 Rules:
   * every present attribute that has a phrase is mentioned (all 40 have one); an absent one
     is never claimed, though some absent ones get negative phrases ("not smiling",
-    "without glasses") - useful for a text encoder that should understand "not";
+    "without a mustache") - a text encoder should learn what "not" and "without" do;
   * "man" only if Male=1 (CelebA) or, without a Male entry, facial hair (Mustache, Goatee
     or No_Beard=0); "woman" only if Male=0 or, without a Male entry, Wearing_Lipstick and no
     facial hair; otherwise "person", "face" or "someone";
@@ -71,14 +71,26 @@ _HAIR_COLOURS: dict[str, tuple[str, ...]] = {
     "Gray_Hair": ("gray", "grey", "silver"),
 }
 _HAIR_TEXTURES: dict[str, tuple[str, ...]] = {"Straight_Hair": ("straight",), "Wavy_Hair": ("wavy",)}
-# Phrases for some absent attributes, used now and then (name -> phrases when the value is 0).
+# Phrases for a feature the face lacks, used now and then: attribute -> phrases, said when the
+# attribute is 0, or 1 for No_Beard (whose 1 already means "no beard"). A text encoder that
+# never reads "without a mustache" takes it for "a mustache" (zero-shot AUC 0.35 on beards).
+# They use only words the shipped CLIP has learned, so a CLIP retrained on them with its text
+# states frozen still serves the shipped U-Net (test_clip checks this).
 _NEGATIVE_PHRASES: dict[str, tuple[str, ...]] = {
     "Smiling": ("not smiling", "with a neutral expression", "with a serious expression"),
     "Eyeglasses": ("without glasses", "not wearing glasses"),
     "Wearing_Hat": ("without a hat", "not wearing a hat"),
+    "Mustache": ("without a mustache", "without a moustache"),
+    "Goatee": ("without a goatee",),
+    "No_Beard": ("without a beard",),
+    "Wearing_Lipstick": ("not wearing lipstick", "without lipstick"),
+    "Bangs": ("without bangs", "without a fringe"),
+    "Narrow_Eyes": ("with open eyes", "with the eyes open"),
     "Young": ("older",),  # an adjective, see _compose
 }
+_NEGATIVE_WHEN_PRESENT = frozenset({"No_Beard"})
 NEGATIVE_PROBABILITY = 0.3  # chance of each available negative phrase being used
+MAX_NEGATIVES = 3  # at most this many per caption, so the present attributes still lead
 CELEBA_ATTRIBUTE_NAMES: tuple[str, ...] = tuple(sorted(
     set(_PHRASES) | set(_HAIR_COLOURS) | set(_HAIR_TEXTURES) | {"Male", "No_Beard"},
     key=str.lower))  # the 40 CelebA names, in the file's (alphabetical) order
@@ -234,10 +246,11 @@ def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
     # Now and then, a phrase for an absent attribute.
     negatives = []
     for name, phrases in _NEGATIVE_PHRASES.items():
-        if present.get(name) is False and rng.random() < NEGATIVE_PROBABILITY:
+        lacking = present.get(name) is (name in _NEGATIVE_WHEN_PRESENT)
+        if lacking and rng.random() < NEGATIVE_PROBABILITY:
             if name == "Young":
                 adjectives.insert(0, _pick(rng, phrases))  # "an older smiling man"
-            else:
+            elif len(negatives) < MAX_NEGATIVES:
                 negatives.append(_pick(rng, phrases))
 
     rng.shuffle(with_items)
