@@ -88,6 +88,18 @@ def test_kl_warm_up_raises_the_kl_weight_linearly_then_holds_beta(tmp_path):
         VAETrainConfig(kl_warmup_steps=-1)
 
 
+def test_a_warm_start_anneals_the_kl_again_from_its_own_first_step(tmp_path):
+    """`--init NAME --kl-warmup-steps N` re-opens a trained VAE's latent: the weight restarts at
+    β/N however many steps the init had (its steps only carry over into metrics.json)."""
+    run(tmp_path / "first", max_steps=6, beta=4.0)
+    metrics = run(tmp_path / "again", max_steps=3, beta=4.0, kl_warmup_steps=2,
+                  init=str(tmp_path / "first"), warmup_steps=1)
+    lines = [r for r in read_log(tmp_path / "again") if r["type"] == "train"]
+    for r, weight in zip(lines, (2.0, 4.0, 4.0), strict=True):
+        assert r["loss"] == pytest.approx(r["recon"] + weight * r["kl"], rel=1e-5)
+    assert metrics["cumulative"]["steps"] == 6 + 3
+
+
 def test_the_cosine_schedule_decays_the_lr_over_the_budget(tmp_path):
     run(tmp_path / "run", max_steps=5, lr=1e-3, lr_schedule="cosine", lr_min_ratio=0.1)
     lrs = [r["lr"] for r in read_log(tmp_path / "run") if r["type"] == "train"]  # one step each

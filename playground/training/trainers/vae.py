@@ -46,7 +46,8 @@ class VAETrainConfig(StartAndSpeed):
 
     beta: float = 4.0  # KL weight β (1 = plain VAE)
     # KL warm-up (Bowman et al. 2016): the KL weight rises linearly from β/N to β over the
-    # run's first N steps, so the decoder learns to use z before the KL term closes it (0 = off)
+    # run's first N steps, so the decoder learns to use z before the KL term closes it; after
+    # --init it restarts, which re-opens dimensions a trained VAE had closed (0 = off)
     kl_warmup_steps: int = 0
     dataset: str = "synthfaces"  # "synthfaces" (generated here) or "celeba" (your own copy)
     data_root: str | None = None  # CelebA: folder containing celeba/; SynthFaces: cache folder
@@ -262,8 +263,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS
     p.add_argument("--beta", type=float, default=S, help=f"KL weight β, 1 = plain VAE (default {d.beta:g})")
     p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int, default=S,
-                   help="raise the KL weight linearly to β over the first N steps (default 0: "
-                        "off)")
+                   help="raise the KL weight linearly to β over the run's first N steps, "
+                        "after --init too (default 0: off)")
     p.add_argument("--dataset", choices=("synthfaces", "celeba"), default=S,
                    help=f"training data (default {d.dataset})")
     p.add_argument("--latent-dim", dest="latent_dim", type=int, default=S,
