@@ -308,6 +308,7 @@ def test_a_text_head_trains_on_frozen_states_and_ships_alone(tmp_path, small_set
     with torch.no_grad():
         assert not torch.allclose(headed.encode_text(prompts), first.encode_text(prompts))
 
+
 def test_training_captions_use_only_the_shipped_clips_words():
     """A new caption word would change `known_tokens`, and the shipped U-Net's text states with
     it: then no CLIP retrained with --freeze-text-states could ship without a new U-Net."""

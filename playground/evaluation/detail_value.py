@@ -34,6 +34,11 @@ class Detail:
     on: float  # factor value with the detail (middle of the attribute's range)
     off: float  # factor value without it
     prior: float  # share of SynthFaces faces that have it
+    label: str = ""  # how the table names it, when not by the attribute
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.attribute
 
 
 # Continuous factors are set to the middle of the attribute's side of its threshold
@@ -43,7 +48,7 @@ DETAILS: tuple[Detail, ...] = (
     Detail("Eyeglasses", "eyeglasses", 1, 0, CATEGORY_PROBS["eyeglasses"][1]),
     Detail("Mustache", "facial_hair", 1, 0, CATEGORY_PROBS["facial_hair"][1]),
     Detail("Goatee", "facial_hair", 2, 0, CATEGORY_PROBS["facial_hair"][2]),
-    Detail("No_Beard (a beard)", "facial_hair", 3, 0, CATEGORY_PROBS["facial_hair"][3]),
+    Detail("No_Beard", "facial_hair", 3, 0, CATEGORY_PROBS["facial_hair"][3], "No_Beard (a beard)"),
     Detail("Smiling", "smile", 0.5, -0.5, 0.5),  # smile > 0, on [-1, 1]
     Detail("Mouth_Slightly_Open", "mouth_open", 0.75, 0.25, 0.5),  # mouth_open > 0.5
     Detail("Narrow_Eyes", "eye_open", 0.125, 0.625, 0.25),  # eye_open < 0.25
@@ -95,8 +100,8 @@ def value_table(faces: int = 400, seed: int = 0,
             "|---|---:|---:|---:|---:|---:|"]
     for detail in DETAILS:
         v = detail_value(detail, factors)
-        acc = (judged or {}).get(detail.attribute.split(" ")[0])
-        rows.append(f"| {detail.attribute} | {v['pixels']:.0f} | {v['saving_mean']:.1f} / "
+        acc = (judged or {}).get(detail.attribute)
+        rows.append(f"| {detail.shown} | {v['pixels']:.0f} | {v['saving_mean']:.1f} / "
                     f"{v['saving_median']:.1f} | {v['entropy']:.2f} | {v['ratio']:.0f} | "
                     f"{'' if acc is None else f'{acc:.2f}'} |")
     return "\n".join(rows)
