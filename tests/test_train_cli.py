@@ -100,6 +100,33 @@ def test_a_warm_start_anneals_the_kl_again_from_its_own_first_step(tmp_path):
     assert metrics["cumulative"]["steps"] == 6 + 3
 
 
+def test_a_deeper_decoder_warm_starts_as_the_plain_vae_and_its_blocks_train(tmp_path):
+    """`--init NAME --decoder-extra-blocks 1` adds a residual block at each decoder resolution
+    that starts as the identity: the grown VAE decodes exactly as its init, then trains them."""
+    from playground.models.vae import BetaVAE
+    from playground.training.warm_start import warm_start
+
+    run(tmp_path / "plain", max_steps=3)
+    plain = load_model(str(tmp_path / "plain"))
+    deeper = BetaVAE(dataclasses.replace(plain.config, decoder_extra_blocks=1))
+    assert len(deeper.decoder_extra) == 4  # 4×4, 8×8, 16×16, 32×32
+    assert set(plain.state_dict()) < set(deeper.state_dict())  # the old names are all there
+    warm_start(deeper, str(tmp_path / "plain"), verbose=False)
+    z = torch.randn(3, plain.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(deeper.decode_logits(z), plain.decode_logits(z), rtol=0, atol=1e-5)
+    run(tmp_path / "deeper", max_steps=2, init=str(tmp_path / "plain"), warmup_steps=1,
+        decoder_extra_blocks=1)
+    grown = load_model(str(tmp_path / "deeper"))
+    assert grown.config.decoder_extra_blocks == 1
+    assert all(float(stack[0].block[-1].weight.detach().abs().sum()) > 0
+               for stack in grown.decoder_extra)
+    again = config_from_args(VAETrainConfig, argparse.Namespace(
+        init=str(tmp_path / "deeper"), out=str(tmp_path / "again")))
+    assert again.decoder_extra_blocks == 1  # a warm start from it keeps the depth
+    with pytest.raises(ValueError, match="decoder_extra_blocks"):
+        dataclasses.replace(plain.config, decoder_extra_blocks=-1)
+
+
 def test_the_cosine_schedule_decays_the_lr_over_the_budget(tmp_path):
     run(tmp_path / "run", max_steps=5, lr=1e-3, lr_schedule="cosine", lr_min_ratio=0.1)
     lrs = [r["lr"] for r in read_log(tmp_path / "run") if r["type"] == "train"]  # one step each

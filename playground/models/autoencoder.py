@@ -33,6 +33,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from playground.models.blocks import ResBlock, identity_stack
 from playground.models.checks import check_images
 
 # Default widths per level for each latent size (64 / latent_size = 2 ** (levels - 1)).
@@ -109,22 +110,6 @@ def _is_power_of_two(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
-class ResBlock(nn.Module):
-    """x + conv(SiLU(GN(conv(SiLU(GN(x)))))) at constant width and resolution (N, C, H, W)."""
-
-    def __init__(self, channels: int, groups: int):
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.GroupNorm(groups, channels), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.GroupNorm(groups, channels), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
-
-
 def _down(c_in: int, c_out: int) -> nn.Module:
     """Stride-2 conv: (N, c_in, H, W) → (N, c_out, H/2, W/2)."""
     return nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1)
@@ -178,10 +163,8 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.extra = nn.ModuleList()
         if cfg.decoder_extra_blocks:
-            self.extra = nn.ModuleList(
-                nn.Sequential(*(_identity_at_start(ResBlock(c[i], g))
-                                for _ in range(cfg.decoder_extra_blocks)))
-                for i in range(len(c)))
+            self.extra = nn.ModuleList(identity_stack(c[i], g, cfg.decoder_extra_blocks)
+                                       for i in range(len(c)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = z
@@ -190,14 +173,6 @@ class Decoder(nn.Module):
             if len(self.extra) and index in self._extra_after:
                 x = self.extra[self._extra_after[index]](x)
         return x
-
-
-def _identity_at_start(block: ResBlock) -> ResBlock:
-    """Zero the block's last convolution: x + 0 until training moves it."""
-    last = block.block[-1]
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
-    return block
 
 
 class KLAutoencoder(nn.Module):

@@ -3,7 +3,9 @@
 Encoder: four stride-2 convolutions 64 → 32 → 16 → 8 → 4, then a linear map to the mean μ and
 the log-variance log σ² of q(z | x) = N(μ, diag σ²). Decoder: a linear map from z to a
 (256, 4, 4) feature map, then four stride-2 transposed convolutions back to 64×64 Bernoulli
-logits (one per pixel and channel). The β of the β-VAE lives in the loss
+logits (one per pixel and channel). With ``decoder_extra_blocks`` each decoder resolution
+(4, 8, 16 and 32) also ends with that many residual blocks, which start as the identity so a
+trained VAE warm-starts into the deeper decoder unchanged. The β of the β-VAE lives in the loss
 (`playground.models.losses.beta_vae_loss`); it is stored here only so a checkpoint knows how it was
 trained.
 
@@ -17,6 +19,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from playground.models.blocks import identity_stack
 from playground.models.checks import check_images
 
 
@@ -32,6 +35,9 @@ class VAEConfig:
     in_channels: int = 3  # RGB
     beta: float = 1.0  # KL weight used in training: 1 = plain VAE, > 1 = β-VAE (Higgins et al. 2017)
     norm_groups: int = 8  # GroupNorm groups after each hidden conv (batch-independent, DDP-safe)
+    # residual blocks at each decoder resolution before its upsampling (0 = the plain deconv
+    # stack): depth to draw small details precisely without more latent nats
+    decoder_extra_blocks: int = 0
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -47,6 +53,8 @@ class VAEConfig:
         if any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"every channel count in {self.channels} must be divisible by "
                              f"norm_groups={self.norm_groups}")
+        if self.decoder_extra_blocks < 0:
+            raise ValueError(f"decoder_extra_blocks must be >= 0, got {self.decoder_extra_blocks}")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
 
@@ -77,6 +85,9 @@ def _up(c_in: int, c_out: int, groups: int) -> nn.Sequential:
 class BetaVAE(nn.Module):
     """Convolutional β-VAE on (N, 3, 64, 64) images in [0, 1] with a 128-d Gaussian latent."""
 
+    # weights a warm start may find missing in an older model: they start as the identity
+    new_at_warm_start = ("decoder_extra.",)
+
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
         self.config = config = config or VAEConfig()
@@ -93,6 +104,12 @@ class BetaVAE(nn.Module):
             *[_up(a, b, g) for a, b in zip(back[:-1], back[1:])],
             nn.ConvTranspose2d(back[-1], config.in_channels, kernel_size=4, stride=2, padding=1),
         )
+        # decoder_extra[i] runs after decoder[i] (the activation, then each upsampling but the
+        # last); kept outside `decoder` so its weight names stay those of the plain VAE
+        self.decoder_extra = nn.ModuleList()
+        if config.decoder_extra_blocks:
+            self.decoder_extra = nn.ModuleList(
+                identity_stack(width, g, config.decoder_extra_blocks) for width in back)
 
     # ----------------------------------------------------------------------------- checks
     def _check_latents(self, z: torch.Tensor) -> None:
@@ -125,7 +142,11 @@ class BetaVAE(nn.Module):
         self._check_latents(z)
         c, s = self.config.channels[-1], self.config.bottleneck_size
         h = self.from_latent(z).view(-1, c, s, s)  # (N, 256, 4, 4)
-        return self.decoder(h)
+        for index, layer in enumerate(self.decoder):
+            h = layer(h)
+            if index < len(self.decoder_extra):
+                h = self.decoder_extra[index](h)
+        return h
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean image of p(x | z): z (N, latent_dim) → (N, 3, 64, 64) in [0, 1]."""
