@@ -41,6 +41,23 @@ def test_the_plan_follows_dependencies_and_skips_models_at_their_target(tmp_path
         campaign.plan(["teapot"], train_all=False)
 
 
+def test_the_unet_is_at_target_only_when_its_samples_also_beat_the_vaes(tmp_path):
+    _write_quality(tmp_path, "ldm", "prompt_acc", 1.0)
+    assert not campaign.target_met("ldm")  # the FD table was never measured
+    path = tmp_path / "trained" / "ldm" / "metrics.json"
+    group, entry, _ = campaign.MEASURED_TARGETS["ldm"]
+    for met, expected in ((False, False), (True, True)):
+        metrics = read_json(path)
+        metrics["targets"] = {group: {entry: {"ldm_fd": 9.0, "best_vae_fd": 14.0, "met": met}}}
+        path.write_text(json.dumps(metrics))
+        assert campaign.target_met("ldm") is expected
+    _write_quality(tmp_path, "ldm", "prompt_acc", 0.5)  # the headline still counts
+    metrics = read_json(path)
+    metrics["targets"] = {group: {entry: {"met": True}}}
+    path.write_text(json.dumps(metrics))
+    assert not campaign.target_met("ldm")
+
+
 def test_the_unet_trains_on_the_campaigns_parts_and_ships_with_them(tmp_path, capsys):
     ldm = campaign.train_command("ldm", 1, 1, "cpu", [])
     assert ldm[ldm.index("--autoencoder") + 1] == "autoencoder"  # nothing continued: shipped

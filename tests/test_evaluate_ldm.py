@@ -260,6 +260,11 @@ def test_parts_write_their_keys_merge_and_repeat_exactly(tiny_trained, tmp_path)
     scores._REFERENCE_CACHE.clear()
     second = evaluate(pipe, judge, ["vae"], cfg)
     assert second["fd_by_model"] == pytest.approx(first["fd_by_model"], rel=1e-6, abs=1e-9)
+    # ship --if-better's second number for a U-Net is this table's captioned row
+    from playground.evaluation.quality import ldm_caption_fd
+
+    assert ldm_caption_fd(pipe, judge, 6, cfg) == pytest.approx(
+        first["fd_by_model"]["ldm (training captions)"], rel=1e-6)
     merged = merge_into_metrics(folder, second)
     assert merged["train_loss"] == 0.1 and merged["ddim_table"] == json.loads(json.dumps(table))
     assert merged["samples"]["other"] == 1 and merged["targets"]["other"] is True

@@ -58,6 +58,24 @@ def test_the_headline_follows_the_kind_and_beta():
         quality.headline_key("teapot", None)
 
 
+def test_a_headline_at_its_ceiling_lets_its_second_number_decide():
+    def unet(prompt_acc, caption_fd):
+        return {"headline": "prompt_acc", "value": prompt_acc, "prompt_acc": prompt_acc,
+                "caption_fd": caption_fd}
+
+    noise = quality.SECOND_NUMBERS["prompt_acc"][2]
+    assert quality.improves(unet(1.0, 12.0), unet(1.0, 15.0))  # both at the ceiling: FD decides
+    assert not quality.improves(unet(1.0, 15.0), unet(1.0, 12.0))
+    assert quality.improves(unet(1.0 - noise, 12.0), unet(1.0, 15.0))  # within the noise
+    assert not quality.improves(unet(0.9, 5.0), unet(1.0, 15.0))  # a real loss of prompts
+    assert quality.improves(unet(1.0, 30.0), unet(0.8, 15.0))  # a real gain of prompts
+    # a headline without a second number (or scores without it): the headline alone
+    vae = {"headline": "small_detail_acc"}
+    assert quality.improves({**vae, "value": 0.85}, {**vae, "value": 0.84})
+    assert not quality.improves({**vae, "value": 0.84}, {**vae, "value": 0.84})
+    assert not quality.improves({"headline": "prompt_acc", "value": 1.0}, unet(1.0, 15.0))
+
+
 def test_factor_scores_find_a_dimension_that_copies_light(faces):
     x, _, factors = faces
 

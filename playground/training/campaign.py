@@ -61,6 +61,13 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "vae-beta4": None,  # trains while its neighbours do, so recon and KL stay ordered by β
     "vae-beta10": ("light_abs_r", 0.9),
 }
+# model name → a target its own evaluation writes into metrics.json "targets" (group, key, what
+# it says), to be met besides the headline's: the U-Net's samples must also be nearer the faces
+# than every β-VAE's (python -m playground.evaluation.ldm ldm --only vae)
+MEASURED_TARGETS: dict[str, tuple[str, str, str]] = {
+    "ldm": ("vae_vs_ldm", "ldm_below_every_vae_with_training_captions",
+            "FD below every β-VAE's"),
+}
 
 
 @dataclass
@@ -78,13 +85,20 @@ STAGES = (
 
 
 def target_met(name: str) -> bool:
-    """Whether trained/<name>'s measured headline (metrics.json "quality") meets its target."""
+    """Whether trained/<name>'s measured headline (metrics.json "quality") meets its target,
+    and its `MEASURED_TARGETS` are met."""
     target = TARGETS.get(name)
     path = trained_dir() / name / METRICS_FILE
     if target is None or not path.is_file():
         return False
-    quality = read_json(path).get("quality", {})
+    metrics = read_json(path)
+    quality = metrics.get("quality", {})
     key, goal = target
+    measured = MEASURED_TARGETS.get(name)
+    if measured is not None:
+        group, entry, _ = measured
+        if not metrics.get("targets", {}).get(group, {}).get(entry, {}).get("met"):
+            return False
     return quality.get("headline") == key and quality.get("value", -1) >= goal
 
 

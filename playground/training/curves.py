@@ -17,7 +17,7 @@ from pathlib import Path
 from playground.store.checkpoints import METRICS_FILE, trained_dir
 from playground.store.files import read_json
 from playground.training import cumulative_of_model
-from playground.training.campaign import RECIPES, TARGETS
+from playground.training.campaign import MEASURED_TARGETS, RECIPES, TARGETS, target_met
 from playground.training.ship import CURVE_FILE, curve_point, read_curve
 
 
@@ -95,11 +95,14 @@ def status_table(curves: dict[str, list[dict]]) -> str:
         target = TARGETS.get(name)
         key = quality.get("headline", target[0] if target else "")
         value = quality.get("value")
-        met = "—" if target is None or value is None else ("yes" if value >= target[1] else "no")
+        met = "—" if target is None or value is None else ("yes" if target_met(name) else "no")
+        goal = "—" if target is None else f"{target[1]:g}"
+        if name in MEASURED_TARGETS:
+            goal += ", " + MEASURED_TARGETS[name][2]
         rows.append(f"| {name} | {done.get('steps', 0):,} | {done.get('cpu_hours', 0):.2f} | "
                     f"{done.get('gpu_hours', 0):.2f} | {key} | "
                     f"{'' if value is None else f'{value:.3f}'} | "
-                    f"{'—' if target is None else f'{target[1]:g}'} | {met} |")
+                    f"{goal} | {met} |")
     return "\n".join(rows)
 
 

@@ -9,7 +9,9 @@ printed, so a precision loss is visible before anything is committed.
 
 With ``--if-better`` the run and the shipped model are first measured on the same test faces
 (their headline number, `playground.evaluation.quality`), and the run replaces the shipped model only
-when its number is higher; either way the verdict is printed. The learning curve,
+when its number is higher (or, for a headline with a second number such as the U-Net's, when
+the headlines are within their noise and the second number is better: `quality.improves`);
+either way the verdict is printed. The learning curve,
 ``trained/<name>/curve.jsonl``, carries over: the shipped model's points, the run's quality
 probes (log.jsonl), and the two measurements, each at its cumulative CPU- / GPU-hours.
 
@@ -17,7 +19,7 @@ A U-Net learns in its autoencoder's latents and its text encoder's states, so th
 ship alone while a shipped U-Net uses them (``--if-better`` refuses, except a text encoder whose
 text states did not change: ``train clip --freeze-text-states``): ``--chain`` ships a U-Net
 run together with the autoencoder and text encoder it was trained on (run folders), when its
-prompt accuracy beats the shipped U-Net's pipeline.
+pipeline beats the shipped one by the same rule.
 
     python -m playground.training.ship runs/ldm ldm --chain
 
@@ -39,7 +41,13 @@ from pathlib import Path
 
 import torch
 
-from playground.evaluation.quality import HEADLINE_FACES, measure, record
+from playground.evaluation.quality import (
+    HEADLINE_FACES,
+    SECOND_NUMBERS,
+    improves,
+    measure,
+    record,
+)
 from playground.store.checkpoints import (
     METRICS_FILE,
     is_valid_name,
@@ -112,7 +120,7 @@ def curve_point(source: str, cumulative: dict, scores: dict) -> dict:
 def ship_if_better(run_dir: str | Path, name: str, dtype: torch.dtype = torch.float16,
                    judge: str = "judge", n: int = HEADLINE_FACES) -> dict:
     """Ship `run_dir` as `name` only when its headline number beats the shipped model's on the
-    same `n` test faces (or nothing is shipped yet). Returns {"shipped", "headline", "old",
+    same `n` test faces (`quality.improves`), or nothing is shipped yet. Returns {"shipped", "headline", "old",
     "new", "folder"} (old is None when there was no shipped model).
 
     A model that a shipped U-Net's pipeline uses (its autoencoder or text encoder) is refused:
@@ -136,11 +144,21 @@ def ship_if_better(run_dir: str | Path, name: str, dtype: torch.dtype = torch.fl
                          f"{old['headline']}: not the same kind of model")
     result = {"headline": new["headline"], "old": old, "new": new, "shipped": False,
               "folder": str(current)}
-    if old is not None and not new["value"] > old["value"]:
+    if old is not None and not improves(new, old):
         return result
     _ship_measured(run_dir, name, dtype, old, new)
     result["shipped"] = True
     return result
+
+
+def second_number(old: dict | None, new: dict) -> str:
+    """", caption_fd 15.10 -> 12.30" when the headline has a second number, else ""."""
+    second = SECOND_NUMBERS.get(new["headline"])
+    if second is None or second[0] not in new:
+        return ""
+    key = second[0]
+    before = f"{old[key]:.2f}" if old and key in old else "—"
+    return f", {key} {before} -> {new[key]:.2f}"
 
 
 # config fields of a U-Net that name the other models of its pipeline
@@ -182,7 +200,7 @@ def same_conditioning(run_dir: str | Path, current: str | Path) -> bool:
 def ship_chain(unet_run: str | Path, name: str = "ldm", dtype: torch.dtype = torch.float16,
                judge: str = "judge", n: int = HEADLINE_FACES) -> dict:
     """Ship a U-Net run together with the autoencoder and text encoder it was trained on, when
-    its prompt accuracy beats the shipped U-Net's (each with its own pipeline). The parts keep
+    it beats the shipped U-Net (`quality.improves`, each with its own pipeline). The parts keep
     the names the shipped U-Net gives them (default "autoencoder" and "clip"), the new U-Net's
     config is pointed at those names, and every part gets its own curve point.
     Returns {"shipped", "headline", "old", "new", "folder", "parts": {field: (run, name)}}."""
@@ -204,7 +222,7 @@ def ship_chain(unet_run: str | Path, name: str = "ldm", dtype: torch.dtype = tor
     result = {"headline": new["headline"], "old": old, "new": new, "shipped": False,
               "folder": str(current), "parts": {f: (str(src), part) for f, (src, part)
                                                 in parts.items()}}
-    if old is not None and not new["value"] > old["value"]:
+    if old is not None and not improves(new, old):
         return result
     for source, part in parts.values():
         target = trained_dir() / part
@@ -277,7 +295,8 @@ def main(argv=None) -> int:
             old, new, key = result["old"], result["new"], result["headline"]
             before = f"{old['value']:.4f}" if old else "nothing shipped"
             verdict = "shipped" if result["shipped"] else "not better: the shipped model stays"
-            print(f"{args.name}: {key} {before} -> {new['value']:.4f} ({args.run_dir}): {verdict}")
+            print(f"{args.name}: {key} {before} -> {new['value']:.4f}{second_number(old, new)} "
+                  f"({args.run_dir}): {verdict}")
             for field, (source, part) in result.get("parts", {}).items():
                 print(f"  its {field}: {source} -> trained/{part}"
                       f"{'' if result['shipped'] else ' (not shipped)'}")

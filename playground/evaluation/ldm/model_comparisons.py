@@ -10,7 +10,12 @@ import numpy as np
 import torch
 
 from playground.evaluation.ldm.config import UNCONDITIONAL_PROMPT, EvalConfig
-from playground.evaluation.ldm.sampling import initial_noise, judge_images, sample_and_judge
+from playground.evaluation.ldm.sampling import (
+    SampleSet,
+    initial_noise,
+    judge_images,
+    sample_and_judge,
+)
 from playground.evaluation.ldm.scores import fd_to_reference
 from playground.store.checkpoints import load_model
 from playground.training import mix_seed
@@ -42,6 +47,24 @@ def training_captions(n: int, seed: int) -> list[str]:
     return captions_for_dataset(attributes_from_factors(factors), factors, seed=seed)
 
 
+LDM_CONDITIONS = ("unprompted", "training captions")  # the LDM's two sample sets of the FD table
+
+
+def ldm_samples(pipeline, judge, condition: str, n: int, cfg: EvalConfig) -> SampleSet:
+    """n judged DDIM-``fast_steps`` samples at w = 1 from the seed's x_T: from the empty prompt
+    ("unprompted") or from the captions of n random training faces ("training captions").
+    Seeded by ``cfg.seed`` alone, so every caller (this table, ``ship --if-better``) draws the
+    same set from the same model."""
+    if condition not in LDM_CONDITIONS:
+        raise ValueError(f"condition must be one of {LDM_CONDITIONS}, got {condition!r}")
+    prompts = ([UNCONDITIONAL_PROMPT] * n if condition == "unprompted"
+               else training_captions(n, cfg.seed))
+    return sample_and_judge(pipeline, judge, prompts, initial_noise(pipeline, n, cfg.seed),
+                            guidance=1.0, sampler="ddim", steps=cfg.fast_steps, eta=0.0,
+                            seed=mix_seed(cfg.seed, 1), batch_size=cfg.batch_size,
+                            desc=f"LDM DDIM-{cfg.fast_steps} {condition}", progress=cfg.progress)
+
+
 def _below_every_vae(fd: float, vae_fds: list[float]) -> dict:
     return {"ldm_fd": fd, "best_vae_fd": min(vae_fds) if vae_fds else None,
             "met": all(fd < v for v in vae_fds) if vae_fds else None}
@@ -54,7 +77,7 @@ def evaluate_vae_vs_ldm(pipeline, judge, reference, n: int, cfg: EvalConfig,
     ``fast_steps``, w = 1, the table's x_T): from the empty prompt (the unconditional set of the
     table, reused when the table ran in this process), and from the captions of n random
     training faces (`training_captions`). The empty prompt is the condition-dropout branch, which
-    saw one training step in ten; the captioned set is the model's whole p(x)."""
+    trained on a share ``cond_drop`` of the steps; the captioned set is the model's whole p(x)."""
     rows = []
     for b, name in enumerate(cfg.vae_models):
         try:
@@ -72,21 +95,14 @@ def evaluate_vae_vs_ldm(pipeline, judge, reference, n: int, cfg: EvalConfig,
         rows.append({"model": name, "kind": "vae", "beta": float(vae.config.beta), "fd": fd,
                      "n": n, "sampler": "z ~ N(0, I), decoded"})
         print(f"  {name:<12} FD-judge {fd:9.4f}", file=sys.stderr)
-    x_T = initial_noise(pipeline, n, cfg.seed)
-    sets = {"unprompted": (cache or {}).get(("uncond", cfg.fast_steps, n, cfg.seed)),
-            "training captions": None}
-    prompts = {"unprompted": [UNCONDITIONAL_PROMPT] * n,
-               "training captions": training_captions(n, cfg.seed)}
+    cached = {"unprompted": (cache or {}).get(("uncond", cfg.fast_steps, n, cfg.seed)),
+              "training captions": None}
     wording = {"unprompted": 'prompt "" at w=1',
                "training captions": f"captions of {n} random training faces at w=1"}
     fd_by_model = {r["model"]: r["fd"] for r in rows}
-    for condition, samples in sets.items():
-        if samples is None:  # the table did not run here: the same x_T, the same samples
-            samples = sample_and_judge(pipeline, judge, prompts[condition], x_T, guidance=1.0,
-                                       sampler="ddim", steps=cfg.fast_steps, eta=0.0,
-                                       seed=mix_seed(cfg.seed, 1), batch_size=cfg.batch_size,
-                                       desc=f"LDM DDIM-{cfg.fast_steps} {condition}",
-                                       progress=cfg.progress)
+    for condition in LDM_CONDITIONS:
+        # the table's unprompted samples when it ran in this process: the same x_T, the same set
+        samples = cached[condition] or ldm_samples(pipeline, judge, condition, n, cfg)
         fd = fd_to_reference(samples.features, reference)
         rows.append({"model": ldm_name, "kind": "ldm", "condition": condition, "fd": fd, "n": n,
                      "sampler": f"DDIM-{cfg.fast_steps} (η=0), {wording[condition]}"})
