@@ -214,6 +214,33 @@ def test_zero_shot_accuracy_and_baseline(small_sets):
     assert retrieval_accuracy(model, oracle, captions, group=10) == 1.0
 
 
+def test_the_negation_diagnostic_puts_a_neutral_prompt_beside_the_absent_one(small_sets):
+    from playground.data.captions import zero_shot_prompts
+    from playground.evaluation.clip import NEUTRAL_PROMPT, negation_diagnostic
+
+    model = tiny_clip()
+    _, val = small_sets
+    feats = model.encode_image(torch.from_numpy(val.images).permute(0, 3, 1, 2).float() / 255)
+    rows = negation_diagnostic(model, feats.detach(), val.attributes)
+    headline = zero_shot_accuracy(model, feats.detach(), val.attributes)
+    assert set(rows) == set(headline["zero_shot_auc_per_attribute"])
+    for name, row in rows.items():  # the first margin is the headline's own
+        assert row["auc_absent"] == pytest.approx(headline["zero_shot_auc_per_attribute"][name])
+    # images that are the present prompt when smiling and the neutral one when not: the neutral
+    # margin separates them perfectly, whatever the absent prompt is
+    y = val.attributes["Smiling"].astype(bool)
+    pos = model.encode_text([zero_shot_prompts("Smiling")[0]]).detach()[0]
+    neutral = model.encode_text([NEUTRAL_PROMPT]).detach()[0]
+    split = negation_diagnostic(model, torch.stack([pos if v else neutral for v in y]),
+                                val.attributes)
+    assert split["Smiling"]["auc_neutral"] == 1.0
+    # a word no caption had is named (the tiny model was told which tokens it knows)
+    known = tuple(int(t) for t in model.tokenize(["a photo of a person smiling"])[0])
+    told = tiny_clip(known_tokens=known)
+    assert negation_diagnostic(told, feats.detach(), val.attributes)["Smiling"][
+        "unknown_words"] == ["not"]
+
+
 def test_train_clip_tiny_run_writes_a_loadable_model(tmp_path, small_sets):
     train, val = small_sets
     cfg = CLIPTrainConfig(**TINY,

@@ -12,6 +12,8 @@ saved CLIP::
 
 ``--probe`` adds a linear probe per attribute on the image side (`linear_probe`): on the
 embeddings and on the ViT's patch embeddings, to tell a blind image tower from a blind text side.
+``--negation`` asks how much of the zero-shot score the absent prompt ("… not smiling") costs
+(`negation_diagnostic`): the same AUC with the neutral "a photo of a person" in its place.
 """
 from __future__ import annotations
 
@@ -160,6 +162,41 @@ def linear_probe(model: TextImageCLIP, train_set, test_set, names: tuple[str, ..
     return scores
 
 
+NEUTRAL_PROMPT = "a photo of a person"  # the zero-shot prompts with the attribute phrase left out
+
+
+@torch.no_grad()
+def negation_diagnostic(model: TextImageCLIP, image_features: torch.Tensor,
+                        attributes: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Per attribute, the ROC AUC of two zero-shot margins on the same images: sim(present) −
+    sim(absent) (the headline's, `zero_shot_accuracy`) and sim(present) − sim(NEUTRAL_PROMPT),
+    which needs no understanding of "not" or "without"; plus the words of the absent prompt that
+    no training caption had (`unknown_words`). A text encoder that reads negation gives the
+    first margin at least the second's AUC.
+
+    Args:
+        image_features: (N, E) normalised; attributes: name → (≥ N,) 0/1 arrays.
+    Returns: name → {"auc_absent", "auc_neutral", "unknown_words"} for attributes with both
+    classes among the N faces.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    model.eval()
+    n, out = image_features.shape[0], {}
+    neutral = model.encode_text([NEUTRAL_PROMPT]).float().cpu()  # (1, E)
+    for name in (a for a in ATTRIBUTE_PHRASES if a in attributes):
+        y = np.asarray(attributes[name])[:n].astype(bool)
+        if not 0 < y.sum() < n:
+            continue
+        present, absent = zero_shot_prompts(name)
+        text = model.encode_text([present, absent]).float().cpu()  # (2, E)
+        sims = image_features @ torch.cat([text, neutral]).T  # (N, 3)
+        out[name] = {"auc_absent": float(roc_auc_score(y, (sims[:, 0] - sims[:, 1]).numpy())),
+                     "auc_neutral": float(roc_auc_score(y, (sims[:, 0] - sims[:, 2]).numpy())),
+                     "unknown_words": model.unknown_words(absent)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m playground.evaluation.clip NAME [--write]``: re-measure a CLIP on the test
     split (and update its metrics.json with --write)."""
@@ -171,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", type=int, default=0, metavar="N",
                    help="also a linear probe per attribute on N train faces' image embeddings "
                         "and patch embeddings (is the image side blind to an attribute?)")
+    p.add_argument("--negation", action="store_true",
+                   help="also the zero-shot AUC with a neutral prompt in place of the absent one "
+                        "(does the text side read 'not' and 'without'?)")
     args = p.parse_args(argv)
     model = load_model(args.name).float().eval()
     if args.probe:
@@ -180,7 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         print("linear probe ROC AUC   embedding  patches")
         for name in probes["embedding"]:
             print(f"  {name:<22} {probes['embedding'][name]:9.3f} {probes['patches'][name]:8.3f}")
-    scores = evaluate_clip(model, open_dataset("synthfaces", "test", args.test_size, None))
+    test_set = open_dataset("synthfaces", "test", args.test_size, None)
+    scores = evaluate_clip(model, test_set)
+    if args.negation:
+        features = image_embeddings(model, image_source(test_set, torch.device("cpu")))
+        rows = negation_diagnostic(model, features, test_set.attributes)
+        print("| attribute | AUC vs absent prompt | AUC vs neutral prompt | unknown words |")
+        print("|---|---:|---:|---|")
+        for name, r in rows.items():
+            print(f"| {name} | {r['auc_absent']:.3f} | {r['auc_neutral']:.3f} | "
+                  f"{', '.join(r['unknown_words']) or '—'} |")
+        scores["zero_shot_negation"] = rows
     print(f"zero-shot accuracy {scores['zero_shot_acc']:.4f} (majority {scores['zero_shot_baseline']:.4f}), "
           f"balanced {scores['zero_shot_balanced_acc']:.4f}, AUC {scores['zero_shot_auc']:.4f}, "
           f"retrieval top-1 {scores['retrieval_top1']:.3f} of {scores['retrieval_group']}")
