@@ -154,6 +154,35 @@ def test_curves_draw_every_model_with_a_curve(tmp_path):
     assert curves.main(["--out", str(out)]) == 1  # nothing to draw: said, not a blank picture
 
 
+def test_the_unet_panel_draws_its_second_number_on_its_own_axis(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from playground.training import curves
+
+    folder = tmp_path / "trained" / "ldm"
+    folder.mkdir(parents=True)
+    group, entry, _ = campaign.MEASURED_TARGETS["ldm"]
+    (folder / "metrics.json").write_text(json.dumps(
+        {"targets": {group: {entry: {"ldm_fd": 15.1, "best_vae_fd": 14.4, "met": False}}}}))
+    points = [{"source": "shipped", "cpu_hours": 6.5, "prompt_acc": 1.0, "caption_fd": 15.1},
+              {"source": "probe", "cpu_hours": 6.7, "prompt_acc": 1.0, "probe_caption_fd": 30.0},
+              {"source": "shipped", "cpu_hours": 8.0, "prompt_acc": 1.0, "caption_fd": 12.0}]
+    fig, ax = plt.subplots()
+    curves.second_number_axis(ax, "ldm", points, "caption_fd")
+    twin = fig.axes[1]
+    drawn = {line.get_label(): list(line.get_ydata()) for line in twin.get_lines()}
+    plt.close(fig)
+    assert drawn["caption_fd, shipped (n = 1,000)"] == [15.1, 12.0]
+    assert [30.0] in drawn.values() and [14.4, 14.4] in drawn.values()  # probe; best β-VAE
+    fig, ax = plt.subplots()
+    curves.second_number_axis(ax, "ldm", points[:0], "caption_fd")  # nothing measured: no axis
+    assert len(fig.axes) == 1
+    plt.close(fig)
+
+
 def test_an_ab_runs_its_arms_side_by_side_and_tables_them(tmp_path, monkeypatch, capsys):
     from playground.evaluation import quality
     from playground.training import ab

@@ -233,3 +233,20 @@ def test_only_the_weights_that_read_the_text_may_be_widened(tmp_path):
     narrower = LatentUNet(UNetConfig(**{**small.__dict__, "context_dim": 8}))
     with pytest.raises(ValueError, match="do not fit"):  # fewer inputs: nothing to keep
         warm_start(narrower, str(tmp_path / "narrow"), verbose=False)
+
+
+def test_the_probe_scores_prompts_and_the_fd_of_samples_from_training_captions(tmp_path, faces):
+    from playground.models.judge import Judge, JudgeConfig
+    from playground.store.checkpoints import trained_dir
+
+    torch.manual_seed(0)
+    save_model(trained_dir() / "judge", Judge(JudgeConfig(channels=(8, 8, 16, 16),
+                                                          feature_dim=16)))
+    run(tmp_path / "run", faces, max_steps=2, probe_minutes=1e-4, probe_fd_samples=6)
+    probes = [r for r in read_log(tmp_path / "run") if r["type"] == "probe"]
+    assert probes and all(0 <= p["prompt_acc"] <= 1 and p["probe_caption_fd"] > 0
+                          for p in probes)
+    assert probes[0]["probe_caption_fd"] != probes[-1]["probe_caption_fd"]  # the model moved
+    run(tmp_path / "quiet", faces, max_steps=1, probe_minutes=1e-4, probe_fd_samples=0)
+    assert all("probe_caption_fd" not in r for r in read_log(tmp_path / "quiet")
+               if r["type"] == "probe")

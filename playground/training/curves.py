@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from playground.evaluation.quality import SECOND_NUMBERS
 from playground.store.checkpoints import METRICS_FILE, trained_dir
 from playground.store.files import read_json
 from playground.training import cumulative_of_model
@@ -34,6 +35,33 @@ def start_curve(name: str, judge: str = "judge") -> list[dict]:
     point = curve_point("shipped", cumulative_of_model(metrics), scores)
     atomic_write_bytes(folder / CURVE_FILE, (json.dumps(point) + "\n").encode("utf-8"))
     return [point]
+
+
+def second_number_axis(ax, name: str, points: list[dict], key: str) -> None:
+    """The second number of a headline at its ceiling (`quality.SECOND_NUMBERS`, the U-Net's
+    FD-judge from training captions) on a right-hand axis: the probes' (``probe_<key>``, small
+    n), the shipped measurements and, dashed, the best β-VAE's FD its target compares with."""
+    probes = [p for p in points if p.get("source") == "probe" and f"probe_{key}" in p]
+    shipped = [p for p in points if p.get("source") == "shipped" and key in p]
+    if not probes and not shipped:
+        return
+    twin = ax.twinx()
+    if probes:
+        twin.plot([p["cpu_hours"] for p in probes], [p[f"probe_{key}"] for p in probes], ".-",
+                  color="tab:green", ms=3, lw=0.8, label=f"{key}, probe (val faces, small n)")
+    if shipped:
+        twin.plot([p["cpu_hours"] for p in shipped], [p[key] for p in shipped], "s",
+                  color="darkgreen", ms=6, label=f"{key}, shipped (n = 1,000)")
+    metrics_path = trained_dir() / name / METRICS_FILE
+    if name in MEASURED_TARGETS and metrics_path.is_file():
+        group, entry, _ = MEASURED_TARGETS[name]
+        best = read_json(metrics_path).get("targets", {}).get(group, {}).get(entry, {})
+        if best.get("best_vae_fd") is not None:
+            twin.axhline(best["best_vae_fd"], ls=":", color="darkgreen", lw=1,
+                         label=f"best β-VAE {best['best_vae_fd']:.1f}")
+    twin.set_ylabel(f"{key} (lower is better)", fontsize=8, color="darkgreen")
+    twin.tick_params(labelsize=7, colors="darkgreen")
+    twin.legend(fontsize=6, loc="upper right")
 
 
 def plot(curves: dict[str, list[dict]], out: Path) -> Path:
@@ -73,6 +101,8 @@ def plot(curves: dict[str, list[dict]], out: Path) -> Path:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="lower left")
+        if SECOND_NUMBERS.get(key):
+            second_number_axis(ax, name, points, SECOND_NUMBERS[key][0])
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle("Quality against training time (playground.training.curves)", fontsize=11)

@@ -285,16 +285,24 @@ def _train(cfg: LDMTrainConfig, info: DistInfo, device: torch.device, resume: bo
         print(f"epoch {epoch}: val loss {v_ema:.4f} (EMA), {v_raw:.4f} (raw)", flush=True)
 
     def probe() -> dict[str, float]:
-        """The learning curves' point: EMA val ε-MSE, and prompt accuracy (2 samples per
-        prompt) when the data is latent and a judge is there."""
+        """The learning curves' point: EMA val ε-MSE; when the data is latent and a judge is
+        there, prompt accuracy (2 samples per prompt) and the FD-judge of `probe_fd_samples`
+        DDIM-20 samples from training captions against the validation faces (small n: biased
+        upwards, so compare along the curve, not with the n = 1,000 FD of the ship)."""
         scores = {"val_loss": val_loss(ema.model)}
         if probe_judge is not None:
-            from playground.evaluation.quality import ldm_prompt_accuracy
+            from playground.evaluation.ldm.config import EvalConfig
+            from playground.evaluation.quality import ldm_caption_fd, ldm_prompt_accuracy
             from playground.pipelines.latent_diffusion import LatentDiffusion
 
             pipeline = LatentDiffusion(unet=ema.model, autoencoder=autoencoder,
                                        clip=text_encoder, schedule=schedule)
             scores.update(ldm_prompt_accuracy(pipeline, probe_judge, k=2))
+            if cfg.probe_fd_samples:
+                fd_cfg = EvalConfig(fast_steps=20, reference_split="val", reference_n=2000,
+                                    device=str(device), progress=False)
+                scores["probe_caption_fd"] = ldm_caption_fd(pipeline, probe_judge,
+                                                            cfg.probe_fd_samples, fd_cfg)
         return scores
 
     probe_judge = None

@@ -32,6 +32,7 @@ class LDMTrainConfig(StartAndSpeed):
     schedule: str = "linear"  # noise schedule: "linear" (1e-4 → 0.02, Ho et al.) or "cosine"
     num_timesteps: int = 1000  # T
     probe_judge: str | None = "judge"  # judge of the prompt-accuracy probe (None: val loss only)
+    probe_fd_samples: int = 256  # DDIM-20 samples of the probe's FD-judge from training captions (0: none)
     cache_latents: bool = True  # keep the training latents on disk, keyed by the autoencoder's weights
     loss_weighting: str = "uniform"  # "uniform" ε-MSE (Ho et al.) or "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0  # γ of Min-SNR: weight min(SNR_t, γ) / SNR_t on each sample's ε-MSE
