@@ -37,8 +37,8 @@ WORDS_BARELY_READ = 0.01  # a word's ε-MSE rise under 1 % of the best-read attr
 
 EXPLAIN = r"""
 ### Classifier-free guidance: how hard to listen to the prompt
-One U-Net, trained with the caption dropped 10 % of the time, predicts the noise both with the
-prompt $c$ and without it ($\varnothing$, the empty prompt). Sampling mixes the two:
+One U-Net, trained with the caption dropped on some of its steps (10–20 %), predicts the
+noise both with the prompt $c$ and without it ($\varnothing$, the empty prompt). Sampling mixes the two:
 $$\tilde\varepsilon = \varepsilon_\theta(x_t, t, \varnothing) + w\,\big(\varepsilon_\theta(x_t, t, c) - \varepsilon_\theta(x_t, t, \varnothing)\big).$$
 $w = 0$ ignores the prompt, $w = 1$ is the plain conditional model, and $w > 1$ goes *past* it,
 in the direction that makes the face more like the prompt than like a random face. Larger $w$:

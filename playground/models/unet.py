@@ -20,7 +20,8 @@ feed-forward layer, each residual. The middle block has one too. All attention g
 ``torch.nn.functional.scaled_dot_product_attention``.
 
 The unconditional prediction ε(x_t, ∅) is this same network given the encoded empty prompt
-"" (the trainer replaces ~10 % of the captions by ""), so classifier-free guidance needs one
+"" (the trainer replaces a share `cond_drop` of the captions, 10–20 %, by ""), so
+classifier-free guidance needs one
 network. ``context=None`` is accepted (cross-attention is then skipped) but is not what the
 trained model expects.
 

@@ -38,7 +38,9 @@ RECIPES: dict[str, list[str]] = {
     "autoencoder": ["autoencoder", "--latent-size", "16", "--latent-channels", "8"],
     "judge": ["judge"],
     "clip": ["clip"],
-    "ldm": ["ldm", "--lr", "5e-4"],  # + its autoencoder and CLIP: see `pipeline_options`
+    # lr and condition dropout of stretch 12 (README: its lr A/B; + its autoencoder and CLIP:
+    # see `pipeline_options`)
+    "ldm": ["ldm", "--lr", "4e-4", "--cond-drop", "0.2"],
     "vae-beta1": ["vae", "--beta", "1"],
     "vae-beta4": ["vae", "--beta", "4"],
     "vae-beta10": ["vae", "--beta", "10"],
