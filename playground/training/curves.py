@@ -61,7 +61,7 @@ def second_number_axis(ax, name: str, points: list[dict], key: str) -> None:
                          label=f"best β-VAE {best['best_vae_fd']:.1f}")
     twin.set_ylabel(f"{key} (lower is better)", fontsize=8, color="darkgreen")
     twin.tick_params(labelsize=7, colors="darkgreen")
-    twin.legend(fontsize=6, loc="upper right")
+    twin.legend(fontsize=6, loc="center right")
 
 
 def plot(curves: dict[str, list[dict]], out: Path) -> Path:
