@@ -101,10 +101,12 @@ def retrieval_accuracy(model: TextImageCLIP, image_features: torch.Tensor, capti
     return hits / total if total else float("nan")
 
 
-def evaluate_clip(model: TextImageCLIP, test_set, device: torch.device | str = "cpu"
-                  ) -> dict[str, Any]:
-    """Zero-shot attribute scores and image→caption retrieval on a captioned test set."""
-    feats = image_embeddings(model, image_source(test_set, torch.device(device)))
+def evaluate_clip(model: TextImageCLIP, test_set, device: torch.device | str = "cpu",
+                  features: torch.Tensor | None = None) -> dict[str, Any]:
+    """Zero-shot attribute scores and image→caption retrieval on a captioned test set
+    (`features`: its image embeddings, when the caller has them already)."""
+    feats = (image_embeddings(model, image_source(test_set, torch.device(device)))
+             if features is None else features)
     attrs = getattr(test_set, "attributes", {})
     test_captions = captions_for_dataset(attrs, getattr(test_set, "factors", None), seed=0)
     group = min(100, len(test_captions))
@@ -221,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in probes["embedding"]:
             print(f"  {name:<22} {probes['embedding'][name]:9.3f} {probes['patches'][name]:8.3f}")
     test_set = open_dataset("synthfaces", "test", args.test_size, None)
-    scores = evaluate_clip(model, test_set)
+    features = image_embeddings(model, image_source(test_set, torch.device("cpu")))
+    scores = evaluate_clip(model, test_set, features=features)
     if args.negation:
-        features = image_embeddings(model, image_source(test_set, torch.device("cpu")))
         rows = negation_diagnostic(model, features, test_set.attributes)
         print("| attribute | AUC vs absent prompt | AUC vs neutral prompt | unknown words |")
         print("|---|---:|---:|---|")

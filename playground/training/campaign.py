@@ -96,12 +96,16 @@ def target_met(name: str) -> bool:
     metrics = read_json(path)
     quality = metrics.get("quality", {})
     key, goal = target
-    measured = MEASURED_TARGETS.get(name)
-    if measured is not None:
-        group, entry, _ = measured
-        if not metrics.get("targets", {}).get(group, {}).get(entry, {}).get("met"):
-            return False
+    if name in MEASURED_TARGETS and not measured_target(name, metrics).get("met"):
+        return False
     return quality.get("headline") == key and quality.get("value", -1) >= goal
+
+
+def measured_target(name: str, metrics: dict) -> dict:
+    """`name`'s `MEASURED_TARGETS` entry as its evaluation wrote it into `metrics` ("targets"),
+    e.g. {"ldm_fd", "best_vae_fd", "met"}; {} when not measured."""
+    group, entry, _ = MEASURED_TARGETS[name]
+    return metrics.get("targets", {}).get(group, {}).get(entry, {})
 
 
 def plan(models: list[str], train_all: bool) -> list[tuple[Stage, list[str]]]:

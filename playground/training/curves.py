@@ -18,7 +18,13 @@ from playground.evaluation.quality import SECOND_NUMBERS
 from playground.store.checkpoints import METRICS_FILE, trained_dir
 from playground.store.files import read_json
 from playground.training import cumulative_of_model
-from playground.training.campaign import MEASURED_TARGETS, RECIPES, TARGETS, target_met
+from playground.training.campaign import (
+    MEASURED_TARGETS,
+    RECIPES,
+    TARGETS,
+    measured_target,
+    target_met,
+)
 from playground.training.ship import CURVE_FILE, curve_point, read_curve
 
 
@@ -54,8 +60,7 @@ def second_number_axis(ax, name: str, points: list[dict], key: str) -> None:
                   color="darkgreen", ms=6, label=f"{key}, shipped (n = 1,000)")
     metrics_path = trained_dir() / name / METRICS_FILE
     if name in MEASURED_TARGETS and metrics_path.is_file():
-        group, entry, _ = MEASURED_TARGETS[name]
-        best = read_json(metrics_path).get("targets", {}).get(group, {}).get(entry, {})
+        best = measured_target(name, read_json(metrics_path))
         if best.get("best_vae_fd") is not None:
             twin.axhline(best["best_vae_fd"], ls=":", color="darkgreen", lw=1,
                          label=f"best β-VAE {best['best_vae_fd']:.1f}")
