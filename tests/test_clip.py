@@ -468,3 +468,50 @@ def test_linear_probe_reads_hair_colour_from_the_patch_embeddings(small_sets):
     assert probe["Black_Hair"] > 0.75 and probe["Blond_Hair"] > 0.75
     embedded = linear_probe(model, train, val, names=("Black_Hair",))
     assert set(embedded) == {"Black_Hair"}
+
+
+def test_new_words_learn_their_rows_while_the_unets_states_stay_exact(tmp_path, small_sets):
+    """--absent-phrases rich with frozen states: the words no plain caption has ("darker",
+    "slim", …) train their embedding rows; every prompt of the init's words keeps its states
+    bit for bit, so the run ships alone, and the Prompt tab still calls the new words unknown
+    to the U-Net."""
+    from playground.training.ship import same_conditioning
+
+    _train_then_freeze(tmp_path, small_sets, "rich", absent_phrases="rich")
+    first, rich = load_model(tmp_path / "first"), load_model(tmp_path / "rich")
+    new = sorted(set(rich.config.known_tokens) - set(first.config.known_tokens))
+    assert new and rich.config.state_tokens == first.config.known_tokens
+    table, old_table = rich.clip.token_embedding.weight, first.clip.token_embedding.weight
+    assert bool((table[new].abs().sum(dim=1) > 0).all())  # drawn, then trained
+    assert not old_table[new].any()  # the init had never read them
+    tokens = first.tokenize(["a smiling person with glasses", "a bald man", ""])
+    torch.testing.assert_close(rich.encode_text_tokens(tokens, words=True),
+                               first.encode_text_tokens(tokens, words=True), rtol=0, atol=0)
+    assert same_conditioning(tmp_path / "rich", tmp_path / "first")
+    prompt = "a photo of a person with darker skin"
+    assert first.unknown_words(prompt) == ["darker"]
+    assert rich.unknown_words(prompt) == [] and rich.unknown_words(prompt, states=True) == ["darker"]
+    # but a change to a row the U-Net reads is refused
+    with torch.no_grad():
+        rich.clip.token_embedding.weight[first.config.known_tokens[0]] += 1e-3
+    save_model(tmp_path / "rich-moved", rich)
+    assert not same_conditioning(tmp_path / "rich-moved", tmp_path / "first")
+
+
+def test_rich_absent_phrases_say_only_what_a_face_lacks():
+    from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset
+    from playground.data.synthfaces import attributes_from_factors, sample_factors
+
+    factors = sample_factors(3000, np.random.default_rng(1))
+    attributes = attributes_from_factors(factors)
+    plain = captions_for_dataset(attributes, factors, seed=4)
+    rich = captions_for_dataset(attributes, factors, seed=4, absent="rich")
+    assert plain == captions_for_dataset(attributes, factors, seed=4, absent="plain")
+    assert rich != plain
+    for name in ("Pale_Skin", "Chubby", "Arched_Eyebrows", "Mouth_Slightly_Open", "Gray_Hair"):
+        absent = ATTRIBUTE_PHRASES[name][1]
+        said = np.array([absent in c for c in rich])
+        assert said.any() and not said[attributes[name] == 1].any(), name
+        assert not any(absent in c for c in plain), name
+    with pytest.raises(ValueError, match="absent"):
+        captions_for_dataset(attributes, factors, absent="fancy")

@@ -88,6 +88,25 @@ _NEGATIVE_PHRASES: dict[str, tuple[str, ...]] = {
     "Narrow_Eyes": ("with open eyes", "with the eyes open"),
     "Young": ("older",),  # an adjective, see _compose
 }
+# More ways to say that a feature is missing, for the CLIP alone (``absent="rich"``): the
+# zero-shot check's absent prompts ("with darker skin", "with a slim face", "with flat
+# eyebrows", "with the mouth closed", "with wide open eyes", "with hair that is not gray")
+# among other phrasings, several in words no U-Net caption uses. A text tower that never read
+# "darker" takes "with darker skin" for "with … skin", i.e. pale skin (zero-shot AUC 0.64,
+# 0.96 against a neutral prompt). With its text states frozen, a CLIP trained on these learns
+# only the new words' embedding rows, so every caption a U-Net trained on keeps its states.
+_RICH_NEGATIVE_PHRASES: dict[str, tuple[str, ...]] = {
+    **_NEGATIVE_PHRASES,
+    "Smiling": _NEGATIVE_PHRASES["Smiling"] + ("with a straight face",),
+    "Arched_Eyebrows": ("with flat eyebrows", "with straight eyebrows", "with level brows"),
+    "Pale_Skin": ("with darker skin", "with dark skin", "with tanned skin", "with olive skin"),
+    "Chubby": ("with a slim face", "with a thin face", "with a lean face"),
+    "Mouth_Slightly_Open": ("with the mouth closed", "with closed lips", "with a closed mouth"),
+    "Narrow_Eyes": _NEGATIVE_PHRASES["Narrow_Eyes"] + ("with wide open eyes", "with wide eyes"),
+    "Bald": ("with hair on the head", "with a full head of hair"),
+    **{name: (f"with hair that is not {words[0]}",) for name, words in _HAIR_COLOURS.items()},
+}
+ABSENT_PHRASINGS = ("plain", "rich")  # `captions_for_dataset(absent=...)`: the U-Net's, the CLIP's
 _NEGATIVE_WHEN_PRESENT = frozenset({"No_Beard"})
 NEGATIVE_PROBABILITY = 0.3  # chance of each available negative phrase being used
 MAX_NEGATIVES = 3  # at most this many per caption, so the present attributes still lead
@@ -205,8 +224,10 @@ def _noun(present: dict[str, bool], rng: np.random.Generator) -> str:
 
 
 def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
-             hair_length: str | None = None, clauses: tuple[str, ...] = ()) -> str:
-    """Build one caption. ``hair_length`` ("long"/"short") and ``clauses`` come from factors."""
+             hair_length: str | None = None, clauses: tuple[str, ...] = (),
+             absent: str = "plain") -> str:
+    """Build one caption. ``hair_length`` ("long"/"short") and ``clauses`` come from factors;
+    ``absent`` picks the phrases for missing features (`ABSENT_PHRASINGS`)."""
     present = _present(attrs)
     noun = _noun(present, rng)
     adjectives: list[str] = []
@@ -245,7 +266,11 @@ def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
 
     # Now and then, a phrase for an absent attribute.
     negatives = []
-    for name, phrases in _NEGATIVE_PHRASES.items():
+    candidates = list(_NEGATIVE_PHRASES.items())
+    if absent == "rich":  # many more candidates than slots: a random order shares them out
+        candidates = list(_RICH_NEGATIVE_PHRASES.items())
+        candidates = [candidates[i] for i in rng.permutation(len(candidates))]
+    for name, phrases in candidates:
         lacking = present.get(name) is (name in _NEGATIVE_WHEN_PRESENT)
         if lacking and rng.random() < NEGATIVE_PROBABILITY:
             if name == "Young":
@@ -328,10 +353,14 @@ def caption_from_factors(factors_row: Mapping[str, float | int], seed: int | np.
 
 def captions_for_dataset(attributes: Mapping[str, np.ndarray],
                          factors: Mapping[str, np.ndarray] | None = None,
-                         seed: int = 0) -> list[str]:
+                         seed: int = 0, absent: str = "plain") -> list[str]:
     """Captions for N faces: ``attributes`` maps names to (N,) arrays; ``factors`` likewise
     (SynthFaces) or None (CelebA). Row i uses the generator seeded by (seed, i), so its caption
-    does not depend on the other rows (a subset gets the same captions)."""
+    does not depend on the other rows (a subset gets the same captions). ``absent="rich"``
+    says what a face lacks in more ways (`_RICH_NEGATIVE_PHRASES`: the CLIP's captions; the
+    U-Net trains on the "plain" ones)."""
+    if absent not in ABSENT_PHRASINGS:
+        raise ValueError(f"absent must be one of {ABSENT_PHRASINGS}, got {absent!r}")
     columns = {name: np.asarray(values).reshape(-1) for name, values in attributes.items()}
     factor_columns = {name: np.asarray(values).reshape(-1) for name, values in (factors or {}).items()}
     lengths = {len(v) for v in columns.values()} | {len(v) for v in factor_columns.values()}
@@ -346,7 +375,7 @@ def captions_for_dataset(attributes: Mapping[str, np.ndarray],
         row = {name: column[i] for name, column in columns.items()}
         if factor_columns:
             hair_length, clauses = _factor_extras({k: v[i] for k, v in factor_columns.items()}, rng)
-            captions.append(_compose(row, rng, hair_length, clauses))
+            captions.append(_compose(row, rng, hair_length, clauses, absent))
         else:
-            captions.append(_compose(row, rng))
+            captions.append(_compose(row, rng, absent=absent))
     return captions

@@ -71,11 +71,17 @@ class CLIPConfig:
     image_std: tuple[float, ...] = (0.25, 0.25, 0.25)  # (about the SynthFaces pixel spread)
     # token ids seen in the training captions (filled by the trainer; empty = unknown)
     known_tokens: tuple[int, ...] = field(default_factory=tuple)
+    # the known tokens whose per-token states a U-Net can have trained on, where the model
+    # learned more words later with those states frozen (`freeze_text_states`); empty = all
+    state_tokens: tuple[int, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         self.image_mean = tuple(float(v) for v in self.image_mean)
         self.image_std = tuple(float(v) for v in self.image_std)
         self.known_tokens = tuple(sorted({int(t) for t in self.known_tokens}))
+        self.state_tokens = tuple(sorted({int(t) for t in self.state_tokens}))
+        if not set(self.state_tokens) <= set(self.known_tokens):
+            raise ValueError("state_tokens must be among known_tokens")
         for name in ("embed_dim", "patch_size", "vision_width", "vision_layers",
                      "vision_head_width", "text_width", "text_heads", "text_layers"):
             if getattr(self, name) < 1:
@@ -137,15 +143,18 @@ class _TokenizerMixin:
             texts = [texts]
         return [self.token_count(t) > self.context_length for t in texts]
 
-    def unknown_words(self, text: str) -> list[str]:
+    def unknown_words(self, text: str, states: bool = False) -> list[str]:
         """Words of `text` with a token never seen in training (empty when nothing is known
-        about the training vocabulary)."""
-        if not self.known_tokens:
+        about the training vocabulary); with `states`, never seen by the per-token states a
+        U-Net conditions on (`CLIPConfig.state_tokens`, when the model learned words later)."""
+        known = (getattr(self, "state_tokens", frozenset()) if states else frozenset()
+                 ) or self.known_tokens
+        if not known:
             return []
         tok = self._get_tokenizer()
         unknown = []
         for word in re.findall(r"[^\W_]+", _check_text(text).lower()):
-            if any(t not in self.known_tokens for t in tok.encode(word)):
+            if any(t not in known for t in tok.encode(word)):
                 unknown.append(word)
         return unknown
 
@@ -223,6 +232,10 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
         return frozenset(self.config.known_tokens)
 
     @property
+    def state_tokens(self) -> frozenset[int]:
+        return frozenset(self.config.state_tokens)
+
+    @property
     def text_width(self) -> int:
         return self.config.text_width
 
@@ -276,13 +289,24 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
         equal tensors here give a U-Net the same conditioning."""
         return {k: v for k, v in self.state_dict().items() if k.startswith(TEXT_STATE_PREFIXES)}
 
-    def freeze_text_states(self) -> None:
+    def freeze_text_states(self, new_tokens: Sequence[int] = ()) -> None:
         """Stop training the weights of `text_state_tensors` (the text projection stays
         trainable): the image tower then learns against text states that a shipped U-Net
-        already conditions on."""
+        already conditions on.
+
+        `new_tokens`: embedding rows that still train — words no U-Net caption had. The text
+        tower is causal, so a prompt made of the other tokens keeps its states bit for bit;
+        the other rows' gradient is zeroed (the embedding has no weight decay, so Adam leaves
+        them exactly as they are)."""
         for name, param in self.named_parameters():
             if name.startswith(TEXT_STATE_PREFIXES):
                 param.requires_grad_(False)
+        if len(new_tokens):
+            table = self.clip.token_embedding.weight
+            rows = torch.zeros(table.shape[0], 1, dtype=table.dtype, device=table.device)
+            rows[torch.as_tensor(list(new_tokens), dtype=torch.long)] = 1
+            table.requires_grad_(True)
+            table.register_hook(lambda grad: grad * rows)
 
     def encode_text(self, texts_or_tokens, normalize: bool = True) -> torch.Tensor:
         """Prompts (list of str) or token ids (B, L) → embeddings (B, E), L2-normalised.

@@ -135,7 +135,7 @@ class PromptInfo:
     """What the Prompt tab says about a prompt before sampling."""
 
     attributes: dict[str, int]  # named attributes → wanted value (see `named_attributes`)
-    unknown_words: list[str]  # words with tokens the CLIP never saw in training
+    unknown_words: list[str]  # words with tokens the U-Net's text states never had in training
     truncated: bool  # cut at the tokenizer's context length
     empty: bool  # "" (or only spaces): an unconditional sample
 
@@ -145,7 +145,7 @@ def prompt_info(prompt: str, clip: nn.Module | None = None) -> PromptInfo:
     prompt = check_prompt(prompt)
     unknown, truncated = [], False
     if clip is not None:
-        unknown = list(dict.fromkeys(clip.unknown_words(prompt)))
+        unknown = list(dict.fromkeys(clip.unknown_words(prompt, states=True)))
         truncated = bool(clip.truncated([prompt])[0])
     return PromptInfo(attributes=named_attributes(prompt), unknown_words=unknown,
                       truncated=truncated, empty=not prompt.strip())

@@ -48,6 +48,7 @@ from playground.evaluation.quality import (
     measure,
     record,
 )
+from playground.models.clip import EMBEDDING_KEY
 from playground.store.checkpoints import (
     METRICS_FILE,
     is_valid_name,
@@ -186,8 +187,15 @@ def same_conditioning(run_dir: str | Path, current: str | Path) -> bool:
         return False
     new, old = load_model(run_dir), load_model(current)
     if hasattr(new, "text_state_tensors") and hasattr(old, "text_state_tensors"):
-        same_config = tuple(new.config.known_tokens) == tuple(old.config.known_tokens)
+        # words the new model learned on top are fine: a U-Net never read them, and a prompt
+        # of the others gets the same states (the text tower is causal)
+        read_by_unet = set(old.config.state_tokens or old.config.known_tokens)
+        same_config = read_by_unet <= set(new.config.known_tokens) and read_by_unet <= set(
+            new.config.state_tokens or new.config.known_tokens)
         a, b = new.text_state_tensors(), old.text_state_tensors()
+        if same_config and read_by_unet:
+            rows = torch.tensor(sorted(read_by_unet | {0}), dtype=torch.long)
+            a[EMBEDDING_KEY], b[EMBEDDING_KEY] = a[EMBEDDING_KEY][rows], b[EMBEDDING_KEY][rows]
     elif hasattr(new, "encoder_tensors") and hasattr(old, "encoder_tensors"):
         same_config = new.config.scale_factor == old.config.scale_factor
         a, b = new.encoder_tensors(), old.encoder_tensors()

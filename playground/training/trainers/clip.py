@@ -48,9 +48,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from playground.data.captions import ABSENT_PHRASINGS
 from playground.evaluation.clip import evaluate_clip, image_embeddings, zero_shot_accuracy
 from playground.models.clip import VISION_POOLS, CLIPConfig, TextImageCLIP
-from playground.store.checkpoints import runs_dir
+from playground.store.checkpoints import CONFIG_FILE, resolve_model_dir, runs_dir
+from playground.store.files import read_json
 from playground.training import (
     DistInfo,
     GracefulStop,
@@ -99,7 +101,10 @@ class CLIPTrainConfig(StartAndSpeed):
     negatives_per_image: int = 1  # K hard negatives per image, each flipping a different attribute
     negative_pool: str = "all"  # attributes a negative may flip: "all" or "small" (SMALL_DETAILS)
     freeze_text_states: bool = False  # train only the image tower, projections and temperature,
-    # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone)
+    # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone);
+    # words the init never read still learn their embedding rows (`frozen_vocabulary`)
+    absent_phrases: str = "plain"  # captions' phrases for missing features: "plain" (the
+    # U-Net's captions) or "rich" (more phrasings, in words a U-Net never read; see captions)
     lr: float = 1e-3  # AdamW learning rate (peak of the cosine schedule)
     lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end) or "constant"
     lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
@@ -125,6 +130,9 @@ class CLIPTrainConfig(StartAndSpeed):
         check_run_options(self)
         if self.batch_size < 2:
             raise ValueError("a contrastive batch needs at least 2 pairs")
+        if self.absent_phrases not in ABSENT_PHRASINGS:
+            raise ValueError(f"absent_phrases must be one of {ABSENT_PHRASINGS}, "
+                             f"got {self.absent_phrases!r}")
         if self.negative_pool not in NEGATIVE_POOLS:
             raise ValueError(f"negative_pool must be one of {sorted(NEGATIVE_POOLS)}, "
                              f"got {self.negative_pool!r}")
@@ -199,15 +207,20 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         test_set = val_set
     train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, "synthfaces")
     loop.set_data(len(train_source), default_epochs=3)
-    vocabulary: tuple[int, ...] = ()
+    new_tokens: tuple[int, ...] = ()
 
     def build():
-        nonlocal vocabulary
+        nonlocal new_tokens
         model = TextImageCLIP(cfg.model_config()).to(device)
-        vocabulary = caption_vocabulary(train_set, model)
-        model.config.known_tokens = vocabulary
+        vocabulary = set(caption_vocabulary(train_set, model, absent=cfg.absent_phrases))
         if cfg.freeze_text_states:
-            model.freeze_text_states()
+            frozen = set(frozen_vocabulary(cfg.init))
+            new_tokens = tuple(sorted(vocabulary - frozen))
+            vocabulary |= frozen  # the rows a U-Net reads are kept in the file
+            if new_tokens:
+                model.config.state_tokens = tuple(sorted(frozen))
+            model.freeze_text_states(new_tokens)
+        model.config.known_tokens = tuple(sorted(vocabulary))
         trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         decay = [p for n, p in trained if p.ndim >= 2 and "embedding" not in n]
         rest = [p for n, p in trained if not (p.ndim >= 2 and "embedding" not in n)]
@@ -216,8 +229,14 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         return model, opt
 
     model = loop.setup_model(build, FIXED_ON_RESUME)
+    if new_tokens:
+        if info.is_main:
+            print(f"{len(new_tokens)} caption tokens the init never read learn their embedding "
+                  f"rows; the {len(model.config.state_tokens)} others stay frozen", flush=True)
+        draw_new_rows(model, new_tokens, cfg.seed)
     captions = CaptionTokens(train_set, model, cfg.seed, cfg.hard_negatives,
-                             cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool])
+                             cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool],
+                             cfg.absent_phrases)
 
     def step(x, idx, epoch, step_in_epoch):
         tokens = captions.for_epoch(epoch)[idx.cpu()]
@@ -281,6 +300,27 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
     return loop.finish(final)
 
 
+def frozen_vocabulary(init: str) -> tuple[int, ...]:
+    """The tokens whose per-token states the saved CLIP `init` gives a U-Net: its
+    ``state_tokens`` when it learned words later, else every token it knows."""
+    config = read_json(resolve_model_dir(init) / CONFIG_FILE)
+    return tuple(config.get("state_tokens") or config.get("known_tokens") or ())
+
+
+def draw_new_rows(model: TextImageCLIP, tokens: tuple[int, ...], seed: int) -> None:
+    """Give the embedding rows of `tokens` that are still zero (as a compact file stores every
+    word its model never read) open_clip's initial scale, std 0.02: the word embedding the
+    `TextHead` reads is layer-normalised, and at zero that has no useful gradient. Rows that
+    are not zero (a resumed run's) are kept."""
+    table = model.clip.token_embedding.weight
+    with torch.no_grad():
+        ids = torch.as_tensor(tokens, dtype=torch.long, device=table.device)
+        fresh = ids[(table[ids] == 0).all(dim=1)]
+        noise = torch.randn(len(fresh), table.shape[1],
+                            generator=torch.Generator().manual_seed(seed)) * 0.02
+        table[fresh] = noise.to(table)
+
+
 # =========================================================================== command line
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``python -m playground.train clip``. Unset options keep the checkpoint's
@@ -318,6 +358,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-text-states", dest="freeze_text_states", action="store_true",
                    default=S, help="train the image side only (with --init: the shipped U-Net's "
                                    "text states stay exact, so the run may ship alone)")
+    p.add_argument("--absent-phrases", dest="absent_phrases", choices=ABSENT_PHRASINGS,
+                   default=S, help=f"phrases for missing features in the captions: the U-Net's "
+                                   f"(plain), or more, in new words (rich; with "
+                                   f"--freeze-text-states only those words' rows learn) "
+                                   f"(default {d.absent_phrases})")
     add_common_arguments(p, d, "run folder (default runs/clip)",
                          eval_help="the per-epoch zero-shot check")
 

@@ -29,7 +29,8 @@ class CaptionTokens:
     decide the match (NegCLIP, Yuksekgonul et al. 2023)."""
 
     def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
-                 negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"]):
+                 negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"],
+                 absent: str = "plain"):
         attributes = getattr(dataset, "attributes", None)
         if not attributes:
             raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
@@ -41,7 +42,7 @@ class CaptionTokens:
             raise ValueError(f"{negatives_per_image} hard negatives per image need as many "
                              f"flippable attributes; the dataset has {self.flippable}")
         self.model, self.seed, self.hard_negatives = model, seed, hard_negatives
-        self.negatives_per_image = negatives_per_image
+        self.negatives_per_image, self.absent = negatives_per_image, absent
         self.epoch, self.tokens, self.negatives = None, None, None
 
     def for_epoch(self, epoch: int) -> torch.Tensor:
@@ -57,7 +58,7 @@ class CaptionTokens:
             return
         seed = self.seed * 100_003 + epoch
         self.tokens = self.model.tokenize(captions_for_dataset(self.attributes, self.factors,
-                                                               seed=seed))
+                                                               seed=seed, absent=self.absent))
         if self.hard_negatives:
             n = len(self.tokens)
             rng = np.random.default_rng([self.seed, epoch, 1])
@@ -67,7 +68,7 @@ class CaptionTokens:
             self.negatives = torch.stack([
                 self.model.tokenize(captions_for_dataset(
                     flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
-                    self.factors, seed=seed))
+                    self.factors, seed=seed, absent=self.absent))
                 for k in range(self.negatives_per_image)])
         self.epoch = epoch
 
@@ -88,14 +89,14 @@ def flip_one_attribute(attributes: dict[str, np.ndarray], names: list[str],
 
 
 def caption_vocabulary(dataset, model: TextImageCLIP, seeds: tuple[int, ...] = (0, 1, 2),
-                       n: int = 20_000) -> tuple[int, ...]:
+                       n: int = 20_000, absent: str = "plain") -> tuple[int, ...]:
     """Token ids used by the captions of the first `n` faces under a few caption seeds."""
     attrs = {k: np.asarray(v)[:n] for k, v in dataset.attributes.items()}
     factors = ({k: np.asarray(v)[:n] for k, v in dataset.factors.items()}
                if getattr(dataset, "factors", None) else None)
     seen: set[int] = set()
     for seed in seeds:
-        tokens = model.tokenize(captions_for_dataset(attrs, factors, seed=seed))
+        tokens = model.tokenize(captions_for_dataset(attrs, factors, seed=seed, absent=absent))
         seen.update(torch.unique(tokens).tolist())
     seen.discard(0)
     return tuple(sorted(seen))
