@@ -515,3 +515,29 @@ def test_rich_absent_phrases_say_only_what_a_face_lacks():
         assert not any(absent in c for c in plain), name
     with pytest.raises(ValueError, match="absent"):
         captions_for_dataset(attributes, factors, absent="fancy")
+
+
+def test_paraphrased_zero_shot_prompts_use_the_rich_captions_words(small_sets):
+    """The paraphrase check asks the same question in other words, all of them words a CLIP
+    trained on the rich captions has read; with the headline's phrases it is the headline."""
+    from types import SimpleNamespace
+
+    from playground.data.synthfaces import attributes_from_factors, sample_factors
+    from playground.evaluation.clip import PARAPHRASE_NOUN, PARAPHRASES
+
+    assert set(PARAPHRASES) == set(ATTRIBUTE_PHRASES)
+    assert all(PARAPHRASES[a] != ATTRIBUTE_PHRASES[a] for a in ("Pale_Skin", "Smiling", "Chubby"))
+    model = tiny_clip()
+    _, val = small_sets
+    feats = model.encode_image(torch.from_numpy(val.images).permute(0, 3, 1, 2).float() / 255)
+    headline = zero_shot_accuracy(model, feats.detach(), val.attributes)
+    same = zero_shot_accuracy(model, feats.detach(), val.attributes, ATTRIBUTE_PHRASES, "person")
+    assert same["zero_shot_auc"] == pytest.approx(headline["zero_shot_auc"])
+    other = zero_shot_accuracy(model, feats.detach(), val.attributes, PARAPHRASES, PARAPHRASE_NOUN)
+    assert other["zero_shot_auc"] != pytest.approx(headline["zero_shot_auc"])
+    factors = sample_factors(20_000, np.random.default_rng(0))
+    faces = SimpleNamespace(factors=factors, attributes=attributes_from_factors(factors))
+    told = tiny_clip(known_tokens=caption_vocabulary(faces, model, absent="rich"))
+    unread = {p: told.unknown_words(f"a photo of a {PARAPHRASE_NOUN} {p}")
+              for pair in PARAPHRASES.values() for p in pair}
+    assert not any(unread.values()), {p: w for p, w in unread.items() if w}

@@ -14,6 +14,7 @@ saved CLIP::
 embeddings and on the ViT's patch embeddings, to tell a blind image tower from a blind text side.
 ``--negation`` asks how much of the zero-shot score the absent prompt ("… not smiling") costs
 (`negation_diagnostic`): the same AUC with the neutral "a photo of a person" in its place.
+``--paraphrases`` scores the same faces with every prompt pair in other words (`PARAPHRASES`).
 """
 from __future__ import annotations
 
@@ -40,11 +41,40 @@ def image_embeddings(model: TextImageCLIP, source, batch_size: int = 250) -> tor
     return torch.cat(parts)
 
 
+# The zero-shot check in other words: each attribute's (present, absent) pair phrased as the
+# captions also say it, after another noun ("a photo of a face with a grin" / "… with a serious
+# expression"). A CLIP that learned the headline's phrases alone scores lower here.
+PARAPHRASES: dict[str, tuple[str, str]] = {
+    "Arched_Eyebrows": ("with arched brows", "with level brows"),
+    "Bald": ("with a bald head", "with a full head of hair"),
+    "Bangs": ("with a fringe", "without a fringe"),
+    "Black_Hair": ("with dark hair", "with hair that is not black"),
+    "Blond_Hair": ("with golden hair", "with hair that is not blond"),
+    "Brown_Hair": ("with chestnut hair", "with hair that is not brown"),
+    "Chubby": ("with a round face", "with a thin face"),
+    "Eyeglasses": ("wearing spectacles", "without glasses"),
+    "Goatee": ("with a goatee", "without a goatee"),
+    "Gray_Hair": ("with silver hair", "with hair that is not gray"),
+    "Mouth_Slightly_Open": ("with parted lips", "with closed lips"),
+    "Mustache": ("with a moustache", "without a moustache"),
+    "Narrow_Eyes": ("with narrowed eyes", "with wide eyes"),
+    "No_Beard": ("without a beard", "with a full beard"),
+    "Pale_Skin": ("with fair skin", "with olive skin"),
+    "Smiling": ("with a grin", "with a serious expression"),
+    "Wearing_Hat": ("wearing a cap", "without a hat"),
+    "Wearing_Lipstick": ("with painted lips", "without lipstick"),
+}
+PARAPHRASE_NOUN = "face"
+
+
 @torch.no_grad()
 def zero_shot_accuracy(model: TextImageCLIP, image_features: torch.Tensor,
-                       attributes: dict[str, np.ndarray]) -> dict[str, Any]:
+                       attributes: dict[str, np.ndarray],
+                       phrases: dict[str, tuple[str, str]] | None = None,
+                       noun: str = "person") -> dict[str, Any]:
     """Per attribute: predict "present" when an image is closer to the positive prompt than
-    to the negative one (`zero_shot_prompts`), compare with the truth.
+    to the negative one (`zero_shot_prompts`; or "a photo of a <noun> <phrase>" for each
+    (present, absent) pair of `phrases`), compare with the truth.
 
     Args:
         image_features: (N, E) normalised; attributes: name → (≥ N,) 0/1 arrays.
@@ -57,10 +87,12 @@ def zero_shot_accuracy(model: TextImageCLIP, image_features: torch.Tensor,
     """
     model.eval()
     n = image_features.shape[0]
-    names = [a for a in ATTRIBUTE_PHRASES if a in attributes]
+    names = [a for a in (phrases or ATTRIBUTE_PHRASES) if a in attributes]
     if not names:
         raise ValueError("no attribute with zero-shot phrases in this dataset")
-    prompts = [p for a in names for p in zero_shot_prompts(a)]
+    prompts = [p for a in names for p in (
+        zero_shot_prompts(a, noun) if phrases is None
+        else tuple(f"a photo of a {noun} {phrase}" for phrase in phrases[a]))]
     text = model.encode_text(prompts).float().cpu()  # (2A, E)
     sims = image_features @ text.T  # (N, 2A)
     from sklearn.metrics import roc_auc_score
@@ -213,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--negation", action="store_true",
                    help="also the zero-shot AUC with a neutral prompt in place of the absent one "
                         "(does the text side read 'not' and 'without'?)")
+    p.add_argument("--paraphrases", action="store_true",
+                   help="also the zero-shot scores with each attribute's prompts in other "
+                        "words (PARAPHRASES): does the score hold beyond the headline's phrases?")
     args = p.parse_args(argv)
     model = load_model(args.name).float().eval()
     if args.probe:
@@ -233,6 +268,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {r['auc_absent']:.3f} | {r['auc_neutral']:.3f} | "
                   f"{', '.join(r['unknown_words']) or '—'} |")
         scores["zero_shot_negation"] = rows
+    if args.paraphrases:
+        other = zero_shot_accuracy(model, features, test_set.attributes, PARAPHRASES,
+                                   PARAPHRASE_NOUN)
+        scores["zero_shot_paraphrases"] = {"auc": other["zero_shot_auc"],
+                                           "auc_per_attribute": other["zero_shot_auc_per_attribute"]}
+        print("| attribute | AUC, headline prompts | AUC, paraphrases | paraphrases |")
+        print("|---|---:|---:|---|")
+        for name, auc in other["zero_shot_auc_per_attribute"].items():
+            print(f"| {name} | {scores['zero_shot_auc_per_attribute'][name]:.3f} | {auc:.3f} | "
+                  f"{' / '.join(PARAPHRASES[name])} |")
+        print(f"mean AUC with paraphrases {other['zero_shot_auc']:.4f}")
     print(f"zero-shot accuracy {scores['zero_shot_acc']:.4f} (majority {scores['zero_shot_baseline']:.4f}), "
           f"balanced {scores['zero_shot_balanced_acc']:.4f}, AUC {scores['zero_shot_auc']:.4f}, "
           f"retrieval top-1 {scores['retrieval_top1']:.3f} of {scores['retrieval_group']}")
