@@ -491,6 +491,9 @@ def test_new_words_learn_their_rows_while_the_unets_states_stay_exact(tmp_path, 
     prompt = "a photo of a person with darker skin"
     assert first.unknown_words(prompt) == ["darker"]
     assert rich.unknown_words(prompt) == [] and rich.unknown_words(prompt, states=True) == ["darker"]
+    from playground.pipelines.prompts import prompt_info  # the Prompt tab's note
+
+    assert prompt_info(prompt, rich).unknown_words == ["darker"]
     # but a change to a row the U-Net reads is refused
     with torch.no_grad():
         rich.clip.token_embedding.weight[first.config.known_tokens[0]] += 1e-3

@@ -192,7 +192,7 @@ def test_randomise_draws_and_shows_a_new_seed(client):
 @pytest.mark.parametrize("text,expected", [
     ("", "Empty prompt: unconditional faces"),
     ("a dragon", "names no attribute the model knows"),
-    ("a smiling dragon", "never saw in training.*“dragon”"),
+    ("a smiling dragon", "never read in a training caption.*“dragon”"),
     ("a smiling man with glasses " * 5, "The prompt was cut"),
 ])
 def test_prompt_notices(client, text, expected):

@@ -69,8 +69,8 @@ def _notes(pipe: LatentDiffusion, prompt: str, negative: str, guidance: float) -
                      "glasses, hat, beard, mustache, goatee, lipstick, bangs, bald, pale skin, "
                      "open mouth, narrow eyes, arched eyebrows, chubby): expect random faces.")
     if info.unknown_words:
-        notes.append("Words the text encoder never saw in training (it cannot know what they "
-                     "mean): " + ", ".join(f"“{w}”" for w in info.unknown_words) + ".")
+        notes.append("Words the U-Net never read in a training caption (it cannot know what "
+                     "they mean): " + ", ".join(f"“{w}”" for w in info.unknown_words) + ".")
     if info.truncated:
         notes.append(f"**The prompt was cut** at the tokenizer's {pipe.clip.context_length} "
                      "tokens: the end of it is ignored.")
