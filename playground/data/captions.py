@@ -267,9 +267,8 @@ def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
     negatives = []
     candidates = list(_NEGATIVE_PHRASES.items())
     if absent == "rich":
-        # the U-Net's negatives first, as often as in its captions (in a random order they
-        # became rare, and "not smiling" lost its meaning: AUC 0.84 → 0.59); the extra ones
-        # share the slots left, in a random order
+        # the U-Net's negatives first, as often as in its captions, so that the CLIP keeps
+        # hearing them; the extra ones share the slots left, in a random order
         extra = [item for item in _RICH_NEGATIVE_PHRASES.items() if item[0] not in _NEGATIVE_PHRASES]
         candidates = ([(name, _RICH_NEGATIVE_PHRASES[name]) for name, _ in candidates]
                       + [extra[i] for i in rng.permutation(len(extra))])
