@@ -37,7 +37,9 @@ RECIPES: dict[str, list[str]] = {
     # 8 latent channels keep more small details than 4 (README, its A/B)
     "autoencoder": ["autoencoder", "--latent-size", "16", "--latent-channels", "8"],
     "judge": ["judge"],
-    "clip": ["clip"],
+    # captions that say what a face lacks in more words (stretch 13: zero-shot AUC 0.779 →
+    # 0.802 in 75 minutes, with the words the U-Net reads frozen; README)
+    "clip": ["clip", "--absent-phrases", "rich"],
     # lr and condition dropout of stretch 12 (README: its lr A/B; + its autoencoder and CLIP:
     # see `pipeline_options`)
     "ldm": ["ldm", "--lr", "4e-4", "--cond-drop", "0.2"],
