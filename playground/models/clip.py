@@ -75,6 +75,11 @@ class CLIPConfig:
     # learned more words later with those states frozen (`freeze_text_states`); empty = all
     state_tokens: tuple[int, ...] = field(default_factory=tuple)
 
+    @property
+    def unet_tokens(self) -> tuple[int, ...]:
+        """The tokens whose per-token states a U-Net conditioned on this model can have read."""
+        return self.state_tokens or self.known_tokens
+
     def __post_init__(self):
         self.image_mean = tuple(float(v) for v in self.image_mean)
         self.image_std = tuple(float(v) for v in self.image_std)

@@ -21,9 +21,8 @@ feed-forward layer, each residual. The middle block has one too. All attention g
 
 The unconditional prediction ε(x_t, ∅) is this same network given the encoded empty prompt
 "" (the trainer replaces a share `cond_drop` of the captions, 10–20 %, by ""), so
-classifier-free guidance needs one
-network. ``context=None`` is accepted (cross-attention is then skipped) but is not what the
-trained model expects.
+classifier-free guidance needs one network. ``context=None`` is accepted (cross-attention is
+then skipped) but is not what the trained model expects.
 
 `UNetConfig` also records what a loader needs to rebuild the whole pipeline: the names of the
 first-stage ``autoencoder`` and the ``text_encoder`` it was trained with, and the noise

@@ -189,9 +189,8 @@ def same_conditioning(run_dir: str | Path, current: str | Path) -> bool:
     if hasattr(new, "text_state_tensors") and hasattr(old, "text_state_tensors"):
         # words the new model learned on top are fine: a U-Net never read them, and a prompt
         # of the others gets the same states (the text tower is causal)
-        read_by_unet = set(old.config.state_tokens or old.config.known_tokens)
-        same_config = read_by_unet <= set(new.config.known_tokens) and read_by_unet <= set(
-            new.config.state_tokens or new.config.known_tokens)
+        read_by_unet = set(old.config.unet_tokens)
+        same_config = read_by_unet <= set(new.config.unet_tokens)
         a, b = new.text_state_tensors(), old.text_state_tensors()
         if same_config and read_by_unet:
             rows = torch.tensor(sorted(read_by_unet | {0}), dtype=torch.long)

@@ -51,8 +51,7 @@ import torch.nn.functional as F
 from playground.data.captions import ABSENT_PHRASINGS
 from playground.evaluation.clip import evaluate_clip, image_embeddings, zero_shot_accuracy
 from playground.models.clip import VISION_POOLS, CLIPConfig, TextImageCLIP
-from playground.store.checkpoints import CONFIG_FILE, resolve_model_dir, runs_dir
-from playground.store.files import read_json
+from playground.store.checkpoints import load_model, runs_dir
 from playground.training import (
     DistInfo,
     GracefulStop,
@@ -301,10 +300,9 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
 
 
 def frozen_vocabulary(init: str) -> tuple[int, ...]:
-    """The tokens whose per-token states the saved CLIP `init` gives a U-Net: its
-    ``state_tokens`` when it learned words later, else every token it knows."""
-    config = read_json(resolve_model_dir(init) / CONFIG_FILE)
-    return tuple(config.get("state_tokens") or config.get("known_tokens") or ())
+    """The tokens whose per-token states the saved CLIP `init` gives a U-Net
+    (`CLIPConfig.unet_tokens`)."""
+    return load_model(init).config.unet_tokens
 
 
 def draw_new_rows(model: TextImageCLIP, tokens: tuple[int, ...], seed: int) -> None:
