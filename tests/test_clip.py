@@ -336,6 +336,58 @@ def test_a_text_head_trains_on_frozen_states_and_ships_alone(tmp_path, small_set
         assert not torch.allclose(headed.encode_text(prompts), first.encode_text(prompts))
 
 
+def test_detail_stem_starts_as_a_no_op_and_sees_inside_a_patch(tmp_path):
+    from playground.training.warm_start import warm_start
+
+    plain = tiny_clip(0)  # 16×16 patches: a stem has log2(16) + 1 = 5 channel counts
+    save_model(tmp_path / "plain", plain)
+    stemmed = tiny_clip(1, vision_stem=(4, 4, 8, 8, 8))
+    warm_start(stemmed, str(tmp_path / "plain"), verbose=False)  # the stem is new to "plain"
+    assert "clip.visual.conv1.weight" in stemmed.state_dict()  # the patch embedding's own name
+    faces = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    # two faces that differ in a checkerboard inside one patch: same patch mean, other texture
+    texture = torch.zeros(64, 64)
+    texture[16:32:2, 16:32:2] = texture[17:32:2, 17:32:2] = 0.1
+    textured = (faces + texture).clamp(0, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(stemmed.encode_image(faces), plain.encode_image(faces),
+                                   rtol=0, atol=1e-6)  # zero output layer: the init's embedding
+        torch.nn.init.normal_(stemmed.clip.visual.conv1.out.weight, std=0.5)
+        moved = stemmed.encode_image(faces)
+        assert (moved - plain.encode_image(faces)).norm(dim=-1).min() > 1e-3
+        assert (stemmed.encode_image(textured) - moved).norm(dim=-1).min() > 1e-4
+    assert not any(".conv1." in k for k in stemmed.text_state_tensors())
+    save_model(tmp_path / "stemmed", stemmed)
+    again = load_model(tmp_path / "stemmed")
+    assert again.config.vision_stem == (4, 4, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(again.encode_image(faces), moved, rtol=0, atol=1e-3)
+    for wrong in ((4, 8), (4, 4, 8, 8, 0)):
+        with pytest.raises(ValueError, match="vision_stem"):
+            CLIPConfig(**TINY, vision_stem=wrong)
+
+
+def test_a_detail_stem_trains_on_frozen_states_ships_alone_and_resumes(tmp_path, small_sets):
+    from playground.training.ship import same_conditioning
+
+    common = _train_then_freeze(tmp_path, small_sets, "stemmed", vision_stem=(4, 4, 8, 8, 8))
+    stemmed = load_model(tmp_path / "stemmed")
+    assert stemmed.config.vision_stem == (4, 4, 8, 8, 8)
+    assert float(stemmed.clip.visual.conv1.out.weight.detach().abs().sum()) > 0  # learned
+    assert same_conditioning(tmp_path / "stemmed", tmp_path / "first")
+    train, val = small_sets  # the stem is part of the architecture a resume keeps
+    train_clip(CLIPTrainConfig(**{**common, "max_steps": 4}, vision_stem=(4, 4, 8, 8, 8),
+                               freeze_text_states=True, init=str(tmp_path / "first"),
+                               out=str(tmp_path / "stemmed")),
+               resume=True, train_set=train, val_set=val)
+    assert load_model(tmp_path / "stemmed").config.vision_stem == (4, 4, 8, 8, 8)
+    with pytest.raises(ValueError, match="vision_stem"):
+        train_clip(CLIPTrainConfig(**{**common, "max_steps": 5}, vision_stem=(4, 4, 8, 8, 16),
+                                   freeze_text_states=True, init=str(tmp_path / "first"),
+                                   out=str(tmp_path / "stemmed")),
+                   resume=True, train_set=train, val_set=val)
+
+
 def test_training_captions_use_only_the_shipped_clips_words():
     """A new caption word would change `known_tokens`, and the shipped U-Net's text states with
     it: then no CLIP retrained with --freeze-text-states could ship without a new U-Net."""

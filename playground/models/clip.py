@@ -12,7 +12,9 @@ the playground needs:
 - `text_mask` — (B, L) True for real tokens (start, words, end), False for padding;
 - `encode_text` / `encode_image` — L2-normalised embeddings (B, E) in the shared space, for
   zero-shot attribute checks and the latent map's text search; with ``text_head_layers`` > 0,
-  a `TextHead` reads the words beside the states before the text embedding is pooled;
+  a `TextHead` reads the words beside the states before the text embedding is pooled; with
+  ``vision_stem``, a CNN adds what it sees below the patch size to the patch tokens
+  (`playground.models.clip_stem`);
 - `unknown_words` — words of a prompt whose tokens never occurred in the training captions
   (the model has no idea what they mean).
 
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from playground.models.checks import check_images
+from playground.models.clip_stem import PatchEmbedWithDetailStem, check_stem_channels
 
 PAD_ID = 0  # open_clip's SimpleTokenizer pads with 0
 EMBEDDING_KEY = "clip.token_embedding.weight"  # (vocab_size, D) in the module
@@ -59,6 +62,9 @@ class CLIPConfig:
     # patch tokens ("avg"), where a small detail's patches reach it without the class token
     # having to attend to them
     vision_pool: str = "tok"
+    # channels of a CNN whose output is added to the patch embeddings (`clip_stem`), so the
+    # tokens see details smaller than a patch: log2(patch_size) + 1 counts; empty = none
+    vision_stem: tuple[int, ...] = field(default_factory=tuple)
     context_length: int = 77  # tokens per prompt, start and end tokens included (CLIP's 77)
     vocab_size: int = 49408  # open_clip's BPE vocabulary
     text_width: int = 128  # text transformer width = D of the per-token states
@@ -85,6 +91,7 @@ class CLIPConfig:
         self.image_std = tuple(float(v) for v in self.image_std)
         self.known_tokens = tuple(sorted({int(t) for t in self.known_tokens}))
         self.state_tokens = tuple(sorted({int(t) for t in self.state_tokens}))
+        self.vision_stem = tuple(int(c) for c in self.vision_stem)
         if not set(self.state_tokens) <= set(self.known_tokens):
             raise ValueError("state_tokens must be among known_tokens")
         for name in ("embed_dim", "patch_size", "vision_width", "vision_layers",
@@ -98,6 +105,7 @@ class CLIPConfig:
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not divisible by patch_size "
                              f"{self.patch_size}")
+        check_stem_channels(self.vision_stem, self.patch_size)
         if self.vision_width % self.vision_head_width:
             raise ValueError(f"vision_width {self.vision_width} is not a multiple of "
                              f"vision_head_width {self.vision_head_width}")
@@ -207,7 +215,7 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
     """open_clip's CLIP (ViT image tower + causal text transformer) for 64×64 faces."""
 
     # weights a warm start may find missing in an older model: they start as a no-op
-    new_at_warm_start = ("text_head.",)
+    new_at_warm_start = ("text_head.", "clip.visual.conv1.stem.", "clip.visual.conv1.out.")
 
     def __init__(self, config: CLIPConfig | None = None):
         super().__init__()
@@ -220,6 +228,9 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
         text = CLIPTextCfg(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
                            width=cfg.text_width, heads=cfg.text_heads, layers=cfg.text_layers)
         self.clip = CLIP(embed_dim=cfg.embed_dim, vision_cfg=vision, text_cfg=text)
+        if cfg.vision_stem:
+            visual = self.clip.visual
+            visual.conv1 = PatchEmbedWithDetailStem(visual.conv1, cfg.vision_stem)
         self.text_head = (TextHead(cfg.text_width, cfg.text_heads, cfg.text_head_layers)
                           if cfg.text_head_layers else None)
         self.register_buffer("image_mean", torch.tensor(cfg.image_mean).view(1, 3, 1, 1),

@@ -61,6 +61,7 @@ from playground.training import (
     autocast,
     check_run_options,
     config_from_args,
+    int_tuple,
     open_dataset,
     run_trainer,
 )
@@ -85,6 +86,9 @@ class CLIPTrainConfig(StartAndSpeed):
     vision_layers: int = 3  # ViT blocks
     vision_head_width: int = 32  # ViT attention head size
     vision_pool: str = "tok"  # image embedding: class token ("tok") or mean of patches ("avg")
+    # channels of a CNN added to the patch embeddings (log2(patch) + 1 counts; () = none);
+    # new to a warm-started CLIP, it starts as a no-op (models.clip_stem)
+    vision_stem: tuple[int, ...] = ()
     text_width: int = 128  # text transformer width (= the U-Net's context dim)
     text_layers: int = 4  # text transformer blocks
     text_heads: int = 4  # text attention heads
@@ -122,11 +126,12 @@ class CLIPTrainConfig(StartAndSpeed):
     MODEL_KIND: ClassVar[str] = "clip"
     ARCHITECTURE: ClassVar[tuple[str, ...]] = (
         "embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
-        "vision_pool", "context_length", "text_width", "text_heads", "text_layers",
-        "text_head_layers")
+        "vision_pool", "vision_stem", "context_length", "text_width", "text_heads",
+        "text_layers", "text_head_layers")
 
     def __post_init__(self):
         check_run_options(self)
+        self.vision_stem = tuple(int(c) for c in self.vision_stem)  # (a list from JSON)
         if self.batch_size < 2:
             raise ValueError("a contrastive batch needs at least 2 pairs")
         if self.absent_phrases not in ABSENT_PHRASINGS:
@@ -145,7 +150,7 @@ class CLIPTrainConfig(StartAndSpeed):
         return CLIPConfig(embed_dim=self.embed_dim, patch_size=self.patch_size,
                           vision_width=self.vision_width, vision_layers=self.vision_layers,
                           vision_head_width=self.vision_head_width,
-                          vision_pool=self.vision_pool,
+                          vision_pool=self.vision_pool, vision_stem=self.vision_stem,
                           text_width=self.text_width, text_layers=self.text_layers,
                           text_heads=self.text_heads, text_head_layers=self.text_head_layers,
                           context_length=self.context_length, known_tokens=known_tokens)
@@ -155,7 +160,7 @@ class CLIPTrainConfig(StartAndSpeed):
 
 
 FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
-                   "vision_pool",
+                   "vision_pool", "vision_stem",
                    "text_width", "text_layers", "text_heads", "text_head_layers",
                    "context_length", "batch_size",
                    "seed", "train_size", "hard_negatives", "freeze_text_states")
@@ -343,6 +348,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vision-pool", dest="vision_pool", choices=VISION_POOLS, default=S,
                    help=f"image embedding from the class token (tok) or the mean of the patch "
                         f"tokens (avg) (default {d.vision_pool})")
+    p.add_argument("--vision-stem", dest="vision_stem", type=int_tuple, default=S,
+                   help="channels of a CNN whose output is added to the ViT's patch embeddings, "
+                        "log2(patch) + 1 counts, e.g. 16,32,64,128 for 8×8 patches; new to an "
+                        "--init CLIP, it starts as a no-op (default: none)")
     p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S,
                    help=f"AdamW weight decay (default {d.weight_decay:g})")
     p.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false", default=S,
