@@ -275,6 +275,19 @@ def test_text_scores_rank_faces_by_cosine_similarity_when_a_clip_model_exists(mo
         text_search.text_scores("red " * 100_000, N)
 
 
+def test_search_hits_count_the_attribute_among_the_top_faces(monkeypatch):
+    from playground.data import synthfaces as sf
+
+    hats = sf.attributes_from_factors(sf.generate_factors(N, sf.SPLIT_SEEDS["test"]))
+    hats = np.asarray(hats["Wearing_Hat"], dtype=float)
+    assert 0 < hats.sum() < N - 10
+    for scores, expected in ((hats, min(10, hats.sum())), (-hats, max(0, 10 - (N - hats.sum())))):
+        monkeypatch.setattr(text_search, "text_scores", lambda q, n, s=scores: s)
+        r = text_search.search_hits("a hat", "Wearing_Hat", N, top=10)
+        assert r["hits"] == expected and r["top"] == 10
+        assert r["chance"] == pytest.approx(10 * hats.mean())
+
+
 # ------------------------------------------------------------------------------ the tab
 gradio_client = pytest.importorskip("gradio_client")
 

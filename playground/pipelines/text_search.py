@@ -104,3 +104,47 @@ def text_scores(query: str, n_points: int) -> np.ndarray:
         text = torch.as_tensor(clip.encode_text([query])).float().numpy()[0]  # (E,)
     text /= np.linalg.norm(text) + 1e-12
     return (images @ text).astype(np.float32)
+
+
+# What the README reports of text search: a query, and the attribute its faces should have.
+SEARCH_CHECKS: tuple[tuple[str, str], ...] = (
+    ("a photo of a person wearing a hat", "Wearing_Hat"),
+    ("a woman wearing lipstick", "Wearing_Lipstick"),
+    ("a person wearing glasses", "Eyeglasses"),
+    ("a smiling person", "Smiling"),
+    ("a man with a mustache", "Mustache"),
+)
+
+
+def search_hits(query: str, attribute: str, n_points: int = 2000,
+                top: int = TEXT_TOP) -> dict[str, float]:
+    """How many of the `top` faces a query ranks first have `attribute`, against how many a
+    random pick of `top` would have (`top` × its share of the n test faces)."""
+    has = sf.attributes_from_factors(sf.generate_factors(n_points, sf.SPLIT_SEEDS[SPLIT]))
+    has = np.asarray(has[attribute], dtype=bool)
+    first = np.argsort(-text_scores(query, n_points), kind="stable")[:top]
+    return {"hits": int(has[first].sum()), "top": top, "chance": float(top * has.mean()),
+            "share": float(has.mean())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m playground.pipelines.text_search [--points N]``: the Latent map's text
+    search on the shipped CLIP, as a table: each query of SEARCH_CHECKS, how many of its top 50
+    faces have the attribute, and what chance gives."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m playground.pipelines.text_search",
+                                description=main.__doc__)
+    p.add_argument("--points", type=int, default=2000, help="test faces searched (default 2000)")
+    args = p.parse_args(argv)
+    print(f"| query | attribute | of the top {TEXT_TOP} have it | chance |")
+    print("|---|---|---:|---:|")
+    for query, attribute in SEARCH_CHECKS:
+        r = search_hits(query, attribute, args.points)
+        print(f"| {query} | {attribute} | **{r['hits']}** | {r['chance']:.0f} "
+              f"({r['share']:.0%}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
