@@ -497,6 +497,33 @@ def test_several_hard_negatives_flip_different_small_details(small_sets):
     assert len(set(flipped_by[0][found].tolist())) > 5  # drawn from the whole pool
 
 
+def test_balanced_negatives_flip_a_rare_feature_as_often_where_it_is_as_where_it_is_not(
+        small_sets):
+    from playground.training.trainers.clip_captions import CaptionTokens, balanced_flip_keys
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    shares = {"rare": 0.15, "half": 0.5, "common": 0.8, "a": 0.3, "b": 0.4, "c": 0.6}
+    attrs = {name: (rng.random(n) < p).astype(np.uint8) for name, p in shares.items()}
+    names = list(attrs)
+    for keys, balanced in ((rng.random((n, len(names))), False),
+                           (balanced_flip_keys(attrs, names, n, 2, rng), True)):
+        first_two = np.argsort(keys, axis=1)[:, :2]  # two negatives per face
+        for j, name in enumerate(names):
+            flipped = (first_two == j).any(axis=1)
+            on_faces_with_it = attrs[name][flipped].mean()
+            if balanced:
+                assert 0.45 < on_faces_with_it < 0.55, (name, on_faces_with_it)
+            elif name != "half":  # uniform picks follow the feature's share
+                assert abs(on_faces_with_it - attrs[name].mean()) < 0.03
+    model = tiny_clip(context_length=77)
+    train = small_sets[0]
+    plain, balanced = (CaptionTokens(train, model, seed=0, hard_negatives=True,
+                                     negatives_per_image=2, balanced=b) for b in (False, True))
+    assert torch.equal(plain.for_epoch(0), balanced.for_epoch(0))  # the same positives
+    assert not torch.equal(plain.negatives_for_epoch(0), balanced.negatives_for_epoch(0))
+
+
 def test_negative_options_are_checked():
     from playground.training.trainers.clip import CLIPTrainConfig
 

@@ -103,6 +103,9 @@ class CLIPTrainConfig(StartAndSpeed):
     hard_negatives: bool = True  # each image also meets its own caption with one attribute flipped
     negatives_per_image: int = 1  # K hard negatives per image, each flipping a different attribute
     negative_pool: str = "all"  # attributes a negative may flip: "all" or "small" (SMALL_DETAILS)
+    # flip each attribute as often where a face has it as where it lacks it, so that a rare
+    # feature's mention does not mark the negative (`clip_captions.balanced_flip_keys`)
+    balanced_negatives: bool = False
     freeze_text_states: bool = False  # train only the image tower, projections and temperature,
     # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone);
     # words the init never read still learn their embedding rows (`frozen_vocabulary`)
@@ -240,7 +243,7 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         draw_new_rows(model, new_tokens, cfg.seed)
     captions = CaptionTokens(train_set, model, cfg.seed, cfg.hard_negatives,
                              cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool],
-                             cfg.absent_phrases)
+                             cfg.absent_phrases, cfg.balanced_negatives)
 
     def step(x, idx, epoch, step_in_epoch):
         tokens = captions.for_epoch(epoch)[idx.cpu()]
@@ -362,6 +365,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative-pool", dest="negative_pool", choices=sorted(NEGATIVE_POOLS),
                    default=S, help=f"attributes a hard negative may flip: all, or only the small "
                                    f"details (default {d.negative_pool})")
+    p.add_argument("--balanced-negatives", dest="balanced_negatives", action="store_true",
+                   default=S, help="flip each attribute as often on faces that have it as on "
+                                   "faces that lack it (uniform picks mostly add a rare "
+                                   "feature, which the text side can learn to spot alone)")
     p.add_argument("--freeze-text-states", dest="freeze_text_states", action="store_true",
                    default=S, help="train the image side only (with --init: the shipped U-Net's "
                                    "text states stay exact, so the run may ship alone)")

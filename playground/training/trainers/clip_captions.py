@@ -30,7 +30,7 @@ class CaptionTokens:
 
     def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
                  negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"],
-                 absent: str = "plain"):
+                 absent: str = "plain", balanced: bool = False):
         attributes = getattr(dataset, "attributes", None)
         if not attributes:
             raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
@@ -43,6 +43,7 @@ class CaptionTokens:
                              f"flippable attributes; the dataset has {self.flippable}")
         self.model, self.seed, self.hard_negatives = model, seed, hard_negatives
         self.negatives_per_image, self.absent = negatives_per_image, absent
+        self.balanced = balanced
         self.epoch, self.tokens, self.negatives = None, None, None
 
     def for_epoch(self, epoch: int) -> torch.Tensor:
@@ -63,7 +64,11 @@ class CaptionTokens:
             n = len(self.tokens)
             rng = np.random.default_rng([self.seed, epoch, 1])
             # K distinct attributes per image: the first K of a random order of the pool
-            choices = np.argsort(rng.random((n, len(self.flippable))), axis=1)
+            keys = rng.random((n, len(self.flippable)))
+            if self.balanced:
+                keys = balanced_flip_keys(self.attributes, self.flippable, n,
+                                          self.negatives_per_image, rng)
+            choices = np.argsort(keys, axis=1)
             # the same caption seed: the phrasing stays, only the flipped attribute's words change
             self.negatives = torch.stack([
                 self.model.tokenize(captions_for_dataset(
@@ -71,6 +76,34 @@ class CaptionTokens:
                     self.factors, seed=seed, absent=self.absent))
                 for k in range(self.negatives_per_image)])
         self.epoch = epoch
+
+
+def balanced_flip_keys(attributes: dict[str, np.ndarray], names: list[str], n: int, k: int,
+                       rng: np.random.Generator, rounds: int = 8) -> np.ndarray:
+    """Sort keys (n, A) whose ascending order picks each face's k attributes to flip so that
+    each attribute is flipped about as often on faces that have it as on faces that lack it.
+
+    Gumbel top-k over per-attribute weights, one for the faces that have it and one for the
+    rest; starting at 1 / 2p and 1 / 2(1 − p) for an attribute of share p, the weights are
+    corrected `rounds` times on the same noise by the square root of the counts' ratio
+    (top-k of a few attributes is not proportional to the weights).
+
+    Why: with uniform picks, a rare feature's flips mostly *add* it ("… with a mustache" for
+    a face without one: 85 % of the mustache negatives), so the text side can lower every
+    caption that mentions a mustache and win most of those negatives without the image tower
+    ever seeing one. Balanced, the mention says nothing about which caption is the true one."""
+    has = np.stack([np.asarray(attributes[a])[:n] for a in names], axis=1).astype(bool)
+    share = has.mean(axis=0).clip(1 / n, 1 - 1 / n)  # (A,)
+    w_has, w_lacks = 0.5 / share, 0.5 / (1 - share)
+    gumbel = rng.gumbel(size=has.shape)
+    for _ in range(rounds + 1):
+        keys = -(np.log(np.where(has, w_has, w_lacks)) + gumbel)
+        picked = np.zeros_like(has)
+        np.put_along_axis(picked, np.argsort(keys, axis=1)[:, :k], True, axis=1)
+        on_has = (picked & has).sum(axis=0) + 1
+        on_lacks = (picked & ~has).sum(axis=0) + 1
+        w_has, w_lacks = w_has * np.sqrt(on_lacks / on_has), w_lacks * np.sqrt(on_has / on_lacks)
+    return keys
 
 
 def flip_one_attribute(attributes: dict[str, np.ndarray], names: list[str],
