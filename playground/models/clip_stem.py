@@ -3,11 +3,12 @@ smaller than a patch.
 
 The playground's CLIP cuts a 64×64 face into 8×8 patches and embeds each with one linear map.
 A mustache (a band two pixels tall above the lip), a goatee, narrowed eyes or an arched brow
-sit inside one or two patches, and a linear probe on the tower's embeddings finds them at
-chance (ROC AUC ≈ 0.55) where a small CNN judge finds them on 96 % of faces. Convolutions
-before a ViT make it learn such local features sooner (Xiao et al. 2021, "Early convolutions
-help transformers see better"): `PatchEmbedWithDetailStem` adds a strided CNN's output to every
-patch token, so the tokens carry what a few 3×3 filters saw at full resolution.
+sit inside one or two patches, and a linear probe on the tower's embeddings finds them near
+chance (ROC AUC 0.5–0.6) where a small CNN judge reads the small details on 96 % of faces.
+Convolutions before a ViT make it learn such local features sooner (Xiao et al. 2021, "Early
+convolutions help transformers see better"): `PatchEmbedWithDetailStem` adds a strided CNN's
+output to every patch token, so the tokens carry what a few 3×3 filters saw at full
+resolution.
 
 Its last layer starts at zero: a stem added to a trained CLIP leaves every image embedding as
 it was, and training decides what it adds. The patch embedding keeps its state_dict name
