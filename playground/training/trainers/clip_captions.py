@@ -96,14 +96,17 @@ def balanced_flip_keys(attributes: dict[str, np.ndarray], names: list[str], n: i
     share = has.mean(axis=0).clip(1 / n, 1 - 1 / n)  # (A,)
     w_has, w_lacks = 0.5 / share, 0.5 / (1 - share)
     gumbel = rng.gumbel(size=has.shape)
-    for _ in range(rounds + 1):
-        keys = -(np.log(np.where(has, w_has, w_lacks)) + gumbel)
+
+    def keys() -> np.ndarray:
+        return -(np.log(np.where(has, w_has, w_lacks)) + gumbel)
+
+    for _ in range(rounds):
         picked = np.zeros_like(has)
-        np.put_along_axis(picked, np.argsort(keys, axis=1)[:, :k], True, axis=1)
+        np.put_along_axis(picked, np.argsort(keys(), axis=1)[:, :k], True, axis=1)
         on_has = (picked & has).sum(axis=0) + 1
         on_lacks = (picked & ~has).sum(axis=0) + 1
         w_has, w_lacks = w_has * np.sqrt(on_lacks / on_has), w_lacks * np.sqrt(on_has / on_lacks)
-    return keys
+    return keys()
 
 
 def flip_one_attribute(attributes: dict[str, np.ndarray], names: list[str],
