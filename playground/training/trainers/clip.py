@@ -8,34 +8,31 @@ face. Per batch of B pairs, with s = exp(logit_scale):
 
     logits = s · f_img · f_txtᵀ  (B × B),   L = ½ [CE(logits, diag) + CE(logitsᵀ, diag)]
 
-Hard negatives (on by default): within a batch, hair colour, hat and pose already tell every
-caption apart, so plain CLIP never needs to look at a mustache or glasses (zero-shot AUC 0.50
-on every small detail after 0.5 CPU-hours). Each image therefore also meets its own caption with
-one attribute flipped, B more columns on the image side (`contrastive_loss`). A linear probe on
-the image embeddings after 1.5 CPU-hours of that still reads glasses at AUC 0.53, though the
-ViT's patch embeddings read them at 1.00: the tower sees the detail and drops it, since one flip
-in 18 per image is too rare a reason to keep it. `negatives_per_image` and `negative_pool`
-("small": only the small details are flipped) make that reason K times as frequent.
+Hard negatives (on by default): in a batch, hair colour, hat and pose already tell every
+caption apart, so plain CLIP never looks at a mustache (zero-shot AUC 0.50 on every small detail
+after 0.5 CPU-hours). Each image also meets its own caption with one attribute flipped, B more
+columns on the image side (`contrastive_loss`). After 1.5 CPU-hours of that a linear probe still
+read glasses at AUC 0.53 from the image embedding, 1.00 from the patch embeddings: one flip in
+18 is too rare a reason to keep a detail. `negatives_per_image` and `negative_pool` ("small")
+make it K times as frequent; ``--attribute-weight`` gives it on every face (a training-only head
+reads the labels from the image embedding, `clip_attributes`).
 
-A shipped U-Net is conditioned on this model's per-token text states, so a new CLIP normally
-ships only with a U-Net trained on it. ``--freeze-text-states`` (with ``--init clip``) trains
-the image tower, both projections and the temperature against the shipped text states, which
-stay bit for bit what the U-Net learned on; `playground.training.ship` then accepts the run alone.
+A shipped U-Net reads this model's per-token text states, so a new CLIP ships with its U-Net.
+``--freeze-text-states`` (with ``--init clip``) trains the image tower, both projections and the
+temperature against the shipped text states, which stay bit for bit what the U-Net learned on;
+`playground.training.ship` then accepts the run alone.
 Those states blur the small-detail words, so ``--text-head-layers N`` adds a `TextHead` after
-them: N blocks over each token's state and its word, whose output (zero at the start, so a warm
-start begins as the init) joins the end token's state before the projection. It trains with
-the states frozen.
+them: N blocks over each token's state and its word, whose output (zero at the start) joins the
+end token's state before the projection; it trains with the states frozen.
 
-Under DDP each process contrasts its own share of the batch (no feature gather).
-
-Afterwards the model is frozen and used by latent diffusion as its text encoder. metrics.json
+Under DDP each process contrasts its own share of the batch (no feature gather). Latent
+diffusion uses the frozen model as its text encoder. metrics.json
 holds the zero-shot attribute accuracy on the test split — for each attribute, is an image
 closer to "a photo of a person smiling" than to "… not smiling"? — per attribute and mean, with
 the majority-class baseline, and image→caption retrieval accuracy within groups of 100
-(`playground.evaluation.clip`, which also re-measures a saved CLIP). The captions' token ids
-and their hard negatives come from `clip_captions`; the ids the training captions use are
-stored in the config (``known_tokens``), so the app can say which words of a prompt the model
-has never seen.
+(`playground.evaluation.clip` re-measures a saved CLIP). Caption token ids come from
+`clip_captions`; the config keeps the ids they use (``known_tokens``), so the app can say
+which words of a prompt the model has never seen.
 """
 from __future__ import annotations
 
@@ -51,11 +48,12 @@ import torch.nn.functional as F
 from playground.data.captions import ABSENT_PHRASINGS
 from playground.evaluation.clip import evaluate_clip, image_embeddings, zero_shot_accuracy
 from playground.models.clip import VISION_POOLS, CLIPConfig, TextImageCLIP
-from playground.store.checkpoints import load_model, runs_dir
+from playground.store.checkpoints import runs_dir
 from playground.training import (
     DistInfo,
     GracefulStop,
     StartAndSpeed,
+    TrainHooks,
     TrainLoop,
     add_common_arguments,
     autocast,
@@ -65,10 +63,17 @@ from playground.training import (
     open_dataset,
     run_trainer,
 )
+from playground.training.trainers.clip_attributes import (
+    AttributeHead,
+    attribute_loss,
+    attribute_matrix,
+)
 from playground.training.trainers.clip_captions import (
     NEGATIVE_POOLS,
     CaptionTokens,
     caption_vocabulary,
+    draw_new_rows,
+    frozen_vocabulary,
 )
 
 HELP = "small CLIP (open_clip classes) on SynthFaces captions: the text encoder of latent diffusion"
@@ -106,6 +111,10 @@ class CLIPTrainConfig(StartAndSpeed):
     # flip each attribute as often where a face has it as where it lacks it, so that a rare
     # feature's mention does not mark the negative (`clip_captions.balanced_flip_keys`)
     balanced_negatives: bool = False
+    # weight of an auxiliary BCE in which a training-only linear head reads the face's
+    # attribute labels from the image embedding, so the tower keeps the details captions
+    # flip too rarely (0 = off; see trainers.clip_attributes)
+    attribute_weight: float = 0.0
     freeze_text_states: bool = False  # train only the image tower, projections and temperature,
     # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone);
     # words the init never read still learn their embedding rows (`frozen_vocabulary`)
@@ -137,6 +146,8 @@ class CLIPTrainConfig(StartAndSpeed):
         self.vision_stem = tuple(int(c) for c in self.vision_stem)  # (a list from JSON)
         if self.batch_size < 2:
             raise ValueError("a contrastive batch needs at least 2 pairs")
+        if self.attribute_weight < 0:
+            raise ValueError(f"attribute_weight must be ≥ 0, got {self.attribute_weight}")
         if self.absent_phrases not in ABSENT_PHRASINGS:
             raise ValueError(f"absent_phrases must be one of {ABSENT_PHRASINGS}, "
                              f"got {self.absent_phrases!r}")
@@ -166,7 +177,7 @@ FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "
                    "vision_pool", "vision_stem",
                    "text_width", "text_layers", "text_heads", "text_head_layers",
                    "context_length", "batch_size",
-                   "seed", "train_size", "hard_negatives", "freeze_text_states")
+                   "seed", "train_size", "hard_negatives", "freeze_text_states", "attribute_weight")
 
 
 # =========================================================================== loss
@@ -214,10 +225,16 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         test_set = val_set
     train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, "synthfaces")
     loop.set_data(len(train_source), default_epochs=3)
+    if cfg.attribute_weight and info.world_size > 1:
+        raise ValueError("--attribute-weight trains a head outside the DDP model: use one process")
     new_tokens: tuple[int, ...] = ()
+    head: AttributeHead | None = None
+    names = tuple(sorted(getattr(train_set, "attributes", {})))
+    labels = (attribute_matrix(getattr(train_set, "attributes", {}), names)
+              if cfg.attribute_weight else None)
 
     def build():
-        nonlocal new_tokens
+        nonlocal new_tokens, head
         model = TextImageCLIP(cfg.model_config()).to(device)
         vocabulary = set(caption_vocabulary(train_set, model, absent=cfg.absent_phrases))
         if cfg.freeze_text_states:
@@ -229,6 +246,9 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
             model.freeze_text_states(new_tokens)
         model.config.known_tokens = tuple(sorted(vocabulary))
         trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if labels is not None:
+            head = AttributeHead(cfg.embed_dim, names).to(device)
+            trained += list(head.named_parameters(prefix="attribute_head"))
         decay = [p for n, p in trained if p.ndim >= 2 and "embedding" not in n]
         rest = [p for n, p in trained if not (p.ndim >= 2 and "embedding" not in n)]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -236,6 +256,12 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         return model, opt
 
     model = loop.setup_model(build, FIXED_ON_RESUME)
+    hooks = None
+    if head is not None:
+        if loop.resumed_extra:
+            head.load_state_dict({k.removeprefix("attribute_head."): v
+                                  for k, v in loop.resumed_extra.items()})
+        hooks = TrainHooks(extra_state=lambda: dict(head.state_dict(prefix="attribute_head.")))
     if new_tokens:
         if info.is_main:
             print(f"{len(new_tokens)} caption tokens the init never read learn their embedding "
@@ -259,11 +285,16 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         if cfg.hard_negatives:
             txt, negatives = txt[:len(x)], txt[len(x):]
         loss = contrastive_loss(img, txt, scale.float(), negatives)
+        extra = []
+        if head is not None:
+            attr_loss = attribute_loss(head, img, labels[idx.cpu()].to(device))
+            loss = loss + cfg.attribute_weight * attr_loss
+            extra = [attr_loss.detach()]
         with torch.no_grad():
             logits = img.float() @ txt.float().T
             matches = torch.arange(len(x), device=logits.device)
             acc = (logits.argmax(dim=1) == matches).float().mean()
-        return loss, torch.stack([loss.detach(), acc, scale.detach().float()])
+        return loss, torch.stack([loss.detach(), acc, scale.detach().float(), *extra])
 
     def validate(epoch):
         if info.is_main:
@@ -281,18 +312,19 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         return {k: v for k, v in scores.items() if k.startswith("zero_shot")
                 and isinstance(v, float)}
 
-    loop.run(train_source, step, ("loss", "batch_acc", "logit_scale"), validate=validate,
+    logged = ("loss", "batch_acc", "logit_scale") + (("attribute_loss",) if head else ())
+    loop.run(train_source, step, logged, validate=validate,
              log_lr=True, postfix=lambda m, img_s: dict(loss=f"{m['loss']:.3f}",
                                                         acc=f"{m['batch_acc']:.2f}",
                                                         img_s=f"{img_s:.0f}"),
-             probe=probe if info.is_main and getattr(val_set, "attributes", None) else None)
+             probe=probe if info.is_main and getattr(val_set, "attributes", None) else None,
+             hooks=hooks)
 
     def final():
         nonlocal test_set
         if test_set is None:
             test_set = open_dataset("synthfaces", "test", cfg.test_size, cfg.data_root)
         scores = evaluate_clip(model, test_set, device)
-        zs = scores
         group = scores["retrieval_group"]
         metrics = {
             **scores,
@@ -300,31 +332,11 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
             **loop.run_metrics(),
         }
         return metrics, (f"done: {loop.global_step} steps, test zero-shot attribute accuracy "
-                         f"{zs['zero_shot_acc']:.4f} (baseline {zs['zero_shot_baseline']:.4f}), "
+                         f"{scores['zero_shot_acc']:.4f} (baseline {scores['zero_shot_baseline']:.4f}), "
                          f"retrieval top-1 {metrics['retrieval_top1']:.3f} of {group} "
                          f"→ {loop.out.path}")
 
     return loop.finish(final)
-
-
-def frozen_vocabulary(init: str) -> tuple[int, ...]:
-    """The tokens whose per-token states the saved CLIP `init` gives a U-Net
-    (`CLIPConfig.unet_tokens`)."""
-    return load_model(init).config.unet_tokens
-
-
-def draw_new_rows(model: TextImageCLIP, tokens: tuple[int, ...], seed: int) -> None:
-    """Give the embedding rows of `tokens` that are still zero (as a compact file stores every
-    word its model never read) open_clip's initial scale, std 0.02: the word embedding the
-    `TextHead` reads is layer-normalised, and at zero that has no useful gradient. Rows that
-    are not zero (a resumed run's) are kept."""
-    table = model.clip.token_embedding.weight
-    with torch.no_grad():
-        ids = torch.as_tensor(tokens, dtype=torch.long, device=table.device)
-        fresh = ids[(table[ids] == 0).all(dim=1)]
-        noise = torch.randn(len(fresh), table.shape[1],
-                            generator=torch.Generator().manual_seed(seed)) * 0.02
-        table[fresh] = noise.to(table)
 
 
 # =========================================================================== command line
@@ -369,6 +381,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=S, help="flip each attribute as often on faces that have it as on "
                                    "faces that lack it (uniform picks mostly add a rare "
                                    "feature, which the text side can learn to spot alone)")
+    p.add_argument("--attribute-weight", dest="attribute_weight", type=float, default=S,
+                   help="weight of a loss in which a head (not shipped) reads the attribute "
+                        "labels from the image embedding (default 0: off)")
     p.add_argument("--freeze-text-states", dest="freeze_text_states", action="store_true",
                    default=S, help="train the image side only (with --init: the shipped U-Net's "
                                    "text states stay exact, so the run may ship alone)")

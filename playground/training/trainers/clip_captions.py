@@ -13,6 +13,7 @@ import torch
 from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset
 from playground.evaluation.quality import SMALL_DETAILS
 from playground.models.clip import TextImageCLIP
+from playground.store.checkpoints import load_model
 
 # attributes a hard negative may flip (each needs a zero-shot phrase, hence a caption phrase)
 NEGATIVE_POOLS: dict[str, tuple[str, ...]] = {
@@ -136,3 +137,23 @@ def caption_vocabulary(dataset, model: TextImageCLIP, seeds: tuple[int, ...] = (
         seen.update(torch.unique(tokens).tolist())
     seen.discard(0)
     return tuple(sorted(seen))
+
+
+def frozen_vocabulary(init: str) -> tuple[int, ...]:
+    """The tokens whose per-token states the saved CLIP `init` gives a U-Net
+    (`CLIPConfig.unet_tokens`)."""
+    return load_model(init).config.unet_tokens
+
+
+def draw_new_rows(model: TextImageCLIP, tokens: tuple[int, ...], seed: int) -> None:
+    """Give the embedding rows of `tokens` that are still zero (as a compact file stores every
+    word its model never read) open_clip's initial scale, std 0.02: the word embedding the
+    `TextHead` reads is layer-normalised, and at zero that has no useful gradient. Rows that
+    are not zero (a resumed run's) are kept."""
+    table = model.clip.token_embedding.weight
+    with torch.no_grad():
+        ids = torch.as_tensor(tokens, dtype=torch.long, device=table.device)
+        fresh = ids[(table[ids] == 0).all(dim=1)]
+        noise = torch.randn(len(fresh), table.shape[1],
+                            generator=torch.Generator().manual_seed(seed)) * 0.02
+        table[fresh] = noise.to(table)

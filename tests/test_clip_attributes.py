@@ -1,0 +1,110 @@
+"""The CLIP trainer's auxiliary attribute loss (``--attribute-weight``), on tiny models."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from playground.data.synthfaces import SynthFacesDataset
+from playground.store.checkpoints import load_model
+from playground.store.files import read_safetensors
+from playground.training.trainers.clip import CLIPTrainConfig, train_clip
+from playground.training.trainers.clip_attributes import (
+    AttributeHead,
+    attribute_loss,
+    attribute_matrix,
+)
+
+TINY = dict(embed_dim=8, patch_size=16, vision_width=16, vision_layers=1, vision_head_width=8,
+            context_length=24, text_width=16, text_heads=2, text_layers=1)
+
+
+@pytest.fixture(scope="module")
+def small_sets():
+    return SynthFacesDataset("train", n=96), SynthFacesDataset("val", n=64)
+
+
+def test_attribute_loss_is_the_mean_bce_and_reaches_the_image_embedding():
+    head = AttributeHead(4, ("a", "b"))
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([0.0, math.log(3.0)]))  # p = 0.5 and 0.75
+    labels = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    features = torch.nn.functional.normalize(torch.randn(2, 4), dim=1).requires_grad_()
+    loss = attribute_loss(head, features, labels)
+    expected = -(math.log(0.5) + math.log(0.75) + math.log(0.5) + math.log(0.25)) / 4
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    with torch.no_grad():  # √E scaling: a unit-norm embedding's coordinates have unit variance
+        head.linear.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]))
+        head.linear.bias.zero_()
+    one_hot = torch.tensor([[1.0, 0, 0, 0]])
+    assert head(one_hot)[0].tolist() == pytest.approx([2.0, 0.0])
+    attribute_loss(head, features, labels).backward()
+    assert features.grad is not None and float(features.grad.abs().sum()) > 0
+
+
+def test_attribute_matrix_orders_columns_by_name_and_needs_labels():
+    attributes = {"Smiling": np.array([1, 0, 1]), "Bald": np.array([0, 0, 1])}
+    matrix = attribute_matrix(attributes, ("Bald", "Smiling"))
+    assert matrix.dtype == torch.float32
+    assert matrix.tolist() == [[0, 1], [0, 0], [1, 1]]
+    with pytest.raises(ValueError, match="attribute labels"):
+        attribute_matrix({}, ())
+
+
+def test_attribute_weight_is_checked():
+    with pytest.raises(ValueError, match="attribute_weight"):
+        CLIPTrainConfig(**TINY, attribute_weight=-1.0)
+
+
+def test_the_attribute_head_trains_is_not_shipped_and_resumes_exactly(tmp_path, small_sets):
+    train, val = small_sets
+    common = dict(**TINY, batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
+                  lr_schedule="constant", amp="none", layout="contiguous", attribute_weight=1.0,
+                  log_every=1)
+    train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "full")),
+               train_set=train, val_set=val)
+    train_clip(CLIPTrainConfig(**common, max_steps=2, out=str(tmp_path / "half")),
+               train_set=train, val_set=val)
+    tensors, _ = read_safetensors(tmp_path / "half" / "train_state.safetensors")
+    head_state = [k for k in tensors if "attribute_head" in k]
+    assert sorted(k.split("attribute_head.")[1] for k in head_state) == [
+        "linear.bias", "linear.weight"]
+    # the resumed half must continue the head it saved: a fresh one would change the tower's
+    # gradients in steps 3 and 4, and the weights would differ from the uninterrupted run
+    train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "half")),
+               resume=True, train_set=train, val_set=val)
+    full, half = load_model(tmp_path / "full"), load_model(tmp_path / "half")
+    assert not [k for k in full.state_dict() if "attribute" in k]  # ships as a plain CLIP
+    for (name, p), q in zip(full.state_dict().items(), half.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    lines = [json.loads(line) for line in
+             (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    logged = [line["attribute_loss"] for line in lines if "attribute_loss" in line]
+    assert logged and all(0 < v < 2 for v in logged)  # ≈ ln 2 per label at the start
+    with pytest.raises(ValueError, match="attribute_weight"):  # the head's optimizer slots
+        train_clip(CLIPTrainConfig(**{**common, "attribute_weight": 0.0}, max_steps=5,
+                                   out=str(tmp_path / "half")),
+                   resume=True, train_set=train, val_set=val)
+
+
+def test_a_resume_without_the_head_state_would_not_be_exact(tmp_path, small_sets, monkeypatch):
+    """The exactness above is a real check: the same two halves, with the saved head replaced
+    by a fresh one at the resume, end elsewhere."""
+    train, val = small_sets
+    common = dict(**TINY, batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
+                  lr_schedule="constant", amp="none", layout="contiguous", attribute_weight=1.0,
+                  log_every=1)
+    train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "full")),
+               train_set=train, val_set=val)
+    train_clip(CLIPTrainConfig(**common, max_steps=2, out=str(tmp_path / "half")),
+               train_set=train, val_set=val)
+    monkeypatch.setattr(AttributeHead, "load_state_dict", lambda self, state: None)
+    train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "half")),
+               resume=True, train_set=train, val_set=val)
+    full, half = load_model(tmp_path / "full"), load_model(tmp_path / "half")
+    assert any(not torch.equal(p, q) for p, q in
+               zip(full.state_dict().values(), half.state_dict().values()))
