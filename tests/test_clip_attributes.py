@@ -60,7 +60,9 @@ def test_attribute_weight_is_checked():
         CLIPTrainConfig(**TINY, attribute_weight=-1.0)
 
 
-def test_the_attribute_head_trains_is_not_shipped_and_resumes_exactly(tmp_path, small_sets):
+def _full_then_resumed_halves(tmp_path, small_sets, patch_resume=None) -> dict:
+    """4 steps in tmp_path/full; 2 in tmp_path/half, resumed there to 4 (after `patch_resume()`,
+    if given). Returns the options both share."""
     train, val = small_sets
     common = dict(**TINY, batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
                   lr_schedule="constant", amp="none", layout="contiguous", attribute_weight=1.0,
@@ -73,10 +75,17 @@ def test_the_attribute_head_trains_is_not_shipped_and_resumes_exactly(tmp_path, 
     head_state = [k for k in tensors if "attribute_head" in k]
     assert sorted(k.split("attribute_head.")[1] for k in head_state) == [
         "linear.bias", "linear.weight"]
-    # the resumed half must continue the head it saved: a fresh one would change the tower's
-    # gradients in steps 3 and 4, and the weights would differ from the uninterrupted run
+    if patch_resume is not None:
+        patch_resume()
     train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "half")),
                resume=True, train_set=train, val_set=val)
+    return common
+
+
+def test_the_attribute_head_trains_is_not_shipped_and_resumes_exactly(tmp_path, small_sets):
+    # the resumed half must continue the head it saved: a fresh one would change the tower's
+    # gradients in steps 3 and 4, and the weights would differ from the uninterrupted run
+    common = _full_then_resumed_halves(tmp_path, small_sets)
     full, half = load_model(tmp_path / "full"), load_model(tmp_path / "half")
     assert not [k for k in full.state_dict() if "attribute" in k]  # ships as a plain CLIP
     for (name, p), q in zip(full.state_dict().items(), half.state_dict().values()):
@@ -85,6 +94,7 @@ def test_the_attribute_head_trains_is_not_shipped_and_resumes_exactly(tmp_path, 
              (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     logged = [line["attribute_loss"] for line in lines if "attribute_loss" in line]
     assert logged and all(0 < v < 2 for v in logged)  # ≈ ln 2 per label at the start
+    train, val = small_sets
     with pytest.raises(ValueError, match="attribute_weight"):  # the head's optimizer slots
         train_clip(CLIPTrainConfig(**{**common, "attribute_weight": 0.0}, max_steps=5,
                                    out=str(tmp_path / "half")),
@@ -92,19 +102,10 @@ def test_the_attribute_head_trains_is_not_shipped_and_resumes_exactly(tmp_path, 
 
 
 def test_a_resume_without_the_head_state_would_not_be_exact(tmp_path, small_sets, monkeypatch):
-    """The exactness above is a real check: the same two halves, with the saved head replaced
-    by a fresh one at the resume, end elsewhere."""
-    train, val = small_sets
-    common = dict(**TINY, batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
-                  lr_schedule="constant", amp="none", layout="contiguous", attribute_weight=1.0,
-                  log_every=1)
-    train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "full")),
-               train_set=train, val_set=val)
-    train_clip(CLIPTrainConfig(**common, max_steps=2, out=str(tmp_path / "half")),
-               train_set=train, val_set=val)
-    monkeypatch.setattr(AttributeHead, "load_state_dict", lambda self, state: None)
-    train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "half")),
-               resume=True, train_set=train, val_set=val)
+    """The exactness above is a real check: the same halves, with the saved head replaced by
+    a fresh one at the resume, end elsewhere."""
+    _full_then_resumed_halves(tmp_path, small_sets, patch_resume=lambda: monkeypatch.setattr(
+        AttributeHead, "load_state_dict", lambda self, state: None))
     full, half = load_model(tmp_path / "full"), load_model(tmp_path / "half")
     assert any(not torch.equal(p, q) for p, q in
                zip(full.state_dict().values(), half.state_dict().values()))
