@@ -1,5 +1,7 @@
 """The CLIP trainer's captions as token ids, one epoch at a time: each image's caption and, for
-hard negatives, the same caption with one attribute flipped; and the vocabulary they use.
+hard negatives, the same caption with one attribute flipped; and the vocabulary they use: the
+words whose states a shipped U-Net reads (`frozen_vocabulary`) and the rows of new words
+(`draw_new_rows`).
 
 Captions change every epoch (`captions_for_dataset(..., seed=epoch)`), so the model sees many
 phrasings of the same face; a hard negative keeps the phrasing and flips one attribute of a
