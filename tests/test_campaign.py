@@ -202,3 +202,18 @@ def test_an_ab_runs_its_arms_side_by_side_and_tables_them(tmp_path, monkeypatch,
     # a failing arm is reported, not tabled
     assert ab.main(["--name", "bad", "--minutes", "1", "--base", base,
                     "--arm", "broken=--lr -1"]) == 1
+
+
+def test_the_campaigns_clip_recipe_trains_with_its_head_and_negatives(tmp_path):
+    tiny = ["--embed-dim", "8", "--patch-size", "16", "--vision-width", "16", "--vision-layers",
+            "1", "--vision-head-width", "8", "--text-width", "16", "--text-heads", "2",
+            "--text-layers", "1", "--train-size", "32", "--eval-size", "16", "--test-size", "16",
+            "--batch-size", "16", "--max-steps", "2", "--amp", "none", "--layout", "contiguous",
+            "--probe-minutes", "100"]
+    assert campaign.main(["--minutes", "1", "--models", "clip", "--no-ship", "--cores", "1",
+                          "--", *tiny]) == 0
+    run = tmp_path / "runs" / "clip"
+    assert read_json(run / "metrics.json")["steps"] == 2
+    args = read_json(run / "train_state.json")["args"]
+    assert (args["attribute_weight"], args["negatives_per_image"], args["negative_pool"]) == (
+        1.0, 4, "all")
