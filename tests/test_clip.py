@@ -427,7 +427,7 @@ def test_train_clip_resume_is_exact(tmp_path, small_sets):
 def test_contrastive_loss_is_clips_and_hard_negatives_enter_the_image_side():
     import open_clip
 
-    from playground.training.trainers.clip import contrastive_loss
+    from playground.training.trainers.clip_losses import contrastive_loss
 
     g = torch.Generator().manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)

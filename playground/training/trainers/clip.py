@@ -15,7 +15,7 @@ columns on the image side (`contrastive_loss`). After 1.5 CPU-hours of that a li
 read glasses at AUC 0.53 from the image embedding, 1.00 from the patch embeddings: one flip in
 18 is too rare a reason to keep a detail. `negatives_per_image` and `negative_pool` ("small")
 make it K times as frequent; ``--attribute-weight`` gives it on every face (a training-only head
-reads the labels from the image embedding, `clip_attributes`).
+reads the labels from the image embedding). Both losses live in `clip_losses`.
 
 A shipped U-Net reads this model's per-token text states, so a new CLIP ships with its U-Net.
 ``--freeze-text-states`` (with ``--init clip``) trains the image tower, both projections and the
@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from playground.data.captions import ABSENT_PHRASINGS
 from playground.evaluation.clip import evaluate_clip, image_embeddings, zero_shot_accuracy
@@ -63,17 +62,18 @@ from playground.training import (
     open_dataset,
     run_trainer,
 )
-from playground.training.trainers.clip_attributes import (
-    AttributeHead,
-    attribute_loss,
-    attribute_matrix,
-)
 from playground.training.trainers.clip_captions import (
     NEGATIVE_POOLS,
     CaptionTokens,
     caption_vocabulary,
     draw_new_rows,
     frozen_vocabulary,
+)
+from playground.training.trainers.clip_losses import (
+    AttributeHead,
+    attribute_loss,
+    attribute_matrix,
+    contrastive_loss,
 )
 
 HELP = "small CLIP (open_clip classes) on SynthFaces captions: the text encoder of latent diffusion"
@@ -113,7 +113,7 @@ class CLIPTrainConfig(StartAndSpeed):
     balanced_negatives: bool = False
     # weight of an auxiliary BCE in which a training-only linear head reads the face's
     # attribute labels from the image embedding, so the tower keeps the details captions
-    # flip too rarely (0 = off; see trainers.clip_attributes)
+    # flip too rarely (0 = off; see trainers.clip_losses)
     attribute_weight: float = 0.0
     freeze_text_states: bool = False  # train only the image tower, projections and temperature,
     # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone);
@@ -180,25 +180,6 @@ FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "
                    "seed", "train_size", "hard_negatives", "freeze_text_states", "attribute_weight")
 
 
-# =========================================================================== loss
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
-                     logit_scale: torch.Tensor,
-                     negative_text_features: torch.Tensor | None = None) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE, with optional hard-negative captions on the image side.
-
-    image_features, text_features: (B, E) normalised pairs; negative_text_features: (B', E)
-    extra captions no image matches. With s = logit_scale:
-        L = ½ [CE(s · img · [txt; neg]ᵀ, diag) + CE(s · txt · imgᵀ, diag)]
-    Without negatives this is open_clip's ClipLoss (one process).
-    """
-    labels = torch.arange(image_features.shape[0], device=image_features.device)
-    candidates = (text_features if negative_text_features is None
-                  else torch.cat([text_features, negative_text_features]))
-    per_image = logit_scale * image_features @ candidates.T  # (B, B + B')
-    per_text = logit_scale * text_features @ image_features.T  # (B, B)
-    return 0.5 * (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels))
-
-
 # =========================================================================== training
 def train_clip(cfg: CLIPTrainConfig, *, resume: bool = False, train_set=None, val_set=None,
                test_set=None, stop_event=None) -> dict[str, Any] | None:
@@ -229,9 +210,9 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         raise ValueError("--attribute-weight trains a head outside the DDP model: use one process")
     new_tokens: tuple[int, ...] = ()
     head: AttributeHead | None = None
-    names = tuple(sorted(getattr(train_set, "attributes", {})))
-    labels = (attribute_matrix(getattr(train_set, "attributes", {}), names)
-              if cfg.attribute_weight else None)
+    attributes = getattr(train_set, "attributes", {})
+    names = tuple(sorted(attributes))
+    labels = attribute_matrix(attributes, names) if cfg.attribute_weight else None
 
     def build():
         nonlocal new_tokens, head

@@ -1,10 +1,12 @@
-"""An auxiliary attribute loss for CLIP training (``train clip --attribute-weight W``).
+"""The CLIP trainer's losses: contrastive (with hard negatives) and an auxiliary attribute loss.
 
-Captions name up to 18 attributes of a face, and a hard negative flips one or two of them, so
-each step gives the image tower a weak reason to keep any one small detail: a mustache is
-≈ 10 % of the faces and one flip in nine of those that flip at all. A linear head on the image
-embedding, fitted to the same attribute labels the captions are written from, gives that reason
-on every face in every step:
+`contrastive_loss` is CLIP's symmetric InfoNCE; hard-negative captions (a caption with one
+attribute flipped) add columns on the image side, so that the details decide the match.
+
+``--attribute-weight W`` adds `attribute_loss`. Captions name up to 18 attributes of a face,
+and a hard negative flips one to four of them, so each step gives the image tower a weak
+reason to keep any one small detail. A linear head on the image embedding, fitted to the same
+attribute labels the captions are written from, gives that reason on every face in every step:
 
     L = L_contrastive + W · BCE(head(√E · f_img), y),   y ∈ {0, 1}^A
 
@@ -17,6 +19,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+                     logit_scale: torch.Tensor,
+                     negative_text_features: torch.Tensor | None = None) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE, with optional hard-negative captions on the image side.
+
+    image_features, text_features: (B, E) normalised pairs; negative_text_features: (B', E)
+    extra captions no image matches. With s = logit_scale:
+        L = ½ [CE(s · img · [txt; neg]ᵀ, diag) + CE(s · txt · imgᵀ, diag)]
+    Without negatives this is open_clip's ClipLoss (one process).
+    """
+    labels = torch.arange(image_features.shape[0], device=image_features.device)
+    candidates = (text_features if negative_text_features is None
+                  else torch.cat([text_features, negative_text_features]))
+    per_image = logit_scale * image_features @ candidates.T  # (B, B + B')
+    per_text = logit_scale * text_features @ image_features.T  # (B, B)
+    return 0.5 * (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels))
 
 
 class AttributeHead(nn.Module):

@@ -1,4 +1,5 @@
-"""The CLIP trainer's auxiliary attribute loss (``--attribute-weight``), on tiny models."""
+"""The CLIP trainer's auxiliary attribute loss (``--attribute-weight``), on tiny models (the
+contrastive loss is tested in test_clip)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from playground.data.synthfaces import SynthFacesDataset
 from playground.store.checkpoints import load_model
 from playground.store.files import read_safetensors
 from playground.training.trainers.clip import CLIPTrainConfig, train_clip
-from playground.training.trainers.clip_attributes import (
+from playground.training.trainers.clip_losses import (
     AttributeHead,
     attribute_loss,
     attribute_matrix,
