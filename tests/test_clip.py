@@ -624,3 +624,26 @@ def test_paraphrased_zero_shot_prompts_use_the_rich_captions_words(small_sets):
     unread = {p: told.unknown_words(f"a photo of a {PARAPHRASE_NOUN} {p}")
               for pair in PARAPHRASES.values() for p in pair}
     assert not any(unread.values()), {p: w for p, w in unread.items() if w}
+
+
+def test_freezing_the_words_too_trains_nothing_of_the_text_side_but_its_projection(
+        tmp_path, small_sets):
+    """--freeze-words from a CLIP whose rich-phrase words already learned their rows: no
+    embedding row moves (so the text pass needs no backward), the image side and the
+    projection still learn; from an init that never trained those rows it is refused."""
+    train, val = small_sets
+    common = _train_then_freeze(tmp_path, small_sets, "rich", absent_phrases="rich")
+    options = dict(**common, freeze_text_states=True, freeze_words=True, absent_phrases="rich")
+    train_clip(CLIPTrainConfig(**options, init=str(tmp_path / "rich"), out=str(tmp_path / "frozen")),
+               train_set=train, val_set=val)
+    rich, frozen = load_model(tmp_path / "rich"), load_model(tmp_path / "frozen")
+    assert torch.equal(frozen.clip.token_embedding.weight, rich.clip.token_embedding.weight)
+    moved = [name for name, p in frozen.state_dict().items()
+             if not torch.equal(p, rich.state_dict()[name])]
+    assert any(n.startswith("clip.visual.") for n in moved) and "clip.text_projection" in moved
+    assert not set(moved) & set(rich.text_state_tensors())
+    with pytest.raises(ValueError, match="never trained"):  # "first" has no rich words
+        train_clip(CLIPTrainConfig(**options, init=str(tmp_path / "first"),
+                                   out=str(tmp_path / "zero-rows")), train_set=train, val_set=val)
+    with pytest.raises(ValueError, match="--freeze-text-states"):
+        CLIPTrainConfig(**TINY, freeze_words=True)

@@ -147,6 +147,13 @@ def frozen_vocabulary(init: str) -> tuple[int, ...]:
     return load_model(init).config.unet_tokens
 
 
+def untrained_rows(model: TextImageCLIP, tokens: tuple[int, ...]) -> tuple[int, ...]:
+    """The `tokens` whose embedding rows are all zero: a compact file stores every word its
+    model never read that way."""
+    table = model.clip.token_embedding.weight
+    return tuple(t for t in tokens if not bool(table[t].detach().any()))
+
+
 def draw_new_rows(model: TextImageCLIP, tokens: tuple[int, ...], seed: int) -> None:
     """Give the embedding rows of `tokens` that are still zero (as a compact file stores every
     word its model never read) open_clip's initial scale, std 0.02: the word embedding the
@@ -154,8 +161,8 @@ def draw_new_rows(model: TextImageCLIP, tokens: tuple[int, ...], seed: int) -> N
     are not zero (a resumed run's) are kept."""
     table = model.clip.token_embedding.weight
     with torch.no_grad():
-        ids = torch.as_tensor(tokens, dtype=torch.long, device=table.device)
-        fresh = ids[(table[ids] == 0).all(dim=1)]
+        fresh = torch.as_tensor(untrained_rows(model, tokens), dtype=torch.long,
+                                device=table.device)
         noise = torch.randn(len(fresh), table.shape[1],
                             generator=torch.Generator().manual_seed(seed)) * 0.02
         table[fresh] = noise.to(table)
