@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from playground.bench import training as bt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +79,20 @@ def test_error_line_skips_torchrun_decoration():
         "prog vae: error: argument --amp: invalid"
     assert bt.error_line("just a line\n====\n") == "just a line"
     assert bt.error_line("") == "no output"
+
+
+def test_clip_continuation_arms_run_from_the_shipped_clip_and_only_for_clip(capsys):
+    """The two CLIP-only arms: the campaign's continuation of the shipped CLIP, and the same
+    with --freeze-words; other trainers lack their options and say so."""
+    if not (bt.ROOT / "trained" / "clip" / "model.safetensors").is_file():
+        pytest.skip("no shipped CLIP")
+    assert bt.ARMS["words_frozen"]({})["--freeze-words"] is None
+    assert bt.main(["--quick", "--trainers", "clip,vae", "--arms", "continue,words_frozen",
+                    "--batch-size", "8", "--train-size", "32", "--eval-size", "16"]) == 0
+    text = capsys.readouterr().out
+    for arm in ("continue", "words_frozen"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| clip | {arm} |"))
+        assert "--init clip" in row and "--freeze-text-states" in row and "broken" not in row
+        assert ("--freeze-words" in row) == (arm == "words_frozen")
+        vae = next(line for line in text.splitlines() if line.startswith(f"| vae | {arm} |"))
+        assert "not available: the trainer has no" in vae

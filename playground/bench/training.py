@@ -19,6 +19,8 @@ slow drift of a shared machine touches every arm alike. Arms (all but ddp: one p
     ddp            2 DDP processes with 1 thread each (torchrun --standalone; global batch)
     batch2         twice the shipped batch size
     auto           --amp auto --layout auto: what a trainer chooses by itself (the chosen recipe)
+    continue       (CLIP) the campaign's continuation of the shipped CLIP: text states frozen
+    words_frozen   (CLIP) the same with --freeze-words: no graph through the text tower
 
 An arm that fails is reported as broken with the last error line and not run again; the
 benchmark goes on. The CPU capability and load average are printed beside the numbers.
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Callable
 
 from playground.training import speed
+from playground.training.campaign import KEEP_CONDITIONING, RECIPES
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: trainers run from here (trained/)
 TRAINERS = ("vae", "autoencoder", "judge", "clip", "ldm")
@@ -60,6 +63,10 @@ EXTRA = {"ldm": {"--autoencoder": "autoencoder", "--clip": "clip"}}  # the shipp
 ERROR_LINE = re.compile(r"^(error:|[\w.]*(Error|Exception)\b)|: error: ")  # why a run failed
 TARGETS = {"vae": 2.0, "ldm": 2.0}  # auto / shipped wanted; the other trainers: 1.0 (not slower)
 
+# how the campaign continues the shipped CLIP (campaign.RECIPES["clip"] + KEEP_CONDITIONING);
+# other trainers lack these options, so the two arms built on it are "not available" there
+CLIP_CONTINUATION = {"--init": "clip", KEEP_CONDITIONING["clip"][0]: None,
+                     **dict(zip(RECIPES["clip"][1::2], RECIPES["clip"][2::2]))}
 NPROC = "--nproc_per_node"  # arm option that goes to torchrun (processes) instead of the trainer
 # arm → its options, from the shipped ones (None = a switch); names checked against --help
 ARMS: dict[str, Callable[[dict], dict]] = {
@@ -70,6 +77,8 @@ ARMS: dict[str, Callable[[dict], dict]] = {
     "ddp": lambda o: {**o, "--threads": "1", NPROC: "2"},
     "batch2": lambda o: {**o, "--batch-size": str(2 * int(o["--batch-size"]))},
     "auto": lambda o: {**o, "--amp": "auto", "--layout": "auto"},
+    "continue": lambda o: {**o, **CLIP_CONTINUATION},
+    "words_frozen": lambda o: {**o, **CLIP_CONTINUATION, "--freeze-words": None},
 }
 
 
