@@ -19,7 +19,7 @@ slow drift of a shared machine touches every arm alike. Arms (all but ddp: one p
     ddp            2 DDP processes with 1 thread each (torchrun --standalone; global batch)
     batch2         twice the shipped batch size
     auto           --amp auto --layout auto: what a trainer chooses by itself (the chosen recipe)
-    continue       (CLIP) the campaign's continuation of the shipped CLIP: text states frozen
+    continue       (CLIP) the campaign's continuation of the shipped CLIP (1 thread)
     words_frozen   (CLIP) the same with --freeze-words: no graph through the text tower
 
 An arm that fails is reported as broken with the last error line and not run again; the
@@ -63,9 +63,10 @@ EXTRA = {"ldm": {"--autoencoder": "autoencoder", "--clip": "clip"}}  # the shipp
 ERROR_LINE = re.compile(r"^(error:|[\w.]*(Error|Exception)\b)|: error: ")  # why a run failed
 TARGETS = {"vae": 2.0, "ldm": 2.0}  # auto / shipped wanted; the other trainers: 1.0 (not slower)
 
-# how the campaign continues the shipped CLIP (campaign.RECIPES["clip"] + KEEP_CONDITIONING);
-# other trainers lack these options, so the two arms built on it are "not available" there
-CLIP_CONTINUATION = {"--init": "clip", KEEP_CONDITIONING["clip"][0]: None,
+# how the campaign continues the shipped CLIP (campaign.RECIPES["clip"] + KEEP_CONDITIONING),
+# on one thread as a CPU stretch runs beside other work; other trainers lack these options,
+# so the two arms built on it are "not available" there
+CLIP_CONTINUATION = {"--init": "clip", KEEP_CONDITIONING["clip"][0]: None, "--threads": "1",
                      **dict(zip(RECIPES["clip"][1::2], RECIPES["clip"][2::2]))}
 NPROC = "--nproc_per_node"  # arm option that goes to torchrun (processes) instead of the trainer
 # arm → its options, from the shipped ones (None = a switch); names checked against --help
