@@ -246,33 +246,55 @@ def test_text_search_says_it_needs_clip_until_clip_exists(models):
 
 class _ColourClip:
     """A stand-in with CLIP's interface: an image's embedding is its mean RGB colour, a text's
-    is the colour it names."""
+    is the colour it names (the neutral query: grey, as near to every colour)."""
 
     def encode_image(self, x):  # (N, 3, 64, 64) in [0, 1] → (N, 3)
         return x.mean(dim=(2, 3))
 
     def encode_text(self, texts):
-        return torch.tensor([{"red": [1.0, 0, 0], "blue": [0, 0, 1.0]}[t] for t in texts])
+        colours = {"red": [1.0, 0, 0], "blue": [0, 0, 1.0],
+                   text_search.NEUTRAL_QUERY: [1.0, 1.0, 1.0]}
+        return torch.tensor([colours[t] for t in texts])
 
 
-def test_text_scores_rank_faces_by_cosine_similarity_when_a_clip_model_exists(models, monkeypatch):
+def _colour_clip(models, monkeypatch):
     folder = models / "trained" / "clip"
     folder.mkdir()
     (folder / checkpoints.CONFIG_FILE).write_text('{"kind": "clip"}')
     (folder / checkpoints.WEIGHTS_FILE).write_bytes(b"stand-in")
     monkeypatch.setattr(text_search, "_load_clip", lambda: _ColourClip())
     monkeypatch.setattr(text_search, "_clip_cache", {})
+
+
+def _face_cosines(colour: list[float]) -> np.ndarray:
+    rgb = _test_faces(N).reshape(N, -1, 3).astype(np.float64).mean(1) / 255
+    return rgb @ np.asarray(colour) / np.linalg.norm(rgb, axis=1) / np.linalg.norm(colour)
+
+
+def test_text_scores_rank_faces_by_cosine_similarity_when_a_clip_model_exists(models, monkeypatch):
+    _colour_clip(models, monkeypatch)
     assert text_search.text_search_available()
     scores = text_search.text_scores("red", N)
-    rgb = _test_faces(N).reshape(N, -1, 3).astype(np.float64).mean(1) / 255
-    expected = rgb[:, 0] / np.linalg.norm(rgb, axis=1)
-    np.testing.assert_allclose(scores, expected, atol=1e-4)
-    blue = rgb[:, 2] / np.linalg.norm(rgb, axis=1)
+    np.testing.assert_allclose(scores, _face_cosines([1, 0, 0]), atol=1e-4)
+    blue = _face_cosines([0, 0, 1])
     assert np.argmax(text_search.text_scores("blue", N)) == np.argmax(blue)
     with pytest.raises(ValueError, match="type a description"):
         text_search.text_scores("  ", N)
     with pytest.raises(ValueError, match="at most 2,000"):
         text_search.text_scores("red " * 100_000, N)
+
+
+def test_text_margins_subtract_each_faces_similarity_to_the_neutral_query(models, monkeypatch):
+    _colour_clip(models, monkeypatch)
+    grey = _face_cosines([1, 1, 1])
+    margins = text_search.text_margins("red", N)
+    assert margins.shape == (N,) and margins.dtype == np.float32
+    np.testing.assert_allclose(margins, _face_cosines([1, 0, 0]) - grey, atol=1e-4)
+    assert not np.array_equal(np.argsort(-margins), np.argsort(-text_search.text_scores("red", N)))
+    np.testing.assert_allclose(text_search.text_margins(text_search.NEUTRAL_QUERY, N), grey,
+                               atol=1e-4)  # the neutral query itself: by cosine
+    with pytest.raises(ValueError, match="type a description"):
+        text_search.text_margins(" ", N)
 
 
 def test_search_hits_count_the_attribute_among_the_top_faces(monkeypatch):
@@ -282,10 +304,13 @@ def test_search_hits_count_the_attribute_among_the_top_faces(monkeypatch):
     hats = np.asarray(hats["Wearing_Hat"], dtype=float)
     assert 0 < hats.sum() < N - 10
     for scores, expected in ((hats, min(10, hats.sum())), (-hats, max(0, 10 - (N - hats.sum())))):
-        monkeypatch.setattr(text_search, "text_scores", lambda q, n, s=scores: s)
+        monkeypatch.setattr(text_search, "text_margins", lambda q, n, s=scores: s)
         r = text_search.search_hits("a hat", "Wearing_Hat", N, top=10)
         assert r["hits"] == expected and r["top"] == 10
         assert r["chance"] == pytest.approx(10 * hats.mean())
+    # another ranking (the README's cosine column) is passed in
+    assert text_search.search_hits("a hat", "Wearing_Hat", N, top=10,
+                                   score=lambda q, n: hats)["hits"] == min(10, hats.sum())
 
 
 # ------------------------------------------------------------------------------ the tab

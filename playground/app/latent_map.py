@@ -151,10 +151,13 @@ def _highlight(query: str, n: int) -> tuple[np.ndarray | None, str]:
     query = (query or "").strip()
     if not query:
         return None, ""
-    scores = text_search.text_scores(query, n)  # ValueError(CLIP_MISSING) until the CLIP model exists
+    scores = text_search.text_margins(query, n)  # ValueError(CLIP_MISSING) until CLIP exists
     top = np.argsort(-scores, kind="stable")[:text_search.TEXT_TOP]
-    return top, (f" Circled: the {len(top)} faces most similar to “{query}” by CLIP "
-                 f"(cosine {scores[top[-1]]:.2f} … {scores[top[0]]:.2f}).")
+    neutral = text_search.NEUTRAL_QUERY
+    how = ("by cosine" if query == neutral else
+           f"by how much closer they are to it than to “{neutral}”: margin")
+    return top, (f" Circled: the {len(top)} faces most similar to “{query}” by CLIP, {how} "
+                 f"{scores[top[-1]]:.2f} … {scores[top[0]]:.2f}.")
 
 
 def _render(result: dict, colour_by: str, query: str):
