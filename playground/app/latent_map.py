@@ -52,6 +52,11 @@ guesses the colour of each point from its 10 nearest points on the map. Compare 
 with the **majority baseline** (always guessing the commonest value): well above it means the
 model's code groups faces by this property — without ever being told the label. The
 **silhouette** ($-1 \dots 1$) says how compact and far apart the groups are; near 0 they overlap.
+
+**Text search** circles the 50 faces with the largest $\cos(f, q) - \cos(f, n)$: $f$ the face's
+CLIP embedding, $q$ the query's, $n$ that of "a photo of a person", which fits every face. Some
+faces sit closer to every caption than others; cosine alone would circle those whatever you
+type (for "a photo of a person wearing a hat", 27 of its top 50 wear one; by the margin, 50).
 """
 
 
