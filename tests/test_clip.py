@@ -241,6 +241,24 @@ def test_the_negation_diagnostic_puts_a_neutral_prompt_beside_the_absent_one(sma
         "unknown_words"] == ["not"]
 
 
+def test_the_facial_hair_diagnostic_splits_the_margin_by_the_other_kind():
+    """Faces that are the present prompt (mustaches, and beards: the confusion the diagnostic
+    is for) or the absent prompt (none, goatees): the Mustache margin separates mustaches from
+    none and goatees perfectly and ties with beards; a kind with no face is left out."""
+    from playground.data.captions import zero_shot_prompts
+    from playground.evaluation.clip import facial_hair_diagnostic
+
+    model = tiny_clip()
+    present, absent = model.encode_text(list(zero_shot_prompts("Mustache"))).detach()
+    kinds = np.array([0, 1, 1, 2, 3, 3, 0, 1])
+    feats = torch.stack([present if k in (1, 3) else absent for k in kinds])
+    rows = facial_hair_diagnostic(model, feats, kinds)
+    assert rows["Mustache"] == {"none": 1.0, "goatee": 1.0, "beard": 0.5}
+    assert set(rows["Goatee"]) == {"none", "mustache", "beard"}
+    assert facial_hair_diagnostic(model, feats[:4], kinds[:4])["Mustache"] == {
+        "none": 1.0, "goatee": 1.0}  # no beard among the first four
+
+
 def test_train_clip_tiny_run_writes_a_loadable_model(tmp_path, small_sets):
     train, val = small_sets
     cfg = CLIPTrainConfig(**TINY,

@@ -15,6 +15,8 @@ embeddings and on the ViT's patch embeddings, to tell a blind image tower from a
 ``--negation`` asks how much of the zero-shot score the absent prompt ("… not smiling") costs
 (`negation_diagnostic`): the same AUC with the neutral "a photo of a person" in its place.
 ``--paraphrases`` scores the same faces with every prompt pair in other words (`PARAPHRASES`).
+``--facial-hair`` splits Mustache's and Goatee's AUC by the other kind of facial hair
+(`facial_hair_diagnostic`).
 """
 from __future__ import annotations
 
@@ -231,6 +233,44 @@ def negation_diagnostic(model: TextImageCLIP, image_features: torch.Tensor,
     return out
 
 
+# SynthFaces' facial_hair kinds (synthfaces.CATEGORICAL_FACTORS) that an attribute names
+FACIAL_HAIR_KIND = {"Mustache": 1, "Goatee": 2}
+
+
+@torch.no_grad()
+def facial_hair_diagnostic(model: TextImageCLIP, image_features: torch.Tensor,
+                           facial_hair: np.ndarray) -> dict[str, dict[str, float]]:
+    """Whom the Mustache and Goatee margins confuse, on SynthFaces: the ROC AUC of each
+    attribute's zero-shot margin, sim(present) − sim(absent), between the faces of its kind of
+    facial hair and those of each other kind. SynthFaces draws a beard with a mustache and
+    over the chin, yet labels it neither, so a CLIP that sees the hair ranks beards above the
+    faces the label means: an AUC below 0.5 against "beard".
+
+    Args:
+        image_features: (N, E) normalised; facial_hair: (≥ N,) kinds 0–3 (none, mustache,
+        goatee, beard).
+    Returns: attribute → {other kind: AUC}, for the kinds with faces among the N.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from playground.data.synthfaces import CATEGORICAL_FACTORS
+
+    model.eval()
+    n, kinds = image_features.shape[0], CATEGORICAL_FACTORS["facial_hair"]
+    facial_hair = np.asarray(facial_hair)[:n].astype(int)
+    out = {}
+    for name, kind in FACIAL_HAIR_KIND.items():
+        text = model.encode_text(list(zero_shot_prompts(name))).float().cpu()  # (2, E)
+        sims = (image_features.float().cpu() @ text.T).numpy()  # (N, 2)
+        margin = sims[:, 0] - sims[:, 1]
+        mine = facial_hair == kind
+        out[name] = {kinds[other]: float(roc_auc_score(mine[pair], margin[pair]))
+                     for other in range(len(kinds))
+                     if other != kind and mine.any()
+                     and (pair := mine | (facial_hair == other)).sum() > mine.sum()}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m playground.evaluation.clip NAME [--write]``: re-measure a CLIP on the test
     split (and update its metrics.json with --write)."""
@@ -248,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paraphrases", action="store_true",
                    help="also the zero-shot scores with each attribute's prompts in other "
                         "words (PARAPHRASES): does the score hold beyond the headline's phrases?")
+    p.add_argument("--facial-hair", action="store_true",
+                   help="also the Mustache and Goatee margins' AUC against each other kind of "
+                        "facial hair (are beards, drawn with a mustache, the confusion?)")
     args = p.parse_args(argv)
     model = load_model(args.name).float().eval()
     if args.probe:
@@ -268,6 +311,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {r['auc_absent']:.3f} | {r['auc_neutral']:.3f} | "
                   f"{', '.join(r['unknown_words']) or '—'} |")
         scores["zero_shot_negation"] = rows
+    if args.facial_hair:
+        rows = facial_hair_diagnostic(model, features, test_set.factors["facial_hair"])
+        print("| attribute | AUC against: none | mustache | goatee | beard |")
+        print("|---|---:|---:|---:|---:|")
+        for name, aucs in rows.items():
+            cells = [f"{aucs[k]:.3f}" if k in aucs else "—"
+                     for k in ("none", "mustache", "goatee", "beard")]
+            print(f"| {name} | {' | '.join(cells)} |")
+        scores["zero_shot_facial_hair"] = rows
     if args.paraphrases:
         other = zero_shot_accuracy(model, features, test_set.attributes, PARAPHRASES,
                                    PARAPHRASE_NOUN)
