@@ -120,7 +120,7 @@ class CLIPTrainConfig(StartAndSpeed):
     # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone);
     # words the init never read still learn their embedding rows (`frozen_vocabulary`)
     # keep those rows too (the init trained them): nothing before the TextHead trains, the
-    # text pass builds no graph and a CPU step is ~1.8x faster (continuing a settled CLIP)
+    # text pass builds no graph and a CPU step is ~1.7x faster (continuing a settled CLIP)
     freeze_words: bool = False
     absent_phrases: str = "plain"  # captions' phrases for missing features: "plain" (the
     # U-Net's captions) or "rich" (more phrasings, in words a U-Net never read; see captions)
