@@ -263,11 +263,12 @@ def facial_hair_diagnostic(model: TextImageCLIP, image_features: torch.Tensor,
         text = model.encode_text(list(zero_shot_prompts(name))).float().cpu()  # (2, E)
         sims = (image_features.float().cpu() @ text.T).numpy()  # (N, 2)
         margin = sims[:, 0] - sims[:, 1]
-        mine = facial_hair == kind
-        out[name] = {kinds[other]: float(roc_auc_score(mine[pair], margin[pair]))
-                     for other in range(len(kinds))
-                     if other != kind and mine.any()
-                     and (pair := mine | (facial_hair == other)).sum() > mine.sum()}
+        mine, out[name] = facial_hair == kind, {}
+        for other, other_name in enumerate(kinds):
+            theirs = facial_hair == other
+            if other != kind and mine.any() and theirs.any():
+                pair = mine | theirs
+                out[name][other_name] = float(roc_auc_score(mine[pair], margin[pair]))
     return out
 
 
