@@ -253,7 +253,7 @@ class _ColourClip:
 
     def encode_text(self, texts):
         colours = {"red": [1.0, 0, 0], "blue": [0, 0, 1.0],
-                   text_search.NEUTRAL_QUERY: [1.0, 1.0, 1.0]}
+                   text_search.NEUTRAL_PROMPT: [1.0, 1.0, 1.0]}
         return torch.tensor([colours[t] for t in texts])
 
 
@@ -291,7 +291,7 @@ def test_text_margins_subtract_each_faces_similarity_to_the_neutral_query(models
     assert margins.shape == (N,) and margins.dtype == np.float32
     np.testing.assert_allclose(margins, _face_cosines([1, 0, 0]) - grey, atol=1e-4)
     assert not np.array_equal(np.argsort(-margins), np.argsort(-text_search.text_scores("red", N)))
-    np.testing.assert_allclose(text_search.text_margins(text_search.NEUTRAL_QUERY, N), grey,
+    np.testing.assert_allclose(text_search.text_margins(text_search.NEUTRAL_PROMPT, N), grey,
                                atol=1e-4)  # the neutral query itself: by cosine
     with pytest.raises(ValueError, match="type a description"):
         text_search.text_margins(" ", N)

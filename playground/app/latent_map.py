@@ -158,7 +158,7 @@ def _highlight(query: str, n: int) -> tuple[np.ndarray | None, str]:
         return None, ""
     scores = text_search.text_margins(query, n)  # ValueError(CLIP_MISSING) until CLIP exists
     top = np.argsort(-scores, kind="stable")[:text_search.TEXT_TOP]
-    neutral = text_search.NEUTRAL_QUERY
+    neutral = text_search.NEUTRAL_PROMPT
     how = ("by cosine" if query == neutral else
            f"by how much closer they are to it than to “{neutral}”: margin")
     return top, (f" Circled: the {len(top)} faces most similar to “{query}” by CLIP, {how} "

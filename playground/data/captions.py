@@ -161,6 +161,10 @@ def hue_colour_name(hue: float) -> str:
     return next(name for bound, name in _HUE_NAMES if degrees < bound)
 
 
+# the zero-shot prompts with the attribute phrase left out: true of every face
+NEUTRAL_PROMPT = "a photo of a person"
+
+
 def zero_shot_prompts(attribute: str, noun: str = "person") -> tuple[str, str]:
     """("a photo of a person smiling", "a photo of a person not smiling") for an attribute."""
     if attribute not in ATTRIBUTE_PHRASES:

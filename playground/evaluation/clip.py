@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset, zero_shot_prompts
+from playground.data.captions import (
+    ATTRIBUTE_PHRASES,
+    NEUTRAL_PROMPT,
+    captions_for_dataset,
+    zero_shot_prompts,
+)
 from playground.models.clip import TextImageCLIP
 from playground.store.checkpoints import METRICS_FILE, load_metrics, load_model, resolve_model_dir
 from playground.store.files import atomic_write_json
@@ -198,7 +203,6 @@ def linear_probe(model: TextImageCLIP, train_set, test_set, names: tuple[str, ..
     return scores
 
 
-NEUTRAL_PROMPT = "a photo of a person"  # the zero-shot prompts with the attribute phrase left out
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from playground.data import synthfaces as sf
+from playground.data.captions import NEUTRAL_PROMPT
 from playground.data.images import images_to_tensor
 from playground.pipelines.latent_map import SPLIT, check_points
 from playground.store import checkpoints
@@ -107,25 +108,23 @@ def text_scores(query: str, n_points: int) -> np.ndarray:
     return (images @ text).astype(np.float32)
 
 
-NEUTRAL_QUERY = "a photo of a person"  # true of every face: its similarity is a face's offset
-
-
 def text_margins(query: str, n_points: int) -> np.ndarray:
-    """How much closer each of the first n test faces is to the query than to NEUTRAL_QUERY:
+    """How much closer each of the first n test faces is to the query than to NEUTRAL_PROMPT:
     cos(face, query) − cos(face, neutral), what text search ranks by.
 
     Some faces sit closer to every caption than others, and cosine alone ranks them first
-    whatever the query; the neutral prompt's similarity measures that offset. On the shipped
-    CLIP the top 50 of 2,000 for "a photo of a person wearing a hat" hold 33 hat-wearers by
-    cosine and 50 by the margin (README). The neutral query itself is ranked by cosine.
+    whatever the query; the similarity to NEUTRAL_PROMPT, true of every face, measures that
+    offset. On the shipped CLIP the top 50 of 2,000 for "a photo of a person wearing a hat"
+    hold 33 hat-wearers by cosine and 50 by the margin (README). The neutral prompt itself is
+    ranked by cosine.
 
     Returns:
         (N,) float32 in [−2, 2].
     """
     scores = text_scores(query, n_points)  # (checks the query)
-    if query.strip() == NEUTRAL_QUERY:
+    if query.strip() == NEUTRAL_PROMPT:
         return scores
-    return scores - text_scores(NEUTRAL_QUERY, n_points)
+    return scores - text_scores(NEUTRAL_PROMPT, n_points)
 
 
 # What the README reports of text search: a query, and the attribute its faces should have.
