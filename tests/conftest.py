@@ -1,9 +1,12 @@
 """Test-session settings: one torch thread (tiny models run faster that way on 2 busy cores),
-and the `isolated_run_env` fixture the training tests share."""
+the `isolated_run_env` fixture the training tests share, and `small_sets`, the faces the tiny
+CLIPs learn from."""
 import os
 
 import pytest
 import torch
+
+from playground.data.synthfaces import SynthFacesDataset
 
 torch.set_num_threads(1)
 # no background U-Net compiles (tens of seconds of CPU each) in tests or the apps they start;
@@ -25,3 +28,9 @@ def isolated_run_env(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small_sets():
+    """96 train and 64 validation SynthFaces: enough for a tiny CLIP's few steps."""
+    return SynthFacesDataset("train", n=96), SynthFacesDataset("val", n=64)

@@ -96,3 +96,14 @@ class RandomFaces(torch.utils.data.Dataset):
     def __getitem__(self, i):
         image = torch.from_numpy(self._images[i]).permute(2, 0, 1).float() / 255
         return {"image": image, "attributes": torch.zeros(2), "index": i}
+
+
+TINY_CLIP = dict(embed_dim=8, patch_size=16, vision_width=16, vision_layers=1,
+                 vision_head_width=8, context_length=24, text_width=16, text_heads=2,
+                 text_layers=1)
+
+
+def tiny_clip(seed: int = 0, **overrides) -> TextImageCLIP:
+    """A random tiny CLIP in eval mode (`overrides`: CLIPConfig fields)."""
+    torch.manual_seed(seed)
+    return TextImageCLIP(CLIPConfig(**{**TINY_CLIP, **overrides})).eval()
