@@ -58,6 +58,25 @@ def test_the_unet_is_at_target_only_when_its_samples_also_beat_the_vaes(tmp_path
     assert not campaign.target_met("ldm")
 
 
+def test_a_clip_mean_over_target_is_not_met_while_one_attribute_is_below_its_floor(tmp_path):
+    from playground.training.curves import status_table
+
+    _write_quality(tmp_path, "clip", "zero_shot_auc", 0.92)
+    assert not campaign.target_met("clip")  # the per-attribute scores were never measured
+    assert "per attribute: not measured" in status_table({"clip": []})
+    path = tmp_path / "trained" / "clip" / "metrics.json"
+    key, floor = campaign.ATTRIBUTE_FLOORS["clip"]
+    for scores, expected in (({"Smiling": 0.99, "Arched_Eyebrows": 0.52, "Goatee": 0.74}, False),
+                             ({"Smiling": 0.99, "Arched_Eyebrows": floor}, True)):
+        metrics = read_json(path)
+        metrics[key] = scores
+        path.write_text(json.dumps(metrics))
+        assert campaign.target_met("clip") is expected
+        row = next(r for r in status_table({"clip": []}).splitlines() if r.startswith("| clip"))
+        assert row.endswith("| 0.9, none below 0.75 | no (Arched_Eyebrows 0.52, Goatee 0.74) |"
+                            if not expected else "| 0.9, none below 0.75 | yes |")
+
+
 def test_the_unet_trains_on_the_campaigns_parts_and_ships_with_them(tmp_path, capsys):
     ldm = campaign.train_command("ldm", 1, 1, "cpu", [])
     assert ldm[ldm.index("--autoencoder") + 1] == "autoencoder"  # nothing continued: shipped

@@ -19,9 +19,11 @@ from playground.store.checkpoints import METRICS_FILE, trained_dir
 from playground.store.files import read_json
 from playground.training import cumulative_of_model
 from playground.training.campaign import (
+    ATTRIBUTE_FLOORS,
     MEASURED_TARGETS,
     RECIPES,
     TARGETS,
+    below_floor,
     measured_target,
     target_met,
 )
@@ -134,6 +136,13 @@ def status_table(curves: dict[str, list[dict]]) -> str:
         goal = "—" if target is None else f"{target[1]:g}"
         if name in MEASURED_TARGETS:
             goal += ", " + MEASURED_TARGETS[name][2]
+        if name in ATTRIBUTE_FLOORS:
+            goal += f", none below {ATTRIBUTE_FLOORS[name][1]:g}"
+            low = below_floor(name, metrics)
+            if value is not None and low is None:
+                met += " (per attribute: not measured)"
+            elif value is not None and low:
+                met += " (" + ", ".join(f"{a} {v:.2f}" for a, v in low.items()) + ")"
         rows.append(f"| {name} | {done.get('steps', 0):,} | {done.get('cpu_hours', 0):.2f} | "
                     f"{done.get('gpu_hours', 0):.2f} | {key} | "
                     f"{'' if value is None else f'{value:.3f}'} | "
