@@ -1,5 +1,5 @@
-"""The CLIP trainer's auxiliary attribute loss (``--attribute-weight``), on tiny models (the
-contrastive loss is tested in test_clip)."""
+"""The CLIP trainer's auxiliary losses (``--attribute-weight``, ``--factor-weight``), on tiny
+models (the contrastive loss is tested in test_clip_training)."""
 from __future__ import annotations
 
 import json
@@ -9,23 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from playground.data.synthfaces import SynthFacesDataset
 from playground.store.checkpoints import load_model
 from playground.store.files import read_safetensors
 from playground.training.trainers.clip import CLIPTrainConfig, train_clip
 from playground.training.trainers.clip_losses import (
+    FACE_FACTORS,
     AttributeHead,
     attribute_loss,
     attribute_matrix,
+    factor_loss,
+    factor_matrix,
 )
-
-TINY = dict(embed_dim=8, patch_size=16, vision_width=16, vision_layers=1, vision_head_width=8,
-            context_length=24, text_width=16, text_heads=2, text_layers=1)
-
-
-@pytest.fixture(scope="module")
-def small_sets():
-    return SynthFacesDataset("train", n=96), SynthFacesDataset("val", n=64)
+from tests.helpers import TINY_CLIP as TINY
 
 
 def test_attribute_loss_is_the_mean_bce_and_reaches_the_image_embedding():
@@ -56,26 +51,54 @@ def test_attribute_matrix_orders_columns_by_name_and_needs_labels():
         attribute_matrix({}, ())
 
 
+def test_factor_targets_span_each_factors_drawing_range_and_leave_out_the_background():
+    factors = {"brow": np.array([0.0, 0.6, 1.0]), "yaw": np.array([-1.0, 0.0, 0.5]),
+               "background": np.array([0.1, 0.2, 0.3]), "hair_color": np.array([0, 1, 2])}
+    names, targets = factor_matrix(factors)
+    assert names == ("yaw", "brow") and "background" not in FACE_FACTORS
+    assert targets.dtype == torch.float32
+    torch.testing.assert_close(targets, torch.tensor([[-1.0, -1.0], [0.0, 0.2], [0.5, 1.0]]))
+    with pytest.raises(ValueError, match="factors"):
+        factor_matrix({})
+
+
+def test_factor_loss_is_the_mean_squared_error_and_reaches_the_image_embedding():
+    head = AttributeHead(4, ("brow", "yaw"))
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([0.5, -1.0]))
+    targets = torch.tensor([[1.0, -1.0], [0.0, 1.0]])
+    features = torch.nn.functional.normalize(torch.randn(2, 4), dim=1).requires_grad_()
+    loss = factor_loss(head, features, targets)
+    assert float(loss.detach()) == pytest.approx((0.25 + 0 + 0.25 + 4) / 4, rel=1e-6)
+    with torch.no_grad():
+        head.linear.weight.normal_()
+    factor_loss(head, features, targets).backward()
+    assert features.grad is not None and float(features.grad.abs().sum()) > 0
+
+
 def test_attribute_weight_is_checked():
     with pytest.raises(ValueError, match="attribute_weight"):
         CLIPTrainConfig(**TINY, attribute_weight=-1.0)
 
 
-def _full_then_resumed_halves(tmp_path, small_sets, patch_resume=None) -> dict:
+def _full_then_resumed_halves(tmp_path, small_sets, patch_resume=None, **heads) -> dict:
     """4 steps in tmp_path/full; 2 in tmp_path/half, resumed there to 4 (after `patch_resume()`,
-    if given). Returns the options both share."""
+    if given). `heads`: the loss weights (default the attribute head alone). Returns the
+    options both share."""
     train, val = small_sets
     common = dict(**TINY, batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
-                  lr_schedule="constant", amp="none", layout="contiguous", attribute_weight=1.0,
-                  log_every=1)
+                  lr_schedule="constant", amp="none", layout="contiguous", log_every=1,
+                  **(heads or {"attribute_weight": 1.0}))
     train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "full")),
                train_set=train, val_set=val)
     train_clip(CLIPTrainConfig(**common, max_steps=2, out=str(tmp_path / "half")),
                train_set=train, val_set=val)
     tensors, _ = read_safetensors(tmp_path / "half" / "train_state.safetensors")
-    head_state = [k for k in tensors if "attribute_head" in k]
-    assert sorted(k.split("attribute_head.")[1] for k in head_state) == [
-        "linear.bias", "linear.weight"]
+    for key in ("attribute_head", "factor_head"):
+        if common.get(key.replace("_head", "_weight")):
+            assert sorted(k.split(f"{key}.")[1] for k in tensors if f"{key}." in k) == [
+                "linear.bias", "linear.weight"]
     if patch_resume is not None:
         patch_resume()
     train_clip(CLIPTrainConfig(**common, max_steps=4, out=str(tmp_path / "half")),
@@ -110,3 +133,29 @@ def test_a_resume_without_the_head_state_would_not_be_exact(tmp_path, small_sets
     full, half = load_model(tmp_path / "full"), load_model(tmp_path / "half")
     assert any(not torch.equal(p, q) for p, q in
                zip(full.state_dict().values(), half.state_dict().values()))
+
+
+def test_the_factor_head_trains_beside_the_attribute_head_is_not_shipped_and_resumes_exactly(
+        tmp_path, small_sets):
+    common = _full_then_resumed_halves(tmp_path, small_sets, attribute_weight=1.0,
+                                       factor_weight=2.0)
+    full, half = load_model(tmp_path / "full"), load_model(tmp_path / "half")
+    assert not [k for k in full.state_dict() if "factor" in k or "attribute" in k]
+    for (name, p), q in zip(full.state_dict().items(), half.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    train, val = small_sets
+    train_clip(CLIPTrainConfig(**{**common, "factor_weight": 0.0}, max_steps=4,
+                               out=str(tmp_path / "attributes_only")), train_set=train, val_set=val)
+    without = load_model(tmp_path / "attributes_only")  # the factors' gradient reached the tower
+    assert any(not torch.equal(p, q) for p, q in
+               zip(full.state_dict().values(), without.state_dict().values()))
+    lines = [json.loads(line) for line in
+             (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    logged = [line["factor_loss"] for line in lines if "factor_loss" in line]
+    assert logged and all(0 < v < 3 for v in logged)  # targets in [-1, 1]
+    with pytest.raises(ValueError, match="factor_weight"):
+        train_clip(CLIPTrainConfig(**{**common, "factor_weight": 0.0}, max_steps=5,
+                                   out=str(tmp_path / "half")),
+                   resume=True, train_set=train, val_set=val)
+    with pytest.raises(ValueError, match="factor_weight must be"):
+        CLIPTrainConfig(**TINY, factor_weight=-1.0)

@@ -359,7 +359,7 @@ def test_torchrun_cli_with_two_processes(tmp_path):
     ("playground.training.trainers.vae", "VAETrainConfig"),
     ("playground.training.trainers.autoencoder", "AutoencoderTrainConfig"),
     ("playground.training.trainers.judge", "JudgeTrainConfig"),
-    ("playground.training.trainers.clip", "CLIPTrainConfig"),
+    ("playground.training.trainers.clip_config", "CLIPTrainConfig"),
     ("playground.training.trainers.ldm_config", "LDMTrainConfig"),
 ])
 @pytest.mark.parametrize("option, value, message", [
@@ -383,7 +383,7 @@ def test_every_trainer_names_an_architecture_its_model_config_has():
     each must be a trainer option and a field of the model's config, under the same name."""
     from playground.store.model_kinds import get_kind
     from playground.training.trainers.autoencoder import AutoencoderTrainConfig
-    from playground.training.trainers.clip import CLIPTrainConfig
+    from playground.training.trainers.clip_config import CLIPTrainConfig
     from playground.training.trainers.judge import JudgeTrainConfig
     from playground.training.trainers.ldm_config import LDMTrainConfig
 

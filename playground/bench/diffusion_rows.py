@@ -230,7 +230,7 @@ def save_untrained_pipeline(folder: Path) -> str:
     from playground.models.unet import LatentUNet
     from playground.store import checkpoints
     from playground.training.trainers.autoencoder import AutoencoderTrainConfig
-    from playground.training.trainers.clip import CLIPTrainConfig
+    from playground.training.trainers.clip_config import CLIPTrainConfig
     from playground.training.trainers.ldm_config import LDMTrainConfig
 
     torch.manual_seed(0)

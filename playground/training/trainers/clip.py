@@ -32,31 +32,28 @@ closer to "a photo of a person smiling" than to "… not smiling"? — per attri
 the majority-class baseline, and image→caption retrieval accuracy within groups of 100
 (`playground.evaluation.clip` re-measures a saved CLIP). Caption token ids come from
 `clip_captions`; the config keeps the ids they use (``known_tokens``), so the app can say
-which words of a prompt the model has never seen.
+which words of a prompt the model has never seen. The run's options are
+`clip_config.CLIPTrainConfig`.
 """
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
+from torch import nn
 
 from playground.data.captions import ABSENT_PHRASINGS
 from playground.evaluation.clip import evaluate_clip, image_embeddings, zero_shot_accuracy
-from playground.models.clip import VISION_POOLS, CLIPConfig, TextImageCLIP
-from playground.store.checkpoints import runs_dir
+from playground.models.clip import VISION_POOLS, TextImageCLIP
 from playground.training import (
     DistInfo,
     GracefulStop,
-    StartAndSpeed,
     TrainHooks,
     TrainLoop,
     add_common_arguments,
     autocast,
-    check_run_options,
     config_from_args,
     int_tuple,
     open_dataset,
@@ -70,122 +67,19 @@ from playground.training.trainers.clip_captions import (
     frozen_vocabulary,
     untrained_rows,
 )
+from playground.training.trainers.clip_config import FIXED_ON_RESUME, CLIPTrainConfig
 from playground.training.trainers.clip_losses import (
     AttributeHead,
     attribute_loss,
     attribute_matrix,
     contrastive_loss,
+    factor_loss,
+    factor_matrix,
 )
 
 HELP = "small CLIP (open_clip classes) on SynthFaces captions: the text encoder of latent diffusion"
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature so logits stay ≤ 100
-
-
-@dataclass
-class CLIPTrainConfig(StartAndSpeed):
-    """One CLIP training run (saved in train_state.json as "args")."""
-
-    embed_dim: int = 128  # shared embedding size
-    patch_size: int = 8  # ViT patch side (64 / 8 = 8×8 patches)
-    vision_width: int = 128  # ViT width
-    vision_layers: int = 3  # ViT blocks
-    vision_head_width: int = 32  # ViT attention head size
-    vision_pool: str = "tok"  # image embedding: class token ("tok") or mean of patches ("avg")
-    # channels of a CNN added to the patch embeddings (log2(patch) + 1 counts; () = none);
-    # new to a warm-started CLIP, it starts as a no-op (models.clip_stem)
-    vision_stem: tuple[int, ...] = ()
-    text_width: int = 128  # text transformer width (= the U-Net's context dim)
-    text_layers: int = 4  # text transformer blocks
-    text_heads: int = 4  # text attention heads
-    text_head_layers: int = 0  # blocks of the TextHead that reads the words before pooling
-    # (0 = open_clip's pooling; trains with --freeze-text-states, see models.clip.TextHead)
-    context_length: int = 77  # tokens per prompt (SynthFaces captions need ≤ ~65)
-    data_root: str | None = None  # SynthFaces cache folder
-    epochs: int | None = None  # stop after this many epochs (3 if no minutes/max_steps given)
-    minutes: float | None = None  # stop after this much training time, summed over resumes
-    max_steps: int | None = None  # stop after this many optimizer steps in total (quick runs)
-    batch_size: int = 128  # global batch: B pairs contrasted against each other
-    hard_negatives: bool = True  # each image also meets its own caption with one attribute flipped
-    negatives_per_image: int = 1  # K hard negatives per image, each flipping a different attribute
-    negative_pool: str = "all"  # attributes a negative may flip: "all" or "small" (SMALL_DETAILS)
-    # flip each attribute as often where a face has it as where it lacks it, so that a rare
-    # feature's mention does not mark the negative (`clip_captions.balanced_flip_keys`)
-    balanced_negatives: bool = False
-    # weight of an auxiliary BCE in which a training-only linear head reads the face's
-    # attribute labels from the image embedding, so the tower keeps the details captions
-    # flip too rarely (0 = off; see trainers.clip_losses)
-    attribute_weight: float = 0.0
-    freeze_text_states: bool = False  # train only the image tower, projections and temperature,
-    # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone);
-    # words the init never read still learn their embedding rows (`frozen_vocabulary`)
-    # keep those rows too (the init trained them): nothing before the TextHead trains, the
-    # text pass builds no graph and a CPU step is ~1.7x faster (continuing a settled CLIP)
-    freeze_words: bool = False
-    absent_phrases: str = "plain"  # captions' phrases for missing features: "plain" (the
-    # U-Net's captions) or "rich" (more phrasings, in words a U-Net never read; see captions)
-    lr: float = 1e-3  # AdamW learning rate (peak of the cosine schedule)
-    lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end) or "constant"
-    lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
-    weight_decay: float = 0.05  # AdamW weight decay
-    device: str = "cpu"  # cpu, cuda, cuda:N or auto (CUDA if available)
-    seed: int = 0  # initial weights, data order, captions
-    train_size: int | None = None  # use the first N training images (None = the whole split)
-    eval_size: int | None = 1000  # first N validation images for the per-epoch zero-shot check
-    test_size: int | None = None  # first N test images for metrics.json (None = the whole split)
-    checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
-    log_every: int = 20  # a "train" line in log.jsonl every N steps
-    num_workers: int = 2  # unused (SynthFaces is in memory); kept for the shared options
-    threads: int | None = None  # CPU threads for torch (None = torch's default, all cores)
-    progress: bool = True  # tqdm progress bar
-    out: str | None = None  # run folder (default: runs/clip)
-    MODEL_KIND: ClassVar[str] = "clip"
-    ARCHITECTURE: ClassVar[tuple[str, ...]] = (
-        "embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
-        "vision_pool", "vision_stem", "context_length", "text_width", "text_heads",
-        "text_layers", "text_head_layers")
-
-    def __post_init__(self):
-        check_run_options(self)
-        self.vision_stem = tuple(int(c) for c in self.vision_stem)  # (a list from JSON)
-        if self.batch_size < 2:
-            raise ValueError("a contrastive batch needs at least 2 pairs")
-        if self.attribute_weight < 0:
-            raise ValueError(f"attribute_weight must be ≥ 0, got {self.attribute_weight}")
-        if self.absent_phrases not in ABSENT_PHRASINGS:
-            raise ValueError(f"absent_phrases must be one of {ABSENT_PHRASINGS}, "
-                             f"got {self.absent_phrases!r}")
-        if self.negative_pool not in NEGATIVE_POOLS:
-            raise ValueError(f"negative_pool must be one of {sorted(NEGATIVE_POOLS)}, "
-                             f"got {self.negative_pool!r}")
-        if self.freeze_words and not self.freeze_text_states:
-            raise ValueError("--freeze-words keeps the word rows of frozen text states: "
-                             "use it with --freeze-text-states")
-        pool_size = len(NEGATIVE_POOLS[self.negative_pool])
-        if not 1 <= self.negatives_per_image <= pool_size:
-            raise ValueError(f"negatives_per_image must be 1..{pool_size} for the "
-                             f"{self.negative_pool!r} pool, got {self.negatives_per_image}")
-        self.model_config()
-
-    def model_config(self, known_tokens: tuple[int, ...] = ()) -> CLIPConfig:
-        return CLIPConfig(embed_dim=self.embed_dim, patch_size=self.patch_size,
-                          vision_width=self.vision_width, vision_layers=self.vision_layers,
-                          vision_head_width=self.vision_head_width,
-                          vision_pool=self.vision_pool, vision_stem=self.vision_stem,
-                          text_width=self.text_width, text_layers=self.text_layers,
-                          text_heads=self.text_heads, text_head_layers=self.text_head_layers,
-                          context_length=self.context_length, known_tokens=known_tokens)
-
-    def out_dir(self) -> Path:
-        return Path(self.out) if self.out else runs_dir() / "clip"
-
-
-FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_head_width",
-                   "vision_pool", "vision_stem",
-                   "text_width", "text_layers", "text_heads", "text_head_layers",
-                   "context_length", "batch_size",
-                   "seed", "train_size", "hard_negatives", "freeze_text_states", "freeze_words",
-                   "attribute_weight")
 
 
 # =========================================================================== training
@@ -214,16 +108,19 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         test_set = val_set
     train_set, val_set, train_source, val_source = loop.open_data(train_set, val_set, "synthfaces")
     loop.set_data(len(train_source), default_epochs=3)
-    if cfg.attribute_weight and info.world_size > 1:
-        raise ValueError("--attribute-weight trains a head outside the DDP model: use one process")
+    if (cfg.attribute_weight or cfg.factor_weight) and info.world_size > 1:
+        raise ValueError("--attribute-weight and --factor-weight train heads outside the DDP "
+                         "model: use one process")
     new_tokens: tuple[int, ...] = ()
-    head: AttributeHead | None = None
+    heads = nn.ModuleDict()  # training-only read-outs of the image embedding (clip_losses)
     attributes = getattr(train_set, "attributes", {})
     names = tuple(sorted(attributes))
     labels = attribute_matrix(attributes, names) if cfg.attribute_weight else None
+    factor_names, factors = (factor_matrix(getattr(train_set, "factors", {}))
+                             if cfg.factor_weight else ((), None))
 
     def build():
-        nonlocal new_tokens, head
+        nonlocal new_tokens
         model = TextImageCLIP(cfg.model_config()).to(device)
         vocabulary = set(caption_vocabulary(train_set, model, absent=cfg.absent_phrases))
         if cfg.freeze_text_states:
@@ -236,8 +133,10 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         model.config.known_tokens = tuple(sorted(vocabulary))
         trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if labels is not None:
-            head = AttributeHead(cfg.embed_dim, names).to(device)
-            trained += list(head.named_parameters(prefix="attribute_head"))
+            heads["attribute_head"] = AttributeHead(cfg.embed_dim, names).to(device)
+        if factors is not None:
+            heads["factor_head"] = AttributeHead(cfg.embed_dim, factor_names).to(device)
+        trained += list(heads.named_parameters())
         decay = [p for n, p in trained if p.ndim >= 2 and "embedding" not in n]
         rest = [p for n, p in trained if not (p.ndim >= 2 and "embedding" not in n)]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -246,11 +145,12 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
 
     model = loop.setup_model(build, FIXED_ON_RESUME)
     hooks = None
-    if head is not None:
-        if loop.resumed_extra:
-            head.load_state_dict({k.removeprefix("attribute_head."): v
-                                  for k, v in loop.resumed_extra.items()})
-        hooks = TrainHooks(extra_state=lambda: dict(head.state_dict(prefix="attribute_head.")))
+    if len(heads):
+        for key, head in heads.items():
+            if loop.resumed_extra:
+                head.load_state_dict({k.removeprefix(f"{key}."): v for k, v in
+                                      loop.resumed_extra.items() if k.startswith(f"{key}.")})
+        hooks = TrainHooks(extra_state=lambda: dict(heads.state_dict()))
     if new_tokens and cfg.freeze_words:
         untrained = untrained_rows(model, new_tokens)
         if untrained:
@@ -281,10 +181,14 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
             txt, negatives = txt[:len(x)], txt[len(x):]
         loss = contrastive_loss(img, txt, scale.float(), negatives)
         extra = []
-        if head is not None:
-            attr_loss = attribute_loss(head, img, labels[idx.cpu()].to(device))
+        if "attribute_head" in heads:
+            attr_loss = attribute_loss(heads["attribute_head"], img, labels[idx.cpu()].to(device))
             loss = loss + cfg.attribute_weight * attr_loss
-            extra = [attr_loss.detach()]
+            extra.append(attr_loss.detach())
+        if "factor_head" in heads:
+            fac_loss = factor_loss(heads["factor_head"], img, factors[idx.cpu()].to(device))
+            loss = loss + cfg.factor_weight * fac_loss
+            extra.append(fac_loss.detach())
         with torch.no_grad():
             logits = img.float() @ txt.float().T
             matches = torch.arange(len(x), device=logits.device)
@@ -307,7 +211,8 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         return {k: v for k, v in scores.items() if k.startswith("zero_shot")
                 and isinstance(v, float)}
 
-    logged = ("loss", "batch_acc", "logit_scale") + (("attribute_loss",) if head else ())
+    logged = ("loss", "batch_acc", "logit_scale") + tuple(
+        key.replace("_head", "_loss") for key in heads)
     loop.run(train_source, step, logged, validate=validate,
              log_lr=True, postfix=lambda m, img_s: dict(loss=f"{m['loss']:.3f}",
                                                         acc=f"{m['batch_acc']:.2f}",
@@ -379,6 +284,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attribute-weight", dest="attribute_weight", type=float, default=S,
                    help="weight of a loss in which a head (not shipped) reads the attribute "
                         "labels from the image embedding (default 0: off)")
+    p.add_argument("--factor-weight", dest="factor_weight", type=float, default=S,
+                   help="weight of a loss in which a second head (not shipped) regresses "
+                        "SynthFaces' continuous factors, e.g. the brow's arch, from the image "
+                        "embedding (default 0: off)")
     p.add_argument("--freeze-text-states", dest="freeze_text_states", action="store_true",
                    default=S, help="train the image side only (with --init: the shipped U-Net's "
                                    "text states stay exact, so the run may ship alone)")

@@ -12,13 +12,25 @@ attribute labels the captions are written from, gives that reason on every face 
 
 The head is training-only: it is not part of the shipped model, which keeps open_clip's layout,
 and the zero-shot check still compares the image with two prompts, never with the head.
+
+``--factor-weight V`` adds `factor_loss` (SynthFaces only): a second head regresses the
+continuous factors the renderer drew the face from, scaled to [-1, 1] (`factor_matrix`):
+
+    L += V · MSE(head_f(√E · f_img), u),   u ∈ [-1, 1]^F
+
+A label like Arched_Eyebrows is a threshold on one of them (brow > 0.6), so the labels say
+nothing about how far a face is from the line; the factor says it on every face.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from playground.data.synthfaces.factors import CONTINUOUS_FACTORS
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
@@ -40,7 +52,8 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
 
 
 class AttributeHead(nn.Module):
-    """Logits of A binary attributes from a normalised image embedding.
+    """A linear read-out of A targets (attribute logits, or factors) from a normalised image
+    embedding.
 
     The embedding (B, E) has unit norm; scaled by √E its coordinates have unit variance, so a
     freshly initialised linear layer's logits, and its gradient into the tower, start at a
@@ -52,7 +65,7 @@ class AttributeHead(nn.Module):
         self.linear = nn.Linear(embed_dim, len(names))
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        """(B, E) normalised → (B, A) logits."""
+        """(B, E) normalised → (B, A)."""
         return self.linear(image_features * image_features.shape[1] ** 0.5)
 
 
@@ -68,3 +81,25 @@ def attribute_loss(head: AttributeHead, image_features: torch.Tensor,
                    labels: torch.Tensor) -> torch.Tensor:
     """Mean BCE over the batch and the attributes: (B, E), (B, A) → scalar."""
     return F.binary_cross_entropy_with_logits(head(image_features.float()), labels)
+
+
+# what a face looks like: every continuous factor but the background's hue
+FACE_FACTORS = tuple(n for n in CONTINUOUS_FACTORS if n != "background")
+
+
+def factor_matrix(factors: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], torch.Tensor]:
+    """The `FACE_FACTORS` of a dataset, each scaled from its drawing range to [-1, 1]:
+    (names, (N, F) float)."""
+    names = tuple(n for n in FACE_FACTORS if n in factors)
+    if not names:
+        raise ValueError("--factor-weight needs a dataset with SynthFaces' factors "
+                         "(CelebA has none)")
+    columns = [(np.asarray(factors[n], dtype=np.float64) - CONTINUOUS_FACTORS[n][0])
+               / (CONTINUOUS_FACTORS[n][1] - CONTINUOUS_FACTORS[n][0]) * 2 - 1 for n in names]
+    return names, torch.as_tensor(np.stack(columns, axis=1), dtype=torch.float32)
+
+
+def factor_loss(head: AttributeHead, image_features: torch.Tensor,
+                targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the batch and the factors: (B, E), (B, F) → scalar."""
+    return F.mse_loss(head(image_features.float()), targets)
