@@ -235,4 +235,4 @@ def test_the_campaigns_clip_recipe_trains_with_its_head_and_negatives(tmp_path):
     assert read_json(run / "metrics.json")["steps"] == 2
     args = read_json(run / "train_state.json")["args"]
     assert (args["attribute_weight"], args["negatives_per_image"], args["negative_pool"]) == (
-        1.0, 4, "all")
+        4.0, 4, "all")
