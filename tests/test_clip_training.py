@@ -237,8 +237,6 @@ def test_balanced_negatives_flip_a_rare_feature_as_often_where_it_is_as_where_it
 
 
 def test_negative_options_are_checked():
-    from playground.training.trainers.clip_config import CLIPTrainConfig
-
     with pytest.raises(ValueError, match="negative_pool"):
         CLIPTrainConfig(negative_pool="large")
     with pytest.raises(ValueError, match="negatives_per_image"):

@@ -145,11 +145,10 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
 
     model = loop.setup_model(build, FIXED_ON_RESUME)
     hooks = None
+    for key, head in heads.items() if loop.resumed_extra else ():  # a resume continues them
+        head.load_state_dict({k.removeprefix(f"{key}."): v for k, v in
+                              loop.resumed_extra.items() if k.startswith(f"{key}.")})
     if len(heads):
-        for key, head in heads.items():
-            if loop.resumed_extra:
-                head.load_state_dict({k.removeprefix(f"{key}."): v for k, v in
-                                      loop.resumed_extra.items() if k.startswith(f"{key}.")})
         hooks = TrainHooks(extra_state=lambda: dict(heads.state_dict()))
     if new_tokens and cfg.freeze_words:
         untrained = untrained_rows(model, new_tokens)
