@@ -69,6 +69,7 @@ from playground.training.trainers.clip_captions import (
 )
 from playground.training.trainers.clip_config import FIXED_ON_RESUME, CLIPTrainConfig
 from playground.training.trainers.clip_losses import (
+    HEAD_BALANCES,
     AttributeHead,
     attribute_loss,
     attribute_matrix,
@@ -181,11 +182,13 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         loss = contrastive_loss(img, txt, scale.float(), negatives)
         extra = []
         if "attribute_head" in heads:
-            attr_loss = attribute_loss(heads["attribute_head"], img, labels[idx.cpu()].to(device))
+            attr_loss = attribute_loss(heads["attribute_head"], img, labels[idx.cpu()].to(device),
+                                       cfg.head_balance)
             loss = loss + cfg.attribute_weight * attr_loss
             extra.append(attr_loss.detach())
         if "factor_head" in heads:
-            fac_loss = factor_loss(heads["factor_head"], img, factors[idx.cpu()].to(device))
+            fac_loss = factor_loss(heads["factor_head"], img, factors[idx.cpu()].to(device),
+                                   cfg.head_balance)
             loss = loss + cfg.factor_weight * fac_loss
             extra.append(fac_loss.detach())
         with torch.no_grad():
@@ -287,6 +290,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight of a loss in which a second head (not shipped) regresses "
                         "SynthFaces' continuous factors, e.g. the brow's arch, from the image "
                         "embedding (default 0: off)")
+    p.add_argument("--head-balance", dest="head_balance", choices=HEAD_BALANCES, default=S,
+                   help="how the heads combine their targets' losses: mean, or loss (each "
+                        "target weighted by its share of the loss, so the details the tower "
+                        f"has not learned get the gradient) (default {d.head_balance})")
     p.add_argument("--freeze-text-states", dest="freeze_text_states", action="store_true",
                    default=S, help="train the image side only (with --init: the shipped U-Net's "
                                    "text states stay exact, so the run may ship alone)")

@@ -11,6 +11,7 @@ from playground.models.clip import CLIPConfig
 from playground.store.checkpoints import runs_dir
 from playground.training import StartAndSpeed, check_run_options
 from playground.training.trainers.clip_captions import NEGATIVE_POOLS
+from playground.training.trainers.clip_losses import HEAD_BALANCES
 
 
 @dataclass
@@ -50,6 +51,9 @@ class CLIPTrainConfig(StartAndSpeed):
     # weight of an MSE in which a second training-only head regresses SynthFaces' continuous
     # factors (brow arch, eye opening, ...) from the image embedding (0 = off; clip_losses)
     factor_weight: float = 0.0
+    # how each head combines its targets' losses: "mean" (all alike) or "loss" (each by its
+    # share of the loss, so the details the tower misses get the gradient; clip_losses)
+    head_balance: str = "mean"
     freeze_text_states: bool = False  # train only the image tower, projections and temperature,
     # so a U-Net conditioned on the init's text states stays valid (ship accepts it alone);
     # words the init never read still learn their embedding rows (`frozen_vocabulary`)
@@ -87,6 +91,9 @@ class CLIPTrainConfig(StartAndSpeed):
         if min(self.attribute_weight, self.factor_weight) < 0:
             raise ValueError(f"attribute_weight and factor_weight must be ≥ 0, got "
                              f"{self.attribute_weight} and {self.factor_weight}")
+        if self.head_balance not in HEAD_BALANCES:
+            raise ValueError(f"head_balance must be one of {HEAD_BALANCES}, "
+                             f"got {self.head_balance!r}")
         if self.absent_phrases not in ABSENT_PHRASINGS:
             raise ValueError(f"absent_phrases must be one of {ABSENT_PHRASINGS}, "
                              f"got {self.absent_phrases!r}")
@@ -120,4 +127,4 @@ FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "
                    "text_width", "text_layers", "text_heads", "text_head_layers",
                    "context_length", "batch_size",
                    "seed", "train_size", "hard_negatives", "freeze_text_states", "freeze_words",
-                   "attribute_weight", "factor_weight")
+                   "attribute_weight", "factor_weight", "head_balance")

@@ -20,6 +20,11 @@ continuous factors the renderer drew the face from, scaled to [-1, 1] (`factor_m
 
 A label like Arched_Eyebrows is a threshold on one of them (brow > 0.6), so the labels say
 nothing about how far a face is from the line; the factor says it on every face.
+
+Both heads average one loss per target (attribute or factor). ``--head-balance loss`` weights
+each target by its share of the batch's loss instead (`balanced_mean`), so the head's gradient
+goes to the details the tower has not learned yet, rather than equally to forty targets of
+which thirty-odd are already read.
 """
 from __future__ import annotations
 
@@ -77,10 +82,31 @@ def attribute_matrix(attributes: dict[str, np.ndarray], names: tuple[str, ...]) 
                            dtype=torch.float32)
 
 
+HEAD_BALANCES = ("mean", "loss")
+
+
+def balanced_mean(per_target: torch.Tensor, balance: str = "mean") -> torch.Tensor:
+    """Combine (T,) per-target losses into one scalar.
+
+    "mean": (1/T) Σ_t L_t. "loss": Σ_t w_t L_t / T with w_t = T · L_t / Σ_s L_s held constant
+    (no gradient through the weights): each target's gradient is scaled by its share of the
+    loss, so a target still at chance gets many times the weight of a learned one, and the
+    weights even out as the targets do. The value equals Σ L_t² / Σ L_t."""
+    if balance == "mean":
+        return per_target.mean()
+    if balance == "loss":
+        weights = per_target.detach() / per_target.detach().mean().clamp_min(1e-12)
+        return (weights * per_target).mean()
+    raise ValueError(f"head balance must be one of {HEAD_BALANCES}, got {balance!r}")
+
+
 def attribute_loss(head: AttributeHead, image_features: torch.Tensor,
-                   labels: torch.Tensor) -> torch.Tensor:
-    """Mean BCE over the batch and the attributes: (B, E), (B, A) → scalar."""
-    return F.binary_cross_entropy_with_logits(head(image_features.float()), labels)
+                   labels: torch.Tensor, balance: str = "mean") -> torch.Tensor:
+    """BCE per attribute (mean over the batch), combined by `balanced_mean`:
+    (B, E), (B, A) → scalar."""
+    per_pair = F.binary_cross_entropy_with_logits(head(image_features.float()), labels,
+                                                  reduction="none")
+    return balanced_mean(per_pair.mean(0), balance)
 
 
 # what a face looks like: every continuous factor but the background's hue
@@ -100,6 +126,8 @@ def factor_matrix(factors: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], t
 
 
 def factor_loss(head: AttributeHead, image_features: torch.Tensor,
-                targets: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the batch and the factors: (B, E), (B, F) → scalar."""
-    return F.mse_loss(head(image_features.float()), targets)
+                targets: torch.Tensor, balance: str = "mean") -> torch.Tensor:
+    """Squared error per factor (mean over the batch), combined by `balanced_mean`:
+    (B, E), (B, F) → scalar."""
+    per_pair = F.mse_loss(head(image_features.float()), targets, reduction="none")
+    return balanced_mean(per_pair.mean(0), balance)
