@@ -17,6 +17,7 @@ from playground.training.trainers.clip_losses import (
     AttributeHead,
     attribute_loss,
     attribute_matrix,
+    balanced_mean,
     factor_loss,
     factor_matrix,
 )
@@ -75,6 +76,43 @@ def test_factor_loss_is_the_mean_squared_error_and_reaches_the_image_embedding()
         head.linear.weight.normal_()
     factor_loss(head, features, targets).backward()
     assert features.grad is not None and float(features.grad.abs().sum()) > 0
+
+
+def test_loss_balance_weights_each_target_by_its_share_and_sends_the_gradient_where_it_is_high():
+    per_target = torch.tensor([0.3, 0.05, 0.05, 0.0], requires_grad=True)
+    assert float(balanced_mean(per_target.detach(), "mean")) == pytest.approx(0.1)
+    value = balanced_mean(per_target, "loss")
+    assert float(value) == pytest.approx((0.09 + 0.0025 + 0.0025) / 0.4)  # Σ L² / Σ L
+    value.backward()  # weights held constant: ∂/∂L_t = (L_t / mean L) / T = L_t / Σ L
+    torch.testing.assert_close(per_target.grad, torch.tensor([0.75, 0.125, 0.125, 0.0]))
+    even = torch.full((5,), 0.2)  # equal losses: the same as the plain mean
+    assert float(balanced_mean(even, "loss")) == pytest.approx(float(balanced_mean(even, "mean")))
+    assert float(balanced_mean(torch.zeros(3), "loss")) == 0.0  # all learned: no 0/0
+    with pytest.raises(ValueError, match="head balance"):
+        balanced_mean(per_target, "max")
+
+
+def test_balanced_heads_give_a_target_at_chance_more_of_the_embeddings_gradient():
+    head = AttributeHead(4, ("brow", "yaw"))
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(2, 4))
+        head.linear.bias.zero_()
+    features = torch.nn.functional.normalize(torch.tensor([[1.0, 0.5, 0, 0]]), dim=1)
+    targets = torch.tensor([[-1.0, features[0, 1].item() * 2]])  # yaw read exactly, brow not
+    grads = {}
+    for balance in ("mean", "loss"):
+        f = features.clone().requires_grad_()
+        factor_loss(head, f, targets, balance).backward()
+        grads[balance] = f.grad[0]
+    assert float(grads["mean"][1]) == pytest.approx(0.0, abs=1e-6)  # a learned target adds none
+    ratio = grads["loss"][0] / grads["mean"][0]
+    assert float(ratio) == pytest.approx(2.0, rel=1e-5)  # the brow holds all the loss: T = 2
+    labels = torch.tensor([[1.0, 0.0]])
+    a, b = (attribute_loss(head, features, labels, balance) for balance in ("mean", "loss"))
+    per = torch.nn.functional.binary_cross_entropy_with_logits(
+        head(features), labels, reduction="none")[0]
+    assert float(a) == pytest.approx(float(per.mean()), rel=1e-6)
+    assert float(b) == pytest.approx(float((per ** 2).sum() / per.sum()), rel=1e-6)
 
 
 def test_attribute_weight_is_checked():
@@ -159,3 +197,23 @@ def test_the_factor_head_trains_beside_the_attribute_head_is_not_shipped_and_res
                    resume=True, train_set=train, val_set=val)
     with pytest.raises(ValueError, match="factor_weight must be"):
         CLIPTrainConfig(**TINY, factor_weight=-1.0)
+
+
+def test_a_balanced_run_resumes_exactly_and_keeps_its_balance(tmp_path, small_sets):
+    common = _full_then_resumed_halves(tmp_path, small_sets, attribute_weight=1.0,
+                                       factor_weight=1.0, head_balance="loss")
+    full, half = load_model(tmp_path / "full"), load_model(tmp_path / "half")
+    for (name, p), q in zip(full.state_dict().items(), half.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    train, val = small_sets
+    train_clip(CLIPTrainConfig(**{**common, "head_balance": "mean"}, max_steps=4,
+                               out=str(tmp_path / "plain")), train_set=train, val_set=val)
+    plain = load_model(tmp_path / "plain")  # the balance changed what the tower learned
+    assert any(not torch.equal(p, q) for p, q in
+               zip(full.state_dict().values(), plain.state_dict().values()))
+    with pytest.raises(ValueError, match="head_balance"):
+        train_clip(CLIPTrainConfig(**{**common, "head_balance": "mean"}, max_steps=5,
+                                   out=str(tmp_path / "half")),
+                   resume=True, train_set=train, val_set=val)
+    with pytest.raises(ValueError, match="head_balance must be"):
+        CLIPTrainConfig(**TINY, head_balance="max")
