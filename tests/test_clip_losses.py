@@ -82,7 +82,7 @@ def test_loss_balance_weights_each_target_by_its_share_and_sends_the_gradient_wh
     per_target = torch.tensor([0.3, 0.05, 0.05, 0.0], requires_grad=True)
     assert float(balanced_mean(per_target.detach(), "mean")) == pytest.approx(0.1)
     value = balanced_mean(per_target, "loss")
-    assert float(value) == pytest.approx((0.09 + 0.0025 + 0.0025) / 0.4)  # Σ L² / Σ L
+    assert float(value.detach()) == pytest.approx((0.09 + 0.0025 + 0.0025) / 0.4)  # Σ L² / Σ L
     value.backward()  # weights held constant: ∂/∂L_t = (L_t / mean L) / T = L_t / Σ L
     torch.testing.assert_close(per_target.grad, torch.tensor([0.75, 0.125, 0.125, 0.0]))
     even = torch.full((5,), 0.2)  # equal losses: the same as the plain mean
