@@ -118,9 +118,30 @@ def test_training_captions_use_only_the_shipped_clips_words():
     assert not new_words, f"token ids the shipped CLIP never learned: {sorted(new_words)}"
 
 
-def test_train_clip_resume_is_exact(tmp_path, small_sets):
+def test_an_averaged_clip_ships_the_average_and_keeps_the_unets_text_states(tmp_path,
+                                                                             small_sets):
+    from playground.training.ship import same_conditioning
+    from playground.training.state import load_train_state
+
+    _train_then_freeze(tmp_path, small_sets, "averaged", ema_decay=0.9)
+    first, averaged = load_model(tmp_path / "first"), load_model(tmp_path / "averaged")
+    raw, _, _ = load_train_state(tmp_path / "averaged")
+    shipped = averaged.state_dict()
+    assert same_conditioning(tmp_path / "averaged", tmp_path / "first")
+    moved = [n for n, p in raw.items() if not torch.equal(p, first.state_dict()[n])]
+    assert moved and any(n.startswith("clip.visual.") for n in moved)
+    for name in moved:  # the average trails the raw weights: strictly between start and end
+        start, end, mean = first.state_dict()[name], raw[name], shipped[name]
+        assert not torch.equal(mean, end) and not torch.equal(mean, start), name
+        assert float((mean - start).norm()) < float((end - start).norm()), name
+    with pytest.raises(ValueError, match="ema_decay"):
+        CLIPTrainConfig(**TINY_CLIP, ema_decay=1.0)
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_train_clip_resume_is_exact(tmp_path, small_sets, ema_decay):
     train, val = small_sets
-    base = TINY_CLIP
+    base = {**TINY_CLIP, "ema_decay": ema_decay}
     # constant lr: a cosine over 2 vs 4 steps would differ
     common = dict(batch_size=32, threads=1, progress=False, checkpoint_minutes=0.0,
                   lr_schedule="constant", amp="none", layout="contiguous")

@@ -59,6 +59,7 @@ from playground.training import (
     open_dataset,
     run_trainer,
 )
+from playground.training.ema import EMA
 from playground.training.trainers.clip_captions import (
     NEGATIVE_POOLS,
     CaptionTokens,
@@ -145,12 +146,9 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         return model, opt
 
     model = loop.setup_model(build, FIXED_ON_RESUME)
-    hooks = None
     for key, head in heads.items() if loop.resumed_extra else ():  # a resume continues them
         head.load_state_dict({k.removeprefix(f"{key}."): v for k, v in
                               loop.resumed_extra.items() if k.startswith(f"{key}.")})
-    if len(heads):
-        hooks = TrainHooks(extra_state=lambda: dict(heads.state_dict()))
     if new_tokens and cfg.freeze_words:
         untrained = untrained_rows(model, new_tokens)
         if untrained:
@@ -162,6 +160,17 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
             print(f"{len(new_tokens)} caption tokens the init never read learn their embedding "
                   f"rows; the {len(model.config.state_tokens)} others stay frozen", flush=True)
         draw_new_rows(model, new_tokens, cfg.seed)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    if ema is not None and loop.resume and loop.has_checkpoint:
+        ema.load_state_tensors(loop.resumed_extra)
+    elif ema is not None and cfg.init:  # warm-started weights are an average already:
+        ema.num_updates = int(loop.prior.get("steps", 0))  # full decay from the first step
+    shipped = ema.model if ema is not None else model  # what model.safetensors holds
+    hooks = TrainHooks(
+        after_step=(lambda: ema.update(model)) if ema is not None else None,
+        extra_state=(lambda: {**heads.state_dict(), **(ema.state_tensors() if ema else {})})
+        if len(heads) or ema is not None else None,
+        model_to_save=lambda: shipped)
     captions = CaptionTokens(train_set, model, cfg.seed, cfg.hard_negatives,
                              cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool],
                              cfg.absent_phrases, cfg.balanced_negatives)
@@ -199,8 +208,8 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
 
     def validate(epoch):
         if info.is_main:
-            feats = image_embeddings(model, val_source)
-            val = zero_shot_accuracy(model, feats, getattr(val_set, "attributes", {}))
+            feats = image_embeddings(shipped, val_source)
+            val = zero_shot_accuracy(shipped, feats, getattr(val_set, "attributes", {}))
             loop.out.log({"type": "val", "step": loop.global_step, "epoch": epoch,
                           "zero_shot_acc": val["zero_shot_acc"], "elapsed": loop.elapsed()})
             print(f"epoch {epoch}: val zero-shot attribute accuracy {val['zero_shot_acc']:.4f} "
@@ -208,7 +217,7 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
 
     def probe() -> dict[str, float]:
         """The learning curves' point: zero-shot ROC AUC and accuracy on the validation faces."""
-        scores = zero_shot_accuracy(model, image_embeddings(model, val_source),
+        scores = zero_shot_accuracy(shipped, image_embeddings(shipped, val_source),
                                     getattr(val_set, "attributes", {}))
         return {k: v for k, v in scores.items() if k.startswith("zero_shot")
                 and isinstance(v, float)}
@@ -226,11 +235,12 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         nonlocal test_set
         if test_set is None:
             test_set = open_dataset("synthfaces", "test", cfg.test_size, cfg.data_root)
-        scores = evaluate_clip(model, test_set, device)
+        scores = evaluate_clip(shipped, test_set, device)
         group = scores["retrieval_group"]
         metrics = {
             **scores,
             "parameters": sum(p.numel() for p in model.parameters()),
+            **({"ema_decay": cfg.ema_decay, "ema_updates": ema.num_updates} if ema else {}),
             **loop.run_metrics(),
         }
         return metrics, (f"done: {loop.global_step} steps, test zero-shot attribute accuracy "
@@ -290,6 +300,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight of a loss in which a second head (not shipped) regresses "
                         "SynthFaces' continuous factors, e.g. the brow's arch, from the image "
                         "embedding (default 0: off)")
+    p.add_argument("--ema-decay", dest="ema_decay", type=float, default=S,
+                   help="model.safetensors holds an exponential moving average of the weights "
+                        "with this decay, e.g. 0.998 (default 0: the last step's weights)")
     p.add_argument("--head-balance", dest="head_balance", choices=HEAD_BALANCES, default=S,
                    help="how the heads combine their targets' losses: mean, or loss (each "
                         "target weighted by its share of the loss, so the details the tower "

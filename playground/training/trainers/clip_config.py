@@ -62,6 +62,10 @@ class CLIPTrainConfig(StartAndSpeed):
     freeze_words: bool = False
     absent_phrases: str = "plain"  # captions' phrases for missing features: "plain" (the
     # U-Net's captions) or "rich" (more phrasings, in words a U-Net never read; see captions)
+    # decay of an exponential moving average of the weights, which is what model.safetensors
+    # then holds (0 = off: the last step's weights). The text side's zero-shot scores swing
+    # from checkpoint to checkpoint while the image probe holds still; an average damps that
+    ema_decay: float = 0.0
     lr: float = 1e-3  # AdamW learning rate (peak of the cosine schedule)
     lr_schedule: str = "cosine"  # "cosine" (to lr_min_ratio · lr at the end) or "constant"
     lr_min_ratio: float = 0.05  # final learning rate of the cosine schedule, as a fraction of lr
@@ -91,6 +95,8 @@ class CLIPTrainConfig(StartAndSpeed):
         if min(self.attribute_weight, self.factor_weight) < 0:
             raise ValueError(f"attribute_weight and factor_weight must be ≥ 0, got "
                              f"{self.attribute_weight} and {self.factor_weight}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.head_balance not in HEAD_BALANCES:
             raise ValueError(f"head_balance must be one of {HEAD_BALANCES}, "
                              f"got {self.head_balance!r}")
@@ -127,4 +133,4 @@ FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "
                    "text_width", "text_layers", "text_heads", "text_head_layers",
                    "context_length", "batch_size",
                    "seed", "train_size", "hard_negatives", "freeze_text_states", "freeze_words",
-                   "attribute_weight", "factor_weight", "head_balance")
+                   "attribute_weight", "factor_weight", "head_balance", "ema_decay")
