@@ -199,6 +199,36 @@ def test_hard_negative_captions_flip_one_attribute_and_keep_the_phrasing(small_s
     assert not torch.equal(captions.negatives_for_epoch(1)[0], negatives)  # redrawn each epoch
 
 
+def test_a_negative_that_takes_a_feature_away_says_so(small_sets):
+    from playground.data.captions import captions_for_dataset
+    from playground.training.trainers.clip_captions import CaptionTokens
+
+    train = small_sets[0]
+    attrs = {k: np.asarray(v) for k, v in train.attributes.items()}
+    factors = {k: np.asarray(v) for k, v in train.factors.items()}
+    n = len(attrs["Brown_Hair"])
+    bare = {**attrs, "Brown_Hair": np.zeros(n, dtype=attrs["Brown_Hair"].dtype)}
+    phrase = "with hair that is not brown"
+    plain = captions_for_dataset(bare, factors, seed=3, absent="rich")
+    said = captions_for_dataset(bare, factors, seed=3, absent="rich",
+                                say_absent=["Brown_Hair"] * n)
+    assert all(phrase in c for c in said)
+    assert sum(phrase in c for c in plain) < n / 2  # by chance, 3 times in 10
+    assert all(a == b for a, b in zip(plain, said) if phrase in a)  # nothing else changes
+    kept = captions_for_dataset(attrs, factors, seed=3, absent="rich",
+                                say_absent=["Brown_Hair"] * n)  # a face with it: no "not"
+    assert not any(phrase in c for c, has in zip(kept, attrs["Brown_Hair"]) if has)
+    with pytest.raises(ValueError, match="one entry per face"):
+        captions_for_dataset(attrs, factors, say_absent=["Brown_Hair"])
+    model = tiny_clip(context_length=77)
+    usual, saying = (CaptionTokens(train, model, seed=0, hard_negatives=True,
+                                   negatives_per_image=4, absent="rich", say_absent=flag)
+                     for flag in (False, True))
+    assert torch.equal(usual.for_epoch(0), saying.for_epoch(0))  # positives stay
+    longer = (saying.negatives_for_epoch(0) != 0).sum() - (usual.negatives_for_epoch(0) != 0).sum()
+    assert longer > 0  # the negatives gained words
+
+
 def test_several_hard_negatives_flip_different_small_details(small_sets):
     from playground.data.captions import captions_for_dataset
     from playground.evaluation.quality import SMALL_DETAILS

@@ -56,8 +56,8 @@ model's code groups faces by this property — without ever being told the label
 **Text search** circles the 50 faces with the largest $\cos(f, q) - \cos(f, n)$: $f$ the face's
 CLIP embedding, $q$ the query's, $n$ that of "a photo of a person", which fits every face. Some
 faces sit closer to every caption than others; cosine alone would circle those whatever you
-type (for "a man with a mustache", 1 of its top 50 has one; by the margin, 47 —
-`python -m playground.pipelines.text_search` counts them for the shipped CLIP).
+type: for "a man with a mustache", cosine alone circles hardly any mustache, the margin
+nearly fifty (`python -m playground.pipelines.text_search` counts them for the shipped CLIP).
 """
 
 

@@ -19,7 +19,7 @@ the image's left, yaw=-1 is facing the image's left.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -228,9 +228,10 @@ def _noun(present: dict[str, bool], rng: np.random.Generator) -> str:
 
 def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
              hair_length: str | None = None, clauses: tuple[str, ...] = (),
-             absent: str = "plain") -> str:
+             absent: str = "plain", say_absent: str | None = None) -> str:
     """Build one caption. ``hair_length`` ("long"/"short") and ``clauses`` come from factors;
-    ``absent`` picks the phrases for missing features (`ABSENT_PHRASINGS`)."""
+    ``absent`` picks the phrases for missing features (`ABSENT_PHRASINGS`); the attribute
+    named ``say_absent``, if the face lacks it, is always said to be missing."""
     present = _present(attrs)
     noun = _noun(present, rng)
     adjectives: list[str] = []
@@ -278,10 +279,11 @@ def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
                       + [extra[i] for i in rng.permutation(len(extra))])
     for name, phrases in candidates:
         lacking = present.get(name) is (name in _NEGATIVE_WHEN_PRESENT)
-        if lacking and rng.random() < NEGATIVE_PROBABILITY:
+        # (the draw comes first either way, so the rest of the phrasing stays as it would be)
+        if lacking and (rng.random() < NEGATIVE_PROBABILITY or name == say_absent):
             if name == "Young":
                 adjectives.insert(0, _pick(rng, phrases))  # "an older smiling man"
-            elif len(negatives) < MAX_NEGATIVES:
+            elif len(negatives) < MAX_NEGATIVES or name == say_absent:
                 negatives.append(_pick(rng, phrases))
 
     rng.shuffle(with_items)
@@ -359,12 +361,14 @@ def caption_from_factors(factors_row: Mapping[str, float | int], seed: int | np.
 
 def captions_for_dataset(attributes: Mapping[str, np.ndarray],
                          factors: Mapping[str, np.ndarray] | None = None,
-                         seed: int = 0, absent: str = "plain") -> list[str]:
+                         seed: int = 0, absent: str = "plain",
+                         say_absent: Sequence[str | None] | None = None) -> list[str]:
     """Captions for N faces: ``attributes`` maps names to (N,) arrays; ``factors`` likewise
     (SynthFaces) or None (CelebA). Row i uses the generator seeded by (seed, i), so its caption
     does not depend on the other rows (a subset gets the same captions). ``absent="rich"``
     says what a face lacks in more ways (`_RICH_NEGATIVE_PHRASES`: the CLIP's captions; the
-    U-Net trains on the "plain" ones)."""
+    U-Net trains on the "plain" ones). ``say_absent[i]`` names an attribute that row i's
+    caption always says is missing when the face lacks it (a hard negative that took it away)."""
     if absent not in ABSENT_PHRASINGS:
         raise ValueError(f"absent must be one of {ABSENT_PHRASINGS}, got {absent!r}")
     columns = {name: np.asarray(values).reshape(-1) for name, values in attributes.items()}
@@ -375,13 +379,15 @@ def captions_for_dataset(attributes: Mapping[str, np.ndarray],
     n = lengths.pop() if lengths else 0
     if not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an int, got {type(seed).__name__}")
+    if say_absent is not None and len(say_absent) != n:
+        raise ValueError(f"say_absent needs one entry per face ({n}), got {len(say_absent)}")
     captions = []
     for i in range(n):
         rng = np.random.default_rng([int(seed), i])
         row = {name: column[i] for name, column in columns.items()}
-        if factor_columns:
-            hair_length, clauses = _factor_extras({k: v[i] for k, v in factor_columns.items()}, rng)
-            captions.append(_compose(row, rng, hair_length, clauses, absent))
-        else:
-            captions.append(_compose(row, rng, absent=absent))
+        hair_length, clauses = (
+            _factor_extras({k: v[i] for k, v in factor_columns.items()}, rng)
+            if factor_columns else (None, ()))
+        captions.append(_compose(row, rng, hair_length, clauses, absent,
+                                 say_absent[i] if say_absent is not None else None))
     return captions

@@ -173,7 +173,8 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
         model_to_save=lambda: shipped)
     captions = CaptionTokens(train_set, model, cfg.seed, cfg.hard_negatives,
                              cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool],
-                             cfg.absent_phrases, cfg.balanced_negatives)
+                             cfg.absent_phrases, cfg.balanced_negatives,
+                             cfg.negatives_say_absent)
 
     def step(x, idx, epoch, step_in_epoch):
         tokens = captions.for_epoch(epoch)[idx.cpu()]
@@ -293,6 +294,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=S, help="flip each attribute as often on faces that have it as on "
                                    "faces that lack it (uniform picks mostly add a rare "
                                    "feature, which the text side can learn to spot alone)")
+    p.add_argument("--negatives-say-absent", dest="negatives_say_absent", action="store_true",
+                   default=S, help="a hard negative that takes a feature away always says it "
+                                   "is missing ('… with hair that is not brown'), so the text "
+                                   "side learns what 'not' does (default: 3 times in 10)")
     p.add_argument("--attribute-weight", dest="attribute_weight", type=float, default=S,
                    help="weight of a loss in which a head (not shipped) reads the attribute "
                         "labels from the image embedding (default 0: off)")

@@ -33,7 +33,7 @@ class CaptionTokens:
 
     def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
                  negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"],
-                 absent: str = "plain", balanced: bool = False):
+                 absent: str = "plain", balanced: bool = False, say_absent: bool = False):
         attributes = getattr(dataset, "attributes", None)
         if not attributes:
             raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
@@ -46,7 +46,7 @@ class CaptionTokens:
                              f"flippable attributes; the dataset has {self.flippable}")
         self.model, self.seed, self.hard_negatives = model, seed, hard_negatives
         self.negatives_per_image, self.absent = negatives_per_image, absent
-        self.balanced = balanced
+        self.balanced, self.say_absent = balanced, say_absent
         self.epoch, self.tokens, self.negatives = None, None, None
 
     def for_epoch(self, epoch: int) -> torch.Tensor:
@@ -73,10 +73,15 @@ class CaptionTokens:
                                           self.negatives_per_image, rng)
             choices = np.argsort(keys, axis=1)
             # the same caption seed: the phrasing stays, only the flipped attribute's words change
+            # with say_absent, a flip that takes a feature away says so ("… with hair that
+            # is not brown"), instead of 3 times in 10: then "not brown" is what a face with
+            # brown hair must not match, and the text side has to learn what "not" does
             self.negatives = torch.stack([
                 self.model.tokenize(captions_for_dataset(
                     flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
-                    self.factors, seed=seed, absent=self.absent))
+                    self.factors, seed=seed, absent=self.absent,
+                    say_absent=([self.flippable[c] for c in choices[:, k]]
+                                if self.say_absent else None)))
                 for k in range(self.negatives_per_image)])
         self.epoch = epoch
 

@@ -44,6 +44,9 @@ class CLIPTrainConfig(StartAndSpeed):
     # flip each attribute as often where a face has it as where it lacks it, so that a rare
     # feature's mention does not mark the negative (`clip_captions.balanced_flip_keys`)
     balanced_negatives: bool = False
+    # a hard negative that takes a feature away always says it is missing ("… with hair that
+    # is not brown"; else 3 times in 10), so the text side learns what "not" does
+    negatives_say_absent: bool = False
     # weight of an auxiliary BCE in which a training-only linear head reads the face's
     # attribute labels from the image embedding, so the tower keeps the details captions
     # flip too rarely (0 = off; see trainers.clip_losses)
