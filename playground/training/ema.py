@@ -1,4 +1,5 @@
-"""Exponential moving average of a model's weights: what a diffusion trainer ships."""
+"""Exponential moving average of a model's weights: what the U-Net trainer ships, and the CLIP
+trainer with ``--ema-decay``."""
 from __future__ import annotations
 
 import copy

@@ -25,6 +25,10 @@ Those states blur the small-detail words, so ``--text-head-layers N`` adds a `Te
 them: N blocks over each token's state and its word, whose output (zero at the start) joins the
 end token's state before the projection; it trains with the states frozen.
 
+``--negatives-say-absent`` makes every hard negative that takes a feature away say so
+("… with hair that is not brown"), so that "not brown" is a caption a brown-haired face must
+not match. ``--ema-decay`` ships an exponential moving average of the weights (`ema.EMA`).
+
 Under DDP each process contrasts its own share of the batch (no feature gather). Latent
 diffusion uses the frozen model as its text encoder. metrics.json
 holds the zero-shot attribute accuracy on the test split — for each attribute, is an image
