@@ -229,6 +229,33 @@ def test_a_negative_that_takes_a_feature_away_says_so(small_sets):
     assert longer > 0  # the negatives gained words
 
 
+def test_paired_absence_makes_a_caption_and_its_negative_differ_by_not(small_sets):
+    from playground.data.captions import captions_for_dataset
+    from playground.training.trainers.clip_captions import CaptionTokens
+
+    train = small_sets[0]
+    attrs = {k: np.asarray(v) for k, v in train.attributes.items()}
+    factors = {k: np.asarray(v) for k, v in train.factors.items()}
+    model = tiny_clip(context_length=77)
+    captions = CaptionTokens(train, model, seed=0, hard_negatives=True, pool=("Brown_Hair",),
+                             absent="rich", say_absent=True, pair_absent=True)
+    n, has = len(attrs["Brown_Hair"]), attrs["Brown_Hair"].astype(bool)
+    seed, flipped = 0 * 100_003 + 0, {**attrs, "Brown_Hair": 1 - attrs["Brown_Hair"]}
+    positives = captions_for_dataset(attrs, factors, seed=seed, absent="rich",
+                                     say_absent=["Brown_Hair"] * n)
+    negatives = captions_for_dataset(flipped, factors, seed=seed, absent="rich",
+                                     say_absent=["Brown_Hair"] * n)
+    assert torch.equal(captions.for_epoch(0), model.tokenize(positives))
+    assert torch.equal(captions.negatives_for_epoch(0)[0], model.tokenize(negatives))
+    phrase = "hair that is not brown"
+    assert all((phrase in p) != h and (phrase in q) == h  # one of the pair says "not"
+               for p, q, h in zip(positives, negatives, has))
+    with pytest.raises(ValueError, match="say_absent"):
+        CaptionTokens(train, model, seed=0, hard_negatives=True, pair_absent=True)
+    with pytest.raises(ValueError, match="--negatives-say-absent"):
+        CLIPTrainConfig(**TINY_CLIP, pair_absent=True)
+
+
 def test_several_hard_negatives_flip_different_small_details(small_sets):
     from playground.data.captions import captions_for_dataset
     from playground.evaluation.quality import SMALL_DETAILS

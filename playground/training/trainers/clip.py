@@ -178,7 +178,7 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
     captions = CaptionTokens(train_set, model, cfg.seed, cfg.hard_negatives,
                              cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool],
                              cfg.absent_phrases, cfg.balanced_negatives,
-                             cfg.negatives_say_absent)
+                             cfg.negatives_say_absent, cfg.pair_absent)
 
     def step(x, idx, epoch, step_in_epoch):
         tokens = captions.for_epoch(epoch)[idx.cpu()]
@@ -302,6 +302,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=S, help="a hard negative that takes a feature away always says it "
                                    "is missing ('… with hair that is not brown'), so the text "
                                    "side learns what 'not' does (default: 3 times in 10)")
+    p.add_argument("--pair-absent", dest="pair_absent", action="store_true", default=S,
+                   help="with --negatives-say-absent, each caption also says its face lacks "
+                        "what its first negative adds, so the two differ by 'not' alone")
     p.add_argument("--attribute-weight", dest="attribute_weight", type=float, default=S,
                    help="weight of a loss in which a head (not shipped) reads the attribute "
                         "labels from the image embedding (default 0: off)")

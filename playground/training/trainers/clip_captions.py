@@ -33,7 +33,8 @@ class CaptionTokens:
 
     def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
                  negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"],
-                 absent: str = "plain", balanced: bool = False, say_absent: bool = False):
+                 absent: str = "plain", balanced: bool = False, say_absent: bool = False,
+                 pair_absent: bool = False):
         attributes = getattr(dataset, "attributes", None)
         if not attributes:
             raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
@@ -46,7 +47,10 @@ class CaptionTokens:
                              f"flippable attributes; the dataset has {self.flippable}")
         self.model, self.seed, self.hard_negatives = model, seed, hard_negatives
         self.negatives_per_image, self.absent = negatives_per_image, absent
-        self.balanced, self.say_absent = balanced, say_absent
+        if pair_absent and not (hard_negatives and say_absent):
+            raise ValueError("pair_absent pairs a caption with its first hard negative: it "
+                             "needs hard_negatives and say_absent")
+        self.balanced, self.say_absent, self.pair_absent = balanced, say_absent, pair_absent
         self.epoch, self.tokens, self.negatives = None, None, None
 
     def for_epoch(self, epoch: int) -> torch.Tensor:
@@ -61,17 +65,15 @@ class CaptionTokens:
         if self.epoch == epoch:
             return
         seed = self.seed * 100_003 + epoch
-        self.tokens = self.model.tokenize(captions_for_dataset(self.attributes, self.factors,
-                                                               seed=seed, absent=self.absent))
+        n = len(next(iter(self.attributes.values())))
+        choices = self._flips(epoch, n) if self.hard_negatives else None
+        # with pair_absent, a caption also says that its face lacks what the first negative
+        # adds: "… with hair that is not brown" against "… with brown hair", the two differing
+        # by the "not" alone, which a missing word cannot stand in for
+        self.tokens = self.model.tokenize(captions_for_dataset(
+            self.attributes, self.factors, seed=seed, absent=self.absent,
+            say_absent=[self.flippable[c] for c in choices[:, 0]] if self.pair_absent else None))
         if self.hard_negatives:
-            n = len(self.tokens)
-            rng = np.random.default_rng([self.seed, epoch, 1])
-            # K distinct attributes per image: the first K of a random order of the pool
-            keys = rng.random((n, len(self.flippable)))
-            if self.balanced:
-                keys = balanced_flip_keys(self.attributes, self.flippable, n,
-                                          self.negatives_per_image, rng)
-            choices = np.argsort(keys, axis=1)
             # the same caption seed: the phrasing stays, only the flipped attribute's words change
             # with say_absent, a flip that takes a feature away says so ("… with hair that
             # is not brown"), instead of 3 times in 10: then "not brown" is what a face with
@@ -84,6 +86,16 @@ class CaptionTokens:
                                 if self.say_absent else None)))
                 for k in range(self.negatives_per_image)])
         self.epoch = epoch
+
+    def _flips(self, epoch: int, n: int) -> np.ndarray:
+        """(n, A) indices into the pool: row i's first K are the attributes its K hard
+        negatives flip (K distinct ones: the first K of a random order of the pool)."""
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        keys = rng.random((n, len(self.flippable)))
+        if self.balanced:
+            keys = balanced_flip_keys(self.attributes, self.flippable, n,
+                                      self.negatives_per_image, rng)
+        return np.argsort(keys, axis=1)
 
 
 def balanced_flip_keys(attributes: dict[str, np.ndarray], names: list[str], n: int, k: int,

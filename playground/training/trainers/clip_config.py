@@ -47,6 +47,9 @@ class CLIPTrainConfig(StartAndSpeed):
     # a hard negative that takes a feature away always says it is missing ("… with hair that
     # is not brown"; else 3 times in 10), so the text side learns what "not" does
     negatives_say_absent: bool = False
+    # and each caption also says its face lacks what its first negative adds ("hair that is
+    # not brown" against "brown hair"), so the pair differs by the "not" alone
+    pair_absent: bool = False
     # weight of an auxiliary BCE in which a training-only linear head reads the face's
     # attribute labels from the image embedding, so the tower keeps the details captions
     # flip too rarely (0 = off; see trainers.clip_losses)
@@ -109,6 +112,8 @@ class CLIPTrainConfig(StartAndSpeed):
         if self.negative_pool not in NEGATIVE_POOLS:
             raise ValueError(f"negative_pool must be one of {sorted(NEGATIVE_POOLS)}, "
                              f"got {self.negative_pool!r}")
+        if self.pair_absent and not (self.hard_negatives and self.negatives_say_absent):
+            raise ValueError("--pair-absent needs hard negatives and --negatives-say-absent")
         if self.freeze_words and not self.freeze_text_states:
             raise ValueError("--freeze-words keeps the word rows of frozen text states: "
                              "use it with --freeze-text-states")
