@@ -304,7 +304,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "side learns what 'not' does (default: 3 times in 10)")
     p.add_argument("--pair-absent", dest="pair_absent", action="store_true", default=S,
                    help="with --negatives-say-absent, each caption also says its face lacks "
-                        "what its first negative adds, so the two differ by 'not' alone")
+                        "what its first negative adds, so the two differ mostly by 'not'")
     p.add_argument("--attribute-weight", dest="attribute_weight", type=float, default=S,
                    help="weight of a loss in which a head (not shipped) reads the attribute "
                         "labels from the image embedding (default 0: off)")

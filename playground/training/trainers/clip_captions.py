@@ -69,7 +69,7 @@ class CaptionTokens:
         choices = self._flips(epoch, n) if self.hard_negatives else None
         # with pair_absent, a caption also says that its face lacks what the first negative
         # adds: "… with hair that is not brown" against "… with brown hair", the two differing
-        # by the "not" alone, which a missing word cannot stand in for
+        # mostly by the "not" (a second colour still shows: "black and brown hair")
         self.tokens = self.model.tokenize(captions_for_dataset(
             self.attributes, self.factors, seed=seed, absent=self.absent,
             say_absent=[self.flippable[c] for c in choices[:, 0]] if self.pair_absent else None))

@@ -48,7 +48,7 @@ class CLIPTrainConfig(StartAndSpeed):
     # is not brown"; else 3 times in 10), so the text side learns what "not" does
     negatives_say_absent: bool = False
     # and each caption also says its face lacks what its first negative adds ("hair that is
-    # not brown" against "brown hair"), so the pair differs by the "not" alone
+    # not brown" against "brown hair"), so the pair differs mostly by the "not"
     pair_absent: bool = False
     # weight of an auxiliary BCE in which a training-only linear head reads the face's
     # attribute labels from the image embedding, so the tower keeps the details captions
