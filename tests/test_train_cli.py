@@ -127,6 +127,35 @@ def test_a_deeper_decoder_warm_starts_as_the_plain_vae_and_its_blocks_train(tmp_
         dataclasses.replace(plain.config, decoder_extra_blocks=-1)
 
 
+def test_a_full_resolution_head_warm_starts_as_a_no_op_and_then_trains(tmp_path):
+    """`--init NAME --full-res-channels 8` adds a 64×64 head whose projection starts at zero:
+    the VAE decodes exactly as its init, then training moves the head, and a warm start from
+    the grown model keeps it."""
+    from playground.models.vae import BetaVAE
+    from playground.training.warm_start import warm_start
+
+    run(tmp_path / "plain", max_steps=3)
+    plain = load_model(str(tmp_path / "plain"))
+    assert plain.full_res_head is None
+    headed = BetaVAE(dataclasses.replace(plain.config, full_res_channels=8))
+    warm_start(headed, str(tmp_path / "plain"), verbose=False)
+    z = torch.randn(3, plain.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(headed.decode_logits(z), plain.decode_logits(z), rtol=0, atol=1e-5)
+    features = torch.randn(2, plain.config.channels[0], 32, 32)  # the last 32×32 features
+    assert headed.full_res_head(features).shape == (2, 3, 64, 64)
+    run(tmp_path / "headed", max_steps=2, init=str(tmp_path / "plain"), warmup_steps=1,
+        full_res_channels=8)
+    grown = load_model(str(tmp_path / "headed"))
+    assert grown.config.full_res_channels == 8
+    assert float(grown.full_res_head.project.weight.detach().abs().sum()) > 0
+    assert not torch.allclose(grown.decode_logits(z), plain.decode_logits(z))
+    again = config_from_args(VAETrainConfig, argparse.Namespace(
+        init=str(tmp_path / "headed"), out=str(tmp_path / "again")))
+    assert again.full_res_channels == 8
+    with pytest.raises(ValueError, match="full_res_channels"):
+        dataclasses.replace(plain.config, full_res_channels=12)  # not a multiple of 8 groups
+
+
 def test_the_cosine_schedule_decays_the_lr_over_the_budget(tmp_path):
     run(tmp_path / "run", max_steps=5, lr=1e-3, lr_schedule="cosine", lr_min_ratio=0.1)
     lrs = [r["lr"] for r in read_log(tmp_path / "run") if r["type"] == "train"]  # one step each

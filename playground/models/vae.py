@@ -5,7 +5,11 @@ the log-variance log σ² of q(z | x) = N(μ, diag σ²). Decoder: a linear map 
 (256, 4, 4) feature map, then four stride-2 transposed convolutions back to 64×64 Bernoulli
 logits (one per pixel and channel). With ``decoder_extra_blocks`` each decoder resolution
 (4, 8, 16 and 32) also ends with that many residual blocks, which start as the identity so a
-trained VAE warm-starts into the deeper decoder unchanged. The β of the β-VAE lives in the loss
+trained VAE warm-starts into the deeper decoder unchanged. With ``full_res_channels`` a small
+head also works at the full 64×64 resolution, where the plain decoder has only its last
+(linear) transposed convolution: it reads the same 32×32 features, upsamples them to that many
+channels, runs one residual block and adds a 1×1 projection to the logits; the projection
+starts at zero, so this head too warm-starts as a no-op. The β of the β-VAE lives in the loss
 (`playground.models.losses.beta_vae_loss`); it is stored here only so a checkpoint knows how it was
 trained.
 
@@ -19,7 +23,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from playground.models.blocks import identity_stack
+from playground.models.blocks import ResBlock, identity_stack
 from playground.models.checks import check_images
 
 
@@ -38,6 +42,9 @@ class VAEConfig:
     # residual blocks at each decoder resolution before its upsampling (0 = the plain deconv
     # stack): depth to draw small details precisely without more latent nats
     decoder_extra_blocks: int = 0
+    # width of the 64×64 head that adds a correction to the logits (0 = none): the decoder's
+    # only non-linear layers at full resolution, where lips, brows and mouths are drawn
+    full_res_channels: int = 0
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -55,6 +62,9 @@ class VAEConfig:
                              f"norm_groups={self.norm_groups}")
         if self.decoder_extra_blocks < 0:
             raise ValueError(f"decoder_extra_blocks must be >= 0, got {self.decoder_extra_blocks}")
+        if self.full_res_channels < 0 or self.full_res_channels % self.norm_groups:
+            raise ValueError(f"full_res_channels must be 0 or a positive multiple of "
+                             f"norm_groups={self.norm_groups}, got {self.full_res_channels}")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
 
@@ -82,11 +92,26 @@ def _up(c_in: int, c_out: int, groups: int) -> nn.Sequential:
     )
 
 
+class FullResolutionHead(nn.Module):
+    """Features (N, C, H/2, W/2) → a logit correction (N, out, H, W), zero until trained."""
+
+    def __init__(self, c_in: int, width: int, out: int, groups: int):
+        super().__init__()
+        self.up = _up(c_in, width, groups)
+        self.block = ResBlock(width, groups)
+        self.project = nn.Conv2d(width, out, kernel_size=1)
+        nn.init.zeros_(self.project.weight)  # a no-op at the start, so --init keeps the model
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.project(self.block(self.up(h)))
+
+
 class BetaVAE(nn.Module):
     """Convolutional β-VAE on (N, 3, 64, 64) images in [0, 1] with a 128-d Gaussian latent."""
 
     # weights a warm start may find missing in an older model: they start as the identity
-    new_at_warm_start = ("decoder_extra.",)
+    new_at_warm_start = ("decoder_extra.", "full_res_head.")
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
@@ -110,6 +135,9 @@ class BetaVAE(nn.Module):
         if config.decoder_extra_blocks:
             self.decoder_extra = nn.ModuleList(
                 identity_stack(width, g, config.decoder_extra_blocks) for width in back)
+        self.full_res_head = (FullResolutionHead(back[-1], config.full_res_channels,
+                                                 config.in_channels, g)
+                              if config.full_res_channels else None)
 
     # ----------------------------------------------------------------------------- checks
     def _check_latents(self, z: torch.Tensor) -> None:
@@ -142,11 +170,14 @@ class BetaVAE(nn.Module):
         self._check_latents(z)
         c, s = self.config.channels[-1], self.config.bottleneck_size
         h = self.from_latent(z).view(-1, c, s, s)  # (N, 256, 4, 4)
-        for index, layer in enumerate(self.decoder):
+        for index, layer in enumerate(self.decoder[:-1]):
             h = layer(h)
             if index < len(self.decoder_extra):
                 h = self.decoder_extra[index](h)
-        return h
+        logits = self.decoder[-1](h)  # h: (N, 32, 32, 32) → (N, 3, 64, 64)
+        if self.full_res_head is not None:
+            logits = logits + self.full_res_head(h)
+        return logits
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean image of p(x | z): z (N, latent_dim) → (N, 3, 64, 64) in [0, 1]."""

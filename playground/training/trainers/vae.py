@@ -68,6 +68,7 @@ class VAETrainConfig(StartAndSpeed):
     channels: tuple[int, ...] = (32, 64, 128, 256)  # encoder widths (decoder mirrors them)
     decoder_extra_blocks: int = 0  # residual blocks per decoder resolution, each starting as
     # the identity (so --init from a plain decoder starts where it was)
+    full_res_channels: int = 0  # width of a 64×64 head on the logits (0 = none; starts as a no-op)
     checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
     log_every: int = 20  # a "train" line in log.jsonl every N steps
     num_workers: int = 2  # DataLoader workers when images are read from files (CelebA)
@@ -78,7 +79,8 @@ class VAETrainConfig(StartAndSpeed):
     # what a run checkpointed before a field existed did (it resumes the same way)
     LEGACY_ARGS: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
     MODEL_KIND: ClassVar[str] = "vae"
-    ARCHITECTURE: ClassVar[tuple[str, ...]] = ("latent_dim", "channels", "decoder_extra_blocks")
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = ("latent_dim", "channels", "decoder_extra_blocks",
+                                             "full_res_channels")
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -88,7 +90,8 @@ class VAETrainConfig(StartAndSpeed):
 
     def model_config(self) -> VAEConfig:
         return VAEConfig(latent_dim=self.latent_dim, channels=self.channels, beta=self.beta,
-                         decoder_extra_blocks=self.decoder_extra_blocks)
+                         decoder_extra_blocks=self.decoder_extra_blocks,
+                         full_res_channels=self.full_res_channels)
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else runs_dir() / f"vae-beta{self.beta:g}-{self.dataset}"
@@ -96,8 +99,8 @@ class VAETrainConfig(StartAndSpeed):
 
 # Changing these would make a resumed run a different run.
 FIXED_ON_RESUME = ("beta", "dataset", "batch_size", "lr", "seed", "train_size", "latent_dim",
-                   "channels", "decoder_extra_blocks", "kl_warmup_steps", "lr_schedule",
-                   "lr_min_ratio")
+                   "channels", "decoder_extra_blocks", "full_res_channels", "kl_warmup_steps",
+                   "lr_schedule", "lr_min_ratio")
 
 
 def kl_weight(beta: float, step: int, warmup_steps: int) -> float:
@@ -278,6 +281,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder-extra-blocks", dest="decoder_extra_blocks", type=int, default=S,
                    help=f"residual blocks per decoder resolution, each starting as the identity "
                         f"(default {d.decoder_extra_blocks})")
+    p.add_argument("--full-res-channels", dest="full_res_channels", type=int, default=S,
+                   help=f"width of a 64x64 head that corrects the logits, starting as a no-op "
+                        f"(default {d.full_res_channels}: none)")
     add_common_arguments(p, d, "run folder (default runs/vae-beta<β>-<dataset>)",
                          eval_help="the val loss and metrics", test_size=False)
 
