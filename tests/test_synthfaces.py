@@ -208,6 +208,21 @@ def test_dataset_rejects_bad_arguments():
         sf.SynthFacesDataset("val", n=0)
 
 
+def test_unseen_faces_come_from_a_stream_no_split_uses():
+    unseen = sf.SynthFacesDataset.unseen(12, seed=777)
+    again = sf.SynthFacesDataset.unseen(12, seed=777)
+    test = sf.SynthFacesDataset("test", n=12)
+    assert unseen.split == "unseen-777" and len(unseen) == 12
+    assert np.array_equal(unseen.images, again.images)  # a re-measurement can repeat it
+    assert not np.array_equal(unseen.images, test.images)
+    assert unseen[3]["image"].shape == (3, 64, 64) and unseen[3]["attributes"].shape == (18,)
+    for seed in sf.SPLIT_SEEDS.values():
+        with pytest.raises(ValueError, match="stream of a split"):
+            sf.SynthFacesDataset.unseen(4, seed)
+    with pytest.raises(ValueError, match="n must"):
+        sf.SynthFacesDataset.unseen(0, 777)
+
+
 def _extreme_factors(n: int, seed: int) -> dict:
     """Random faces whose continuous factors often sit at the ends of their ranges."""
     rng = np.random.default_rng(seed)

@@ -192,14 +192,17 @@ def measure(name_or_path: str, judge: str = "judge", n: int = HEADLINE_FACES) ->
 
 
 def ldm_prompt_accuracy(pipeline, judge_model, k: int = 8, steps: int = 20,
-                        guidance: float = 7.5, seed: int = 0) -> dict[str, Any]:
-    """Prompt accuracy of a latent-diffusion pipeline on the guidance sweep's 12 prompts,
-    `k` samples each, DDIM-`steps` at scale `guidance` (a cheap cut of the full sweep): the
-    share of samples on which the judge finds every attribute the prompt names."""
+                        guidance: float = 7.5, seed: int = 0, prompts=None,
+                        per_prompt: bool = False) -> dict[str, Any]:
+    """Prompt accuracy of a latent-diffusion pipeline on the guidance sweep's 12 prompts (or
+    `prompts`, a sequence of `PromptTarget`), `k` samples each, DDIM-`steps` at scale
+    `guidance` (a cheap cut of the full sweep): the share of samples on which the judge finds
+    every attribute the prompt names (with `per_prompt`, ``prompt_acc_per_prompt`` gives each
+    prompt's share)."""
     from playground.evaluation.ldm.config import EvalConfig
     from playground.evaluation.ldm.sampling import initial_noise, sample_and_judge
 
-    prompts = EvalConfig().guidance_prompts
+    prompts = tuple(prompts or EvalConfig().guidance_prompts)
     x_T = initial_noise(pipeline, k, seed).repeat(len(prompts), 1, 1, 1)
     texts = [p.prompt for p in prompts for _ in range(k)]
     result = sample_and_judge(pipeline, judge_model, texts, x_T, guidance=guidance,
@@ -211,8 +214,11 @@ def ldm_prompt_accuracy(pipeline, judge_model, k: int = 8, steps: int = 20,
         for attribute, expected in p.targets:
             ok &= result.attributes[attribute][i * k:(i + 1) * k] == expected
         correct.append(ok.mean())
-    return {"prompt_acc": float(np.mean(correct)), "prompt_steps": steps,
-            "prompt_guidance": guidance, "prompt_samples": k * len(prompts)}
+    out = {"prompt_acc": float(np.mean(correct)), "prompt_steps": steps,
+           "prompt_guidance": guidance, "prompt_samples": k * len(prompts)}
+    if per_prompt:
+        out["prompt_acc_per_prompt"] = {p.prompt: float(c) for p, c in zip(prompts, correct)}
+    return out
 
 
 @torch.no_grad()

@@ -114,6 +114,21 @@ class SynthFacesDataset(torch.utils.data.Dataset):
                 images = images[:n]
                 factors = {k: v[:n] for k, v in factors.items()}
                 attrs = {k: v[:n] for k, v in attrs.items()}
+        self._hold(split, images, factors, attrs)
+
+    @classmethod
+    def unseen(cls, n: int, seed: int) -> "SynthFacesDataset":
+        """The first `n` faces of stream `seed`, which no split uses: faces that no model has
+        trained on and no number was measured on (what a re-measurement by someone else sees)."""
+        if seed in SPLIT_SEEDS.values():
+            raise ValueError(f"seed {seed} is the stream of a split ({SPLIT_SEEDS}); pick another")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        dataset = cls.__new__(cls)
+        dataset._hold(f"unseen-{seed}", *generate(n, seed))
+        return dataset
+
+    def _hold(self, split: str, images: np.ndarray, factors: dict, attrs: dict) -> None:
         self.split = split
         self.images = images  # uint8 (N, 64, 64, 3)
         self.factors = factors

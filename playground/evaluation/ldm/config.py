@@ -41,6 +41,29 @@ GUIDANCE_PROMPTS: tuple[PromptTarget, ...] = (
     PromptTarget("a person with pale skin", (("Pale_Skin", 1),)),
 )
 
+# Prompts no number was tuned on (`playground.evaluation.rehearsal`): the sweep's attributes in
+# the captions' other words, and pairs of them. Every word is a caption word, but no prompt is
+# one of the sweep's, and the pairs name two attributes where the sweep names one.
+HELD_OUT_PROMPTS: tuple[PromptTarget, ...] = (
+    PromptTarget("a grinning woman", (("Smiling", 1),)),
+    PromptTarget("someone wearing spectacles", (("Eyeglasses", 1),)),
+    PromptTarget("a face with golden hair", (("Blond_Hair", 1),)),
+    PromptTarget("a person with dark hair", (("Black_Hair", 1),)),
+    PromptTarget("a man with silver hair", (("Gray_Hair", 1),)),
+    PromptTarget("a man with a moustache", (("Mustache", 1),)),
+    PromptTarget("a person, wearing a cap", (("Wearing_Hat", 1),)),
+    PromptTarget("a man with a bald head", (("Bald", 1),)),
+    PromptTarget("a woman with painted lips", (("Wearing_Lipstick", 1),)),
+    PromptTarget("a fair-skinned person", (("Pale_Skin", 1),)),
+    PromptTarget("a smiling man with glasses", (("Smiling", 1), ("Eyeglasses", 1))),
+    PromptTarget("a bald man with a goatee", (("Bald", 1), ("Goatee", 1))),
+    PromptTarget("a woman with black hair, wearing lipstick",
+                 (("Black_Hair", 1), ("Wearing_Lipstick", 1))),
+    PromptTarget("a smiling person with gray hair", (("Smiling", 1), ("Gray_Hair", 1))),
+    PromptTarget("a man with a mustache and glasses", (("Mustache", 1), ("Eyeglasses", 1))),
+    PromptTarget("a person with blond hair, not smiling", (("Blond_Hair", 1), ("Smiling", 0))),
+)
+
 GRID_PROMPTS: tuple[str, ...] = (
     "a smiling woman with blond hair",
     "a man with a beard and glasses, lit from the right",
