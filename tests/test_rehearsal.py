@@ -97,7 +97,11 @@ def test_clip_readings_give_the_mean_and_the_lowest_attribute():
 
     whole = evaluate_clip(clip, unseen)
     assert mean["value"] == pytest.approx(whole["zero_shot_auc"])
-    assert lowest["value"] == pytest.approx(min(whole["zero_shot_auc_per_attribute"].values()))
+    per = whole["zero_shot_auc_per_attribute"]
+    assert lowest["value"] == pytest.approx(min(per.values()))
+    assert per[lowest["attribute"]] == pytest.approx(lowest["value"])
+    assert f"zero_shot_auc_lowest ({lowest['attribute']})" in rehearsal.markdown(
+        [{"model": "clip", "faces": "unseen-9", "n": 40, **lowest}], 20)
     assert mean["chunks"] == lowest["chunks"] == 2 and lowest["target"] == 0.75
 
 

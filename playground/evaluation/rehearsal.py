@@ -95,14 +95,17 @@ def clip_readings(clip, dataset, chunk: int, target: float, floor: float) -> lis
     features = image_embeddings(clip, image_source(dataset, torch.device("cpu")))
     attrs = {k: np.asarray(v) for k, v in dataset.attributes.items()}
 
-    def scores(lo: int, hi: int) -> tuple[float, float]:
+    def scores(lo: int, hi: int) -> tuple[float, float, str]:
         s = zero_shot_accuracy(clip, features[lo:hi], {k: v[lo:hi] for k, v in attrs.items()})
-        return s["zero_shot_auc"], min(s["zero_shot_auc_per_attribute"].values())
+        per = s["zero_shot_auc_per_attribute"]
+        lowest = min(per, key=per.get)
+        return s["zero_shot_auc"], per[lowest], lowest
 
     whole = scores(0, len(features))
     parts = [scores(i, i + chunk) for i in range(0, len(features) - chunk + 1, chunk)] or [whole]
-    return [_reading("zero_shot_auc", whole[0], [p[0] for p in parts], target),
-            _reading("zero_shot_auc_lowest", whole[1], [p[1] for p in parts], floor)]
+    lowest = _reading("zero_shot_auc_lowest", whole[1], [p[1] for p in parts], floor)
+    lowest["attribute"] = whole[2]  # the chunks' lowest may be another attribute
+    return [_reading("zero_shot_auc", whole[0], [p[0] for p in parts], target), lowest]
 
 
 def prompt_readings(ldm: str, judge, samples: int, seed: int, target: float) -> list[dict]:
@@ -166,8 +169,9 @@ def markdown(rows: list[dict], chunk: int) -> str:
         if r["met"] and not r["every_chunk_met"]:
             met += " (not in every chunk)"
         target = "—" if r["target"] is None else f"{r['target']:g}"
-        lines.append(f"| {r['model']} | {r['number']} | {r['faces']} | {r['n']} | "
-                     f"{r['value']:.3f} | {r['chunk_min']:.3f}–{r['chunk_max']:.3f} | "
+        number = f"{r['number']} ({r['attribute']})" if "attribute" in r else r["number"]
+        lines.append(f"| {r['model']} | {number} | {r['faces']} | {r['n']} | "
+                     f"{r['value']:.4f} | {r['chunk_min']:.4f}–{r['chunk_max']:.4f} | "
                      f"{target} | {met} |")
     return "\n".join(lines) + "\n"
 
