@@ -167,7 +167,8 @@ def markdown(rows: list[dict], chunk: int) -> str:
     for r in rows:
         met = "—" if r["target"] is None else ("yes" if r["met"] else "**no**")
         if r["met"] and not r["every_chunk_met"]:
-            met += " (not in every chunk)"
+            met += (" (not for every prompt)" if r["faces"].endswith("prompts")
+                    else " (not in every chunk)")
         target = "—" if r["target"] is None else f"{r['target']:g}"
         number = f"{r['number']} ({r['attribute']})" if "attribute" in r else r["number"]
         lines.append(f"| {r['model']} | {number} | {r['faces']} | {r['n']} | "
