@@ -10,30 +10,14 @@ from playground.data.synthfaces import SynthFacesDataset
 from playground.evaluation import quality, rehearsal
 from playground.evaluation.ldm.config import GUIDANCE_PROMPTS, HELD_OUT_PROMPTS
 from playground.evaluation.ldm.model_comparisons import training_captions
-from playground.models.autoencoder import KLAutoencoder
 from playground.models.clip import TextImageCLIP
-from playground.models.judge import Judge
-from playground.models.unet import LatentUNet
-from playground.models.vae import BetaVAE, VAEConfig
 from playground.pipelines.prompts import named_attributes
-from playground.store.checkpoints import save_model, trained_dir
-from tests.test_evaluate_ldm import TINY_AE, TINY_CLIP, TINY_JUDGE, TINY_UNET, TINY_VAE, _jitter
+from tests.test_evaluate_ldm import (
+    TINY_CLIP,
+    tiny_trained,  # noqa: F401 (a fixture: tiny models in trained/)
+)
 
 pytestmark = pytest.mark.usefixtures("isolated_run_env")  # tests/conftest.py
-
-
-@pytest.fixture
-def tiny_trained():
-    """trained/{judge, vae-beta1, vae-beta10, ldm (with ae-tiny, clip-tiny)}: tiny models."""
-    root = trained_dir()
-    torch.manual_seed(0)
-    save_model(root / "ae-tiny", KLAutoencoder(TINY_AE))
-    save_model(root / "clip-tiny", TextImageCLIP(TINY_CLIP))
-    save_model(root / "ldm", _jitter(LatentUNet(TINY_UNET), 1))
-    save_model(root / "judge", _jitter(Judge(TINY_JUDGE), 2, 0.05))
-    for beta in (1.0, 10.0):
-        save_model(root / f"vae-beta{beta:g}", _jitter(BetaVAE(VAEConfig(beta=beta, **TINY_VAE)), 3))
-    return root
 
 
 def test_held_out_prompts_are_new_sentences_in_caption_words():
@@ -50,7 +34,8 @@ def test_held_out_prompts_are_new_sentences_in_caption_words():
     assert sum(len(p.targets) == 2 for p in HELD_OUT_PROMPTS) >= 5  # pairs, not only synonyms
 
 
-def test_the_rehearsal_measures_the_headlines_on_test_and_unseen_faces(tiny_trained, capsys):
+@pytest.mark.usefixtures("isolated_run_env", "tiny_trained")  # in this order
+def test_the_rehearsal_measures_the_headlines_on_test_and_unseen_faces(capsys):
     rows = rehearsal.rehearse(("vae-beta1", "vae-beta10", "judge", "ldm"), seeds=(5,), faces=40,
                               chunk=20, prompt_samples=1)
     by = {(r["model"], r["number"], r["faces"]): r for r in rows}
@@ -105,7 +90,8 @@ def test_clip_readings_give_the_mean_and_the_lowest_attribute():
     assert mean["chunks"] == lowest["chunks"] == 2 and lowest["target"] == 0.75
 
 
-def test_the_command_writes_json_and_markdown(tiny_trained, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("isolated_run_env", "tiny_trained")  # in this order
+def test_the_command_writes_json_and_markdown(tmp_path, monkeypatch):
     monkeypatch.setattr(rehearsal, "OUT", tmp_path / "bench" / "rehearsal")
     assert rehearsal.main(["vae-beta1", "--faces", "30", "--chunk", "10", "--seeds", "8",
                            "--write"]) == 0
