@@ -1,7 +1,9 @@
 """Test-session settings: one torch thread (tiny models run faster that way on 2 busy cores),
-the `isolated_run_env` fixture the training tests share, and `small_sets`, the faces the tiny
-CLIPs learn from."""
+the `isolated_run_env` fixture the training tests share, `small_sets`, the faces the tiny
+CLIPs learn from, and a guard that no test changes the shipped models."""
+import hashlib
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,25 @@ torch.set_num_threads(1)
 # no background U-Net compiles (tens of seconds of CPU each) in tests or the apps they start;
 # tests/test_compiled_unet.py turns it on where it is the subject
 os.environ["PLAYGROUND_UNET_COMPILE"] = "off"
+
+SHIPPED = Path(__file__).resolve().parents[1] / "trained"
+
+
+def _shipped_files() -> dict[str, str]:
+    """sha256 of every file under the repository's trained/, by relative path."""
+    return {str(p.relative_to(SHIPPED)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(SHIPPED.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shipped_models_untouched():
+    """Fails the session when a test wrote into the real trained/ (a fixture that saves tiny
+    models before `isolated_run_env` redirects PLAYGROUND_TRAINED would overwrite them)."""
+    before = _shipped_files()
+    yield
+    after = _shipped_files()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests changed the shipped models in {SHIPPED}: {changed[:5]}"
 
 
 @pytest.fixture

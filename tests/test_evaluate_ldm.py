@@ -77,8 +77,10 @@ def _jitter(model, seed, scale=0.1):
 
 
 @pytest.fixture
-def tiny_trained():
-    """trained/{ldm, ae-tiny, clip-tiny, judge, vae-beta1, vae-beta4, vae-beta10}: tiny models."""
+def tiny_trained(isolated_run_env):
+    """trained/{ldm, ae-tiny, clip-tiny, judge, vae-beta1, vae-beta4, vae-beta10}: tiny models,
+    in the test's own trained/ (asking for isolated_run_env first, so that whatever order the
+    fixtures are named in, they never overwrite the shipped models)."""
     root = trained_dir()
     torch.manual_seed(0)
     save_model(root / "ae-tiny", KLAutoencoder(TINY_AE))

@@ -34,7 +34,7 @@ def test_held_out_prompts_are_new_sentences_in_caption_words():
     assert sum(len(p.targets) == 2 for p in HELD_OUT_PROMPTS) >= 5  # pairs, not only synonyms
 
 
-@pytest.mark.usefixtures("isolated_run_env", "tiny_trained")  # in this order
+@pytest.mark.usefixtures("tiny_trained")
 def test_the_rehearsal_measures_the_headlines_on_test_and_unseen_faces(capsys):
     rows = rehearsal.rehearse(("vae-beta1", "vae-beta10", "judge", "ldm"), seeds=(5,), faces=40,
                               chunk=20, prompt_samples=1)
@@ -90,7 +90,7 @@ def test_clip_readings_give_the_mean_and_the_lowest_attribute():
     assert mean["chunks"] == lowest["chunks"] == 2 and lowest["target"] == 0.75
 
 
-@pytest.mark.usefixtures("isolated_run_env", "tiny_trained")  # in this order
+@pytest.mark.usefixtures("tiny_trained")
 def test_the_command_writes_json_and_markdown(tmp_path, monkeypatch):
     monkeypatch.setattr(rehearsal, "OUT", tmp_path / "bench" / "rehearsal")
     assert rehearsal.main(["vae-beta1", "--faces", "30", "--chunk", "10", "--seeds", "8",
