@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
 .PHONY: run test test-slow test-all install install-test bench bench-training figures train-vaes \
-        ship-vaes report train-diffusion eval-ldm campaign train-all curves clean
+        ship-vaes report rehearsal train-diffusion eval-ldm campaign train-all curves clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ ship-vaes: install
 
 report: install
 	$(PY) -m playground.evaluation.report vae --out assets/report --threads 1
+
+# Every target again on faces no split holds and on held-out prompts (~10 min on one core).
+rehearsal: install
+	$(PY) -m playground.evaluation.rehearsal --threads 1 --write
 
 # Speed options (bf16 autocast, channels_last) are chosen by each run on its machine (--amp auto,
 # --layout auto): never named in a recipe. `make bench-training` shows what each option gives.
