@@ -97,11 +97,17 @@ def reconstruction_probe(model, judge, x: torch.Tensor, attributes: dict[str, An
 @torch.no_grad()
 def vae_factor_scores(vae, x: torch.Tensor, factors: dict[str, np.ndarray]) -> dict:
     """Best |r| of one μ dimension with light, and MIG, on the faces `x`."""
+    vae.eval()
+    mu = torch.cat([vae.encode(b)[0] for b in x.split(250)]).float().cpu().numpy()
+    return factor_scores(mu, factors)
+
+
+def factor_scores(mu: np.ndarray, factors: dict[str, np.ndarray]) -> dict:
+    """Best |r| of one dimension of `mu` (N, D) with light, and MIG, against the first N
+    entries of each factor."""
     from playground.data.synthfaces import CATEGORICAL_FACTORS
     from playground.evaluation import metrics
 
-    vae.eval()
-    mu = torch.cat([vae.encode(b)[0] for b in x.split(250)]).float().cpu().numpy()
     n = mu.shape[0]
     factors = {k: np.asarray(v)[:n] for k, v in factors.items()}
     categorical = {k: v for k, v in CATEGORICAL_FACTORS.items() if k in factors}

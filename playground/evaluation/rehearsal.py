@@ -51,6 +51,11 @@ def _chunks(values: np.ndarray, chunk: int) -> np.ndarray:
     return values[:whole].reshape(-1, chunk).mean(axis=1) if whole else values.mean()[None]
 
 
+def _chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
+    """(start, stop) of each whole chunk of `chunk` of `n` items (none when n < chunk)."""
+    return [(i, i + chunk) for i in range(0, n - chunk + 1, chunk)]
+
+
 def _reading(number: str, value: float, chunk_values, target: float | None) -> dict[str, Any]:
     chunk_values = np.atleast_1d(np.asarray(chunk_values, dtype=float))
     return {"number": number, "value": float(value), "chunk_min": float(chunk_values.min()),
@@ -77,12 +82,14 @@ def factor_readings(vae, dataset, chunk: int, targets: dict[str, float]) -> list
     """Best |r| of one μ dimension with light, and MIG, on all faces and on each chunk."""
     from playground.data.images import images_to_tensor
 
-    x = images_to_tensor(dataset.images)
+    vae.eval()
+    with torch.no_grad():  # encode once; the chunks are slices of the same μ
+        mu = torch.cat([vae.encode(b)[0] for b in images_to_tensor(dataset.images).split(250)])
+    mu = mu.float().cpu().numpy()
     factors = {k: np.asarray(v) for k, v in dataset.factors.items()}
-    whole = quality.vae_factor_scores(vae, x, factors)
-    parts = [quality.vae_factor_scores(vae, x[i:i + chunk], {k: v[i:i + chunk] for k, v in
-                                                             factors.items()})
-             for i in range(0, len(x) - chunk + 1, chunk)] or [whole]
+    whole = quality.factor_scores(mu, factors)
+    parts = [quality.factor_scores(mu[lo:hi], {k: v[lo:hi] for k, v in factors.items()})
+             for lo, hi in _chunk_bounds(len(mu), chunk)] or [whole]
     return [_reading(key, whole[key], [p[key] for p in parts], targets.get(key))
             for key in ("light_abs_r", "mig")]
 
@@ -102,7 +109,7 @@ def clip_readings(clip, dataset, chunk: int, target: float, floor: float) -> lis
         return s["zero_shot_auc"], per[lowest], lowest
 
     whole = scores(0, len(features))
-    parts = [scores(i, i + chunk) for i in range(0, len(features) - chunk + 1, chunk)] or [whole]
+    parts = [scores(lo, hi) for lo, hi in _chunk_bounds(len(features), chunk)] or [whole]
     lowest = _reading("zero_shot_auc_lowest", whole[1], [p[1] for p in parts], floor)
     lowest["attribute"] = whole[2]  # the chunks' lowest may be another attribute
     return [_reading("zero_shot_auc", whole[0], [p[0] for p in parts], target), lowest]
@@ -134,7 +141,7 @@ def rehearse(models=tuple(TARGETS), seeds=UNSEEN_SEEDS, faces: int = FACES, chun
 
     judge = load_model(judge_name)
     wanted = [m for m in models if TARGETS.get(m) or m in MORE_TARGETS]
-    loaded = {m: load_model(m) for m in wanted if m != "ldm"}
+    loaded = {m: judge if m == judge_name else load_model(m) for m in wanted if m != "ldm"}
     rows: list[dict] = []
     if "ldm" in wanted:
         rows += [{"model": "ldm", **r} for r in prompt_readings(
@@ -145,8 +152,8 @@ def rehearse(models=tuple(TARGETS), seeds=UNSEEN_SEEDS, faces: int = FACES, chun
             more = dict(MORE_TARGETS.get(name, ()))
             if key in ("small_detail_acc", "attribute_acc"):
                 names = quality.SMALL_DETAILS if key == "small_detail_acc" else ATTRIBUTE_NAMES
-                found = attribute_readings(model if name != judge_name else judge, judge,
-                                           dataset, chunk, tuple(names), key, target)
+                found = attribute_readings(model, judge, dataset, chunk, tuple(names), key,
+                                           target)
             elif key == "light_abs_r" or "mig" in more:
                 found = factor_readings(model, dataset, chunk, {**more, key: target})
             elif key == "zero_shot_auc":
