@@ -79,6 +79,28 @@ def test_a_text_head_trains_on_frozen_states_and_ships_alone(tmp_path, small_set
         assert not torch.allclose(headed.encode_text(prompts), first.encode_text(prompts))
 
 
+def test_a_frozen_image_tower_keeps_every_image_embedding_while_the_text_head_learns(
+        tmp_path, small_sets):
+    _train_then_freeze(tmp_path, small_sets, "text_only", text_head_layers=1,
+                       freeze_words=True, freeze_image_tower=True)
+    first, text_only = load_model(tmp_path / "first"), load_model(tmp_path / "text_only")
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(text_only.encode_image(images), first.encode_image(images),
+                                   rtol=0, atol=0)
+    moved = {name for name, p in text_only.state_dict().items()
+             if name in first.state_dict() and not torch.equal(p, first.state_dict()[name])}
+    assert moved and moved <= {"clip.text_projection", "clip.logit_scale"}, moved
+    assert float(text_only.text_head.out.weight.detach().abs().sum()) > 0  # learned from zero
+    train, val = small_sets
+    common = dict(**TINY_CLIP, batch_size=32, max_steps=3, threads=1, progress=False)
+    with pytest.raises(ValueError, match="--freeze-text-states"):
+        CLIPTrainConfig(**common, freeze_image_tower=True)
+    with pytest.raises(ValueError, match="image embedding"):
+        CLIPTrainConfig(**common, freeze_text_states=True, freeze_image_tower=True,
+                        attribute_weight=1.0)
+
+
 def test_a_detail_stem_trains_on_frozen_states_ships_alone_and_resumes(tmp_path, small_sets):
     from playground.training.ship import same_conditioning
 

@@ -324,6 +324,10 @@ class TextImageCLIP(_TokenizerMixin, nn.Module):
             table.requires_grad_(True)
             table.register_hook(lambda grad: grad * rows)
 
+    def freeze_image_tower(self) -> None:
+        """Stop training the image tower (stem, ViT, projection): image embeddings stay exact."""
+        self.clip.visual.requires_grad_(False)
+
     def encode_text(self, texts_or_tokens, normalize: bool = True) -> torch.Tensor:
         """Prompts (list of str) or token ids (B, L) → embeddings (B, E), L2-normalised.
 

@@ -24,6 +24,8 @@ temperature against the shipped text states, which stay bit for bit what the U-N
 Those states blur the small-detail words, so ``--text-head-layers N`` adds a `TextHead` after
 them: N blocks over each token's state and its word, whose output (zero at the start) joins the
 end token's state before the projection; it trains with the states frozen.
+``--freeze-image-tower`` keeps the image tower too, so that only that head, the text projection
+and the temperature learn, and no image embedding moves.
 
 ``--negatives-say-absent`` makes every hard negative that takes a feature away say so
 ("… with hair that is not brown"), so that "not brown" is a caption a brown-haired face must
@@ -136,6 +138,8 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
             if new_tokens:
                 model.config.state_tokens = tuple(sorted(frozen))
             model.freeze_text_states(() if cfg.freeze_words else new_tokens)
+        if cfg.freeze_image_tower:
+            model.freeze_image_tower()
         model.config.known_tokens = tuple(sorted(vocabulary))
         trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if labels is not None:
@@ -325,6 +329,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-words", dest="freeze_words", action="store_true", default=S,
                    help="with --freeze-text-states, also keep the embedding rows of words no "
                         "U-Net reads (the init trained them): a faster step")
+    p.add_argument("--freeze-image-tower", dest="freeze_image_tower", action="store_true",
+                   default=S, help="with --freeze-text-states, keep the image tower as well: "
+                                   "only the text head, the text projection and the "
+                                   "temperature train (every image embedding stays exact)")
     p.add_argument("--absent-phrases", dest="absent_phrases", choices=ABSENT_PHRASINGS,
                    default=S, help=f"phrases for missing features in the captions: the U-Net's "
                                    f"(plain), or more, in new words (rich; with "

@@ -66,6 +66,10 @@ class CLIPTrainConfig(StartAndSpeed):
     # keep those rows too (the init trained them): nothing before the TextHead trains, the
     # text pass builds no graph and a CPU step is ~1.7x faster (continuing a settled CLIP)
     freeze_words: bool = False
+    # with --freeze-text-states, keep the image tower too: only the TextHead, the text
+    # projection and the temperature train, so every image embedding stays bit for bit and
+    # what the text side learns (e.g. what "not" does) cannot cost the image side a detail
+    freeze_image_tower: bool = False
     absent_phrases: str = "plain"  # captions' phrases for missing features: "plain" (the
     # U-Net's captions) or "rich" (more phrasings, in words a U-Net never read; see captions)
     # decay of an exponential moving average of the weights, which is what model.safetensors
@@ -117,6 +121,12 @@ class CLIPTrainConfig(StartAndSpeed):
         if self.freeze_words and not self.freeze_text_states:
             raise ValueError("--freeze-words keeps the word rows of frozen text states: "
                              "use it with --freeze-text-states")
+        if self.freeze_image_tower and not self.freeze_text_states:
+            raise ValueError("--freeze-image-tower leaves only the text side's head to train: "
+                             "use it with --freeze-text-states")
+        if self.freeze_image_tower and (self.attribute_weight or self.factor_weight):
+            raise ValueError("--attribute-weight and --factor-weight teach the image embedding, "
+                             "which --freeze-image-tower keeps as it is")
         pool_size = len(NEGATIVE_POOLS[self.negative_pool])
         if not 1 <= self.negatives_per_image <= pool_size:
             raise ValueError(f"negatives_per_image must be 1..{pool_size} for the "
@@ -141,4 +151,5 @@ FIXED_ON_RESUME = ("embed_dim", "patch_size", "vision_width", "vision_layers", "
                    "text_width", "text_layers", "text_heads", "text_head_layers",
                    "context_length", "batch_size",
                    "seed", "train_size", "hard_negatives", "freeze_text_states", "freeze_words",
+                   "freeze_image_tower",
                    "attribute_weight", "factor_weight", "head_balance", "ema_decay")
