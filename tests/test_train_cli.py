@@ -127,6 +127,39 @@ def test_a_deeper_decoder_warm_starts_as_the_plain_vae_and_its_blocks_train(tmp_
         dataclasses.replace(plain.config, decoder_extra_blocks=-1)
 
 
+def test_fine_blocks_grow_only_the_two_finest_decoder_levels_from_a_deeper_decoder(tmp_path):
+    """`--decoder-fine-blocks 1` on a VAE that already has extra blocks everywhere adds one more
+    at 16×16 and 32×32 only: it decodes exactly as its init, then they train."""
+    from playground.models.vae import BetaVAE
+    from playground.training.warm_start import warm_start
+
+    run(tmp_path / "deeper", max_steps=2, decoder_extra_blocks=1)
+    deeper = load_model(str(tmp_path / "deeper"))
+    finer = BetaVAE(dataclasses.replace(deeper.config, decoder_fine_blocks=1))
+    sizes = []  # the spatial size each fine stack runs at
+    for stack in finer.decoder_fine:
+        stack.register_forward_hook(lambda _m, inputs, _out: sizes.append(inputs[0].shape[-1]))
+    widths = [stack[0].block[-1].out_channels for stack in finer.decoder_fine]
+    assert widths == [deeper.config.channels[1], deeper.config.channels[0]]
+    added = sum(p.numel() for p in finer.parameters()) - sum(p.numel() for p in deeper.parameters())
+    assert added == sum(p.numel() for p in finer.decoder_fine.parameters()) < 100_000
+    warm_start(finer, str(tmp_path / "deeper"), verbose=False)
+    z = torch.randn(3, deeper.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(finer.decode_logits(z), deeper.decode_logits(z), rtol=0, atol=1e-5)
+    assert sizes == [16, 32]
+    grow = config_from_args(VAETrainConfig, argparse.Namespace(  # as the command line builds it
+        init=str(tmp_path / "deeper"), decoder_fine_blocks=1, out=str(tmp_path / "finer")))
+    assert (grow.decoder_extra_blocks, grow.decoder_fine_blocks) == (1, 1)
+    run(tmp_path / "finer", max_steps=2, init=str(tmp_path / "deeper"), warmup_steps=1,
+        decoder_extra_blocks=1, decoder_fine_blocks=1)
+    grown = load_model(str(tmp_path / "finer"))
+    assert (grown.config.decoder_extra_blocks, grown.config.decoder_fine_blocks) == (1, 1)
+    assert all(float(stack[0].block[-1].weight.detach().abs().sum()) > 0
+               for stack in grown.decoder_fine)
+    with pytest.raises(ValueError, match="decoder_fine_blocks"):
+        dataclasses.replace(deeper.config, decoder_fine_blocks=-1)
+
+
 def test_a_full_resolution_head_warm_starts_as_a_no_op_and_then_trains(tmp_path):
     """`--init NAME --full-res-channels 8` adds a 64×64 head whose projection starts at zero:
     the VAE decodes exactly as its init, then training moves the head, and a warm start from

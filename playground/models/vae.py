@@ -9,7 +9,9 @@ trained VAE warm-starts into the deeper decoder unchanged. With ``full_res_chann
 head also works at the full 64×64 resolution, where the plain decoder has only its last
 (linear) transposed convolution: it reads the same 32×32 features, upsamples them to that many
 channels, runs one residual block and adds a 1×1 projection to the logits; the projection
-starts at zero, so this head too warm-starts as a no-op. The β of the β-VAE lives in the loss
+starts at zero, so this head too warm-starts as a no-op. ``decoder_fine_blocks`` adds residual
+blocks (again starting as the identity) at the two finest resolutions only, 16 and 32, where a
+block costs 1/16 and 1/64 of the parameters of one at 4×4. The β of the β-VAE lives in the loss
 (`playground.models.losses.beta_vae_loss`); it is stored here only so a checkpoint knows how it was
 trained.
 
@@ -45,6 +47,9 @@ class VAEConfig:
     # width of the 64×64 head that adds a correction to the logits (0 = none): the decoder's
     # only non-linear layers at full resolution, where lips, brows and mouths are drawn
     full_res_channels: int = 0
+    # more residual blocks at the 16×16 and 32×32 decoder resolutions only (0 = none): depth
+    # where mouths, brows and lips are drawn, at ~0.2 MB of fp16 weights per block pair
+    decoder_fine_blocks: int = 0
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -60,8 +65,9 @@ class VAEConfig:
         if any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"every channel count in {self.channels} must be divisible by "
                              f"norm_groups={self.norm_groups}")
-        if self.decoder_extra_blocks < 0:
-            raise ValueError(f"decoder_extra_blocks must be >= 0, got {self.decoder_extra_blocks}")
+        for name in ("decoder_extra_blocks", "decoder_fine_blocks"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.full_res_channels < 0 or self.full_res_channels % self.norm_groups:
             raise ValueError(f"full_res_channels must be 0 or a positive multiple of "
                              f"norm_groups={self.norm_groups}, got {self.full_res_channels}")
@@ -111,7 +117,7 @@ class BetaVAE(nn.Module):
     """Convolutional β-VAE on (N, 3, 64, 64) images in [0, 1] with a 128-d Gaussian latent."""
 
     # weights a warm start may find missing in an older model: they start as the identity
-    new_at_warm_start = ("decoder_extra.", "full_res_head.")
+    new_at_warm_start = ("decoder_extra.", "full_res_head.", "decoder_fine.")
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
@@ -135,6 +141,11 @@ class BetaVAE(nn.Module):
         if config.decoder_extra_blocks:
             self.decoder_extra = nn.ModuleList(
                 identity_stack(width, g, config.decoder_extra_blocks) for width in back)
+        # decoder_fine[j] runs after decoder_extra at the two finest resolutions (16, 32)
+        self.decoder_fine = nn.ModuleList()
+        if config.decoder_fine_blocks:
+            self.decoder_fine = nn.ModuleList(
+                identity_stack(width, g, config.decoder_fine_blocks) for width in back[-2:])
         self.full_res_head = (FullResolutionHead(back[-1], config.full_res_channels,
                                                  config.in_channels, g)
                               if config.full_res_channels else None)
@@ -170,10 +181,14 @@ class BetaVAE(nn.Module):
         self._check_latents(z)
         c, s = self.config.channels[-1], self.config.bottleneck_size
         h = self.from_latent(z).view(-1, c, s, s)  # (N, 256, 4, 4)
-        for index, layer in enumerate(self.decoder[:-1]):
+        hidden = self.decoder[:-1]
+        for index, layer in enumerate(hidden):
             h = layer(h)
             if index < len(self.decoder_extra):
                 h = self.decoder_extra[index](h)
+            fine = index - (len(hidden) - len(self.decoder_fine))
+            if fine >= 0:
+                h = self.decoder_fine[fine](h)
         logits = self.decoder[-1](h)  # h: (N, 32, 32, 32) → (N, 3, 64, 64)
         if self.full_res_head is not None:
             logits = logits + self.full_res_head(h)

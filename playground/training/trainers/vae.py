@@ -69,6 +69,7 @@ class VAETrainConfig(StartAndSpeed):
     decoder_extra_blocks: int = 0  # residual blocks per decoder resolution, each starting as
     # the identity (so --init from a plain decoder starts where it was)
     full_res_channels: int = 0  # width of a 64×64 head on the logits (0 = none; starts as a no-op)
+    decoder_fine_blocks: int = 0  # more residual blocks at the 16×16 and 32×32 decoder levels
     checkpoint_minutes: float = 2.0  # also checkpoint this often within an epoch
     log_every: int = 20  # a "train" line in log.jsonl every N steps
     num_workers: int = 2  # DataLoader workers when images are read from files (CelebA)
@@ -80,7 +81,7 @@ class VAETrainConfig(StartAndSpeed):
     LEGACY_ARGS: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
     MODEL_KIND: ClassVar[str] = "vae"
     ARCHITECTURE: ClassVar[tuple[str, ...]] = ("latent_dim", "channels", "decoder_extra_blocks",
-                                             "full_res_channels")
+                                             "full_res_channels", "decoder_fine_blocks")
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -91,7 +92,8 @@ class VAETrainConfig(StartAndSpeed):
     def model_config(self) -> VAEConfig:
         return VAEConfig(latent_dim=self.latent_dim, channels=self.channels, beta=self.beta,
                          decoder_extra_blocks=self.decoder_extra_blocks,
-                         full_res_channels=self.full_res_channels)
+                         full_res_channels=self.full_res_channels,
+                         decoder_fine_blocks=self.decoder_fine_blocks)
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else runs_dir() / f"vae-beta{self.beta:g}-{self.dataset}"
@@ -99,7 +101,8 @@ class VAETrainConfig(StartAndSpeed):
 
 # Changing these would make a resumed run a different run.
 FIXED_ON_RESUME = ("beta", "dataset", "batch_size", "lr", "seed", "train_size", "latent_dim",
-                   "channels", "decoder_extra_blocks", "full_res_channels", "kl_warmup_steps",
+                   "channels", "decoder_extra_blocks", "full_res_channels", "decoder_fine_blocks",
+                   "kl_warmup_steps",
                    "lr_schedule", "lr_min_ratio")
 
 
@@ -284,6 +287,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full-res-channels", dest="full_res_channels", type=int, default=S,
                    help=f"width of a 64x64 head that corrects the logits, starting as a no-op "
                         f"(default {d.full_res_channels}: none)")
+    p.add_argument("--decoder-fine-blocks", dest="decoder_fine_blocks", type=int, default=S,
+                   help=f"more residual blocks at the 16x16 and 32x32 decoder resolutions only, "
+                        f"each starting as the identity (default {d.decoder_fine_blocks})")
     add_common_arguments(p, d, "run folder (default runs/vae-beta<β>-<dataset>)",
                          eval_help="the val loss and metrics", test_size=False)
 
