@@ -173,6 +173,19 @@ def test_curves_draw_every_model_with_a_curve(tmp_path):
     assert curves.main(["--out", str(out)]) == 1  # nothing to draw: said, not a blank picture
 
 
+def test_a_chain_retrained_from_scratch_is_not_joined_to_the_old_one():
+    import math
+
+    from playground.training.curves import chain_lines
+
+    points = [{"cpu_hours": h, "light_abs_r": r} for h, r in
+              ((1.0, 0.57), (4.0, 0.61), (0.1, 0.37), (0.9, 0.82), (2.4, 0.94))]
+    xs, ys = chain_lines(points, "light_abs_r")
+    assert xs[:2] == [1.0, 4.0] and xs[3:] == [0.1, 0.9, 2.4] and ys[3:] == [0.37, 0.82, 0.94]
+    assert math.isnan(xs[2]) and math.isnan(ys[2])  # one gap, where the hours fell
+    assert chain_lines(points[2:], "light_abs_r") == ([0.1, 0.9, 2.4], [0.37, 0.82, 0.94])
+
+
 def test_the_unet_panel_draws_its_second_number_on_its_own_axis(tmp_path):
     import matplotlib
 

@@ -45,6 +45,21 @@ def start_curve(name: str, judge: str = "judge") -> list[dict]:
     return [point]
 
 
+def chain_lines(points: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """x (cumulative CPU-hours) and y (``key``) of the probes, with a NaN gap wherever the
+    CPU-hours fall: a model retrained from scratch (e.g. β = 10's new seed) starts a new chain,
+    which must not be joined to the end of the old one by a line back in time."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for p in points:
+        if xs and p["cpu_hours"] < xs[-1]:
+            xs.append(float("nan"))
+            ys.append(float("nan"))
+        xs.append(p["cpu_hours"])
+        ys.append(p[key])
+    return xs, ys
+
+
 def second_number_axis(ax, name: str, points: list[dict], key: str) -> None:
     """The second number of a headline at its ceiling (`quality.SECOND_NUMBERS`, the U-Net's
     FD-judge from training captions) on a right-hand axis: the probes' (``probe_<key>``, small
@@ -55,7 +70,7 @@ def second_number_axis(ax, name: str, points: list[dict], key: str) -> None:
         return
     twin = ax.twinx()
     if probes:
-        twin.plot([p["cpu_hours"] for p in probes], [p[f"probe_{key}"] for p in probes], ".-",
+        twin.plot(*chain_lines(probes, f"probe_{key}"), ".-",
                   color="tab:green", ms=3, lw=0.8, label=f"{key}, probe (val faces, small n)")
     if shipped:
         twin.plot([p["cpu_hours"] for p in shipped], [p[key] for p in shipped], "s",
@@ -90,7 +105,7 @@ def plot(curves: dict[str, list[dict]], out: Path) -> Path:
         probes = [p for p in points if p.get("source") == "probe" and key in p]
         shipped = [p for p in points if p.get("source") == "shipped" and key in p]
         if probes:
-            ax.plot([p["cpu_hours"] for p in probes], [p[key] for p in probes], ".-",
+            ax.plot(*chain_lines(probes, key), ".-",
                     color="tab:blue", ms=3, lw=0.8, label="probe (val)")
         if shipped:
             ax.plot([p["cpu_hours"] for p in shipped], [p[key] for p in shipped], "o",
