@@ -92,7 +92,6 @@ def test_a_frozen_image_tower_keeps_every_image_embedding_while_the_text_head_le
              if name in first.state_dict() and not torch.equal(p, first.state_dict()[name])}
     assert moved and moved <= {"clip.text_projection", "clip.logit_scale"}, moved
     assert float(text_only.text_head.out.weight.detach().abs().sum()) > 0  # learned from zero
-    train, val = small_sets
     common = dict(**TINY_CLIP, batch_size=32, max_steps=3, threads=1, progress=False)
     with pytest.raises(ValueError, match="--freeze-text-states"):
         CLIPTrainConfig(**common, freeze_image_tower=True)
