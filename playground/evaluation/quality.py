@@ -95,11 +95,15 @@ def reconstruction_probe(model, judge, x: torch.Tensor, attributes: dict[str, An
 
 
 @torch.no_grad()
+def posterior_means(vae, x: torch.Tensor) -> np.ndarray:
+    """μ(x) of the faces `x` (N, 3, 64, 64) in [0, 1] → float32 (N, D), in batches of 250."""
+    vae.eval()
+    return torch.cat([vae.encode(b)[0] for b in x.split(250)]).float().cpu().numpy()
+
+
 def vae_factor_scores(vae, x: torch.Tensor, factors: dict[str, np.ndarray]) -> dict:
     """Best |r| of one μ dimension with light, and MIG, on the faces `x`."""
-    vae.eval()
-    mu = torch.cat([vae.encode(b)[0] for b in x.split(250)]).float().cpu().numpy()
-    return factor_scores(mu, factors)
+    return factor_scores(posterior_means(vae, x), factors)
 
 
 def factor_scores(mu: np.ndarray, factors: dict[str, np.ndarray]) -> dict:

@@ -82,10 +82,7 @@ def factor_readings(vae, dataset, chunk: int, targets: dict[str, float]) -> list
     """Best |r| of one μ dimension with light, and MIG, on all faces and on each chunk."""
     from playground.data.images import images_to_tensor
 
-    vae.eval()
-    with torch.no_grad():  # encode once; the chunks are slices of the same μ
-        mu = torch.cat([vae.encode(b)[0] for b in images_to_tensor(dataset.images).split(250)])
-    mu = mu.float().cpu().numpy()
+    mu = quality.posterior_means(vae, images_to_tensor(dataset.images))  # the chunks slice it
     factors = {k: np.asarray(v) for k, v in dataset.factors.items()}
     whole = quality.factor_scores(mu, factors)
     parts = [quality.factor_scores(mu[lo:hi], {k: v[lo:hi] for k, v in factors.items()})

@@ -6,7 +6,8 @@ downloaded here. `TextImageCLIP` wraps an ``open_clip.model.CLIP`` (a ViT image 
 causal text transformer) with open_clip's BPE ``SimpleTokenizer``, and adds what the rest of
 the playground needs:
 
-- `tokenize` / `truncated` — token ids (B, L) and which prompts were cut at the context length;
+- `tokenize` / `truncated` — token ids (B, L) and which prompts were cut at the context length
+  (`playground.models.clip_tokens`, shared with the pretrained adapter);
 - `encode_text_tokens` — the text transformer's output for every token, (B, L, D): the
   cross-attention context of the U-Net (Q from the latents, K/V from these);
 - `text_mask` — (B, L) True for real tokens (start, words, end), False for padding;
@@ -23,7 +24,6 @@ interface, where its weights can be had.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
@@ -33,8 +33,8 @@ from torch import nn
 
 from playground.models.checks import check_images
 from playground.models.clip_stem import PatchEmbedWithDetailStem, check_stem_channels
+from playground.models.clip_tokens import PAD_ID, TokenizerMixin
 
-PAD_ID = 0  # open_clip's SimpleTokenizer pads with 0
 EMBEDDING_KEY = "clip.token_embedding.weight"  # (vocab_size, D) in the module
 KNOWN_ROWS_KEY = "clip.token_embedding.known_rows"  # (K, D) in a saved file: known tokens only
 # what `encode_text_tokens` reads: the per-token text states a U-Net is conditioned on (the
@@ -119,70 +119,6 @@ class CLIPConfig:
             raise ValueError("image_mean / image_std need 3 values, std > 0")
 
 
-def _tokenizer(context_length: int):
-    from open_clip.tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer(context_length=context_length)
-
-
-class _TokenizerMixin:
-    """Tokenizer-side helpers shared by our CLIP and the pretrained adapter."""
-
-    context_length: int
-    known_tokens: frozenset[int]
-
-    def _get_tokenizer(self):
-        tok = getattr(self, "_tok", None)
-        if tok is None:
-            tok = _tokenizer(self.context_length)
-            object.__setattr__(self, "_tok", tok)  # not an nn.Module attribute
-        return tok
-
-    def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
-        """Token ids (B, L) int64: start token, BPE tokens, end token, zero padding; a prompt
-        longer than the context is cut (its last kept token becomes the end token)."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = [_check_text(t) for t in texts]
-        return self._get_tokenizer()(list(texts)).long()
-
-    def token_count(self, text: str) -> int:
-        """Tokens `text` needs, start and end tokens included."""
-        return len(self._get_tokenizer().encode(_check_text(text))) + 2
-
-    def truncated(self, texts: str | Sequence[str]) -> list[bool]:
-        """For each text, whether `tokenize` cuts it at the context length."""
-        if isinstance(texts, str):
-            texts = [texts]
-        return [self.token_count(t) > self.context_length for t in texts]
-
-    def unknown_words(self, text: str, states: bool = False) -> list[str]:
-        """Words of `text` with a token never seen in training (empty when nothing is known
-        about the training vocabulary); with `states`, never seen by the per-token states a
-        U-Net conditions on (`CLIPConfig.state_tokens`, when the model learned words later)."""
-        known = (getattr(self, "state_tokens", frozenset()) if states else frozenset()
-                 ) or self.known_tokens
-        if not known:
-            return []
-        tok = self._get_tokenizer()
-        unknown = []
-        for word in re.findall(r"[^\W_]+", _check_text(text).lower()):
-            if any(t not in known for t in tok.encode(word)):
-                unknown.append(word)
-        return unknown
-
-    @staticmethod
-    def text_mask(tokens: torch.Tensor) -> torch.Tensor:
-        """(B, L) bool, True where a token is real (start, text, end), False for padding."""
-        return tokens != PAD_ID
-
-
-def _check_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise ValueError(f"a prompt must be a string, got {type(text).__name__}")
-    return text
-
-
 class TextHead(nn.Module):
     """Bidirectional attention over what a U-Net reads — each token's final state followed by
     its normalised word embedding, (B, L, 2D) — giving a correction (B, L, D) that is added to
@@ -211,7 +147,7 @@ class TextHead(nn.Module):
         return self.out(self.blocks(self.inp(context), src_key_padding_mask=~mask))
 
 
-class TextImageCLIP(_TokenizerMixin, nn.Module):
+class TextImageCLIP(TokenizerMixin, nn.Module):
     """open_clip's CLIP (ViT image tower + causal text transformer) for 64×64 faces."""
 
     # weights a warm start may find missing in an older model: they start as a no-op

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.models.clip import TextImageCLIP, _TokenizerMixin
+from playground.models.clip import TextImageCLIP
+from playground.models.clip_tokens import TokenizerMixin
 
 
-class PretrainedCLIPAdapter(_TokenizerMixin, nn.Module):
+class PretrainedCLIPAdapter(TokenizerMixin, nn.Module):
     """A pretrained open_clip model behind `TextImageCLIP`'s interface (no known-token list:
     `unknown_words` returns nothing). Images are resized from 64×64 to the model's size."""
 
