@@ -277,6 +277,58 @@ def test_paired_absence_makes_a_caption_and_its_negative_differ_by_not(small_set
         CLIPTrainConfig(**TINY_CLIP, pair_absent=True)
 
 
+def test_a_hidden_hair_colour_leaves_not_brown_against_brown_as_the_only_colour_words(
+        small_sets):
+    from playground.data.captions import _HAIR_COLOURS, HAIR_COLOUR_NAMES
+    from playground.training.trainers.clip_captions import CaptionTokens
+
+    train = small_sets[0]
+    attrs = {k: np.asarray(v).astype(bool) for k, v in train.attributes.items()}
+    model = tiny_clip(context_length=77)
+    captions = CaptionTokens(train, model, seed=0, hard_negatives=True, negatives_per_image=2,
+                             absent="rich", hide_hair_colour=0.5)
+    positives, negatives = captions.texts(0)
+    has = np.stack([attrs[c] for c in HAIR_COLOUR_NAMES], axis=1)
+
+    def colours_named(text: str) -> set[str]:
+        """The colours a caption gives the hair: the words just before "hair" ("long wavy
+        chestnut hair"), not those after it ("hair that is not brown")."""
+        named = set()
+        for clause in text.split(","):
+            words = clause.split()
+            for j in (j for j, w in enumerate(words) if w == "hair" and words[j + 1:j + 2] != ["that"]):
+                before = []
+                for w in reversed(words[max(0, j - 3):j]):
+                    if w in ("and", "with"):
+                        break
+                    before.append(w)
+                named |= {c for c, ws in _HAIR_COLOURS.items() if set(ws) & set(before)}
+        return named
+
+    hidden = 0
+    for i in np.flatnonzero(has.sum(axis=1) == 1):
+        own = HAIR_COLOUR_NAMES[int(np.argmax(has[i]))]
+        if colours_named(positives[i]) == {own}:
+            continue  # shown as usual
+        hidden += 1
+        assert colours_named(positives[i]) == set()  # no colour named at all
+        lacks = [c for c, ws in _HAIR_COLOURS.items() if f"hair that is not {ws[0]}" in positives[i]]
+        assert lacks and own not in lacks  # but one it lacks is said to be missing
+        # and its first negative names one of those instead (its own stays unsaid)
+        assert colours_named(negatives[0][i]) & set(lacks)
+        assert own not in colours_named(negatives[0][i])
+    with_one = int((has.sum(axis=1) == 1).sum())
+    assert 0.3 * with_one < hidden < 0.7 * with_one
+    assert torch.equal(captions.for_epoch(0), model.tokenize(positives))  # the same draw
+    assert torch.equal(captions.negatives_for_epoch(0)[0], model.tokenize(negatives[0]))
+    with pytest.raises(ValueError, match="rich"):
+        CaptionTokens(train, model, seed=0, hard_negatives=True, hide_hair_colour=0.5)
+    with pytest.raises(ValueError, match="--hide-hair-colour"):
+        CLIPTrainConfig(**TINY_CLIP, hide_hair_colour=0.5)
+    with pytest.raises(ValueError, match="share of faces"):
+        CLIPTrainConfig(**TINY_CLIP, hide_hair_colour=1.5)
+
+
 def test_several_hard_negatives_flip_different_small_details(small_sets):
     from playground.data.captions import captions_for_dataset
     from playground.evaluation.quality import SMALL_DETAILS

@@ -70,6 +70,7 @@ _HAIR_COLOURS: dict[str, tuple[str, ...]] = {
     "Brown_Hair": ("brown", "chestnut"),
     "Gray_Hair": ("gray", "grey", "silver"),
 }
+HAIR_COLOUR_NAMES = tuple(_HAIR_COLOURS)
 _HAIR_TEXTURES: dict[str, tuple[str, ...]] = {"Straight_Hair": ("straight",), "Wavy_Hair": ("wavy",)}
 # Phrases for a feature the face lacks, used now and then: attribute -> phrases, said when the
 # attribute is 0, or 1 for No_Beard (whose 1 already means "no beard"). A text encoder that
@@ -228,17 +229,19 @@ def _noun(present: dict[str, bool], rng: np.random.Generator) -> str:
 
 def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
              hair_length: str | None = None, clauses: tuple[str, ...] = (),
-             absent: str = "plain", say_absent: str | None = None) -> str:
+             absent: str = "plain", say_absent: str | None = None, hide: str | None = None) -> str:
     """Build one caption. ``hair_length`` ("long"/"short") and ``clauses`` come from factors;
     ``absent`` picks the phrases for missing features (`ABSENT_PHRASINGS`); the attribute
-    named ``say_absent``, if the face lacks it, is always said to be missing."""
+    named ``say_absent``, if the face lacks it, is always said to be missing; the one named
+    ``hide`` is not mentioned though the face has it (and is not said to be missing)."""
     present = _present(attrs)
+    said = {name: on and name != hide for name, on in present.items()}
     noun = _noun(present, rng)
     adjectives: list[str] = []
     with_items: list[str] = []
     wearing_items: list[str] = []
     prefix = _pick(rng, _PREFIXES)
-    names = [name for name in _PHRASES if present.get(name, False)]
+    names = [name for name in _PHRASES if said.get(name, False)]
     rng.shuffle(names)
     for name in names:
         slots = _PHRASES[name]
@@ -253,7 +256,7 @@ def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
             _pick(rng, slots[slot]))
 
     # Hair: "long wavy blond and brown hair".
-    colours = [_pick(rng, words) for name, words in _HAIR_COLOURS.items() if present.get(name)]
+    colours = [_pick(rng, words) for name, words in _HAIR_COLOURS.items() if said.get(name)]
     textures = [_pick(rng, words) for name, words in _HAIR_TEXTURES.items() if present.get(name)]
     if colours or textures or hair_length:
         words = ([hair_length] if hair_length else []) + textures + ([_join(colours)] if colours else [])
@@ -362,13 +365,15 @@ def caption_from_factors(factors_row: Mapping[str, float | int], seed: int | np.
 def captions_for_dataset(attributes: Mapping[str, np.ndarray],
                          factors: Mapping[str, np.ndarray] | None = None,
                          seed: int = 0, absent: str = "plain",
-                         say_absent: Sequence[str | None] | None = None) -> list[str]:
+                         say_absent: Sequence[str | None] | None = None,
+                         hide: Sequence[str | None] | None = None) -> list[str]:
     """Captions for N faces: ``attributes`` maps names to (N,) arrays; ``factors`` likewise
     (SynthFaces) or None (CelebA). Row i uses the generator seeded by (seed, i), so its caption
     does not depend on the other rows (a subset gets the same captions). ``absent="rich"``
     says what a face lacks in more ways (`_RICH_NEGATIVE_PHRASES`: the CLIP's captions; the
     U-Net trains on the "plain" ones). ``say_absent[i]`` names an attribute that row i's
-    caption always says is missing when the face lacks it (a hard negative that took it away)."""
+    caption always says is missing when the face lacks it (a hard negative that took it away);
+    ``hide[i]`` one that it does not mention though the face has it."""
     if absent not in ABSENT_PHRASINGS:
         raise ValueError(f"absent must be one of {ABSENT_PHRASINGS}, got {absent!r}")
     columns = {name: np.asarray(values).reshape(-1) for name, values in attributes.items()}
@@ -379,8 +384,9 @@ def captions_for_dataset(attributes: Mapping[str, np.ndarray],
     n = lengths.pop() if lengths else 0
     if not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an int, got {type(seed).__name__}")
-    if say_absent is not None and len(say_absent) != n:
-        raise ValueError(f"say_absent needs one entry per face ({n}), got {len(say_absent)}")
+    for name, per_row in (("say_absent", say_absent), ("hide", hide)):
+        if per_row is not None and len(per_row) != n:
+            raise ValueError(f"{name} needs one entry per face ({n}), got {len(per_row)}")
     captions = []
     for i in range(n):
         rng = np.random.default_rng([int(seed), i])
@@ -389,5 +395,6 @@ def captions_for_dataset(attributes: Mapping[str, np.ndarray],
             _factor_extras({k: v[i] for k, v in factor_columns.items()}, rng)
             if factor_columns else (None, ()))
         captions.append(_compose(row, rng, hair_length, clauses, absent,
-                                 say_absent[i] if say_absent is not None else None))
+                                 say_absent[i] if say_absent is not None else None,
+                                 hide[i] if hide is not None else None))
     return captions

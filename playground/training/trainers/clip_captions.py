@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from playground.data.captions import ATTRIBUTE_PHRASES, captions_for_dataset
+from playground.data.captions import ATTRIBUTE_PHRASES, HAIR_COLOUR_NAMES, captions_for_dataset
 from playground.evaluation.quality import SMALL_DETAILS
 from playground.models.clip import TextImageCLIP
 from playground.store.checkpoints import load_model
@@ -34,7 +34,7 @@ class CaptionTokens:
     def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
                  negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"],
                  absent: str = "plain", balanced: bool = False, say_absent: bool = False,
-                 pair_absent: bool = False):
+                 pair_absent: bool = False, hide_hair_colour: float = 0.0):
         attributes = getattr(dataset, "attributes", None)
         if not attributes:
             raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
@@ -51,6 +51,12 @@ class CaptionTokens:
             raise ValueError("pair_absent pairs a caption with its first hard negative: it "
                              "needs hard_negatives and say_absent")
         self.balanced, self.say_absent, self.pair_absent = balanced, say_absent, pair_absent
+        self.colours = [a for a in HAIR_COLOUR_NAMES if a in self.flippable]
+        if hide_hair_colour and not (hard_negatives and absent == "rich" and len(self.colours) > 1):
+            raise ValueError("hiding hair colours pairs 'hair that is not brown' with a hard "
+                             "negative that says 'brown hair': it needs hard negatives, rich "
+                             "absent phrases and the hair colours in the negative pool")
+        self.hide_hair_colour = hide_hair_colour
         self.epoch, self.tokens, self.negatives = None, None, None
 
     def for_epoch(self, epoch: int) -> torch.Tensor:
@@ -61,31 +67,63 @@ class CaptionTokens:
         self._make(epoch)
         return self.negatives
 
-    def _make(self, epoch: int) -> None:
-        if self.epoch == epoch:
-            return
+    def texts(self, epoch: int) -> tuple[list[str], list[list[str]]]:
+        """Epoch `epoch`'s captions, one per image, and with hard negatives its K lists of
+        negative captions (else none)."""
         seed = self.seed * 100_003 + epoch
         n = len(next(iter(self.attributes.values())))
         choices = self._flips(epoch, n) if self.hard_negatives else None
         # with pair_absent, a caption also says that its face lacks what the first negative
         # adds: "… with hair that is not brown" against "… with brown hair", the two differing
         # mostly by the "not" (a second colour still shows: "black and brown hair")
-        self.tokens = self.model.tokenize(captions_for_dataset(
+        say = [self.flippable[c] for c in choices[:, 0]] if self.pair_absent else [None] * n
+        hide = self._hide_colours(epoch, choices, say) if self.hide_hair_colour else None
+        positives = captions_for_dataset(
             self.attributes, self.factors, seed=seed, absent=self.absent,
-            say_absent=[self.flippable[c] for c in choices[:, 0]] if self.pair_absent else None))
+            say_absent=say if self.pair_absent or hide else None, hide=hide)
+        # the same caption seed: the phrasing stays, only the flipped attribute's words change;
+        # with say_absent, a flip that takes a feature away says so ("… with hair that is not
+        # brown"), instead of 3 times in 10: then "not brown" is what a face with brown hair
+        # must not match, and the text side has to learn what "not" does
+        negatives = [captions_for_dataset(
+            flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
+            self.factors, seed=seed, absent=self.absent,
+            say_absent=[self.flippable[c] for c in choices[:, k]] if self.say_absent else None,
+            hide=hide) for k in range(self.negatives_per_image if self.hard_negatives else 0)]
+        return positives, negatives
+
+    def _make(self, epoch: int) -> None:
+        if self.epoch == epoch:
+            return
+        positives, negatives = self.texts(epoch)
+        self.tokens = self.model.tokenize(positives)
         if self.hard_negatives:
-            # the same caption seed: the phrasing stays, only the flipped attribute's words change
-            # with say_absent, a flip that takes a feature away says so ("… with hair that
-            # is not brown"), instead of 3 times in 10: then "not brown" is what a face with
-            # brown hair must not match, and the text side has to learn what "not" does
-            self.negatives = torch.stack([
-                self.model.tokenize(captions_for_dataset(
-                    flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
-                    self.factors, seed=seed, absent=self.absent,
-                    say_absent=([self.flippable[c] for c in choices[:, k]]
-                                if self.say_absent else None)))
-                for k in range(self.negatives_per_image)])
+            self.negatives = torch.stack([self.model.tokenize(k) for k in negatives])
         self.epoch = epoch
+
+    def _hide_colours(self, epoch: int, choices: np.ndarray, say: list[str | None]
+                      ) -> list[str | None]:
+        """Per face, the hair colour its caption leaves unsaid (None for most): on a share
+        `hide_hair_colour` of the faces with one colour, the caption names none and says one
+        colour the face lacks is missing, and the first hard negative adds that colour. Edits
+        `choices` (n, A) and `say` in place.
+
+        Why: when every caption names the colour, "hair that is not brown" never carries
+        information of its own, and the text side learns it as a weaker "brown" (the shipped
+        CLIP puts it closer to brown-haired faces than to any other). Here "hair that is not
+        brown" against "brown hair" is all that tells a black-haired face's caption from its
+        negative."""
+        rng = np.random.default_rng([self.seed, epoch, 2])
+        has = np.stack([self.attributes[c] for c in self.colours], axis=1).astype(bool)
+        picked = (has.sum(axis=1) == 1) & (rng.random(len(has)) < self.hide_hair_colour)
+        hide: list[str | None] = [None] * len(has)
+        for i in np.flatnonzero(picked):
+            own = int(np.argmax(has[i]))
+            other = self.colours[rng.choice([j for j in range(len(self.colours)) if j != own])]
+            hide[i], say[i] = self.colours[own], other
+            first = int(np.flatnonzero(choices[i] == self.flippable.index(other))[0])
+            choices[i, [0, first]] = choices[i, [first, 0]]
+        return hide
 
     def _flips(self, epoch: int, n: int) -> np.ndarray:
         """(n, A) indices into the pool: row i's first K are the attributes its K hard
