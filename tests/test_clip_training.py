@@ -325,8 +325,31 @@ def test_a_hidden_hair_colour_leaves_not_brown_against_brown_as_the_only_colour_
         CaptionTokens(train, model, seed=0, hard_negatives=True, hide_hair_colour=0.5)
     with pytest.raises(ValueError, match="--hide-hair-colour"):
         CLIPTrainConfig(**TINY_CLIP, hide_hair_colour=0.5)
-    with pytest.raises(ValueError, match="share of faces"):
+    with pytest.raises(ValueError, match="shares of faces"):
         CLIPTrainConfig(**TINY_CLIP, hide_hair_colour=1.5)
+
+
+def test_a_hidden_mustache_or_goatee_is_called_a_beard_against_without_a_beard(small_sets):
+    from playground.training.trainers.clip_captions import CaptionTokens
+
+    train = small_sets[0]
+    attrs = {k: np.asarray(v).astype(bool) for k, v in train.attributes.items()}
+    model = tiny_clip(context_length=77)
+    options = dict(seed=0, hard_negatives=True, negatives_per_image=2, absent="rich",
+                   say_absent=True)
+    usual = CaptionTokens(train, model, **options).texts(0)[0]
+    positives, negatives = CaptionTokens(train, model, hide_facial_hair=0.5, **options).texts(0)
+    one = set(np.flatnonzero(attrs["Mustache"] ^ attrs["Goatee"]).tolist())
+    hidden = [i for i in range(len(usual)) if positives[i] != usual[i]]
+    assert set(hidden) <= one  # only a face with a mustache or a goatee alone changes
+    assert 0.3 * len(one) < len(hidden) < 0.7 * len(one)
+    for i in hidden:
+        # "beard" is never said of such a face otherwise; its first negative flips No_Beard
+        assert "beard" in positives[i] and "without a beard" not in positives[i]
+        assert "without a beard" in negatives[0][i]
+    with pytest.raises(ValueError, match="No_Beard"):
+        CaptionTokens(train, model, seed=0, hard_negatives=True, pool=("Brown_Hair",),
+                      hide_facial_hair=0.5)
 
 
 def test_several_hard_negatives_flip_different_small_details(small_sets):

@@ -263,7 +263,7 @@ def _compose(attrs: Mapping[str, bool | int], rng: np.random.Generator,
         with_items.append(" ".join(words) + " hair")
 
     # Facial hair: Mustache/Goatee by name, otherwise No_Beard=0 is "a beard".
-    if present.get("No_Beard") is False and not (present.get("Mustache") or present.get("Goatee")):
+    if present.get("No_Beard") is False and not (said.get("Mustache") or said.get("Goatee")):
         if rng.random() < 0.3 and len(adjectives) < MAX_ADJECTIVES:
             adjectives.append("bearded")
         else:

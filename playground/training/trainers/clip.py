@@ -182,7 +182,8 @@ def _train(cfg: CLIPTrainConfig, info: DistInfo, device: torch.device, resume: b
     captions = CaptionTokens(train_set, model, cfg.seed, cfg.hard_negatives,
                              cfg.negatives_per_image, NEGATIVE_POOLS[cfg.negative_pool],
                              cfg.absent_phrases, cfg.balanced_negatives,
-                             cfg.negatives_say_absent, cfg.pair_absent, cfg.hide_hair_colour)
+                             cfg.negatives_say_absent, cfg.pair_absent, cfg.hide_hair_colour,
+                             cfg.hide_facial_hair)
 
     def step(x, idx, epoch, step_in_epoch):
         tokens = captions.for_epoch(epoch)[idx.cpu()]
@@ -312,6 +313,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hide-hair-colour", dest="hide_hair_colour", type=float, default=S,
                    help="share of faces whose caption names no hair colour but says one they "
                         "lack is missing, against a negative that names it (default 0: off)")
+    p.add_argument("--hide-facial-hair", dest="hide_facial_hair", type=float, default=S,
+                   help="share of faces with a mustache or goatee whose caption says 'a beard' "
+                        "instead, against a negative that says 'without a beard' (default 0)")
     p.add_argument("--attribute-weight", dest="attribute_weight", type=float, default=S,
                    help="weight of a loss in which a head (not shipped) reads the attribute "
                         "labels from the image embedding (default 0: off)")

@@ -34,7 +34,8 @@ class CaptionTokens:
     def __init__(self, dataset, model: TextImageCLIP, seed: int, hard_negatives: bool = False,
                  negatives_per_image: int = 1, pool: tuple[str, ...] = NEGATIVE_POOLS["all"],
                  absent: str = "plain", balanced: bool = False, say_absent: bool = False,
-                 pair_absent: bool = False, hide_hair_colour: float = 0.0):
+                 pair_absent: bool = False, hide_hair_colour: float = 0.0,
+                 hide_facial_hair: float = 0.0):
         attributes = getattr(dataset, "attributes", None)
         if not attributes:
             raise ValueError("CLIP trains on captioned faces: the dataset needs .attributes "
@@ -56,7 +57,11 @@ class CaptionTokens:
             raise ValueError("hiding hair colours pairs 'hair that is not brown' with a hard "
                              "negative that says 'brown hair': it needs hard negatives, rich "
                              "absent phrases and the hair colours in the negative pool")
-        self.hide_hair_colour = hide_hair_colour
+        if hide_facial_hair and not (hard_negatives and "No_Beard" in self.flippable):
+            raise ValueError("hiding a mustache or goatee pairs 'a beard' with a hard negative "
+                             "that says 'without a beard': it needs hard negatives and No_Beard "
+                             "in the negative pool")
+        self.hide_hair_colour, self.hide_facial_hair = hide_hair_colour, hide_facial_hair
         self.epoch, self.tokens, self.negatives = None, None, None
 
     def for_epoch(self, epoch: int) -> torch.Tensor:
@@ -77,7 +82,8 @@ class CaptionTokens:
         # adds: "… with hair that is not brown" against "… with brown hair", the two differing
         # mostly by the "not" (a second colour still shows: "black and brown hair")
         say = [self.flippable[c] for c in choices[:, 0]] if self.pair_absent else [None] * n
-        hide = self._hide_colours(epoch, choices, say) if self.hide_hair_colour else None
+        hide = (self._hidden(epoch, choices, say)
+                if self.hide_hair_colour or self.hide_facial_hair else None)
         positives = captions_for_dataset(
             self.attributes, self.factors, seed=seed, absent=self.absent,
             say_absent=say if self.pair_absent or hide else None, hide=hide)
@@ -101,28 +107,44 @@ class CaptionTokens:
             self.negatives = torch.stack([self.model.tokenize(k) for k in negatives])
         self.epoch = epoch
 
-    def _hide_colours(self, epoch: int, choices: np.ndarray, say: list[str | None]
-                      ) -> list[str | None]:
-        """Per face, the hair colour its caption leaves unsaid (None for most): on a share
-        `hide_hair_colour` of the faces with one colour, the caption names none and says one
-        colour the face lacks is missing, and the first hard negative adds that colour. Edits
-        `choices` (n, A) and `say` in place.
+    def _hidden(self, epoch: int, choices: np.ndarray, say: list[str | None]
+                ) -> list[str | None]:
+        """Per face, the attribute its caption leaves unsaid (None for most), so that a "not"
+        is all that tells its caption from its first hard negative. Edits `choices` (n, A) and
+        `say` in place.
+        - On a share `hide_hair_colour` of the faces with one hair colour, the caption names
+          none and says one colour the face lacks is missing; the negative adds that colour.
+        - On a share `hide_facial_hair` of the others with a mustache or a goatee alone, the
+          caption says "a beard" instead; the negative flips No_Beard ("without a beard").
 
         Why: when every caption names the colour, "hair that is not brown" never carries
         information of its own, and the text side learns it as a weaker "brown" (the shipped
-        CLIP puts it closer to brown-haired faces than to any other). Here "hair that is not
-        brown" against "brown hair" is all that tells a black-haired face's caption from its
-        negative."""
+        CLIP put it closer to brown-haired faces than to any other); likewise "without a
+        beard" is never what tells a goatee's caption from another's."""
         rng = np.random.default_rng([self.seed, epoch, 2])
-        has = np.stack([self.attributes[c] for c in self.colours], axis=1).astype(bool)
-        picked = (has.sum(axis=1) == 1) & (rng.random(len(has)) < self.hide_hair_colour)
-        hide: list[str | None] = [None] * len(has)
-        for i in np.flatnonzero(picked):
-            own = int(np.argmax(has[i]))
-            other = self.colours[rng.choice([j for j in range(len(self.colours)) if j != own])]
-            hide[i], say[i] = self.colours[own], other
-            first = int(np.flatnonzero(choices[i] == self.flippable.index(other))[0])
-            choices[i, [0, first]] = choices[i, [first, 0]]
+        n = len(choices)
+        hide: list[str | None] = [None] * n
+
+        def first_flip(i: int, name: str) -> None:
+            at = int(np.flatnonzero(choices[i] == self.flippable.index(name))[0])
+            choices[i, [0, at]] = choices[i, [at, 0]]
+
+        draw = rng.random(n)
+        if self.hide_hair_colour:
+            has = np.stack([self.attributes[c] for c in self.colours], axis=1).astype(bool)
+            for i in np.flatnonzero((has.sum(axis=1) == 1) & (draw < self.hide_hair_colour)):
+                own = int(np.argmax(has[i]))
+                other = self.colours[rng.choice([j for j in range(len(self.colours)) if j != own])]
+                hide[i], say[i] = self.colours[own], other
+                first_flip(i, other)
+        if self.hide_facial_hair:
+            kinds = [a for a in ("Mustache", "Goatee") if a in self.attributes]
+            has = np.stack([self.attributes[k] for k in kinds], axis=1).astype(bool)
+            draw = rng.random(n)
+            for i in np.flatnonzero((has.sum(axis=1) == 1) & (draw < self.hide_facial_hair)):
+                if hide[i] is None:
+                    hide[i], say[i] = kinds[int(np.argmax(has[i]))], "No_Beard"
+                    first_flip(i, "No_Beard")
         return hide
 
     def _flips(self, epoch: int, n: int) -> np.ndarray:

@@ -54,6 +54,9 @@ class CLIPTrainConfig(StartAndSpeed):
     # lacks is missing, against a first negative that names that colour, so "hair that is not
     # brown" has to mean something (0 = off; `CaptionTokens._hide_colours`)
     hide_hair_colour: float = 0.0
+    # likewise for a mustache or goatee: the caption says "a beard", its first negative
+    # "without a beard" (0 = off)
+    hide_facial_hair: float = 0.0
     # weight of an auxiliary BCE in which a training-only linear head reads the face's
     # attribute labels from the image embedding, so the tower keeps the details captions
     # flip too rarely (0 = off; see trainers.clip_losses)
@@ -122,13 +125,14 @@ class CLIPTrainConfig(StartAndSpeed):
                              f"got {self.negative_pool!r}")
         if self.pair_absent and not (self.hard_negatives and self.negatives_say_absent):
             raise ValueError("--pair-absent needs hard negatives and --negatives-say-absent")
-        if not 0 <= self.hide_hair_colour <= 1:
-            raise ValueError(f"hide_hair_colour is a share of faces in [0, 1], "
-                             f"got {self.hide_hair_colour}")
-        if self.hide_hair_colour and not (self.hard_negatives and self.absent_phrases == "rich"
-                                          and self.negative_pool == "all"):
-            raise ValueError("--hide-hair-colour needs hard negatives from the 'all' pool and "
-                             "--absent-phrases rich")
+        if not (0 <= self.hide_hair_colour <= 1 and 0 <= self.hide_facial_hair <= 1):
+            raise ValueError(f"hide_hair_colour and hide_facial_hair are shares of faces in "
+                             f"[0, 1], got {self.hide_hair_colour}, {self.hide_facial_hair}")
+        hides = self.hide_hair_colour or self.hide_facial_hair
+        if hides and not (self.hard_negatives and self.absent_phrases == "rich"
+                          and self.negative_pool == "all"):
+            raise ValueError("--hide-hair-colour and --hide-facial-hair need hard negatives "
+                             "from the 'all' pool and --absent-phrases rich")
         if self.freeze_words and not self.freeze_text_states:
             raise ValueError("--freeze-words keeps the word rows of frozen text states: "
                              "use it with --freeze-text-states")
