@@ -335,8 +335,8 @@ def test_a_hidden_mustache_or_goatee_is_called_a_beard_against_without_a_beard(s
     train = small_sets[0]
     attrs = {k: np.asarray(v).astype(bool) for k, v in train.attributes.items()}
     model = tiny_clip(context_length=77)
-    options = dict(seed=0, hard_negatives=True, negatives_per_image=2, absent="rich",
-                   say_absent=True)
+    # without say_absent too: the pair still differs by "without a beard"
+    options = dict(seed=0, hard_negatives=True, negatives_per_image=2, absent="rich")
     usual = CaptionTokens(train, model, **options).texts(0)[0]
     positives, negatives = CaptionTokens(train, model, hide_facial_hair=0.5, **options).texts(0)
     one = set(np.flatnonzero(attrs["Mustache"] ^ attrs["Goatee"]).tolist())

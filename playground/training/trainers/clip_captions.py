@@ -94,9 +94,20 @@ class CaptionTokens:
         negatives = [captions_for_dataset(
             flip_one_attribute(self.attributes, self.flippable, choice=choices[:, k]),
             self.factors, seed=seed, absent=self.absent,
-            say_absent=[self.flippable[c] for c in choices[:, k]] if self.say_absent else None,
+            say_absent=self._negative_says(choices[:, k], hide if k == 0 else None),
             hide=hide) for k in range(self.negatives_per_image if self.hard_negatives else 0)]
         return positives, negatives
+
+    def _negative_says(self, flips: np.ndarray, hide: list[str | None] | None
+                       ) -> list[str | None] | None:
+        """What each negative says is missing: with say_absent, what its flip took away;
+        otherwise only where a hidden feature's pair needs it ("without a beard")."""
+        names = [self.flippable[c] for c in flips]
+        if self.say_absent:
+            return names
+        if hide is None:
+            return None
+        return [name if h is not None else None for name, h in zip(names, hide)]
 
     def _make(self, epoch: int) -> None:
         if self.epoch == epoch:

@@ -52,7 +52,7 @@ class CLIPTrainConfig(StartAndSpeed):
     pair_absent: bool = False
     # share of the faces with one hair colour whose caption names none and says a colour it
     # lacks is missing, against a first negative that names that colour, so "hair that is not
-    # brown" has to mean something (0 = off; `CaptionTokens._hide_colours`)
+    # brown" has to mean something (0 = off; `CaptionTokens._hidden`)
     hide_hair_colour: float = 0.0
     # likewise for a mustache or goatee: the caption says "a beard", its first negative
     # "without a beard" (0 = off)
