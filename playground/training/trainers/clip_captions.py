@@ -86,7 +86,7 @@ class CaptionTokens:
                 if self.hide_hair_colour or self.hide_facial_hair else None)
         positives = captions_for_dataset(
             self.attributes, self.factors, seed=seed, absent=self.absent,
-            say_absent=say if self.pair_absent or hide else None, hide=hide)
+            say_absent=say, hide=hide)
         # the same caption seed: the phrasing stays, only the flipped attribute's words change;
         # with say_absent, a flip that takes a feature away says so ("… with hair that is not
         # brown"), instead of 3 times in 10: then "not brown" is what a face with brown hair
